@@ -1,0 +1,391 @@
+//! Connection tracking for dynamic SNAT (SPEC §6.1: default SNAT and same-subnet SNAT).
+//!
+//! One connection, two keys: the original direction's tuple and the reply direction's tuple
+//! both find the same entry (as OVS `struct conn`). The translation is immutable once chosen;
+//! what changes per packet (last seen, TCP state) is kept beside it. Entries live in a slab and
+//! are named by a [`ConnHandle`] (index + generation), so a flow holding a handle to a freed or
+//! expired entry sees it is stale. Freeing an entry removes its reply key, which is what holds
+//! its SNAT port: ports cannot leak.
+//!
+//! Port choice is deterministic: the original port when free (port-preserving), else the next
+//! free one upward in the pool, wrapping. Timeouts read the packet clock (`now` is an argument):
+//! UDP 300 s (RFC 4787 REQ-5), ICMP query 60 s (RFC 5508), TCP established 2 h 4 min and TCP
+//! opening or closing 4 min (RFC 5382). Expired entries are removed lazily when looked up, when
+//! their port is wanted, and by a small sweep per packet; none of these changes what a packet
+//! sees, so replay stays deterministic.
+//!
+//! Thread safety: the table is owned by one datapath and taken `&mut`.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use rules::compile::RouterRef;
+
+use crate::time::Instant;
+use crate::wire::{tcp_flags, Ipv4, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L4};
+
+pub const UDP_TIMEOUT: Duration = Duration::from_secs(300);
+pub const ICMP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const TCP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
+pub const TCP_TRANSITORY_TIMEOUT: Duration = Duration::from_secs(4 * 60);
+
+/// The SNAT port pool of SPEC §6.1.
+pub const PORT_POOL: (u16, u16) = (1024, 65535);
+
+/// A connection tuple as seen in one direction. For ICMP echo the identifier stands in for a
+/// port: a request is `(src, id) → (dst, 0)`, a reply `(src, 0) → (dst, id)`, so the reply
+/// direction's key of a request is exactly the key of its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CtKey {
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+}
+
+impl CtKey {
+    /// The key of a packet, for the protocols dynamic NAT translates.
+    pub fn of(ip: &Ipv4) -> Option<CtKey> {
+        let (sport, dport) = match ip.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
+            L4::Icmp { typ: ICMP_ECHO_REQUEST, rest, .. } => (u16::from_be_bytes([rest[0], rest[1]]), 0),
+            L4::Icmp { typ: ICMP_ECHO_REPLY, rest, .. } => (0, u16::from_be_bytes([rest[0], rest[1]])),
+            _ => return None,
+        };
+        Some(CtKey { proto: ip.proto, src: ip.src, sport, dst: ip.dst, dport })
+    }
+
+    /// The same tuple seen from the other end.
+    pub fn reversed(&self) -> CtKey {
+        CtKey { proto: self.proto, src: self.dst, sport: self.dport, dst: self.src, dport: self.sport }
+    }
+}
+
+/// Which rule made the mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnatKind {
+    /// §6.1 POSTROUTING 5 and 6: SNAT to gw-ip.
+    Default,
+    /// §6.1 POSTROUTING 7: SNAT to the router interface's IP.
+    SameSubnet,
+}
+
+/// Which direction of a connection a packet travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    Orig,
+    Reply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TcpState {
+    Opening,
+    Established,
+    Closing,
+}
+
+/// A tracked connection.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// The original direction, as the inside host sent it.
+    pub orig: CtKey,
+    /// The reply direction, as the outside host sends it (to the translated address and port).
+    pub reply: CtKey,
+    pub kind: SnatKind,
+    pub router: RouterRef,
+    last_seen: Instant,
+    tcp: TcpState,
+    seen_reply: bool,
+}
+
+impl Conn {
+    fn timeout(&self) -> Duration {
+        match self.orig.proto {
+            IPPROTO_TCP if self.tcp == TcpState::Established => TCP_ESTABLISHED_TIMEOUT,
+            IPPROTO_TCP => TCP_TRANSITORY_TIMEOUT,
+            IPPROTO_ICMP => ICMP_TIMEOUT,
+            _ => UDP_TIMEOUT,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        now.since(self.last_seen) > self.timeout()
+    }
+
+    /// The translated source of the original direction.
+    pub fn nat_src(&self) -> (Ipv4Addr, u16) {
+        (self.reply.dst, self.reply.dport)
+    }
+
+    fn touch(&mut self, dir: Dir, flags: u8, now: Instant) {
+        self.last_seen = now;
+        if self.orig.proto != IPPROTO_TCP {
+            return;
+        }
+        if flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+            self.tcp = TcpState::Closing;
+        } else if dir == Dir::Reply {
+            self.seen_reply = true;
+        } else if self.tcp == TcpState::Opening && self.seen_reply && flags & tcp_flags::ACK != 0 {
+            self.tcp = TcpState::Established;
+        }
+    }
+}
+
+/// A reference to a connection from one direction, held by flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnHandle {
+    idx: u32,
+    gen: u32,
+    pub dir: Dir,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    gen: u32,
+    conn: Option<Conn>,
+}
+
+/// Why a new mapping could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortsExhausted;
+
+/// The connection table.
+#[derive(Debug)]
+pub struct ConnTable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_key: HashMap<CtKey, (u32, Dir), ahash::RandomState>,
+    pool: (u16, u16),
+    sweep_at: usize,
+    live: usize,
+    /// Bumped whenever a connection is created: flows that saw a mapping missing depend on it.
+    generation: u64,
+}
+
+impl Default for ConnTable {
+    fn default() -> Self {
+        Self::with_pool(PORT_POOL)
+    }
+}
+
+impl ConnTable {
+    /// A table allocating SNAT ports from `lo..=hi` (tests use small pools).
+    pub fn with_pool(pool: (u16, u16)) -> Self {
+        ConnTable { slots: Vec::new(), free: Vec::new(), by_key: HashMap::default(), pool, sweep_at: 0, live: 0, generation: 0 }
+    }
+
+    /// Live connections.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The live connection a packet with `key` belongs to, and its direction; expired entries
+    /// are removed on the way.
+    pub fn lookup(&mut self, key: &CtKey, now: Instant) -> Option<ConnHandle> {
+        let &(idx, dir) = self.by_key.get(key)?;
+        let slot = &self.slots[idx as usize];
+        let conn = slot.conn.as_ref()?;
+        if conn.expired(now) {
+            self.remove(idx);
+            return None;
+        }
+        Some(ConnHandle { idx, gen: slot.gen, dir })
+    }
+
+    /// The connection behind a handle, if it is still the same live entry.
+    pub fn get(&self, h: ConnHandle) -> Option<&Conn> {
+        let slot = self.slots.get(h.idx as usize)?;
+        if slot.gen != h.gen {
+            return None;
+        }
+        slot.conn.as_ref()
+    }
+
+    /// Record a packet of the connection: refreshes its timer and TCP state. False when the
+    /// handle is stale or the connection expired (and was removed): the caller re-simulates.
+    #[inline]
+    pub fn touch(&mut self, h: ConnHandle, flags: u8, now: Instant) -> bool {
+        let Some(slot) = self.slots.get_mut(h.idx as usize) else {
+            return false;
+        };
+        if slot.gen != h.gen {
+            return false;
+        }
+        let Some(conn) = slot.conn.as_mut() else {
+            return false;
+        };
+        if conn.expired(now) {
+            self.remove(h.idx);
+            return false;
+        }
+        conn.touch(h.dir, flags, now);
+        true
+    }
+
+    /// Make a new mapping for `orig`, translating its source to `nat_ip` and a port from the pool.
+    pub fn create(
+        &mut self,
+        orig: CtKey,
+        nat_ip: Ipv4Addr,
+        kind: SnatKind,
+        router: RouterRef,
+        flags: u8,
+        now: Instant,
+    ) -> Result<ConnHandle, PortsExhausted> {
+        let (lo, hi) = self.pool;
+        let span = (hi - lo) as u32 + 1;
+        let first = if (lo..=hi).contains(&orig.sport) { orig.sport } else { lo };
+        let mut chosen = None;
+        for i in 0..span {
+            let port = lo + (((first - lo) as u32 + i) % span) as u16;
+            let reply = CtKey { proto: orig.proto, src: orig.dst, sport: orig.dport, dst: nat_ip, dport: port };
+            if self.key_free(&reply, now) {
+                chosen = Some(reply);
+                break;
+            }
+        }
+        let reply = chosen.ok_or(PortsExhausted)?;
+        if !self.key_free(&orig, now) {
+            // The same tuple cannot be live twice; callers look up first, so this is a stale one.
+            if let Some(&(idx, _)) = self.by_key.get(&orig) {
+                self.remove(idx);
+            }
+        }
+        let mut conn = Conn { orig, reply, kind, router, last_seen: now, tcp: TcpState::Opening, seen_reply: false };
+        conn.touch(Dir::Orig, flags, now);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[idx as usize];
+        slot.conn = Some(conn);
+        self.by_key.insert(orig, (idx, Dir::Orig));
+        self.by_key.insert(reply, (idx, Dir::Reply));
+        self.live += 1;
+        self.generation += 1;
+        Ok(ConnHandle { idx, gen: slot.gen, dir: Dir::Orig })
+    }
+
+    /// Whether `key` is unused, reclaiming it from an expired entry.
+    fn key_free(&mut self, key: &CtKey, now: Instant) -> bool {
+        match self.by_key.get(key) {
+            None => true,
+            Some(&(idx, _)) => match &self.slots[idx as usize].conn {
+                Some(c) if c.expired(now) => {
+                    self.remove(idx);
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
+    fn remove(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        if let Some(c) = slot.conn.take() {
+            self.by_key.remove(&c.orig);
+            self.by_key.remove(&c.reply);
+            slot.gen = slot.gen.wrapping_add(1);
+            self.free.push(idx);
+            self.live -= 1;
+        }
+    }
+
+    /// Look at a few entries and remove the expired ones.
+    pub fn sweep(&mut self, now: Instant, budget: usize) {
+        if self.slots.is_empty() {
+            return;
+        }
+        for _ in 0..budget.min(self.slots.len()) {
+            self.sweep_at = (self.sweep_at + 1) % self.slots.len();
+            let expired = self.slots[self.sweep_at].conn.as_ref().is_some_and(|c| c.expired(now));
+            if expired {
+                self.remove(self.sweep_at as u32);
+            }
+        }
+    }
+
+    /// Every live connection, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &Conn> {
+        self.slots.iter().filter_map(|s| s.conn.as_ref())
+    }
+}
+
+/// Whether a protocol can get a new dynamic mapping (TCP, UDP, ICMP echo request).
+pub fn can_originate(ip: &Ipv4) -> bool {
+    matches!(ip.l4, L4::Tcp { .. } | L4::Udp { .. } | L4::Icmp { typ: ICMP_ECHO_REQUEST, .. })
+        && matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> CtKey {
+        CtKey { proto: IPPROTO_UDP, src: src.into(), sport, dst: dst.into(), dport }
+    }
+
+    const GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+    const R: RouterRef = RouterRef(0);
+
+    #[test]
+    fn port_preserving_then_next_free() {
+        let mut t = ConnTable::default();
+        let now = Instant(0);
+        let a = t.create(key([10, 0, 0, 3], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
+        let b = t.create(key([10, 0, 0, 4], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
+        assert_eq!(t.get(a).unwrap().nat_src(), (GW, 5000));
+        assert_eq!(t.get(b).unwrap().nat_src(), (GW, 5001));
+        // The reply finds the connection from the other side.
+        let r = t.lookup(&key([8, 8, 8, 8], 53, GW.octets(), 5001), now).unwrap();
+        assert_eq!(r.dir, Dir::Reply);
+        assert_eq!(t.get(r).unwrap().orig.src, Ipv4Addr::new(10, 0, 0, 4));
+    }
+
+    #[test]
+    fn exhaustion_never_reuses_live_mappings() {
+        let mut t = ConnTable::with_pool((2000, 2001));
+        let now = Instant(0);
+        for i in 0..2 {
+            t.create(key([10, 0, 0, 3 + i], 7000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
+        }
+        assert_eq!(t.create(key([10, 0, 0, 9], 7000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now), Err(PortsExhausted));
+        // Another destination has its own ports.
+        assert!(t.create(key([10, 0, 0, 9], 7000, [8, 8, 4, 4], 53), GW, SnatKind::Default, R, 0, now).is_ok());
+        // Once the UDP timeout passes, the ports come back.
+        let later = now.saturating_add(UDP_TIMEOUT + Duration::from_secs(1));
+        assert!(t.create(key([10, 0, 0, 9], 7000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, later).is_ok());
+    }
+
+    #[test]
+    fn timeouts_follow_the_rfcs() {
+        let mut t = ConnTable::default();
+        let t0 = Instant(0);
+        let h = t.create(key([10, 0, 0, 3], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, t0).unwrap();
+        assert!(t.touch(h, 0, t0.saturating_add(Duration::from_secs(299))));
+        assert!(!t.touch(h, 0, t0.saturating_add(Duration::from_secs(299 + 301))));
+        assert!(t.is_empty());
+        // TCP: opening times out after 4 minutes, established after 2h4m.
+        let k = CtKey { proto: IPPROTO_TCP, ..key([10, 0, 0, 3], 4000, [8, 8, 8, 8], 80) };
+        let h = t.create(k, GW, SnatKind::Default, R, tcp_flags::SYN, t0).unwrap();
+        let r = t.lookup(&t.get(h).unwrap().reply.clone(), t0).unwrap();
+        assert!(t.touch(r, tcp_flags::SYN | tcp_flags::ACK, t0));
+        assert!(t.touch(h, tcp_flags::ACK, t0));
+        assert!(t.touch(h, tcp_flags::ACK, t0.saturating_add(Duration::from_secs(3600))));
+        assert!(!t.touch(h, tcp_flags::ACK, t0.saturating_add(Duration::from_secs(3600 + 7441))));
+    }
+}

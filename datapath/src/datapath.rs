@@ -1,0 +1,373 @@
+//! One datapath instance: a packet in, frames out. Follow a packet through [`Datapath::process`]:
+//! timers on the packet clock, parse, flow lookup, and on a hit the cached actions; on a miss the
+//! simulation, whose result becomes a flow that is applied the same way a hit is (so a cached
+//! flow and a fresh simulation give the same bytes by construction).
+//!
+//! Thread safety: a `Datapath` is one worker's state, taken `&mut`; the topology is shared
+//! read-only behind an `Arc`.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use rules::compile::Topology;
+use rules::model::Mac;
+
+use crate::ct::ConnTable;
+use crate::drop::{DropCounters, DropReason};
+use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite, TunKey};
+use crate::iface::{Binding, IfIdx, IfaceError, Ifaces};
+use crate::learn::{Learned, ARP_RETRY, ARP_TRIES};
+use crate::sim::{frame::Frame, Sim, SimResult};
+use crate::time::Instant;
+use crate::wire::{self, vxlan, Frag, L3};
+
+/// Counters of one datapath. Every frame received ends up in exactly one of `forwarded`,
+/// `handled` and `drops` — a frame waiting for ARP is counted when it leaves or is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub rx: u64,
+    pub tx: u64,
+    /// Frames that left on at least one interface.
+    pub forwarded: u64,
+    /// Frames the datapath consumed: ARP answered or learned, echo requests answered.
+    pub handled: u64,
+    pub drops: DropCounters,
+    pub flow_hits: u64,
+    pub flow_misses: u64,
+    /// Frames received and sent per interface.
+    pub per_iface: Vec<(u64, u64)>,
+}
+
+impl Stats {
+    /// Frames received that are not accounted for yet (waiting for ARP).
+    pub fn waiting(&self) -> u64 {
+        self.rx - self.forwarded - self.handled - self.drops.total()
+    }
+}
+
+/// Frames sent for one input, in order; reused between packets.
+#[derive(Debug, Default)]
+pub struct TxBuf {
+    data: Vec<u8>,
+    frames: Vec<(IfIdx, Range<usize>)>,
+}
+
+impl TxBuf {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.frames.clear();
+    }
+
+    /// Reserve a frame of `len` bytes and return it to be written.
+    #[inline]
+    fn push(&mut self, iface: IfIdx, len: usize) -> &mut [u8] {
+        let start = self.data.len();
+        self.data.resize(start + len, 0);
+        self.frames.push((iface, start..start + len));
+        &mut self.data[start..start + len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (IfIdx, &[u8])> {
+        self.frames.iter().map(|(i, r)| (*i, &self.data[r.clone()]))
+    }
+}
+
+/// How one input ended.
+enum Fate {
+    Forwarded,
+    Handled,
+    Waiting,
+    Dropped(DropReason),
+}
+
+pub struct Datapath {
+    topo: Arc<Topology>,
+    ifs: Ifaces,
+    learned: Learned,
+    ct: ConnTable,
+    flows: FlowTable,
+    /// Bumped by a new snapshot and by every learned MAC or ARP entry; flows remember it.
+    epoch: u64,
+    cache: bool,
+    stats: Stats,
+    tx: TxBuf,
+    trace: bool,
+    last_trace: Vec<String>,
+}
+
+impl Datapath {
+    /// A datapath for host `host` of `topo`; `macs` gives interfaces' own MACs (SPEC §4 `--mac`).
+    pub fn new(topo: Arc<Topology>, host: &str, macs: &HashMap<String, Mac>) -> Result<Datapath, IfaceError> {
+        let ifs = Ifaces::for_host(&topo, host, macs)?;
+        let n = ifs.len();
+        Ok(Datapath {
+            topo,
+            ifs,
+            learned: Learned::default(),
+            ct: ConnTable::default(),
+            flows: FlowTable::default(),
+            epoch: 0,
+            cache: true,
+            stats: Stats { per_iface: vec![(0, 0); n], ..Default::default() },
+            tx: TxBuf::default(),
+            trace: false,
+            last_trace: Vec::new(),
+        })
+    }
+
+    /// Replace the connection table (tests use small SNAT pools).
+    pub fn with_conn_table(mut self, ct: ConnTable) -> Self {
+        self.ct = ct;
+        self
+    }
+
+    /// Turn the flow cache off (every packet simulated) or on.
+    pub fn set_flow_cache(&mut self, on: bool) {
+        self.cache = on;
+        self.flows.clear();
+    }
+
+    /// Record what the simulation does for each packet (see [`Datapath::last_trace`]).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// The steps of the last simulated packet, when tracing.
+    pub fn last_trace(&self) -> &[String] {
+        &self.last_trace
+    }
+
+    pub fn interfaces(&self) -> &Ifaces {
+        &self.ifs
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    pub fn conntrack(&self) -> &ConnTable {
+        &self.ct
+    }
+
+    /// The frames sent for the last input (and the timers it ran), in order.
+    pub fn tx(&self) -> &TxBuf {
+        &self.tx
+    }
+
+    /// Process one frame that arrived on `iface` at `now`.
+    pub fn process(&mut self, iface: IfIdx, frame: &[u8], now: Instant) {
+        self.tx.clear();
+        self.run_timers(now);
+        self.stats.rx += 1;
+        if let Some(c) = self.stats.per_iface.get_mut(iface.0 as usize) {
+            c.0 += 1;
+        }
+        match self.receive(iface, frame, now) {
+            Fate::Forwarded => self.stats.forwarded += 1,
+            Fate::Handled => self.stats.handled += 1,
+            Fate::Waiting => {}
+            Fate::Dropped(r) => self.stats.drops.incr(r),
+        }
+        self.stats.tx += self.tx.len() as u64;
+        for (i, _) in self.tx.frames.iter() {
+            if let Some(c) = self.stats.per_iface.get_mut(i.0 as usize) {
+                c.1 += 1;
+            }
+        }
+    }
+
+    /// The end of input: packets still waiting for ARP are dropped and counted.
+    pub fn finish(&mut self) {
+        for (_, p) in std::mem::take(&mut self.learned.pending) {
+            for _ in p.frames {
+                self.stats.drops.incr(DropReason::ArpPendingAtExit);
+            }
+        }
+    }
+
+    fn receive(&mut self, iface: IfIdx, frame: &[u8], now: Instant) -> Fate {
+        let h = match wire::parse(frame) {
+            Ok(h) => h,
+            Err(r) => return Fate::Dropped(r),
+        };
+        // A VXLAN frame on the underlay is matched by its tunnel and its inner frame.
+        let mut inner = None;
+        if self.ifs.get(iface).binding == Binding::Underlay {
+            if let (L3::Ipv4(ip), Some((hdr, off))) = (&h.l3, vxlan::view(frame, &h)) {
+                if ip.frag == Frag::Whole {
+                    if let Some(Ok(ih)) = frame.get(off..ip.end()).map(wire::parse) {
+                        let tun =
+                            TunKey { src: ip.src.octets(), dst: ip.dst.octets(), vni: hdr.vni, flags_i: hdr.flags & vxlan::FLAG_I != 0 };
+                        inner = Some((off..ip.end(), ih, tun));
+                    }
+                }
+            }
+        }
+        let (body, bh, key) = match &inner {
+            Some((r, ih, tun)) => (&frame[r.clone()], *ih, FlowKey::of(iface, Some(*tun), ih)),
+            None => (frame, h, FlowKey::of(iface, None, &h)),
+        };
+
+        if let (true, Some(k)) = (self.cache, key.as_ref()) {
+            if let Some(flow) = self.flows.get_mut(k) {
+                let fresh = flow.epoch == self.epoch
+                    && flow.ct_generation.is_none_or(|g| g == self.ct.generation())
+                    && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(&bh), now));
+                if fresh {
+                    flow.hits += 1;
+                    self.stats.flow_hits += 1;
+                    return apply(flow, body, &bh, &mut self.tx);
+                }
+                self.flows.remove(k);
+            }
+        }
+
+        self.stats.flow_misses += 1;
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, now, self.trace);
+        sim.ingress(iface, Frame { buf: frame.to_vec(), h });
+        let res = sim.res;
+        self.stats.forwarded += res.released;
+        self.ct.sweep(now, 2);
+        if res.learned {
+            self.epoch += 1;
+        }
+        if let Some(t) = &res.trace {
+            self.last_trace = t.clone();
+        }
+        if let (true, Some(k)) = (res.cacheable, key) {
+            if let Some(flow) = self.make_flow(&res, body, &bh) {
+                let fate = apply(&flow, body, &bh, &mut self.tx);
+                if self.cache {
+                    self.flows.insert(k, flow);
+                }
+                return fate;
+            }
+        }
+        emit_all(&res, &mut self.tx);
+        fate_of(&res)
+    }
+
+    /// Turn a cacheable simulation result into a flow, if its outputs share one rewrite.
+    fn make_flow(&self, res: &SimResult, body: &[u8], bh: &wire::Headers) -> Option<Flow> {
+        let mut rewrite = None;
+        let mut outputs = Vec::with_capacity(res.outputs.len());
+        for o in &res.outputs {
+            let oh = wire::parse(&o.frame).ok()?;
+            let r = Rewrite::derive(body, bh, &o.frame, &oh)?;
+            if rewrite.is_some_and(|prev| prev != r) {
+                return None;
+            }
+            rewrite = Some(r);
+            outputs.push(FlowOut { iface: o.iface, encap: o.encap });
+        }
+        let drop = if outputs.is_empty() { Some(res.drop.unwrap_or(DropReason::NoDestination)) } else { None };
+        Some(Flow {
+            rewrite: rewrite.unwrap_or_default(),
+            outputs,
+            drop,
+            epoch: self.epoch,
+            ct_generation: res.ct_absent.then(|| self.ct.generation()),
+            conn: res.conn,
+            hits: 0,
+        })
+    }
+
+    /// ARP retries and give-ups, on the packet clock (SPEC §6.4).
+    fn run_timers(&mut self, now: Instant) {
+        let due: Vec<_> = self.learned.pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, now, false);
+        for k in due {
+            let Some(p) = sim.learned.pending.get_mut(&k) else {
+                continue;
+            };
+            if p.tries >= ARP_TRIES {
+                if let Some(p) = sim.learned.pending.remove(&k) {
+                    for _ in p.frames {
+                        self.stats.drops.incr(DropReason::ArpUnresolved);
+                    }
+                }
+                continue;
+            }
+            p.tries += 1;
+            p.next_try = p.next_try.saturating_add(ARP_RETRY);
+            let (emit, req) = (p.emit, p.request.clone());
+            sim.send_arp_request(emit, req);
+        }
+        let res = sim.res;
+        emit_all(&res, &mut self.tx);
+    }
+}
+
+fn tcp_flags(h: &wire::Headers) -> u8 {
+    match h.l3 {
+        L3::Ipv4(wire::Ipv4 { l4: wire::L4::Tcp { flags, .. }, .. }) => flags,
+        _ => 0,
+    }
+}
+
+/// Run a flow's actions on a frame (the inner frame, for one that came through a tunnel).
+#[inline]
+fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf) -> Fate {
+    let L3::Ipv4(ip) = &h.l3 else {
+        return Fate::Dropped(DropReason::UnsupportedEthertype);
+    };
+    if let Some(r) = flow.drop {
+        return Fate::Dropped(r);
+    }
+    for out in &flow.outputs {
+        let enc = if out.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
+        let buf = tx.push(out.iface, enc + body.len());
+        let (outer, inner) = buf.split_at_mut(enc);
+        inner.copy_from_slice(body);
+        flow.rewrite.apply(inner, ip);
+        if let Some(t) = &out.encap {
+            t.write(outer, body.len());
+        }
+    }
+    Fate::Forwarded
+}
+
+/// Send a simulation's frames as they are (results that are not cached).
+fn emit_all(res: &SimResult, tx: &mut TxBuf) {
+    for o in &res.outputs {
+        let enc = if o.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
+        let buf = tx.push(o.iface, enc + o.frame.len());
+        let (outer, inner) = buf.split_at_mut(enc);
+        inner.copy_from_slice(&o.frame);
+        if let Some(t) = &o.encap {
+            t.write(outer, o.frame.len());
+        }
+    }
+}
+
+fn fate_of(res: &SimResult) -> Fate {
+    if res.queued {
+        Fate::Waiting
+    } else if res.own_outputs > 0 {
+        Fate::Forwarded
+    } else if res.handled {
+        Fate::Handled
+    } else {
+        Fate::Dropped(res.drop.unwrap_or(DropReason::NoDestination))
+    }
+}

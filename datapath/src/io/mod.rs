@@ -1,0 +1,3 @@
+//! Packet I/O backends: pcap replay (SPEC §4).
+
+pub mod pcap;

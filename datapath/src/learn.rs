@@ -1,0 +1,96 @@
+//! What the datapath learns from traffic: MAC locations (SPEC §5.3), ARP entries of router
+//! ports and of the underlay (§6.4, §7), and the packets waiting for an ARP answer.
+//!
+//! A change to either table bumps the datapath epoch, which invalidates every cached flow
+//! (§9: a learned MAC or ARP entry invalidates the flows that depended on it before the next
+//! packet uses them). Learning the same thing again changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use rules::compile::{NetRef, PortRef};
+use rules::model::Mac;
+
+use crate::iface::IfIdx;
+use crate::time::Instant;
+
+/// Where a learned MAC lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// Behind a bound port of this host (an uplink or a port without port security).
+    Port(PortRef),
+    /// Behind a VXLAN tunnel endpoint.
+    Tunnel(Ipv4Addr),
+}
+
+/// Whose ARP table: a router port's, or the host underlay's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ArpScope {
+    RouterPort(PortRef),
+    Underlay,
+}
+
+/// How a frame released from the ARP queue leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Straight out of an interface (a router port on the wire, or the underlay).
+    Iface(IfIdx),
+    /// Out of a router port into its network, to be bridged there.
+    RouterPort(PortRef),
+}
+
+/// Packets waiting for one next hop.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Complete frames whose destination MAC (bytes 0..6) is filled in on resolution.
+    pub frames: Vec<Vec<u8>>,
+    pub emit: Emit,
+    /// The request to send again.
+    pub request: Vec<u8>,
+    pub tries: u8,
+    pub next_try: Instant,
+}
+
+/// At most this many packets wait per unresolved address (SPEC §6.4).
+pub const PENDING_MAX: usize = 3;
+/// Requests sent before waiting packets are dropped.
+pub const ARP_TRIES: u8 = 3;
+/// Between requests.
+pub const ARP_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+pub struct Learned {
+    macs: HashMap<(NetRef, Mac), Location, ahash::RandomState>,
+    arp: HashMap<(ArpScope, Ipv4Addr), Mac, ahash::RandomState>,
+    /// Ordered, so retries fire in the same order on every run.
+    pub pending: BTreeMap<(ArpScope, Ipv4Addr), Pending>,
+}
+
+impl Learned {
+    /// Learn that `mac` is at `loc` on `net`; true if that is news.
+    pub fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location) -> bool {
+        self.macs.insert((net, mac), loc) != Some(loc)
+    }
+
+    pub fn mac(&self, net: NetRef, mac: Mac) -> Option<Location> {
+        self.macs.get(&(net, mac)).copied()
+    }
+
+    /// Learn an ARP entry; true if that is news.
+    pub fn learn_arp(&mut self, scope: ArpScope, ip: Ipv4Addr, mac: Mac) -> bool {
+        self.arp.insert((scope, ip), mac) != Some(mac)
+    }
+
+    pub fn arp(&self, scope: ArpScope, ip: Ipv4Addr) -> Option<Mac> {
+        self.arp.get(&(scope, ip)).copied()
+    }
+
+    pub fn mac_entries(&self) -> usize {
+        self.macs.len()
+    }
+
+    pub fn arp_entries(&self) -> usize {
+        self.arp.len()
+    }
+}

@@ -1,0 +1,24 @@
+//! edgepath's fast path.
+//!
+//! A frame arrives on an interface ([`iface`]); [`datapath::Datapath::process`] parses it
+//! ([`wire`]), looks its flow up ([`flow`]) and either applies the cached actions or simulates
+//! the virtual topology ([`sim`]: bridging, routing, NAT with connection tracking ([`ct`]),
+//! VXLAN) and caches the result. Every drop is counted under a [`drop::DropReason`]; every timer
+//! reads the packet clock ([`time`]). [`io::pcap`] replays pcap files through it.
+
+pub mod csum;
+pub mod ct;
+pub mod datapath;
+pub mod drop;
+pub mod flow;
+pub mod iface;
+pub mod io;
+pub mod learn;
+pub mod sim;
+pub mod time;
+pub mod wire;
+
+pub use datapath::{Datapath, Stats};
+pub use drop::DropReason;
+pub use iface::IfIdx;
+pub use time::Instant;

@@ -1,0 +1,632 @@
+//! Simulation: the first packet of a flow walks the virtual topology (SPEC §5–§7).
+//!
+//! Read it top to bottom: [`Sim::ingress`] dispatches on what the interface is bound to;
+//! a VM port goes through [`Sim::port_in`] (admin state, port security, learning) into
+//! [`Sim::bridge`] (ARP suppression, forwarding by MAC, flooding); a frame for a router port
+//! enters [`Sim::router_in`] → [`Sim::route`] (PREROUTING, local delivery, TTL, route lookup,
+//! POSTROUTING) → [`Sim::router_out`] (next-hop MAC) → [`Sim::router_emit`]; frames for other
+//! hosts leave by [`Sim::tunnel_out`]; VXLAN from the underlay comes in by [`Sim::underlay_in`].
+//!
+//! The simulation works on an owned copy of the packet and records every frame it sends in
+//! [`SimResult::outputs`]; the caller turns a cacheable result into a flow (`flow.rs`). Anything
+//! that makes a packet's fate depend on more than its headers and the tables — generated
+//! replies, ARP, queueing — marks the result not cacheable.
+
+pub mod frame;
+pub mod nat;
+
+use std::net::Ipv4Addr;
+
+use rules::compile::{NetRef, PortRef, RouterRef, Topology};
+use rules::model::{Mac, NetworkType};
+
+use crate::ct::{ConnHandle, ConnTable};
+use crate::drop::DropReason;
+use crate::iface::{Binding, IfIdx, Ifaces};
+use crate::learn::{ArpScope, Emit, Learned, Location, Pending, ARP_RETRY, PENDING_MAX};
+use crate::time::Instant;
+use crate::wire::{self, arp, icmp, vxlan, Arp, L3, L4};
+use frame::Frame;
+
+/// Devices a packet may pass before the loop guard drops it (SPEC §6.5).
+pub const MAX_DEVICES: u8 = 16;
+
+/// One frame the simulation sends.
+#[derive(Debug, Clone)]
+pub struct SimOut {
+    pub iface: IfIdx,
+    /// The frame as it leaves, before encapsulation.
+    pub frame: Vec<u8>,
+    /// The outer header when it leaves through a VXLAN tunnel.
+    pub encap: Option<vxlan::EncapTemplate>,
+}
+
+/// What simulating one packet did.
+#[derive(Debug, Clone)]
+pub struct SimResult {
+    pub outputs: Vec<SimOut>,
+    /// Whether the outcome may be cached as a flow.
+    pub cacheable: bool,
+    /// The first drop noted on the way; the packet's fate when nothing was sent.
+    pub drop: Option<DropReason>,
+    /// The packet was consumed by the datapath (ARP answered or learned, echo answered).
+    pub handled: bool,
+    /// The packet waits for an ARP answer; its fate is counted when it leaves or is dropped.
+    pub queued: bool,
+    /// Frames of earlier packets that an ARP answer released.
+    pub released: u64,
+    /// Frames sent that are the packet itself (not replies, errors or requests it caused).
+    pub own_outputs: u32,
+    /// The connection the packet belongs to (dynamic NAT).
+    pub conn: Option<ConnHandle>,
+    /// A NAT rule looked for a mapping and found none: the flow depends on that.
+    pub ct_absent: bool,
+    /// A MAC or ARP entry was learned: cached flows are stale.
+    pub learned: bool,
+    /// What the simulation did, step by step, when tracing.
+    pub trace: Option<Vec<String>>,
+    hops: u8,
+}
+
+impl SimResult {
+    fn new(trace: bool) -> Self {
+        SimResult {
+            outputs: Vec::new(),
+            cacheable: true,
+            drop: None,
+            handled: false,
+            queued: false,
+            released: 0,
+            own_outputs: 0,
+            conn: None,
+            ct_absent: false,
+            learned: false,
+            trace: trace.then(Vec::new),
+            hops: 0,
+        }
+    }
+}
+
+/// Where a frame enters or leaves a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    Port(PortRef),
+    /// A VXLAN tunnel endpoint (another host, or later a VTEP).
+    Tunnel(Ipv4Addr),
+}
+
+/// The simulation of one packet.
+pub struct Sim<'a> {
+    pub topo: &'a Topology,
+    pub ifs: &'a Ifaces,
+    pub learned: &'a mut Learned,
+    pub ct: &'a mut ConnTable,
+    pub now: Instant,
+    pub res: SimResult,
+    /// Above zero while sending frames the packet caused rather than the packet itself.
+    generating: u32,
+}
+
+macro_rules! note {
+    ($sim:expr, $($arg:tt)*) => {
+        if let Some(t) = $sim.res.trace.as_mut() {
+            t.push(format!($($arg)*));
+        }
+    };
+}
+pub(crate) use note;
+
+impl<'a> Sim<'a> {
+    pub fn new(topo: &'a Topology, ifs: &'a Ifaces, learned: &'a mut Learned, ct: &'a mut ConnTable, now: Instant, trace: bool) -> Self {
+        Sim { topo, ifs, learned, ct, now, res: SimResult::new(trace), generating: 0 }
+    }
+
+    fn drop(&mut self, r: DropReason) {
+        note!(self, "drop: {}", r.name());
+        if self.res.drop.is_none() {
+            self.res.drop = Some(r);
+        }
+    }
+
+    fn uncacheable(&mut self) {
+        self.res.cacheable = false;
+    }
+
+    fn output(&mut self, iface: IfIdx, f: Frame, encap: Option<vxlan::EncapTemplate>) {
+        note!(
+            self,
+            "output {}{}",
+            self.ifs.get(iface).name,
+            encap.map(|e| format!(" (VXLAN VNI {} to {})", e.vni(), e.dst())).unwrap_or_default()
+        );
+        if self.generating == 0 {
+            self.res.own_outputs += 1;
+        }
+        self.res.outputs.push(SimOut { iface, frame: f.buf, encap });
+    }
+
+    /// Send frames the packet caused (a reply, an error, a request): they are not the packet,
+    /// and a result that has them is not cached.
+    fn generated(&mut self, send: impl FnOnce(&mut Self)) {
+        self.uncacheable();
+        self.generating += 1;
+        send(self);
+        self.generating -= 1;
+    }
+
+    /// Count a device on the walk; false when the loop guard trips.
+    fn enter_device(&mut self) -> bool {
+        self.res.hops += 1;
+        if self.res.hops > MAX_DEVICES {
+            self.drop(DropReason::LoopGuard);
+            return false;
+        }
+        true
+    }
+
+    fn host_ip(&self) -> Ipv4Addr {
+        self.topo.host(self.ifs.host).tunnel_ip
+    }
+
+    // ---- ingress ---------------------------------------------------------------------------
+
+    /// A frame arrives on interface `i` (SPEC §2, §5.2).
+    pub fn ingress(&mut self, i: IfIdx, f: Frame) {
+        note!(self, "in {} ({} bytes)", self.ifs.get(i).name, f.buf.len());
+        match self.ifs.get(i).binding {
+            Binding::Underlay => self.underlay_in(i, f),
+            Binding::Port(p) => self.port_in(p, f),
+            Binding::RouterPort(p) => self.router_in(p, f),
+        }
+    }
+
+    /// A frame from a bound port enters its network (§5.2): admin state, port security, learning.
+    fn port_in(&mut self, p: PortRef, f: Frame) {
+        let port = self.topo.port(p);
+        let net = port.network;
+        note!(self, "port {} (network {})", port.id, self.topo.network(net).id);
+        if !port.admin_up {
+            return self.drop(DropReason::PortDown);
+        }
+        if port.port_security {
+            let src_mac = Mac(f.h.eth_src);
+            let mac_ok = src_mac == port.mac || port.allowed_pairs.iter().any(|(_, m)| *m == Some(src_mac));
+            if !mac_ok {
+                return self.drop(DropReason::SpoofedMac);
+            }
+            let src_ip = match &f.h.l3 {
+                L3::Ipv4(ip) => ip.src,
+                L3::Arp(a) => a.spa,
+            };
+            let ip_ok = (src_mac == port.mac && port.has_ip(src_ip))
+                || port.allowed_pairs.iter().any(|(net, m)| net.contains(&src_ip) && m.unwrap_or(port.mac) == src_mac);
+            if !ip_ok {
+                return self.drop(DropReason::SpoofedIp);
+            }
+        }
+        let src = Mac(f.h.eth_src);
+        if !self.topo.network(net).mac_to_port.contains_key(&src) && !src.is_multicast() {
+            self.learn_mac(net, src, Location::Port(p));
+        }
+        self.bridge(net, Attach::Port(p), f);
+    }
+
+    fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location) {
+        if self.learned.learn_mac(net, mac, loc) {
+            note!(self, "learn MAC {mac} at {loc:?}");
+            self.res.learned = true;
+        }
+    }
+
+    // ---- networks --------------------------------------------------------------------------
+
+    /// Forward a frame within network `net`, arriving from `from` (§5.3, §5.4).
+    fn bridge(&mut self, net: NetRef, from: Attach, f: Frame) {
+        if !self.enter_device() {
+            return;
+        }
+        let network = self.topo.network(net);
+        note!(self, "network {}", network.id);
+        if !network.admin_up {
+            return self.drop(DropReason::NetworkDown);
+        }
+        // §5.4 ARP suppression: answer for addresses the network knows, on the ingress port.
+        if let L3::Arp(a) = f.h.l3 {
+            if a.op == wire::ARP_REQUEST && a.spa != a.tpa {
+                if let Some(&mac) = network.arp_answers.get(&a.tpa) {
+                    if mac != Mac(a.sha) {
+                        note!(self, "ARP suppression: {} is at {mac}", a.tpa);
+                        self.uncacheable();
+                        self.res.handled = true;
+                        if let Ok(reply) = Frame::parse(arp::reply(&a, mac.0, a.tpa)) {
+                            self.generated(|s| s.deliver(net, from, reply));
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        let dst = Mac(f.h.eth_dst);
+        if dst.is_multicast() {
+            return self.flood(net, from, f);
+        }
+        let to = match network.mac_to_port.get(&dst) {
+            Some(&p) => Some(Attach::Port(p)),
+            None => match self.learned.mac(net, dst) {
+                Some(Location::Port(p)) => Some(Attach::Port(p)),
+                Some(Location::Tunnel(ip)) => Some(Attach::Tunnel(ip)),
+                None => None,
+            },
+        };
+        match to {
+            Some(to) if to == from => self.drop(DropReason::NoDestination),
+            Some(to) => self.deliver(net, to, f),
+            None => {
+                note!(self, "unknown unicast {dst}: flood");
+                self.flood(net, from, f)
+            }
+        }
+    }
+
+    /// Broadcast, multicast and unknown unicast go to every other port of the network and to
+    /// every other host with a port on it, never back where they came from (§5.3). Frames from
+    /// a tunnel are not sent to tunnels again (split horizon).
+    fn flood(&mut self, net: NetRef, from: Attach, f: Frame) {
+        let network = self.topo.network(net);
+        let me = self.ifs.host;
+        let mut sent = false;
+        let from_tunnel = matches!(from, Attach::Tunnel(_));
+        for &p in &network.ports {
+            if Attach::Port(p) == from {
+                continue;
+            }
+            let port = self.topo.port(p);
+            if port.router.is_some() {
+                // Routers take broadcast ARP only; they do not route broadcast IP.
+                if matches!(f.h.l3, L3::Arp(_)) {
+                    self.router_in(p, f.clone());
+                    sent = true;
+                }
+                continue;
+            }
+            if port.host == Some(me) && self.ifs.of_port(p).is_some() {
+                self.deliver(net, Attach::Port(p), f.clone());
+                sent = true;
+            }
+        }
+        if !from_tunnel {
+            for &h in &network.hosts {
+                if h == me {
+                    continue;
+                }
+                let ip = self.topo.host(h).tunnel_ip;
+                self.tunnel_out(ip, network.vni, f.clone());
+                sent = true;
+            }
+        }
+        if !sent {
+            self.drop(DropReason::NoDestination);
+        }
+    }
+
+    /// Hand a frame to one attachment of network `net`.
+    fn deliver(&mut self, net: NetRef, to: Attach, f: Frame) {
+        let p = match to {
+            Attach::Tunnel(ip) => return self.tunnel_out(ip, self.topo.network(net).vni, f),
+            Attach::Port(p) => p,
+        };
+        let port = self.topo.port(p);
+        if port.router.is_some() {
+            return self.router_in(p, f);
+        }
+        if !port.admin_up {
+            return self.drop(DropReason::PortDown);
+        }
+        match port.host {
+            Some(h) if h == self.ifs.host => match self.ifs.of_port(p) {
+                Some(i) => self.output(i, f, None),
+                None => self.drop(DropReason::PortUnbound),
+            },
+            Some(h) => {
+                note!(self, "port {} is on host {}", port.id, self.topo.host(h).id);
+                let ip = self.topo.host(h).tunnel_ip;
+                self.tunnel_out(ip, self.topo.network(net).vni, f)
+            }
+            None => self.drop(DropReason::PortUnbound),
+        }
+    }
+
+    // ---- VXLAN -----------------------------------------------------------------------------
+
+    /// Encapsulate toward tunnel endpoint `dst` with `vni` (SPEC §7, §7.1).
+    fn tunnel_out(&mut self, dst: Ipv4Addr, vni: Option<u32>, f: Frame) {
+        let Some(vni) = vni else {
+            return self.drop(DropReason::NoTunnelVni);
+        };
+        let Some(ul) = self.ifs.underlay else {
+            return self.drop(DropReason::NoTunnelVni);
+        };
+        let host = self.topo.host(self.ifs.host);
+        let next_hop = host.underlay_gateway.unwrap_or(dst);
+        let src_mac = self.ifs.get(ul).mac.0;
+        let sport = vxlan::source_port(&f.h);
+        match self.learned.arp(ArpScope::Underlay, next_hop) {
+            Some(mac) => {
+                let t = vxlan::EncapTemplate::new(src_mac, mac.0, host.tunnel_ip, dst, sport, vni);
+                self.output(ul, f, Some(t));
+            }
+            None => {
+                let t = vxlan::EncapTemplate::new(src_mac, [0; 6], host.tunnel_ip, dst, sport, vni);
+                let mut outer = vec![0u8; vxlan::ENCAP_LEN];
+                t.write(&mut outer, f.buf.len());
+                outer.extend_from_slice(&f.buf);
+                let request = arp::request(src_mac, host.tunnel_ip, next_hop);
+                self.queue(ArpScope::Underlay, next_hop, outer, Emit::Iface(ul), request);
+            }
+        }
+    }
+
+    /// A frame on the underlay: ARP for the tunnel IP, or VXLAN to it (SPEC §2, §7).
+    fn underlay_in(&mut self, i: IfIdx, f: Frame) {
+        let my_ip = self.host_ip();
+        if let L3::Arp(a) = f.h.l3 {
+            self.uncacheable();
+            if a.tpa != my_ip {
+                return self.drop(DropReason::ArpNotForUnderlay);
+            }
+            self.res.handled = true;
+            self.learn_arp(ArpScope::Underlay, a.spa, Mac(a.sha));
+            if a.op == wire::ARP_REQUEST {
+                let mac = self.ifs.get(i).mac.0;
+                if let Ok(r) = Frame::parse(arp::reply(&a, mac, my_ip)) {
+                    self.generated(|s| s.output(i, r, None));
+                }
+            }
+            return;
+        }
+        let Some(ip) = f.ipv4().copied() else {
+            return self.drop(DropReason::VxlanNotForUs);
+        };
+        let Some((hdr, inner_off)) = vxlan::view(&f.buf, &f.h) else {
+            return self.drop(DropReason::VxlanNotForUs);
+        };
+        if ip.dst != my_ip || ip.frag != wire::Frag::Whole {
+            return self.drop(DropReason::VxlanNotForUs);
+        }
+        if hdr.flags & vxlan::FLAG_I == 0 {
+            return self.drop(DropReason::VxlanNoIFlag);
+        }
+        let known = self.topo.host_by_tunnel_ip.get(&ip.src).is_some_and(|&h| h != self.ifs.host);
+        if !known {
+            return self.drop(DropReason::VxlanUnknownSource);
+        }
+        let Some(&net) = self.topo.network_by_vni.get(&hdr.vni) else {
+            return self.drop(DropReason::VxlanUnknownVni);
+        };
+        note!(self, "VXLAN from {} VNI {} → network {}", ip.src, hdr.vni, self.topo.network(net).id);
+        let inner = match f.buf.get(inner_off..ip.end()).map(|b| Frame::parse(b.to_vec())) {
+            Some(Ok(inner)) => inner,
+            Some(Err(r)) => return self.drop(r),
+            None => return self.drop(DropReason::TruncatedEthernet),
+        };
+        let src = Mac(inner.h.eth_src);
+        if !self.topo.network(net).mac_to_port.contains_key(&src) && !src.is_multicast() {
+            self.learn_mac(net, src, Location::Tunnel(ip.src));
+        }
+        self.bridge(net, Attach::Tunnel(ip.src), inner);
+    }
+
+    // ---- routers ---------------------------------------------------------------------------
+
+    /// A frame reaches router port `p` (§6).
+    fn router_in(&mut self, p: PortRef, f: Frame) {
+        if !self.enter_device() {
+            return;
+        }
+        let port = self.topo.port(p);
+        let Some(r) = port.router else {
+            return self.drop(DropReason::NotForRouter);
+        };
+        note!(self, "router {} in port {}", self.topo.router(r).id, port.id);
+        if !port.admin_up {
+            return self.drop(DropReason::PortDown);
+        }
+        match f.h.l3 {
+            L3::Arp(a) => self.router_arp(p, a),
+            L3::Ipv4(_) => {
+                if f.h.eth_dst != port.mac.0 {
+                    return self.drop(DropReason::NotForRouter);
+                }
+                self.route(r, p, f)
+            }
+        }
+    }
+
+    /// ARP at a router port (§6.1): answer for its IPs and the floating IPs it owns; learn
+    /// senders on its subnets, which releases packets waiting for them.
+    fn router_arp(&mut self, p: PortRef, a: Arp) {
+        self.uncacheable();
+        let port = self.topo.port(p);
+        let on_link = port.ips.iter().any(|ip| ip.subnet.contains(&a.spa));
+        let for_me = port.has_ip(a.tpa) || port.owned_fips.iter().any(|&fi| self.topo.fip(fi).addr == a.tpa);
+        if on_link && (for_me || a.op == wire::ARP_REPLY) {
+            self.learn_arp(ArpScope::RouterPort(p), a.spa, Mac(a.sha));
+        }
+        if a.op == wire::ARP_REQUEST && for_me {
+            note!(self, "ARP reply: {} is at {}", a.tpa, port.mac);
+            self.res.handled = true;
+            if let Ok(reply) = Frame::parse(arp::reply(&a, port.mac.0, a.tpa)) {
+                self.generated(|s| s.router_emit(p, reply));
+            }
+        } else if a.op == wire::ARP_REPLY && on_link {
+            self.res.handled = true;
+        } else {
+            self.drop(DropReason::ArpNotHandled);
+        }
+    }
+
+    /// Learn an ARP entry and send whatever waited for it.
+    fn learn_arp(&mut self, scope: ArpScope, ip: Ipv4Addr, mac: Mac) {
+        if self.learned.learn_arp(scope, ip, mac) {
+            note!(self, "learn ARP {ip} is at {mac}");
+            self.res.learned = true;
+        }
+        if let Some(pending) = self.learned.pending.remove(&(scope, ip)) {
+            note!(self, "release {} packets waiting for {ip}", pending.frames.len());
+            self.res.released += pending.frames.len() as u64;
+            for mut frame in pending.frames {
+                wire::write_bytes(&mut frame, 0, &mac.0);
+                let Ok(f) = Frame::parse(frame) else { continue };
+                self.generated(|s| match pending.emit {
+                    Emit::Iface(i) => s.output(i, f, None),
+                    Emit::RouterPort(rp) => s.bridge(s.topo.port(rp).network, Attach::Port(rp), f),
+                });
+            }
+        }
+    }
+
+    /// Route an IPv4 packet that entered router `r` by port `inport` (§6.1–§6.3, §6.1 NAT).
+    fn route(&mut self, r: RouterRef, inport: PortRef, mut f: Frame) {
+        let orig = f.clone();
+        // SPEC §6.1 PREROUTING
+        let dst_rewritten = match nat::prerouting(self, r, inport, &mut f) {
+            Ok(rewritten) => rewritten,
+            Err(reason) => return self.drop(reason),
+        };
+        let Some(ip) = f.ipv4().copied() else { return };
+        let router = self.topo.router(r);
+        // Local delivery: the router answers echo requests to its own IPs (§6.1).
+        if router.ports.iter().any(|&rp| self.topo.port(rp).has_ip(ip.dst)) {
+            if let L4::Icmp { typ: wire::ICMP_ECHO_REQUEST, .. } = ip.l4 {
+                if ip.frag == wire::Frag::Whole {
+                    note!(self, "echo request to router IP {}: reply", ip.dst);
+                    self.uncacheable();
+                    self.res.handled = true;
+                    let mac = self.topo.port(inport).mac.0;
+                    if let Some(Ok(reply)) = icmp::echo_reply(&f.buf, &ip, ip.dst, mac).map(Frame::parse) {
+                        self.generated(|s| s.router_emit(inport, reply));
+                    }
+                    return;
+                }
+            }
+            return self.drop(DropReason::ToRouterUnhandled);
+        }
+        // §6.3 TTL
+        if ip.ttl <= 1 {
+            self.icmp_error(&orig, inport, wire::ICMP_TIME_EXCEEDED, 0);
+            return self.drop(DropReason::TtlExceeded);
+        }
+        // §6.2 routing
+        let Some(route) = router.routes.lookup(ip.src, ip.dst) else {
+            self.icmp_error(&orig, inport, wire::ICMP_DEST_UNREACH, 0);
+            return self.drop(DropReason::NoRoute);
+        };
+        let outport = route.port;
+        let next_hop = route.via.unwrap_or(ip.dst);
+        note!(self, "route {} via {} out port {}", route.destination, next_hop, self.topo.port(outport).id);
+        // SPEC §6.1 POSTROUTING
+        if let Err(reason) = nat::postrouting(self, r, inport, outport, dst_rewritten, &mut f) {
+            return self.drop(reason);
+        }
+        f.dec_ttl();
+        self.router_out(outport, next_hop, f);
+    }
+
+    /// Send an ICMP error about `orig` from the ingress port's IP back the way it came (§6.3).
+    /// Never about an ICMP error, a later fragment, or a broadcast.
+    fn icmp_error(&mut self, orig: &Frame, inport: PortRef, typ: u8, code: u8) {
+        let Some(ip) = orig.ipv4() else { return };
+        let about_error = matches!(ip.l4, L4::Icmp { typ, .. } if wire::icmp_is_error(typ));
+        if about_error || ip.frag == wire::Frag::Later || wire::is_multicast(orig.h.eth_src) {
+            return;
+        }
+        let port = self.topo.port(inport);
+        let Some(src) = port.first_ip() else { return };
+        self.uncacheable();
+        note!(self, "ICMP type {typ} code {code} from {src} to {}", ip.src);
+        if let Some(Ok(err)) = icmp::error(&orig.buf, ip, typ, code, src, port.mac.0).map(Frame::parse) {
+            self.generated(|s| s.router_emit(inport, err));
+        }
+    }
+
+    /// Resolve the next hop's MAC and send out of `outport` (§6.4).
+    fn router_out(&mut self, outport: PortRef, next_hop: Ipv4Addr, mut f: Frame) {
+        let port = self.topo.port(outport);
+        if !port.admin_up {
+            return self.drop(DropReason::PortDown);
+        }
+        // A port of the snapshot or a floating IP's owning router port is known; anything
+        // else is resolved by ARP out of the egress port.
+        let known = self.topo.network(port.network).arp_answers.get(&next_hop).copied();
+        let mac = known.or_else(|| self.learned.arp(ArpScope::RouterPort(outport), next_hop));
+        match mac {
+            Some(mac) => {
+                f.set_eth(port.mac.0, mac.0);
+                self.router_emit(outport, f);
+            }
+            None => {
+                f.set_eth(port.mac.0, [0; 6]);
+                let src_ip = port.ips.iter().find(|i| i.subnet.contains(&next_hop)).or(port.ips.first()).map(|i| i.addr);
+                let Some(src_ip) = src_ip else {
+                    return self.drop(DropReason::NoRoute);
+                };
+                let request = arp::request(port.mac.0, src_ip, next_hop);
+                let emit = match self.ifs.of_port(outport) {
+                    Some(i) if port.host == Some(self.ifs.host) => Emit::Iface(i),
+                    _ => Emit::RouterPort(outport),
+                };
+                self.queue(ArpScope::RouterPort(outport), next_hop, f.buf, emit, request);
+            }
+        }
+    }
+
+    /// A frame leaves router port `p`: onto the wire if the port is bound to an interface of
+    /// this host, else into the port's network.
+    fn router_emit(&mut self, p: PortRef, f: Frame) {
+        let port = self.topo.port(p);
+        if port.interface.is_some() {
+            return match (port.host == Some(self.ifs.host), self.ifs.of_port(p)) {
+                (true, Some(i)) => self.output(i, f, None),
+                // An uplink of another host: its network has no VNI to carry the frame.
+                _ => self.drop(DropReason::NoTunnelVni),
+            };
+        }
+        if self.topo.network(port.network).kind == NetworkType::Local && port.host.is_some_and(|h| h != self.ifs.host) {
+            return self.drop(DropReason::NoTunnelVni);
+        }
+        self.bridge(port.network, Attach::Port(p), f)
+    }
+
+    /// Park a frame until `ip` answers ARP in `scope`; the first packet sends the request.
+    fn queue(&mut self, scope: ArpScope, ip: Ipv4Addr, frame: Vec<u8>, emit: Emit, request: Vec<u8>) {
+        self.uncacheable();
+        let now = self.now;
+        let entry = self.learned.pending.entry((scope, ip));
+        let first = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
+        let pending = entry.or_insert_with(|| Pending {
+            frames: Vec::new(),
+            emit,
+            request: request.clone(),
+            tries: 1,
+            next_try: now.saturating_add(ARP_RETRY),
+        });
+        if pending.frames.len() >= PENDING_MAX {
+            return self.drop(DropReason::ArpQueueFull);
+        }
+        pending.frames.push(frame);
+        note!(self, "wait for ARP of {ip} ({} waiting)", pending.frames.len());
+        self.res.queued = true;
+        if first {
+            self.send_arp_request(emit, request);
+        }
+    }
+
+    /// Send an ARP request the way a waiting frame will go.
+    pub fn send_arp_request(&mut self, emit: Emit, request: Vec<u8>) {
+        let Ok(f) = Frame::parse(request) else { return };
+        self.generated(|s| match emit {
+            Emit::Iface(i) => s.output(i, f, None),
+            Emit::RouterPort(p) => s.bridge(s.topo.port(p).network, Attach::Port(p), f),
+        });
+    }
+}

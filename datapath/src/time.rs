@@ -1,0 +1,28 @@
+//! The packet clock. Every timer reads an [`Instant`] handed in by its caller: replay passes
+//! the pcap timestamp of the packet being processed, live mode reads the clock once per batch.
+//! Nothing in the datapath reads a clock itself, so a replay is deterministic.
+
+use std::time::Duration;
+
+/// Nanoseconds on the packet clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instant(pub u64);
+
+impl Instant {
+    pub fn from_duration(d: Duration) -> Instant {
+        Instant(d.as_nanos().min(u64::MAX as u128) as u64)
+    }
+
+    pub fn as_duration(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+
+    pub fn saturating_add(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+    }
+
+    /// Time since `earlier`, zero if `earlier` is later.
+    pub fn since(self, earlier: Instant) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}

@@ -1,0 +1,152 @@
+//! VXLAN (RFC 7348): the header view for decapsulation and the 50-byte outer header template
+//! for encapsulation.
+//!
+//! Encapsulation format (SPEC §7): outer Ethernet (source: the sending interface's MAC,
+//! destination: the next hop's), outer IPv4 (DF set, TTL 64, id 0, protocol UDP), UDP destination
+//! port 4789 with checksum 0, and the source port from [`source_port`], VXLAN flags 0x08 and the
+//! 24-bit VNI. The template is built once at flow install with the outer IPv4 checksum computed
+//! for a zero length; applying it copies 50 bytes and adds the lengths to both the length fields
+//! and the checksum.
+
+use std::net::Ipv4Addr;
+
+use super::{Headers, L3, L4};
+use crate::csum;
+
+pub const PORT: u16 = 4789;
+/// Outer Ethernet + IPv4 + UDP + VXLAN.
+pub const ENCAP_LEN: usize = 14 + 20 + 8 + 8;
+/// The I flag: a valid VNI is present.
+pub const FLAG_I: u8 = 0x08;
+
+/// A received VXLAN header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vxlan {
+    pub flags: u8,
+    pub vni: u32,
+}
+
+/// The VXLAN header of a UDP/4789 frame and the offset of its inner frame. `None` when the frame
+/// is not UDP to port 4789 or too short to hold the header.
+pub fn view(frame: &[u8], h: &Headers) -> Option<(Vxlan, usize)> {
+    let L3::Ipv4(ip) = &h.l3 else { return None };
+    let L4::Udp { dport: PORT, .. } = ip.l4 else {
+        return None;
+    };
+    let off = ip.l4_off() + 8;
+    let v = frame.get(off..off + 8)?;
+    let vni = u32::from_be_bytes([0, v[4], v[5], v[6]]);
+    Some((Vxlan { flags: v[0], vni }, off + 8))
+}
+
+/// The outer header of one tunnel, ready to prepend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncapTemplate {
+    bytes: [u8; ENCAP_LEN],
+    /// Sum of the outer IPv4 header with total length 0 and checksum 0.
+    ip_sum: u32,
+}
+
+impl EncapTemplate {
+    pub fn new(eth_src: [u8; 6], eth_dst: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, vni: u32) -> Self {
+        let mut b = [0u8; ENCAP_LEN];
+        b[0..6].copy_from_slice(&eth_dst);
+        b[6..12].copy_from_slice(&eth_src);
+        b[12..14].copy_from_slice(&super::ETHERTYPE_IPV4.to_be_bytes());
+        let ip = &mut b[14..34];
+        ip[0] = 0x45;
+        ip[6] = 0x40; // DF
+        ip[8] = 64;
+        ip[9] = super::IPPROTO_UDP;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let ip_sum = csum::sum(ip);
+        b[34..36].copy_from_slice(&sport.to_be_bytes());
+        b[36..38].copy_from_slice(&PORT.to_be_bytes());
+        b[42] = FLAG_I;
+        b[46..49].copy_from_slice(&vni.to_be_bytes()[1..4]);
+        EncapTemplate { bytes: b, ip_sum }
+    }
+
+    /// Write the outer header into `out` (exactly [`ENCAP_LEN`] bytes) for an inner frame of
+    /// `inner_len` bytes.
+    #[inline]
+    pub fn write(&self, out: &mut [u8], inner_len: usize) {
+        if out.len() != ENCAP_LEN {
+            return;
+        }
+        out.copy_from_slice(&self.bytes);
+        let udp_len = (8 + 8 + inner_len) as u16;
+        let ip_len = 20 + udp_len;
+        out[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        let c = csum::finish(self.ip_sum + ip_len as u32);
+        out[24..26].copy_from_slice(&c.to_be_bytes());
+        out[38..40].copy_from_slice(&udp_len.to_be_bytes());
+    }
+
+    pub fn vni(&self) -> u32 {
+        u32::from_be_bytes([0, self.bytes[46], self.bytes[47], self.bytes[48]])
+    }
+
+    pub fn dst(&self) -> Ipv4Addr {
+        Ipv4Addr::new(self.bytes[30], self.bytes[31], self.bytes[32], self.bytes[33])
+    }
+}
+
+/// The outer UDP source port for an inner frame, in 49152–65535 (RFC 7348 §5 recommends the
+/// dynamic range). The hash is fixed so every machine sends the same bytes: 32-bit FNV-1a over
+/// the inner destination MAC, source MAC, and for IPv4 the source and destination address,
+/// protocol, and the L4 ports (zero when absent), in that order; port = 49152 + hash mod 16384.
+pub fn source_port(inner: &Headers) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= b as u32;
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    };
+    eat(&inner.eth_dst);
+    eat(&inner.eth_src);
+    if let L3::Ipv4(ip) = &inner.l3 {
+        eat(&ip.src.octets());
+        eat(&ip.dst.octets());
+        eat(&[ip.proto]);
+        let (s, d) = match ip.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        };
+        eat(&s.to_be_bytes());
+        eat(&d.to_be_bytes());
+    }
+    49152 + (h % 16384) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_a_valid_outer_header() {
+        let t = EncapTemplate::new(
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(192, 0, 2, 2),
+            50000,
+            0x123456,
+        );
+        let mut out = [0u8; ENCAP_LEN];
+        t.write(&mut out, 100);
+        let (ip, rest) = etherparse::Ipv4HeaderSlice::from_slice(&out[14..]).map(|h| (h.to_header(), ())).unwrap();
+        let _ = rest;
+        assert_eq!(ip.total_len, 20 + 8 + 8 + 100);
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        assert!(ip.dont_fragment);
+        assert_eq!(ip.time_to_live, 64);
+        assert_eq!(&out[36..38], &4789u16.to_be_bytes());
+        assert_eq!(&out[40..42], &[0, 0], "UDP checksum 0");
+        assert_eq!(out[42], 0x08);
+        assert_eq!(t.vni(), 0x123456);
+        assert_eq!(&out[46..50], &[0x12, 0x34, 0x56, 0]);
+    }
+}

@@ -1,0 +1,391 @@
+//! Compilation of a validated snapshot into the tables the fast path reads.
+//!
+//! The [`Topology`] is immutable once built: resources are held in vectors and referenced by
+//! small typed indices ([`PortRef`], [`NetRef`], …), names are resolved here once, and every
+//! lookup the simulation makes per packet is a vector index or one hash lookup. It is shared
+//! between workers behind an `Arc` and replaced whole when a new snapshot arrives.
+
+pub mod nat;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::model::{self, Mac, NetworkType, Snapshot};
+use crate::validate::{bound_interface, SnapshotError};
+
+pub use nat::{NatRules, PostRule, PreRule};
+pub use routes::{Route, RouteTable};
+
+macro_rules! index_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            /// The position in its table.
+            #[inline]
+            pub fn idx(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+
+index_type!(
+    /// A port of the topology.
+    PortRef
+);
+index_type!(
+    /// A network of the topology.
+    NetRef
+);
+index_type!(
+    /// A router of the topology.
+    RouterRef
+);
+index_type!(
+    /// A floating IP of the topology.
+    FipRef
+);
+index_type!(
+    /// A host of the topology.
+    HostRef
+);
+
+/// An address of a port, with the subnet it lies in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortIp {
+    pub addr: Ipv4Addr,
+    /// The subnet, host bits cleared.
+    pub subnet: Ipv4Net,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub id: String,
+    pub tunnel_ip: Ipv4Addr,
+    pub underlay_interface: Option<String>,
+    pub underlay_gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub id: String,
+    pub kind: NetworkType,
+    pub vni: Option<u32>,
+    pub admin_up: bool,
+    /// Every port on the network, in snapshot order.
+    pub ports: Vec<PortRef>,
+    /// The MACs of its ports (SPEC §5.3: known from the snapshot).
+    pub mac_to_port: HashMap<Mac, PortRef>,
+    /// ARP suppression (§5.4): addresses the network answers for, and with which MAC.
+    pub arp_answers: HashMap<Ipv4Addr, Mac>,
+    /// Hosts with a bound port on the network: where its floods are tunnelled (§5.3).
+    pub hosts: Vec<HostRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Port {
+    pub id: String,
+    pub network: NetRef,
+    pub mac: Mac,
+    pub ips: Vec<PortIp>,
+    /// The router, for router ports.
+    pub router: Option<RouterRef>,
+    pub host: Option<HostRef>,
+    /// The interface named by `binding:profile`, when the port is bound to one.
+    pub interface: Option<String>,
+    pub admin_up: bool,
+    /// The effective setting: the port's, else its network's.
+    pub port_security: bool,
+    pub allowed_pairs: Vec<(Ipv4Net, Option<Mac>)>,
+    /// Floating IPs this router port owns (answers ARP for).
+    pub owned_fips: Vec<FipRef>,
+}
+
+impl Port {
+    /// The first fixed IP, the address a router port speaks from.
+    pub fn first_ip(&self) -> Option<Ipv4Addr> {
+        self.ips.first().map(|i| i.addr)
+    }
+
+    pub fn has_ip(&self, ip: Ipv4Addr) -> bool {
+        self.ips.iter().any(|i| i.addr == ip)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Router {
+    pub id: String,
+    pub ports: Vec<PortRef>,
+    /// The port on `external_gateway_info.network_id`.
+    pub gateway_port: Option<PortRef>,
+    /// The gateway port's first fixed IP.
+    pub gw_ip: Option<Ipv4Addr>,
+    /// Default SNAT: a gateway and `enable_snat` not false.
+    pub default_snat: bool,
+    pub routes: RouteTable,
+    pub nat: NatRules,
+}
+
+#[derive(Debug, Clone)]
+pub struct FloatingIp {
+    pub id: String,
+    pub addr: Ipv4Addr,
+    pub fixed: Ipv4Addr,
+    pub router: RouterRef,
+    /// The router port on the floating network that owns the address.
+    pub fip_port: PortRef,
+    /// Whether `fip_port` is the router's gateway port (otherwise a router interface).
+    pub on_gateway: bool,
+}
+
+/// The compiled snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    pub version: u64,
+    pub hosts: Vec<Host>,
+    pub networks: Vec<Network>,
+    pub ports: Vec<Port>,
+    pub routers: Vec<Router>,
+    pub fips: Vec<FloatingIp>,
+    pub host_by_id: HashMap<String, HostRef>,
+    pub host_by_tunnel_ip: HashMap<Ipv4Addr, HostRef>,
+    pub network_by_vni: HashMap<u32, NetRef>,
+    pub port_by_id: HashMap<String, PortRef>,
+    /// The snapshot as loaded, for the collections later stages compile themselves.
+    pub snapshot: Snapshot,
+}
+
+impl Topology {
+    #[inline]
+    pub fn port(&self, p: PortRef) -> &Port {
+        &self.ports[p.idx()]
+    }
+    #[inline]
+    pub fn network(&self, n: NetRef) -> &Network {
+        &self.networks[n.idx()]
+    }
+    #[inline]
+    pub fn router(&self, r: RouterRef) -> &Router {
+        &self.routers[r.idx()]
+    }
+    #[inline]
+    pub fn host(&self, h: HostRef) -> &Host {
+        &self.hosts[h.idx()]
+    }
+    #[inline]
+    pub fn fip(&self, f: FipRef) -> &FloatingIp {
+        &self.fips[f.idx()]
+    }
+
+    /// Counts per collection, for `snapshot check` and the replay banner.
+    pub fn summary(&self) -> String {
+        let s = &self.snapshot;
+        format!(
+            "version {}: {} hosts, {} networks, {} subnets, {} ports, {} routers, {} floatingips, {} qos_policies, \
+             {} firewall_rules, {} firewall_policies, {} firewalls, {} logging_resources, {} gateway_devices, \
+             {} gateway_device_peerings, {} l2_gateways, {} l2_gateway_connections, {} remote_gateways, \
+             {} remote_gateway_connections, {} remote_macs",
+            s.version,
+            s.hosts.len(),
+            s.networks.len(),
+            s.subnets.len(),
+            s.ports.len(),
+            s.routers.len(),
+            s.floatingips.len(),
+            s.qos_policies.len(),
+            s.firewall_rules.len(),
+            s.firewall_policies.len(),
+            s.firewalls.len(),
+            s.logging_resources.len(),
+            s.gateway_devices.len(),
+            s.gateway_device_peerings.len(),
+            s.l2_gateways.len(),
+            s.l2_gateway_connections.len(),
+            s.remote_gateways.len(),
+            s.remote_gateway_connections.len(),
+            s.remote_macs.len(),
+        )
+    }
+
+    /// Compile a validated snapshot.
+    pub fn compile(snap: Snapshot) -> Result<Topology, SnapshotError> {
+        let mut t = Topology { version: snap.version, ..Default::default() };
+
+        for (i, h) in snap.hosts.iter().enumerate() {
+            let r = HostRef(i as u32);
+            t.host_by_id.insert(h.id.clone(), r);
+            t.host_by_tunnel_ip.insert(h.tunnel_ip, r);
+            t.hosts.push(Host {
+                id: h.id.clone(),
+                tunnel_ip: h.tunnel_ip,
+                underlay_interface: h.underlay_interface.clone(),
+                underlay_gateway: h.underlay_gateway,
+            });
+        }
+
+        let mut net_by_id = HashMap::new();
+        for (i, n) in snap.networks.iter().enumerate() {
+            let r = NetRef(i as u32);
+            net_by_id.insert(n.id.as_str(), r);
+            if let Some(v) = n.segmentation_id {
+                t.network_by_vni.insert(v.get(), r);
+            }
+            t.networks.push(Network {
+                id: n.id.clone(),
+                kind: n.network_type,
+                vni: n.segmentation_id.map(|v| v.get()),
+                admin_up: n.admin_state_up,
+                ports: Vec::new(),
+                mac_to_port: HashMap::new(),
+                arp_answers: HashMap::new(),
+                hosts: Vec::new(),
+            });
+        }
+        let router_by_id: HashMap<&str, RouterRef> =
+            snap.routers.iter().enumerate().map(|(i, r)| (r.id.as_str(), RouterRef(i as u32))).collect();
+        let subnet_cidr: HashMap<&str, Ipv4Net> = snap.subnets.iter().map(|s| (s.id.as_str(), s.cidr.trunc())).collect();
+
+        for (i, p) in snap.ports.iter().enumerate() {
+            let r = PortRef(i as u32);
+            let net = net_by_id[p.network_id.as_str()];
+            let net_security = snap.networks[net.idx()].port_security_enabled;
+            let ips = p
+                .fixed_ips
+                .iter()
+                .map(|f| {
+                    let subnet = match &f.subnet_id {
+                        Some(s) => subnet_cidr[s.as_str()],
+                        None => snap
+                            .subnets
+                            .iter()
+                            .filter(|s| s.network_id == p.network_id)
+                            .map(|s| s.cidr.trunc())
+                            .find(|c| c.contains(&f.ip_address))
+                            .unwrap_or_else(|| Ipv4Net::from(f.ip_address)),
+                    };
+                    PortIp { addr: f.ip_address, subnet }
+                })
+                .collect();
+            let host = p.binding_host_id.as_deref().and_then(|h| t.host_by_id.get(h).copied());
+            t.port_by_id.insert(p.id.clone(), r);
+            t.ports.push(Port {
+                id: p.id.clone(),
+                network: net,
+                mac: p.mac_address,
+                ips,
+                router: if p.is_router_port() { Some(router_by_id[p.device_id.as_str()]) } else { None },
+                host,
+                interface: bound_interface(p)?.map(str::to_string),
+                admin_up: p.admin_state_up,
+                port_security: p.port_security_enabled.unwrap_or(net_security),
+                allowed_pairs: p.allowed_address_pairs.iter().map(|a| (a.ip_address.0, a.mac_address)).collect(),
+                owned_fips: Vec::new(),
+            });
+            let n = &mut t.networks[net.idx()];
+            n.ports.push(r);
+            n.mac_to_port.insert(p.mac_address, r);
+            if let Some(h) = host {
+                if !n.hosts.contains(&h) {
+                    n.hosts.push(h);
+                }
+            }
+        }
+
+        for (i, r) in snap.routers.iter().enumerate() {
+            let me = RouterRef(i as u32);
+            let ports: Vec<PortRef> =
+                t.ports.iter().enumerate().filter(|(_, p)| p.router == Some(me)).map(|(j, _)| PortRef(j as u32)).collect();
+            let gateway_port = r.external_gateway_info.as_ref().and_then(|gw| {
+                let net = net_by_id[gw.network_id.as_str()];
+                ports.iter().copied().find(|p| t.ports[p.idx()].network == net)
+            });
+            let gw_ip = gateway_port.and_then(|p| t.ports[p.idx()].first_ip());
+            let default_snat = gateway_port.is_some() && r.external_gateway_info.as_ref().is_some_and(|g| g.enable_snat);
+            t.routers.push(Router {
+                id: r.id.clone(),
+                ports,
+                gateway_port,
+                gw_ip,
+                default_snat,
+                routes: RouteTable::default(),
+                nat: NatRules::default(),
+            });
+        }
+
+        // Floating IPs: only associated ones act. The fip port is the router's port on the
+        // floating network (the gateway port or a router interface).
+        for f in &snap.floatingips {
+            let Some(port_id) = &f.port_id else { continue };
+            let Some(router_id) = &f.router_id else {
+                continue;
+            };
+            let router = router_by_id[router_id.as_str()];
+            let fnet = net_by_id[f.floating_network_id.as_str()];
+            let fixed_port = &snap.ports[t.port_by_id[port_id].idx()];
+            let fixed = f.fixed_ip_address.unwrap_or(fixed_port.fixed_ips[0].ip_address);
+            let fip_port = t.routers[router.idx()].ports.iter().copied().find(|p| t.ports[p.idx()].network == fnet).ok_or_else(|| {
+                SnapshotError::Resource {
+                    collection: "floatingips",
+                    id: f.id.clone(),
+                    attribute: "router_id".into(),
+                    message: format!("router {router_id} has no port on {}", f.floating_network_id),
+                }
+            })?;
+            let on_gateway = t.routers[router.idx()].gateway_port == Some(fip_port);
+            let r = FipRef(t.fips.len() as u32);
+            t.fips.push(FloatingIp { id: f.id.clone(), addr: f.floating_ip_address, fixed, router, fip_port, on_gateway });
+            t.ports[fip_port.idx()].owned_fips.push(r);
+        }
+
+        // ARP suppression answers (§5.4): fixed IPs of the network's ports, floating IPs owned by
+        // its router ports, and remote MACs' addresses.
+        for n in 0..t.networks.len() {
+            let mut answers = HashMap::new();
+            for p in &t.networks[n].ports {
+                let port = &t.ports[p.idx()];
+                for ip in &port.ips {
+                    answers.entry(ip.addr).or_insert(port.mac);
+                }
+                for f in &port.owned_fips {
+                    answers.entry(t.fips[f.idx()].addr).or_insert(port.mac);
+                }
+            }
+            t.networks[n].arp_answers = answers;
+        }
+        let rgw_conn_net: HashMap<&str, &str> =
+            snap.remote_gateway_connections.iter().map(|c| (c.id.as_str(), c.network_id.as_str())).collect();
+        for m in &snap.remote_macs {
+            if let Some(ip) = m.ip {
+                let net = net_by_id[rgw_conn_net[m.rgw_connection.as_str()]];
+                t.networks[net.idx()].arp_answers.entry(ip).or_insert(m.mac);
+            }
+        }
+
+        for i in 0..t.routers.len() {
+            let routes = routes::compile(&t, RouterRef(i as u32), &snap)?;
+            let nat = nat::compile(&t, RouterRef(i as u32));
+            t.routers[i].routes = routes;
+            t.routers[i].nat = nat;
+        }
+
+        t.snapshot = snap;
+        Ok(t)
+    }
+}
+
+/// Load, validate and compile a snapshot file; errors are the one line operators see.
+pub fn load_topology(path: &std::path::Path) -> Result<Topology, crate::validate::FileError> {
+    let snap = crate::validate::load_file(path)?;
+    Topology::compile(snap).map_err(|error| crate::validate::FileError { file: path.display().to_string(), error })
+}
+
+impl From<model::Mac> for [u8; 6] {
+    fn from(m: model::Mac) -> [u8; 6] {
+        m.0
+    }
+}

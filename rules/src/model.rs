@@ -1,0 +1,643 @@
+//! The control-plane snapshot of SPEC §3, as serde reads it.
+//!
+//! Attribute names are Neutron's (and MidoNet's where Neutron has none). Every collection is
+//! optional and unknown attributes are ignored. Values are typed at parse time (addresses, CIDRs,
+//! MACs, VNIs), so a malformed value is reported with the path of the attribute that holds it;
+//! cross-references and the other rules of §3 are checked by [`crate::validate`].
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Deserializer};
+
+/// The whole snapshot document.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Snapshot {
+    /// Grows with every change; the datapath reports the version it runs.
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub subnets: Vec<Subnet>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    #[serde(default)]
+    pub routers: Vec<Router>,
+    #[serde(default)]
+    pub floatingips: Vec<FloatingIp>,
+    #[serde(default)]
+    pub qos_policies: Vec<QosPolicy>,
+    #[serde(default)]
+    pub firewall_rules: Vec<FirewallRule>,
+    #[serde(default)]
+    pub firewall_policies: Vec<FirewallPolicy>,
+    #[serde(default)]
+    pub firewalls: Vec<Firewall>,
+    #[serde(default)]
+    pub logging_resources: Vec<LoggingResource>,
+    #[serde(default)]
+    pub gateway_devices: Vec<GatewayDevice>,
+    #[serde(default)]
+    pub gateway_device_peerings: Vec<GatewayDevicePeering>,
+    #[serde(default)]
+    pub l2_gateways: Vec<L2Gateway>,
+    #[serde(default)]
+    pub l2_gateway_connections: Vec<L2GatewayConnection>,
+    #[serde(default)]
+    pub remote_gateways: Vec<RemoteGateway>,
+    #[serde(default)]
+    pub remote_gateway_connections: Vec<RemoteGatewayConnection>,
+    #[serde(default)]
+    pub remote_macs: Vec<RemoteMac>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A host running an agent (MidoNet tunnel-zone membership).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Host {
+    pub id: String,
+    pub tunnel_ip: Ipv4Addr,
+    #[serde(default)]
+    pub underlay_interface: Option<String>,
+    /// Next hop for every tunnel destination; absent: destinations are on the underlay link.
+    #[serde(default)]
+    pub underlay_gateway: Option<Ipv4Addr>,
+}
+
+/// `provider:network_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkType {
+    /// An overlay network, carried between hosts with VXLAN.
+    #[default]
+    Vxlan,
+    /// An uplink: a provider network on a host interface, no segmentation id.
+    Local,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Network {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(rename = "router:external", default)]
+    pub router_external: bool,
+    #[serde(rename = "provider:network_type", default)]
+    pub network_type: NetworkType,
+    #[serde(rename = "provider:segmentation_id", default)]
+    pub segmentation_id: Option<Vni>,
+    #[serde(default = "yes")]
+    pub port_security_enabled: bool,
+    #[serde(default)]
+    pub qos_policy_id: Option<String>,
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub network_id: String,
+    pub cidr: Ipv4Net,
+    #[serde(default)]
+    pub gateway_ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FixedIp {
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    pub ip_address: Ipv4Addr,
+}
+
+/// `binding:profile`: the interface a port is bound to. Both spellings appear in the seeds.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BindingProfile {
+    #[serde(default)]
+    pub interface_name: Option<String>,
+    #[serde(default)]
+    pub if_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AllowedAddressPair {
+    pub ip_address: AddrOrCidr,
+    #[serde(default)]
+    pub mac_address: Option<Mac>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Port {
+    pub id: String,
+    pub network_id: String,
+    pub mac_address: Mac,
+    #[serde(default)]
+    pub fixed_ips: Vec<FixedIp>,
+    #[serde(default)]
+    pub device_owner: String,
+    #[serde(default)]
+    pub device_id: String,
+    #[serde(rename = "binding:host_id", default)]
+    pub binding_host_id: Option<String>,
+    #[serde(rename = "binding:profile", default)]
+    pub binding_profile: Option<BindingProfile>,
+    /// Absent: the network's setting.
+    #[serde(default)]
+    pub port_security_enabled: Option<bool>,
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<AllowedAddressPair>,
+    #[serde(default)]
+    pub qos_policy_id: Option<String>,
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+}
+
+impl Port {
+    /// `network:router_interface` or `network:router_gateway`.
+    pub fn is_router_port(&self) -> bool {
+        self.device_owner == DEVICE_OWNER_ROUTER_INTERFACE || self.device_owner == DEVICE_OWNER_ROUTER_GATEWAY
+    }
+}
+
+pub const DEVICE_OWNER_ROUTER_INTERFACE: &str = "network:router_interface";
+pub const DEVICE_OWNER_ROUTER_GATEWAY: &str = "network:router_gateway";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExternalGatewayInfo {
+    pub network_id: String,
+    #[serde(default = "yes")]
+    pub enable_snat: bool,
+}
+
+/// An extra route, with MidoNet's `source` (004 §8.1.6).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExtraRoute {
+    pub destination: Ipv4Net,
+    pub nexthop: Ipv4Addr,
+    #[serde(default)]
+    pub source: Option<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Router {
+    pub id: String,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub external_gateway_info: Option<ExternalGatewayInfo>,
+    #[serde(default)]
+    pub routes: Vec<ExtraRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FloatingIp {
+    pub id: String,
+    pub floating_ip_address: Ipv4Addr,
+    pub floating_network_id: String,
+    #[serde(default)]
+    pub port_id: Option<String>,
+    #[serde(default)]
+    pub fixed_ip_address: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub router_id: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QosPolicy {
+    pub id: String,
+    #[serde(default)]
+    pub rules: Vec<QosRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QosDirection {
+    /// Traffic leaving the VM (entering the datapath from the port).
+    #[default]
+    Egress,
+    /// Traffic delivered to the VM.
+    Ingress,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum QosRule {
+    BandwidthLimit {
+        max_kbps: u64,
+        #[serde(default)]
+        max_burst_kbps: Option<u64>,
+        #[serde(default)]
+        direction: QosDirection,
+    },
+    DscpMarking {
+        dscp_mark: Dscp,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallProtocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallAction {
+    Allow,
+    Deny,
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FirewallRule {
+    pub id: String,
+    /// Absent or null: any protocol.
+    #[serde(default)]
+    pub protocol: Option<FirewallProtocol>,
+    #[serde(default)]
+    pub source_ip_address: Option<AddrOrCidr>,
+    #[serde(default)]
+    pub destination_ip_address: Option<AddrOrCidr>,
+    #[serde(default)]
+    pub source_port: Option<PortRange>,
+    #[serde(default)]
+    pub destination_port: Option<PortRange>,
+    pub action: FirewallAction,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FirewallPolicy {
+    pub id: String,
+    /// Rule ids, in evaluation order.
+    #[serde(default)]
+    pub firewall_rules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Firewall {
+    pub id: String,
+    pub firewall_policy_id: String,
+    #[serde(default)]
+    pub router_ids: Vec<String>,
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FwEvent {
+    Accept,
+    Drop,
+    #[default]
+    All,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FirewallLog {
+    pub id: String,
+    pub firewall_id: String,
+    #[serde(default)]
+    pub fw_event: FwEvent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoggingResource {
+    pub id: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub firewall_logs: Vec<FirewallLog>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayDeviceType {
+    #[default]
+    HwVtep,
+    RouterVtep,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteMacEntry {
+    pub id: String,
+    pub mac_address: Mac,
+    pub vtep_address: Ipv4Addr,
+    pub segmentation_id: Vni,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewayDevice {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub device_type: GatewayDeviceType,
+    #[serde(default)]
+    pub management_ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub management_port: Option<u16>,
+    #[serde(default)]
+    pub management_protocol: Option<String>,
+    /// The router, for `router_vtep`.
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    #[serde(default)]
+    pub tunnel_ips: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub remote_mac_entries: Vec<RemoteMacEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewayDevicePeering {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub device1_id: String,
+    pub device2_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct L2GatewayDevice {
+    pub device_id: String,
+    #[serde(default)]
+    pub segmentation_id: Option<Vni>,
+    /// Switch interfaces (hardware VTEPs); not needed for the Border GW use case (seed 001).
+    #[serde(default)]
+    pub interfaces: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct L2Gateway {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub devices: Vec<L2GatewayDevice>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct L2GatewayConnection {
+    pub id: String,
+    pub l2_gateway_id: String,
+    pub network_id: String,
+    #[serde(default)]
+    pub segmentation_id: Option<Vni>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteGateway {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub ipaddr: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteGatewayConnection {
+    pub id: String,
+    pub l2_gateway_id: String,
+    pub network_id: String,
+    pub remote_gateway_id: String,
+    /// Absent: the network's segmentation id.
+    #[serde(default)]
+    pub segmentation_id: Option<Vni>,
+    #[serde(default)]
+    pub flood: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteMac {
+    pub id: String,
+    pub mac: Mac,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    pub rgw_connection: String,
+}
+
+// ---- value types -------------------------------------------------------------------------------
+
+/// An Ethernet address, written `aa:bb:cc:dd:ee:ff` (`-` separators are accepted too).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split([':', '-']) {
+            if n == 6 || part.len() != 2 {
+                return Err(format!("{s:?} is not a MAC address"));
+            }
+            out[n] = u8::from_str_radix(part, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+            n += 1;
+        }
+        if n != 6 {
+            return Err(format!("{s:?} is not a MAC address"));
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A VXLAN network identifier, 0 < VNI < 2^24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Vni(u32);
+
+impl Vni {
+    pub const MAX: u32 = (1 << 24) - 1;
+
+    pub fn new(v: u32) -> Result<Vni, String> {
+        if v == 0 || v > Self::MAX {
+            Err(format!("{v} is not a VNI (1..={})", Self::MAX))
+        } else {
+            Ok(Vni(v))
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Vni {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Vni {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Neutron clients send segmentation ids as numbers or as numeric strings.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum NumOrStr {
+            Num(i64),
+            Str(String),
+        }
+        let v = match NumOrStr::deserialize(d)? {
+            NumOrStr::Num(n) => n,
+            NumOrStr::Str(s) => s.trim().parse::<i64>().map_err(|_| serde::de::Error::custom(format!("{s:?} is not a VNI")))?,
+        };
+        let v = u32::try_from(v).map_err(|_| serde::de::Error::custom(format!("{v} is not a VNI")))?;
+        Vni::new(v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A DSCP value, 0..=63.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dscp(pub u8);
+
+impl<'de> Deserialize<'de> for Dscp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        if v > 63 {
+            return Err(serde::de::Error::custom(format!("{v} is not a DSCP value (0..=63)")));
+        }
+        Ok(Dscp(v as u8))
+    }
+}
+
+/// An address or a CIDR (`10.0.0.5` means `10.0.0.5/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrOrCidr(pub Ipv4Net);
+
+impl FromStr for AddrOrCidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.contains('/') {
+            s.parse::<Ipv4Net>().map(|n| AddrOrCidr(n.trunc())).map_err(|_| format!("{s:?} is not an IPv4 CIDR"))
+        } else {
+            s.parse::<Ipv4Addr>().map(|a| AddrOrCidr(Ipv4Net::from(a))).map_err(|_| format!("{s:?} is not an IPv4 address"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AddrOrCidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A port or port range, `N` or `N:M`, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a port or port range (N or N:M)");
+        let (lo, hi) = match s.split_once(':') {
+            Some((a, b)) => (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?),
+            None => {
+                let p = s.trim().parse().map_err(|_| bad())?;
+                (p, p)
+            }
+        };
+        if lo > hi {
+            return Err(bad());
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum NumOrStr {
+            Num(u64),
+            Str(String),
+        }
+        match NumOrStr::deserialize(d)? {
+            NumOrStr::Num(n) => {
+                u16::try_from(n).map(|p| PortRange { lo: p, hi: p }).map_err(|_| serde::de::Error::custom(format!("{n} is not a port")))
+            }
+            NumOrStr::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parses_and_prints() {
+        let m: Mac = "fa:16:3E:00:00:01".parse().unwrap();
+        assert_eq!(m.0, [0xfa, 0x16, 0x3e, 0, 0, 1]);
+        assert_eq!(m.to_string(), "fa:16:3e:00:00:01");
+        assert!("fa:16:3e:00:00".parse::<Mac>().is_err());
+        assert!("fa:16:3e:00:00:01:02".parse::<Mac>().is_err());
+        assert!("zz:16:3e:00:00:01".parse::<Mac>().is_err());
+    }
+
+    #[test]
+    fn vni_range() {
+        assert!(Vni::new(0).is_err());
+        assert!(Vni::new(1).is_ok());
+        assert!(Vni::new(Vni::MAX).is_ok());
+        assert!(Vni::new(Vni::MAX + 1).is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!("80".parse::<PortRange>().unwrap(), PortRange { lo: 80, hi: 80 });
+        assert_eq!("1000:2000".parse::<PortRange>().unwrap(), PortRange { lo: 1000, hi: 2000 });
+        assert!("2000:1000".parse::<PortRange>().is_err());
+        assert!("70000".parse::<PortRange>().is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Subcommands. Each returns `Err(line)` with the one line to print on failure.
+
+pub mod replay;
+pub mod snapshot;

@@ -1,0 +1,60 @@
+//! `edgepath replay` (SPEC §4).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::Args;
+use datapath::io::pcap::{replay, ReplayConfig};
+use rules::model::Mac;
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The control-plane snapshot.
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// The host this datapath runs as (an id in `hosts`).
+    #[arg(long)]
+    host: String,
+    /// Directory of `<interface>.pcap` inputs.
+    #[arg(long = "in")]
+    in_dir: PathBuf,
+    /// Directory for `<interface>.pcap` outputs.
+    #[arg(long = "out")]
+    out_dir: PathBuf,
+    /// Directory for firewall logs.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// An interface's own MAC, `IFNAME=MAC` (repeatable; default 02:00:00:00:00:01).
+    #[arg(long = "mac", value_parser = parse_mac_arg)]
+    macs: Vec<(String, Mac)>,
+    /// Simulate every packet instead of caching flows (for comparing).
+    #[arg(long)]
+    no_flow_cache: bool,
+}
+
+fn parse_mac_arg(s: &str) -> Result<(String, Mac), String> {
+    let (name, mac) = s.split_once('=').ok_or_else(|| format!("{s:?} is not IFNAME=MAC"))?;
+    if name.is_empty() {
+        return Err(format!("{s:?} names no interface"));
+    }
+    Ok((name.to_string(), mac.parse()?))
+}
+
+pub fn run(a: ReplayArgs) -> Result<(), String> {
+    let cfg = ReplayConfig {
+        snapshot: a.snapshot,
+        host: a.host,
+        in_dir: a.in_dir,
+        out_dir: a.out_dir,
+        log_dir: a.log_dir,
+        threads: a.threads,
+        macs: a.macs.into_iter().collect::<HashMap<_, _>>(),
+        flow_cache: !a.no_flow_cache,
+    };
+    let summary = replay(&cfg).map_err(|e| e.to_string())?;
+    print!("{}", summary.render());
+    Ok(())
+}

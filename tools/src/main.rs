@@ -1,0 +1,43 @@
+//! `edgepath`: the operator's command.
+//!
+//! Exit status: 0 on success; 2 for a bad snapshot, a bad argument, or unreadable input, after
+//! one line on stderr naming the file, the resource and the attribute.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "edgepath", version, about = "Userspace overlay router and VXLAN gateway datapath (MidoNet network model)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with control-plane snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: cmd::snapshot::SnapshotCommand,
+    },
+    /// Replay pcap files through the datapath (SPEC §4).
+    Replay(cmd::replay::ReplayArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Snapshot { command } => cmd::snapshot::run(command),
+        Command::Replay(args) => cmd::replay::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("edgepath: {line}");
+            ExitCode::from(2)
+        }
+    }
+}
