@@ -1,1 +1,61 @@
-//! Integration tests live in tests/.
+//! Helpers shared by the workspace integration tests: reading pcaps and printing frames.
+
+use std::path::{Path, PathBuf};
+
+use pcap_file::pcap::PcapReader;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()
+}
+
+/// `(timestamp in µs, frame)` for every packet of a pcap file.
+pub fn read_pcap(path: &Path) -> Vec<(u128, Vec<u8>)> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut r = PcapReader::new(f).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        out.push((p.timestamp.as_micros(), p.data.into_owned()));
+    }
+    out
+}
+
+/// The `*.pcap` files of a directory, by name.
+pub fn pcaps_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".pcap")).collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// A readable diff of two frame lists: one line per frame, `-` expected, `+` got.
+pub fn frame_diff(expected: &[(u128, Vec<u8>)], got: &[(u128, Vec<u8>)]) -> String {
+    let mut out = String::new();
+    let n = expected.len().max(got.len());
+    for i in 0..n {
+        let e = expected.get(i);
+        let g = got.get(i);
+        if e == g {
+            if let Some((t, f)) = e {
+                out.push_str(&format!("  #{i} t={t} {}\n", datapath::wire::describe::describe(f)));
+            }
+            continue;
+        }
+        if let Some((t, f)) = e {
+            out.push_str(&format!("- #{i} t={t} {}\n", datapath::wire::describe::describe(f)));
+        }
+        if let Some((t, f)) = g {
+            out.push_str(&format!("+ #{i} t={t} {}\n", datapath::wire::describe::describe(f)));
+        }
+        if let (Some((_, a)), Some((_, b))) = (e, g) {
+            let first = a.iter().zip(b.iter()).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            out.push_str(&format!("  first differing byte at offset {first} (lengths {} and {})\n", a.len(), b.len()));
+        }
+    }
+    out
+}

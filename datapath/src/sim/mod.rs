@@ -489,8 +489,8 @@ impl<'a> Sim<'a> {
     fn route(&mut self, r: RouterRef, inport: PortRef, mut f: Frame) {
         let orig = f.clone();
         // SPEC §6.1 PREROUTING
-        let dst_rewritten = match nat::prerouting(self, r, inport, &mut f) {
-            Ok(rewritten) => rewritten,
+        let pre = match nat::prerouting(self, r, inport, &mut f) {
+            Ok(pre) => pre,
             Err(reason) => return self.drop(reason),
         };
         let Some(ip) = f.ipv4().copied() else { return };
@@ -525,7 +525,7 @@ impl<'a> Sim<'a> {
         let next_hop = route.via.unwrap_or(ip.dst);
         note!(self, "route {} via {} out port {}", route.destination, next_hop, self.topo.port(outport).id);
         // SPEC §6.1 POSTROUTING
-        if let Err(reason) = nat::postrouting(self, r, inport, outport, dst_rewritten, &mut f) {
+        if let Err(reason) = nat::postrouting(self, r, inport, outport, pre, &mut f) {
             return self.drop(reason);
         }
         f.dec_ttl();

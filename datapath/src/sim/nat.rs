@@ -32,12 +32,22 @@ fn match_key(f: &Frame) -> Option<ct::CtKey> {
     }
 }
 
-/// PREROUTING after ingress port `inport` of router `r`. Returns whether the destination was
-/// rewritten by a floating IP (the packet is then "dst-rewritten").
-pub(super) fn prerouting(sim: &mut Sim, r: RouterRef, inport: PortRef, f: &mut Frame) -> Result<bool, DropReason> {
+/// What PREROUTING did to a packet.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Pre {
+    /// A floating IP rewrote the destination (the packet is "dst-rewritten").
+    pub dst_rewritten: bool,
+    /// A dynamic mapping was reversed: the packet is a reply of a tracked connection. Replies
+    /// are never given a new dynamic mapping in POSTROUTING (as MidoNet's SNAT rules match
+    /// forward flows only); stateless float SNAT still applies (§6.1's worked cases).
+    pub reply: bool,
+}
+
+/// PREROUTING after ingress port `inport` of router `r`.
+pub(super) fn prerouting(sim: &mut Sim, r: RouterRef, inport: PortRef, f: &mut Frame) -> Result<Pre, DropReason> {
     let router = sim.topo.router(r);
     let Some(ip) = f.ipv4().copied() else {
-        return Ok(false);
+        return Ok(Pre::default());
     };
     for rule in &router.nat.prerouting {
         match *rule {
@@ -45,26 +55,26 @@ pub(super) fn prerouting(sim: &mut Sim, r: RouterRef, inport: PortRef, f: &mut F
             PreRule::FloatDnat { fip, fixed } if ip.dst == fip => {
                 note!(sim, "PREROUTING 1 float DNAT {fip} → {fixed}");
                 f.nat_dst(fixed, None);
-                return Ok(true);
+                return Ok(Pre { dst_rewritten: true, reply: false });
             }
             // SPEC §6.1 PREROUTING 2: dst == gw-ip and a default SNAT mapping exists.
             PreRule::RevSnatGateway { gw_ip } if ip.dst == gw_ip => {
                 if reverse_snat(sim, f, SnatKind::Default) {
                     note!(sim, "PREROUTING 2 reverse SNAT from {gw_ip}");
-                    return Ok(false);
+                    return Ok(Pre { dst_rewritten: false, reply: true });
                 }
             }
             // SPEC §6.1 PREROUTING 3: inport == rif, dst == rif's IP, a same-subnet mapping.
             PreRule::RevSnatRif { rif, ip: rif_ip } if inport == rif && ip.dst == rif_ip => {
                 if reverse_snat(sim, f, SnatKind::SameSubnet) {
                     note!(sim, "PREROUTING 3 reverse same-subnet SNAT from {rif_ip}");
-                    return Ok(false);
+                    return Ok(Pre { dst_rewritten: false, reply: true });
                 }
             }
             _ => {}
         }
     }
-    Ok(false)
+    Ok(Pre::default())
 }
 
 /// Reverse a dynamic SNAT mapping of `kind` for a reply; false when none exists.
@@ -98,10 +108,11 @@ pub(super) fn postrouting(
     r: RouterRef,
     inport: PortRef,
     outport: PortRef,
-    dst_rewritten: bool,
+    pre: Pre,
     f: &mut Frame,
 ) -> Result<(), DropReason> {
     let router = sim.topo.router(r);
+    let dst_rewritten = pre.dst_rewritten;
     let Some(ip) = f.ipv4().copied() else {
         return Ok(());
     };
@@ -131,18 +142,18 @@ pub(super) fn postrouting(
                 return Ok(());
             }
             // SPEC §6.1 POSTROUTING 5: out of the gateway port → SNAT to gw-ip.
-            PostRule::DefaultSnatOutGateway { gw_port, gw_ip } if outport == *gw_port => {
+            PostRule::DefaultSnatOutGateway { gw_port, gw_ip } if outport == *gw_port && !pre.reply => {
                 note!(sim, "POSTROUTING 5 default SNAT to {gw_ip}");
                 return dynamic_snat(sim, r, f, *gw_ip, SnatKind::Default, true);
             }
             // SPEC §6.1 POSTROUTING 6: dst-rewritten → SNAT to gw-ip.
-            PostRule::DefaultSnatDstRewritten { gw_ip } if dst_rewritten => {
+            PostRule::DefaultSnatDstRewritten { gw_ip } if dst_rewritten && !pre.reply => {
                 note!(sim, "POSTROUTING 6 dst-rewritten: default SNAT to {gw_ip}");
                 let via_gateway = router.gateway_port == Some(outport);
                 return dynamic_snat(sim, r, f, *gw_ip, SnatKind::Default, via_gateway);
             }
             // SPEC §6.1 POSTROUTING 7: in and out of the same RIF → SNAT to the RIF's IP.
-            PostRule::SameSubnet { rif, ip: rif_ip } if inport == *rif && outport == *rif && ip.dst != METADATA_IP => {
+            PostRule::SameSubnet { rif, ip: rif_ip } if inport == *rif && outport == *rif && ip.dst != METADATA_IP && !pre.reply => {
                 note!(sim, "POSTROUTING 7 same-subnet SNAT to {rif_ip}");
                 return dynamic_snat(sim, r, f, *rif_ip, SnatKind::SameSubnet, false);
             }

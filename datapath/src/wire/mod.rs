@@ -8,6 +8,7 @@
 //! builds packets in the tests and the generator.
 
 pub mod arp;
+pub mod describe;
 pub mod icmp;
 pub mod vxlan;
 

@@ -1,0 +1,555 @@
+//! Builds the pcap scenario suites of `pcaps/<case>/`: `snapshot.json`, `case.json` (host,
+//! interface MACs, story), `in/<interface>.pcap`, `expected/<interface>.pcap` and
+//! `expected/drops.txt`.
+//!
+//! Expected frames are built here from the spec ("the input frame with dst IP 10.0.0.3,
+//! TTL − 2, these MACs"), never recorded from edgepath. Run from the repository root:
+//! `cargo run -p pcapgen -- pcaps` (the test `suite_is_up_to_date` checks the committed files
+//! match what this program writes).
+//!
+//! The base topology (one host, `host-a`, unless a case says otherwise):
+//!
+//! ```text
+//!  192.0.2.50 (ext host) … upstream 198.51.100.1 ──uplink0── [edge] 198.51.100.2
+//!                                                             │ 203.0.113.1
+//!                                             ext-net 203.0.113.0/24 (VNI 300)
+//!                                                             │ 203.0.113.2 (gw-ip)
+//!    fip-net 100.64.0.0/24 ── 100.64.0.1 [r1] 10.0.0.1 ── net-a 10.0.0.0/24 (VNI 100): vm1 .3, vm2 .4
+//!      (VNI 400) z .5                      10.1.0.1 ── net-b 10.1.0.0/24 (VNI 200): vm3 .3, vm6 .4
+//!   FIP-A 203.0.113.10 → vm1 (owned by r1's gateway port)
+//!   FIP-B 100.64.0.10  → vm1 (owned by r1's interface on fip-net)
+//! ```
+
+mod frames;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use etherparse::icmpv4::DestUnreachableHeader;
+use frames::*;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::{DataLink, Endianness, TsResolution};
+use serde_json::{json, Value};
+
+// ---- addresses of the base topology --------------------------------------------------------
+
+const VM1: Mac = [0xfa, 0x16, 0x3e, 0, 0, 0x03];
+const VM2: Mac = [0xfa, 0x16, 0x3e, 0, 0, 0x04];
+const VM3: Mac = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
+const VM4: Mac = [0xfa, 0x16, 0x3e, 0, 0, 0x05];
+const VM6: Mac = [0xfa, 0x16, 0x3e, 0, 1, 0x04];
+const Z: Mac = [0xfa, 0x16, 0x3e, 0, 2, 0x05];
+const R1_A: Mac = [0xfa, 0x16, 0x3e, 0xaa, 0, 1];
+const R1_B: Mac = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
+const R1_GW: Mac = [0xfa, 0x16, 0x3e, 0xaa, 0, 3];
+const R1_F: Mac = [0xfa, 0x16, 0x3e, 0xaa, 0, 4];
+const EDGE_EXT: Mac = [0xfa, 0x16, 0x3e, 0xbb, 0, 1];
+const EDGE_UP: Mac = [0xfa, 0x16, 0x3e, 0xbb, 0, 2];
+const UPSTREAM: Mac = [0x02, 0xaa, 0, 0, 0, 1];
+const UL_A: Mac = [0x02, 0, 0, 0, 0x0a, 0x01];
+const UL_B: Mac = [0x02, 0, 0, 0, 0x0b, 0x01];
+
+const IP_VM1: Ip = [10, 0, 0, 3];
+const IP_VM2: Ip = [10, 0, 0, 4];
+const IP_VM4: Ip = [10, 0, 0, 5];
+const IP_VM3: Ip = [10, 1, 0, 3];
+const IP_VM6: Ip = [10, 1, 0, 4];
+const IP_Z: Ip = [100, 64, 0, 5];
+const IP_R1_A: Ip = [10, 0, 0, 1];
+const IP_GW: Ip = [203, 0, 113, 2];
+const FIP_A: Ip = [203, 0, 113, 10];
+const FIP_B: Ip = [100, 64, 0, 10];
+const IP_EDGE_UP: Ip = [198, 51, 100, 2];
+const IP_UPSTREAM: Ip = [198, 51, 100, 1];
+const EXT_HOST: Ip = [192, 0, 2, 50];
+const TUN_A: Ip = [192, 168, 50, 1];
+const TUN_B: Ip = [192, 168, 50, 2];
+
+fn mac_str(m: Mac) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn ip_str(i: Ip) -> String {
+    format!("{}.{}.{}.{}", i[0], i[1], i[2], i[3])
+}
+
+fn port(id: &str, net: &str, mac: Mac, ip: Ip, owner: &str, device: &str, iface: Option<&str>) -> Value {
+    let mut p = json!({
+        "id": id, "network_id": net, "mac_address": mac_str(mac),
+        "fixed_ips": [{"ip_address": ip_str(ip)}],
+        "device_owner": owner, "device_id": device,
+    });
+    if let Some(ifn) = iface {
+        p["binding:host_id"] = json!("host-a");
+        p["binding:profile"] = json!({"interface_name": ifn});
+    }
+    p
+}
+
+fn vm(id: &str, net: &str, mac: Mac, ip: Ip, iface: &str) -> Value {
+    port(id, net, mac, ip, "compute:nova", &format!("instance-{id}"), Some(iface))
+}
+
+/// The base topology of the module header.
+fn base() -> Value {
+    json!({
+        "version": 1,
+        "hosts": [
+            {"id": "host-a", "tunnel_ip": ip_str(TUN_A), "underlay_interface": "ul0"},
+            {"id": "host-b", "tunnel_ip": ip_str(TUN_B), "underlay_interface": "ul0"},
+        ],
+        "networks": [
+            {"id": "net-a", "provider:segmentation_id": 100},
+            {"id": "net-b", "provider:segmentation_id": 200},
+            {"id": "ext-net", "router:external": true, "provider:segmentation_id": 300},
+            {"id": "fip-net", "provider:segmentation_id": 400},
+            {"id": "uplink-net", "provider:network_type": "local"},
+        ],
+        "subnets": [
+            {"id": "sub-a", "network_id": "net-a", "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1"},
+            {"id": "sub-b", "network_id": "net-b", "cidr": "10.1.0.0/24", "gateway_ip": "10.1.0.1"},
+            {"id": "sub-ext", "network_id": "ext-net", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1"},
+            {"id": "sub-fip", "network_id": "fip-net", "cidr": "100.64.0.0/24", "gateway_ip": "100.64.0.1"},
+            {"id": "sub-up", "network_id": "uplink-net", "cidr": "198.51.100.0/24", "gateway_ip": "198.51.100.1"},
+        ],
+        "ports": [
+            vm("vm1", "net-a", VM1, IP_VM1, "tap-vm1"),
+            vm("vm2", "net-a", VM2, IP_VM2, "tap-vm2"),
+            vm("vm3", "net-b", VM3, IP_VM3, "tap-vm3"),
+            vm("vm6", "net-b", VM6, IP_VM6, "tap-vm6"),
+            vm("z", "fip-net", Z, IP_Z, "tap-z"),
+            port("r1-a", "net-a", R1_A, IP_R1_A, "network:router_interface", "r1", None),
+            port("r1-b", "net-b", R1_B, [10, 1, 0, 1], "network:router_interface", "r1", None),
+            port("r1-gw", "ext-net", R1_GW, IP_GW, "network:router_gateway", "r1", None),
+            port("r1-f", "fip-net", R1_F, [100, 64, 0, 1], "network:router_interface", "r1", None),
+            port("edge-ext", "ext-net", EDGE_EXT, [203, 0, 113, 1], "network:router_interface", "edge", None),
+            port("edge-up", "uplink-net", EDGE_UP, IP_EDGE_UP, "network:router_interface", "edge", Some("uplink0")),
+        ],
+        "routers": [
+            {"id": "r1", "external_gateway_info": {"network_id": "ext-net", "enable_snat": true}},
+            {"id": "edge", "routes": [{"destination": "0.0.0.0/0", "nexthop": ip_str(IP_UPSTREAM)}]},
+        ],
+        "floatingips": [
+            {"id": "fip-a", "floating_ip_address": ip_str(FIP_A), "floating_network_id": "ext-net",
+             "port_id": "vm1", "fixed_ip_address": ip_str(IP_VM1), "router_id": "r1"},
+            {"id": "fip-b", "floating_ip_address": ip_str(FIP_B), "floating_network_id": "fip-net",
+             "port_id": "vm1", "fixed_ip_address": ip_str(IP_VM1), "router_id": "r1"},
+        ],
+    })
+}
+
+fn without_fips(mut s: Value) -> Value {
+    s["floatingips"] = json!([]);
+    s
+}
+
+// ---- cases ---------------------------------------------------------------------------------
+
+/// Frames on one interface at one time.
+type Frames = Vec<(f64, &'static str, Vec<u8>)>;
+
+struct Case {
+    name: &'static str,
+    story: &'static str,
+    host: &'static str,
+    macs: Vec<(&'static str, Mac)>,
+    snapshot: Value,
+    inputs: Frames,
+    expected: Frames,
+    drops: Vec<(&'static str, u64)>,
+}
+
+impl Case {
+    fn new(name: &'static str, story: &'static str, snapshot: Value) -> Case {
+        Case { name, story, host: "host-a", macs: Vec::new(), snapshot, inputs: Vec::new(), expected: Vec::new(), drops: Vec::new() }
+    }
+    fn input(&mut self, t: f64, iface: &'static str, f: Vec<u8>) -> &mut Self {
+        self.inputs.push((t, iface, f));
+        self
+    }
+    fn expect(&mut self, t: f64, iface: &'static str, f: Vec<u8>) -> &mut Self {
+        self.expected.push((t, iface, f));
+        self
+    }
+    fn drop(&mut self, reason: &'static str, n: u64) -> &mut Self {
+        self.drops.push((reason, n));
+        self
+    }
+}
+
+/// The upstream router asks for the edge's uplink address; the edge answers (and learns it).
+fn arp_announce(c: &mut Case, t: f64) {
+    c.input(t, "uplink0", arp_request(UPSTREAM, IP_UPSTREAM, IP_EDGE_UP));
+    c.expect(t, "uplink0", arp_reply(EDGE_UP, IP_EDGE_UP, UPSTREAM, IP_UPSTREAM));
+}
+
+fn cases() -> Vec<Case> {
+    let mut all = Vec::new();
+
+    // Story: two VMs on one network and one host talk at L2; the second packet takes the flow.
+    let mut c = Case::new("l2-local", "vm1 and vm2 on net-a exchange UDP; frames are delivered unchanged", base());
+    let p = P::udp(VM1, VM2, IP_VM1, IP_VM2, 4000, 5000, b"hello vm2");
+    let q = P::udp(VM2, VM1, IP_VM2, IP_VM1, 5000, 4000, b"hello vm1");
+    c.input(1.0, "tap-vm1", p.bytes()).expect(1.0, "tap-vm2", p.bytes());
+    c.input(1.1, "tap-vm1", p.bytes()).expect(1.1, "tap-vm2", p.bytes());
+    c.input(1.2, "tap-vm2", q.bytes()).expect(1.2, "tap-vm1", q.bytes());
+    all.push(c);
+
+    // Story: unknown unicast and broadcast flood to every other port of the network; the router
+    // port takes no IP broadcast; nothing goes back out of the ingress port.
+    let mut c = Case::new("l2-flood", "unknown unicast and broadcast from vm1 flood to vm2 only", base());
+    let p = P::udp(VM1, [0x02, 0, 0xde, 0xad, 0xbe, 0xef], IP_VM1, [10, 0, 0, 99], 4000, 5000, b"who are you");
+    let b = P::udp(VM1, BCAST, IP_VM1, [10, 0, 0, 255], 4000, 5000, b"everyone");
+    c.input(1.0, "tap-vm1", p.bytes()).expect(1.0, "tap-vm2", p.bytes());
+    c.input(2.0, "tap-vm1", b.bytes()).expect(2.0, "tap-vm2", b.bytes());
+    all.push(c);
+
+    // Story: ARP suppression (§5.4): a request for a known address is answered on the ingress
+    // port with the owner's MAC and not flooded; a request for an unknown address floods.
+    let mut c = Case::new("arp-suppression", "vm1 asks for vm2's address and gets the answer from the datapath", base());
+    c.input(1.0, "tap-vm1", arp_request(VM1, IP_VM1, IP_VM2)).expect(1.0, "tap-vm1", arp_reply(VM2, IP_VM2, VM1, IP_VM1));
+    c.input(2.0, "tap-vm1", arp_request(VM1, IP_VM1, [10, 0, 0, 77])).expect(2.0, "tap-vm2", arp_request(VM1, IP_VM1, [10, 0, 0, 77]));
+    all.push(c);
+
+    // Story: the router port's address is answered (§6.1), and echo requests to the router's own
+    // IPs — the interface address and gw-ip — get echo replies from that address.
+    let mut c = Case::new("router-arp-icmp", "vm2 resolves its gateway and pings the router's addresses", base());
+    c.input(1.0, "tap-vm2", arp_request(VM2, IP_VM2, IP_R1_A)).expect(1.0, "tap-vm2", arp_reply(R1_A, IP_R1_A, VM2, IP_VM2));
+    for (t, target, seq) in [(2.0, IP_R1_A, 1u16), (3.0, IP_GW, 2)] {
+        let req = P { l4: L4::EchoRequest { id: 7, seq }, ..P::udp(VM2, R1_A, IP_VM2, target, 0, 0, &[0x61; 32]) };
+        let rep = P { l4: L4::EchoReply { id: 7, seq }, smac: R1_A, dmac: VM2, src: target, dst: IP_VM2, ..req.clone() }.originated();
+        c.input(t, "tap-vm2", req.bytes()).expect(t, "tap-vm2", rep.bytes());
+    }
+    all.push(c);
+
+    // Story: east-west routing (§6.2): net-a to net-b through r1, TTL − 1, router MACs.
+    let mut c = Case::new("east-west", "vm2 (net-a) and vm3 (net-b) talk through r1, untranslated", base());
+    let p = P::udp(VM2, R1_A, IP_VM2, IP_VM3, 4000, 5000, b"across");
+    let q = P::udp(VM3, R1_B, IP_VM3, IP_VM2, 5000, 4000, b"back");
+    c.input(1.0, "tap-vm2", p.bytes()).expect(1.0, "tap-vm3", p.routed(1, R1_B, VM3).bytes());
+    c.input(1.5, "tap-vm2", p.bytes()).expect(1.5, "tap-vm3", p.routed(1, R1_B, VM3).bytes());
+    c.input(2.0, "tap-vm3", q.bytes()).expect(2.0, "tap-vm2", q.routed(1, R1_A, VM2).bytes());
+    all.push(c);
+
+    // Story: extra routes with MidoNet's `source` (004 §8.1.6): the same destination goes to
+    // different next hops by source; a longer destination prefix still wins over a source.
+    let mut s = without_fips(base());
+    s["routers"][0]["routes"] = json!([
+        {"destination": "172.16.0.0/16", "nexthop": ip_str(IP_VM6), "source": "10.0.0.4/32"},
+        {"destination": "172.16.0.0/16", "nexthop": ip_str(IP_VM3)},
+        {"destination": "172.16.5.0/24", "nexthop": ip_str(IP_VM3)},
+    ]);
+    let mut c = Case::new("extra-route-source", "172.16.0.0/16 from 10.0.0.4 goes via vm6, from others via vm3", s);
+    let from2 = P::udp(VM2, R1_A, IP_VM2, [172, 16, 1, 1], 4000, 80, b"src route");
+    let from1 = P::udp(VM1, R1_A, IP_VM1, [172, 16, 1, 1], 4000, 80, b"default");
+    let longer = P::udp(VM2, R1_A, IP_VM2, [172, 16, 5, 5], 4000, 80, b"longer prefix");
+    c.input(1.0, "tap-vm2", from2.bytes()).expect(1.0, "tap-vm6", from2.routed(1, R1_B, VM6).bytes());
+    c.input(2.0, "tap-vm1", from1.bytes()).expect(2.0, "tap-vm3", from1.routed(1, R1_B, VM3).bytes());
+    c.input(3.0, "tap-vm2", longer.bytes()).expect(3.0, "tap-vm3", longer.routed(1, R1_B, VM3).bytes());
+    all.push(c);
+
+    // Story: TTL 1 at a router: ICMP time exceeded from the ingress port's IP, quoting the
+    // packet's header and 8 bytes; the packet is dropped and counted.
+    let mut c = Case::new("ttl-expiry", "vm2 sends with TTL 1 and gets time exceeded from 10.0.0.1", base());
+    let p = P { ttl: 1, ..P::udp(VM2, R1_A, IP_VM2, IP_VM3, 4000, 33434, b"traceroute probe") };
+    let err = P { l4: L4::TimeExceeded, payload: p.quote(), ..P::udp(R1_A, VM2, IP_R1_A, IP_VM2, 0, 0, b"") }.originated();
+    c.input(1.0, "tap-vm2", p.bytes()).expect(1.0, "tap-vm2", err.bytes()).drop("ttl_exceeded", 1);
+    all.push(c);
+
+    // Story: a router without a gateway has no default route: ICMP net unreachable.
+    let mut s = without_fips(base());
+    s["routers"][0] = json!({"id": "r1"});
+    let mut c = Case::new("no-route", "vm2 sends to 8.8.8.8 through a router with no default route", s);
+    let p = P::udp(VM2, R1_A, IP_VM2, [8, 8, 8, 8], 4000, 53, b"query");
+    let err =
+        P { l4: L4::Unreachable(DestUnreachableHeader::Network), payload: p.quote(), ..P::udp(R1_A, VM2, IP_R1_A, IP_VM2, 0, 0, b"") }
+            .originated();
+    c.input(1.0, "tap-vm2", p.bytes()).expect(1.0, "tap-vm2", err.bytes()).drop("no_route", 1);
+    all.push(c);
+
+    // Story: next-hop ARP (§6.4): vm3's traffic leaves via the edge, whose upstream is not yet
+    // resolved. The first packet sends a request; three wait; the fourth is dropped; the reply
+    // releases them in order; later packets go straight out.
+    let mut c = Case::new("arp-resolution", "packets wait for the upstream's ARP reply, three at most", base());
+    let p = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 4000, 53, b"query");
+    let out = p.with_src(IP_GW, None).routed(2, EDGE_UP, UPSTREAM);
+    c.input(1.0, "tap-vm3", p.bytes()).expect(1.0, "uplink0", arp_request(EDGE_UP, IP_EDGE_UP, IP_UPSTREAM));
+    c.input(1.1, "tap-vm3", p.bytes()).input(1.2, "tap-vm3", p.bytes()).input(1.3, "tap-vm3", p.bytes());
+    c.input(1.5, "uplink0", arp_reply(UPSTREAM, IP_UPSTREAM, EDGE_UP, IP_EDGE_UP));
+    for _ in 0..3 {
+        c.expect(1.5, "uplink0", out.bytes());
+    }
+    c.input(2.0, "tap-vm3", p.bytes()).expect(2.0, "uplink0", out.bytes());
+    c.drop("arp_queue_full", 1);
+    all.push(c);
+
+    // Story: a next hop that never answers: the request is sent again each second on the packet
+    // clock, and after three tries the waiting packets are dropped and counted.
+    let mut s = base();
+    s["routers"][1]["routes"] = json!([
+        {"destination": "0.0.0.0/0", "nexthop": ip_str(IP_UPSTREAM)},
+        {"destination": "192.0.2.128/25", "nexthop": "198.51.100.9"},
+    ]);
+    let mut c = Case::new("arp-retry", "requests at 10, 11 and 12 s go unanswered; at 13 s three packets are dropped", s);
+    let req = arp_request(EDGE_UP, IP_EDGE_UP, [198, 51, 100, 9]);
+    for (i, t) in [10.0, 11.0, 12.0].into_iter().enumerate() {
+        let p = P::udp(VM3, R1_B, IP_VM3, [192, 0, 2, 200 + i as u8], 4000, 53, b"lost");
+        c.input(t, "tap-vm3", p.bytes()).expect(t, "uplink0", req.clone());
+    }
+    let ew = P::udp(VM2, R1_A, IP_VM2, IP_VM3, 4000, 5000, b"unrelated");
+    c.input(13.0, "tap-vm2", ew.bytes()).expect(13.0, "tap-vm3", ew.routed(1, R1_B, VM3).bytes());
+    c.drop("arp_unresolved", 3);
+    all.push(c);
+
+    // Story: inbound floating IP (§6.1 PREROUTING 1): from the uplink through the edge router
+    // to r1's gateway port, DNAT to vm1's fixed IP; vm1's reply leaves as the floating IP.
+    let mut c = Case::new("fip-dnat-inbound", "192.0.2.50 reaches vm1 at FIP-A through the edge and r1", base());
+    arp_announce(&mut c, 1.0);
+    let p = P::udp(UPSTREAM, EDGE_UP, EXT_HOST, FIP_A, 33000, 7000, b"inbound");
+    let at_vm = p.with_dst(IP_VM1, None).routed(2, R1_A, VM1);
+    c.input(2.0, "uplink0", p.bytes()).expect(2.0, "tap-vm1", at_vm.bytes());
+    c.input(2.5, "uplink0", p.bytes()).expect(2.5, "tap-vm1", at_vm.bytes());
+    let r = P::udp(VM1, R1_A, IP_VM1, EXT_HOST, 7000, 33000, b"reply");
+    c.input(3.0, "tap-vm1", r.bytes()).expect(3.0, "uplink0", r.with_src(FIP_A, None).routed(2, EDGE_UP, UPSTREAM).bytes());
+    all.push(c);
+
+    // Story: outbound floating IP (§6.1 POSTROUTING 1): vm1 opens TCP to the outside and leaves
+    // as FIP-A; the SYN-ACK comes back to the fixed IP.
+    let mut c = Case::new("fip-snat-outbound", "vm1's TCP SYN leaves as 203.0.113.10; the answer reaches vm1", base());
+    arp_announce(&mut c, 1.0);
+    let syn =
+        P { l4: L4::Tcp { sport: 40000, dport: 80, syn: true, ack: false, seq: 1000 }, ..P::udp(VM1, R1_A, IP_VM1, EXT_HOST, 0, 0, b"") };
+    c.input(2.0, "tap-vm1", syn.bytes()).expect(2.0, "uplink0", syn.with_src(FIP_A, None).routed(2, EDGE_UP, UPSTREAM).bytes());
+    let synack = P {
+        l4: L4::Tcp { sport: 80, dport: 40000, syn: true, ack: true, seq: 5000 },
+        ..P::udp(UPSTREAM, EDGE_UP, EXT_HOST, FIP_A, 0, 0, b"")
+    };
+    c.input(3.0, "uplink0", synack.bytes()).expect(3.0, "tap-vm1", synack.with_dst(IP_VM1, None).routed(2, R1_A, VM1).bytes());
+    all.push(c);
+
+    // Story: the worked cases of 004 §8.2.5 (SPEC §6.1). X = vm1 with FIP-A (gateway port) and
+    // FIP-B (r1's interface on fip-net); Y = vm3 behind another interface; Z = z on fip-net.
+    let mut c = Case::new("fip-worked-cases", "X→Z as FIP-B; X→Y as FIP-A; Y→FIP-A arrives as gw-ip; Z→FIP-B arrives as Z", base());
+    let x_z = P::udp(VM1, R1_A, IP_VM1, IP_Z, 5001, 6001, b"x to z");
+    c.input(1.0, "tap-vm1", x_z.bytes()).expect(1.0, "tap-z", x_z.with_src(FIP_B, None).routed(1, R1_F, Z).bytes());
+    let x_y = P::udp(VM1, R1_A, IP_VM1, IP_VM3, 5002, 6002, b"x to y");
+    c.input(2.0, "tap-vm1", x_y.bytes()).expect(2.0, "tap-vm3", x_y.with_src(FIP_A, None).routed(1, R1_B, VM3).bytes());
+    let y_fa = P::udp(VM3, R1_B, IP_VM3, FIP_A, 6003, 5003, b"y to fip-a");
+    c.input(3.0, "tap-vm3", y_fa.bytes()).expect(
+        3.0,
+        "tap-vm1",
+        y_fa.with_dst(IP_VM1, None).with_src(IP_GW, Some(6003)).routed(1, R1_A, VM1).bytes(),
+    );
+    let x_gw = P::udp(VM1, R1_A, IP_VM1, IP_GW, 5003, 6003, b"x answers gw-ip");
+    c.input(4.0, "tap-vm1", x_gw.bytes()).expect(
+        4.0,
+        "tap-vm3",
+        x_gw.with_dst(IP_VM3, Some(6003)).with_src(FIP_A, None).routed(1, R1_B, VM3).bytes(),
+    );
+    let z_fb = P::udp(Z, R1_F, IP_Z, FIP_B, 6005, 5005, b"z to fip-b");
+    c.input(5.0, "tap-z", z_fb.bytes()).expect(5.0, "tap-vm1", z_fb.with_dst(IP_VM1, None).routed(1, R1_A, VM1).bytes());
+    let x_z2 = P::udp(VM1, R1_A, IP_VM1, IP_Z, 5005, 6005, b"x answers z");
+    c.input(6.0, "tap-vm1", x_z2.bytes()).expect(6.0, "tap-z", x_z2.with_src(FIP_B, None).routed(1, R1_F, Z).bytes());
+    let y_fb = P::udp(VM3, R1_B, IP_VM3, FIP_B, 6007, 5007, b"y to fip-b");
+    c.input(7.0, "tap-vm3", y_fb.bytes()).expect(
+        7.0,
+        "tap-vm1",
+        y_fb.with_dst(IP_VM1, None).with_src(IP_GW, Some(6007)).routed(1, R1_A, VM1).bytes(),
+    );
+    let x_gw2 = P::udp(VM1, R1_A, IP_VM1, IP_GW, 5007, 6007, b"x answers gw-ip again");
+    c.input(8.0, "tap-vm1", x_gw2.bytes()).expect(
+        8.0,
+        "tap-vm3",
+        x_gw2.with_dst(IP_VM3, Some(6007)).with_src(FIP_A, None).routed(1, R1_B, VM3).bytes(),
+    );
+    all.push(c);
+
+    // Story: default SNAT (§6.1 POSTROUTING 5) of two VMs using the same source port to the same
+    // destination: the first keeps its port, the second gets the next; replies find their VM.
+    let mut c = Case::new("default-snat", "vm3 and vm6 both send from port 5000; they leave as gw-ip:5000 and gw-ip:5001", base());
+    arp_announce(&mut c, 1.0);
+    let a = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 5000, 53, b"from vm3");
+    let b = P::udp(VM6, R1_B, IP_VM6, EXT_HOST, 5000, 53, b"from vm6");
+    c.input(2.0, "tap-vm3", a.bytes()).expect(2.0, "uplink0", a.with_src(IP_GW, Some(5000)).routed(2, EDGE_UP, UPSTREAM).bytes());
+    c.input(3.0, "tap-vm6", b.bytes()).expect(3.0, "uplink0", b.with_src(IP_GW, Some(5001)).routed(2, EDGE_UP, UPSTREAM).bytes());
+    let rb = P::udp(UPSTREAM, EDGE_UP, EXT_HOST, IP_GW, 53, 5001, b"to vm6");
+    let ra = P::udp(UPSTREAM, EDGE_UP, EXT_HOST, IP_GW, 53, 5000, b"to vm3");
+    c.input(4.0, "uplink0", rb.bytes()).expect(4.0, "tap-vm6", rb.with_dst(IP_VM6, Some(5000)).routed(2, R1_B, VM6).bytes());
+    c.input(5.0, "uplink0", ra.bytes()).expect(5.0, "tap-vm3", ra.with_dst(IP_VM3, Some(5000)).routed(2, R1_B, VM3).bytes());
+    // A packet to gw-ip with no mapping is dropped and counted.
+    let stray = P::udp(UPSTREAM, EDGE_UP, EXT_HOST, IP_GW, 53, 5999, b"no mapping");
+    c.input(6.0, "uplink0", stray.bytes()).drop("to_router_unhandled", 1);
+    all.push(c);
+
+    // Story: same-subnet SNAT (§6.1 POSTROUTING 7, PREROUTING 3): vm1 reaches 172.20.0.0/16
+    // through an appliance (vm2) on its own subnet; in and out of the same router interface, the
+    // source becomes the interface's IP, and the appliance's answer is reversed to vm1.
+    let mut s = without_fips(base());
+    s["routers"][0]["routes"] = json!([{"destination": "172.20.0.0/16", "nexthop": ip_str(IP_VM2)}]);
+    s["ports"][1]["allowed_address_pairs"] = json!([{"ip_address": "172.20.0.0/16"}]);
+    let mut c = Case::new("same-subnet", "vm1 → 172.20.0.1 via vm2 is SNATed to 10.0.0.1; the answer returns to vm1", s);
+    let p = P::udp(VM1, R1_A, IP_VM1, [172, 20, 0, 1], 5000, 7000, b"via appliance");
+    c.input(1.0, "tap-vm1", p.bytes()).expect(1.0, "tap-vm2", p.with_src(IP_R1_A, Some(5000)).routed(1, R1_A, VM2).bytes());
+    let r = P::udp(VM2, R1_A, [172, 20, 0, 1], IP_R1_A, 7000, 5000, b"answer");
+    c.input(2.0, "tap-vm2", r.bytes()).expect(2.0, "tap-vm1", r.with_dst(IP_VM1, Some(5000)).routed(1, R1_A, VM1).bytes());
+    all.push(c);
+
+    // Story: an ICMP error about a default-SNATed packet (RFC 5508): the outside answers a probe
+    // with port unreachable to gw-ip; the error reaches vm3 with its quoted header translated back.
+    let mut c = Case::new("icmp-error-snat", "port unreachable for gw-ip:33434 reaches vm3 with the quote translated", base());
+    arp_announce(&mut c, 1.0);
+    let probe = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 33434, 33434, b"probe");
+    let left = probe.with_src(IP_GW, None).routed(2, EDGE_UP, UPSTREAM);
+    c.input(2.0, "tap-vm3", probe.bytes()).expect(2.0, "uplink0", left.bytes());
+    let err = P {
+        l4: L4::Unreachable(DestUnreachableHeader::Port),
+        payload: left.quote(),
+        df: false,
+        ..P::udp(UPSTREAM, EDGE_UP, EXT_HOST, IP_GW, 0, 0, b"")
+    };
+    let quote_back = P { ttl: left.ttl, ..probe.clone() }.quote();
+    let delivered = P { payload: quote_back, dst: IP_VM3, ..err.routed(2, R1_B, VM3) };
+    c.input(3.0, "uplink0", err.bytes()).expect(3.0, "tap-vm3", delivered.bytes());
+    all.push(c);
+
+    // Story: anti-spoofing (§5.2): a wrong source MAC, a wrong source IP and an ARP with a wrong
+    // sender IP are dropped; an allowed address pair passes.
+    let mut s = base();
+    s["ports"][1]["allowed_address_pairs"] = json!([{"ip_address": "10.0.0.200"}]);
+    let mut c = Case::new("anti-spoofing", "spoofed MAC, IP and ARP sender from vm1 are dropped; vm2's allowed pair passes", s);
+    let bad_mac = P::udp([2, 0x66, 0x66, 0x66, 0x66, 0x66], VM2, IP_VM1, IP_VM2, 1, 2, b"mac");
+    let bad_ip = P::udp(VM1, VM2, [10, 0, 0, 99], IP_VM2, 1, 2, b"ip");
+    c.input(1.0, "tap-vm1", bad_mac.bytes()).input(2.0, "tap-vm1", bad_ip.bytes());
+    c.input(3.0, "tap-vm1", arp_request(VM1, [10, 0, 0, 99], IP_VM2));
+    let pair = P::udp(VM2, VM1, [10, 0, 0, 200], IP_VM1, 1, 2, b"allowed pair");
+    c.input(4.0, "tap-vm2", pair.bytes()).expect(4.0, "tap-vm1", pair.bytes());
+    c.drop("spoofed_mac", 1).drop("spoofed_ip", 2);
+    all.push(c);
+
+    // Story: two compute hosts over VXLAN (§7, §7.1), as host-a: vm1 → vm4 (on host-b) is
+    // encapsulated to host-b's tunnel IP with net-a's VNI after ARP on the underlay; host-b's
+    // VXLAN is decapsulated to vm1; VXLAN without the I flag, from an unknown endpoint or with an
+    // unknown VNI is dropped.
+    let mut s = base();
+    s["ports"].as_array_mut().expect("ports").push(json!({
+        "id": "vm4", "network_id": "net-a", "mac_address": mac_str(VM4), "fixed_ips": [{"ip_address": ip_str(IP_VM4)}],
+        "device_owner": "compute:nova", "binding:host_id": "host-b", "binding:profile": {"if_name": "tap-vm4"},
+    }));
+    let to4 = P::udp(VM1, VM4, IP_VM1, IP_VM4, 4000, 5000, b"to host-b");
+    let from4 = P::udp(VM4, VM1, IP_VM4, IP_VM1, 5000, 4000, b"from host-b");
+    let enc_ab = vxlan(UL_A, UL_B, TUN_A, TUN_B, 100, 0x08, &to4.bytes());
+    let enc_ba = vxlan(UL_B, UL_A, TUN_B, TUN_A, 100, 0x08, &from4.bytes());
+    let mut c = Case::new("vxlan-host-a", "host-a tunnels vm1's frames to host-b and decapsulates host-b's", s.clone());
+    c.macs = vec![("ul0", UL_A)];
+    c.input(1.0, "tap-vm1", to4.bytes()).expect(1.0, "ul0", arp_request(UL_A, TUN_A, TUN_B));
+    c.input(1.5, "ul0", arp_reply(UL_B, TUN_B, UL_A, TUN_A)).expect(1.5, "ul0", enc_ab.clone());
+    c.input(2.0, "tap-vm1", to4.bytes()).expect(2.0, "ul0", enc_ab.clone());
+    c.input(3.0, "ul0", enc_ba.clone()).expect(3.0, "tap-vm1", from4.bytes());
+    c.input(4.0, "ul0", vxlan(UL_B, UL_A, TUN_B, TUN_A, 100, 0x00, &from4.bytes()));
+    c.input(5.0, "ul0", vxlan(UL_B, UL_A, [192, 168, 50, 99], TUN_A, 100, 0x08, &from4.bytes()));
+    c.input(6.0, "ul0", vxlan(UL_B, UL_A, TUN_B, TUN_A, 999, 0x08, &from4.bytes()));
+    c.drop("vxlan_no_i_flag", 1).drop("vxlan_unknown_source", 1).drop("vxlan_unknown_vni", 1);
+    all.push(c);
+
+    // Story: the same exchange replayed as host-b: it answers host-a's ARP for its tunnel IP,
+    // decapsulates host-a's frames to vm4, and tunnels vm4's answer back.
+    let mut c = Case::new("vxlan-host-b", "host-b answers ARP on the underlay, decapsulates to vm4 and tunnels back", s);
+    c.host = "host-b";
+    c.macs = vec![("ul0", UL_B)];
+    c.input(1.0, "ul0", arp_request(UL_A, TUN_A, TUN_B)).expect(1.0, "ul0", arp_reply(UL_B, TUN_B, UL_A, TUN_A));
+    c.input(1.5, "ul0", enc_ab.clone()).expect(1.5, "tap-vm4", to4.bytes());
+    c.input(2.0, "ul0", enc_ab).expect(2.0, "tap-vm4", to4.bytes());
+    c.input(3.0, "tap-vm4", from4.bytes()).expect(3.0, "ul0", enc_ba);
+    all.push(c);
+
+    // Story: malformed frames (§5.1) are dropped, each under its own counter, and nothing panics.
+    let mut c = Case::new("malformed", "truncated Ethernet/IPv4/UDP, bad IHL and bad checksum are counted drops", base());
+    let good = P::udp(VM1, VM2, IP_VM1, IP_VM2, 4000, 5000, b"payload").bytes();
+    c.input(1.0, "tap-vm1", good[..10].to_vec());
+    c.input(2.0, "tap-vm1", good[..24].to_vec());
+    let mut ihl = good.clone();
+    ihl[14] = 0x44;
+    c.input(3.0, "tap-vm1", ihl);
+    let mut csum = good.clone();
+    csum[24] ^= 0x5a;
+    c.input(4.0, "tap-vm1", csum);
+    // IPv4 total length 24: a 4-byte UDP header, with a valid IPv4 checksum.
+    let mut short = good[..14 + 24].to_vec();
+    short[16..18].copy_from_slice(&24u16.to_be_bytes());
+    short[24] = 0;
+    short[25] = 0;
+    let mut sum: u32 = short[14..34].chunks(2).map(|w| u16::from_be_bytes([w[0], w[1]]) as u32).sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    short[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    c.input(5.0, "tap-vm1", short);
+    c.drop("truncated_ethernet", 1).drop("truncated_ipv4", 1).drop("bad_ihl", 1).drop("bad_ipv4_checksum", 1).drop("truncated_l4", 1);
+    all.push(c);
+
+    all
+}
+
+// ---- writing ---------------------------------------------------------------------------------
+
+fn write_pcap(path: &Path, frames: &[(f64, Vec<u8>)]) {
+    let header = PcapHeader {
+        version_major: 2,
+        version_minor: 4,
+        ts_correction: 0,
+        ts_accuracy: 0,
+        snaplen: 65535,
+        datalink: DataLink::ETHERNET,
+        ts_resolution: TsResolution::MicroSecond,
+        endianness: Endianness::Little,
+    };
+    let f = fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut w = PcapWriter::with_header(f, header).expect("pcap header");
+    for (t, data) in frames {
+        let ts = Duration::from_micros((BASE_TIME + t * 1e6).round() as u64);
+        w.write_packet(&PcapPacket::new(ts, data.len() as u32, data)).expect("pcap write");
+    }
+}
+
+/// Every case starts on this clock (2026-01-01T00:00:00Z), in microseconds.
+const BASE_TIME: f64 = 1_767_225_600_000_000.0;
+
+fn by_iface(frames: &Frames) -> BTreeMap<&'static str, Vec<(f64, Vec<u8>)>> {
+    let mut m: BTreeMap<&'static str, Vec<(f64, Vec<u8>)>> = BTreeMap::new();
+    for (t, i, f) in frames {
+        m.entry(i).or_default().push((*t, f.clone()));
+    }
+    m
+}
+
+/// Write every case under `root`; returns the case names and stories.
+pub fn write_all(root: &Path) -> Vec<(String, String)> {
+    let mut written = Vec::new();
+    for c in cases() {
+        let dir = root.join(c.name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("in")).expect("mkdir");
+        fs::create_dir_all(dir.join("expected")).expect("mkdir");
+        let mut snap = serde_json::to_string_pretty(&c.snapshot).expect("json");
+        snap.push('\n');
+        fs::write(dir.join("snapshot.json"), snap).expect("write snapshot");
+        let macs: serde_json::Map<String, Value> = c.macs.iter().map(|(i, m)| (i.to_string(), json!(mac_str(*m)))).collect();
+        let meta = json!({"story": c.story, "host": c.host, "macs": macs});
+        fs::write(dir.join("case.json"), serde_json::to_string_pretty(&meta).expect("json") + "\n").expect("write case");
+        for (iface, frames) in by_iface(&c.inputs) {
+            write_pcap(&dir.join("in").join(format!("{iface}.pcap")), &frames);
+        }
+        for (iface, frames) in by_iface(&c.expected) {
+            write_pcap(&dir.join("expected").join(format!("{iface}.pcap")), &frames);
+        }
+        let mut drops: String = c.drops.iter().map(|(r, n)| format!("{r} {n}\n")).collect();
+        if drops.is_empty() {
+            drops.push_str("# no drops\n");
+        }
+        fs::write(dir.join("expected").join("drops.txt"), drops).expect("write drops");
+        written.push((c.name.to_string(), c.story.to_string()));
+    }
+    written
+}

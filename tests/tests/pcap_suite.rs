@@ -1,0 +1,147 @@
+//! Every scenario of `pcaps/` replays to exactly its expected frames and drop counters, with the
+//! flow cache on and off; and the committed suite is what the generator writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use datapath::io::pcap::{replay, ReplayConfig, ReplaySummary};
+use edgepath_tests::{frame_diff, pcaps_in, read_pcap, repo_root};
+use rules::model::Mac;
+
+fn cases() -> Vec<PathBuf> {
+    let root = repo_root().join("pcaps");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("pcaps/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("snapshot.json").exists())
+        .collect();
+    v.sort();
+    assert!(v.len() >= 20, "the suite has {} cases", v.len());
+    v
+}
+
+fn run_case(dir: &Path, out: &Path, flow_cache: bool) -> ReplaySummary {
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case.json")).expect("json");
+    let macs: HashMap<String, Mac> = meta["macs"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().expect("mac").parse().expect("mac"))).collect())
+        .unwrap_or_default();
+    let cfg = ReplayConfig {
+        snapshot: dir.join("snapshot.json"),
+        host: meta["host"].as_str().expect("host").to_string(),
+        in_dir: dir.join("in"),
+        out_dir: out.to_path_buf(),
+        log_dir: None,
+        threads: 1,
+        macs,
+        flow_cache,
+    };
+    replay(&cfg).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
+fn expected_drops(dir: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(dir.join("expected/drops.txt"))
+        .expect("drops.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (r, n) = l.split_once(' ').expect("reason count");
+            (r.to_string(), n.parse().expect("count"))
+        })
+        .collect()
+}
+
+/// Compare one run with the case's expectations; an empty string when they agree.
+fn check(dir: &Path, out: &Path, s: &ReplaySummary) -> String {
+    let mut problems = String::new();
+    let expected_dir = dir.join("expected");
+    let mut names = pcaps_in(&expected_dir);
+    for n in pcaps_in(out) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    for n in names {
+        let e = if expected_dir.join(&n).exists() { read_pcap(&expected_dir.join(&n)) } else { Vec::new() };
+        let g = if out.join(&n).exists() { read_pcap(&out.join(&n)) } else { Vec::new() };
+        if e != g {
+            problems.push_str(&format!("{n}:\n{}", frame_diff(&e, &g)));
+        }
+    }
+    let got: BTreeMap<String, u64> = s.stats.drops.nonzero().map(|(r, n)| (r.name().to_string(), n)).collect();
+    let want = expected_drops(dir);
+    if got != want {
+        problems.push_str(&format!("drops: expected {want:?}, got {got:?}\n"));
+    }
+    let st = &s.stats;
+    if st.rx != st.forwarded + st.handled + st.drops.total() {
+        problems.push_str(&format!("summary does not add up:\n{}", s.render()));
+    }
+    problems
+}
+
+#[test]
+fn every_case_matches_its_expected_output() {
+    let mut failures = String::new();
+    for dir in cases() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = run_case(&dir, tmp.path(), true);
+        let p = check(&dir, tmp.path(), &s);
+        if !p.is_empty() {
+            failures.push_str(&format!("\n=== {} ===\n{p}", dir.file_name().unwrap_or_default().to_string_lossy()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
+}
+
+#[test]
+fn flow_cache_on_and_off_give_identical_output() {
+    for dir in cases() {
+        let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let on = run_case(&dir, a.path(), true);
+        let off = run_case(&dir, b.path(), false);
+        assert_eq!(off.stats.flow_hits, 0);
+        let (na, nb) = (pcaps_in(a.path()), pcaps_in(b.path()));
+        assert_eq!(na, nb, "{}", dir.display());
+        for n in na {
+            assert_eq!(std::fs::read(a.path().join(&n)).expect("a"), std::fs::read(b.path().join(&n)).expect("b"), "{} {n}", dir.display());
+        }
+        assert_eq!(on.stats.drops, off.stats.drops, "{}", dir.display());
+    }
+}
+
+#[test]
+fn the_cache_is_used() {
+    let dir = repo_root().join("pcaps/l2-local");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = run_case(&dir, tmp.path(), true);
+    assert_eq!(s.stats.flow_hits, 1, "the second identical packet hits the flow");
+}
+
+#[test]
+fn suite_is_up_to_date_with_its_generator() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    pcapgen::write_all(tmp.path());
+    for dir in cases() {
+        let name = dir.file_name().expect("name");
+        for sub in ["snapshot.json", "case.json", "expected/drops.txt"] {
+            assert_eq!(
+                std::fs::read(dir.join(sub)).expect("committed"),
+                std::fs::read(tmp.path().join(name).join(sub)).expect("generated"),
+                "{}/{sub} differs from the generator's: run `cargo run -p pcapgen -- pcaps`",
+                dir.display()
+            );
+        }
+        for sub in ["in", "expected"] {
+            for n in pcaps_in(&dir.join(sub)) {
+                assert_eq!(
+                    std::fs::read(dir.join(sub).join(&n)).expect("committed"),
+                    std::fs::read(tmp.path().join(name).join(sub).join(&n)).expect("generated"),
+                    "{}/{sub}/{n} differs from the generator's",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
