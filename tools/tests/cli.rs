@@ -1,0 +1,143 @@
+//! The `edgepath` command as an operator meets it: one line and exit 2 for what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn edgepath(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgepath")).args(args).output().expect("run edgepath")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn snapshot_check_summarises_a_good_snapshot() {
+    let snap = repo().join("pcaps/fip-worked-cases/snapshot.json");
+    let o = edgepath(&["snapshot", "check", snap.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("version 1: 2 hosts, 5 networks, 5 subnets, 11 ports, 2 routers, 2 floatingips"), "{out}");
+}
+
+/// Each broken snapshot gives exactly one line naming the file, the collection/id and the
+/// attribute, and exit status 2.
+#[test]
+fn snapshot_check_names_file_resource_and_attribute() {
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("pcaps/l2-local/snapshot.json")).expect("read")).expect("json");
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (
+            "fixed IP outside its subnet",
+            Box::new(|s| s["ports"][0]["fixed_ips"][0]["ip_address"] = "10.9.9.9".into()),
+            "ports/vm1: fixed_ips[0].ip_address: 10.9.9.9 is not in any subnet of network net-a",
+        ),
+        (
+            "bad MAC",
+            Box::new(|s| s["ports"][1]["mac_address"] = "fa:16:3e:zz:00:04".into()),
+            "ports/vm2: mac_address: \"fa:16:3e:zz:00:04\" is not a MAC address",
+        ),
+        (
+            "VNI out of range",
+            Box::new(|s| s["networks"][0]["provider:segmentation_id"] = 16777216.into()),
+            "networks/net-a: provider:segmentation_id: 16777216 is not a VNI (1..=16777215)",
+        ),
+        (
+            "floating IP outside its network",
+            Box::new(|s| s["floatingips"][0]["floating_ip_address"] = "198.18.0.1".into()),
+            "floatingips/fip-a: floating_ip_address: 198.18.0.1 is not in any subnet of network ext-net",
+        ),
+        (
+            "dangling reference",
+            Box::new(|s| s["subnets"][0]["network_id"] = "nope".into()),
+            "subnets/sub-a: network_id: no network \"nope\"",
+        ),
+        (
+            "missing required attribute",
+            Box::new(|s| s["subnets"][1].as_object_mut().map(|o| o.remove("cidr")).map(drop).unwrap_or(())),
+            "subnets/sub-b: cidr: missing field `cidr`",
+        ),
+        ("duplicate id", Box::new(|s| s["routers"][1]["id"] = "r1".into()), "routers/r1: id: duplicate id"),
+        (
+            "uplink with a VNI",
+            Box::new(|s| s["networks"][4]["provider:segmentation_id"] = 77.into()),
+            "networks/uplink-net: provider:segmentation_id: a local (uplink) network has no segmentation id",
+        ),
+        (
+            "interface bound twice",
+            Box::new(|s| s["ports"][1]["binding:profile"]["interface_name"] = "tap-vm1".into()),
+            "ports/vm2: binding:profile: interface \"tap-vm1\" on host host-a is already bound to port vm1",
+        ),
+        (
+            "route via no subnet",
+            Box::new(|s| s["routers"][1]["routes"][0]["nexthop"] = "192.0.2.1".into()),
+            "routers/edge: routes[0].nexthop: 192.0.2.1 is not on a subnet of one of the router's ports",
+        ),
+    ];
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (what, edit, want) in cases {
+        let mut s = base.clone();
+        edit(&mut s);
+        let path = tmp.path().join("snap.json");
+        std::fs::write(&path, serde_json::to_string(&s).expect("json")).expect("write");
+        let o = edgepath(&["snapshot", "check", path.to_str().expect("utf8")]);
+        assert_eq!(o.status.code(), Some(2), "{what}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        assert_eq!(err.trim_end(), format!("edgepath: {}: {want}", path.display()), "{what}");
+    }
+}
+
+#[test]
+fn replay_refuses_bad_input_with_one_line() {
+    let case = repo().join("pcaps/l2-local");
+    let snap = case.join("snapshot.json");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let run = |extra: &[&str], input: &Path| {
+        let mut a = vec!["replay", "--snapshot"];
+        let snap = s(&snap);
+        let (input, out) = (s(input), s(&out));
+        a.extend([snap.as_str(), "--host", "host-a", "--in", input.as_str(), "--out", out.as_str()]);
+        a.extend_from_slice(extra);
+        edgepath(&a)
+    };
+    // An interface no port binds.
+    let bad_in = tmp.path().join("in");
+    std::fs::create_dir_all(&bad_in).expect("mkdir");
+    std::fs::copy(case.join("in/tap-vm1.pcap"), bad_in.join("eth9.pcap")).expect("copy");
+    let o = run(&[], &bad_in);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("eth9.pcap: interface \"eth9\" is not bound by any port of host host-a"), "{}", stderr(&o));
+    // An unreadable pcap.
+    std::fs::remove_file(bad_in.join("eth9.pcap")).expect("rm");
+    std::fs::write(bad_in.join("tap-vm1.pcap"), b"not a pcap").expect("write");
+    let o = run(&[], &bad_in);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("tap-vm1.pcap: not a readable classic pcap file"), "{}", stderr(&o));
+    // A missing input directory.
+    let o = run(&[], &tmp.path().join("nowhere"));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1);
+    // More than one thread, for now.
+    let o = run(&["--threads", "4"], &case.join("in"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--threads 4"), "{}", stderr(&o));
+    // An unknown host.
+    let o = edgepath(&["replay", "--snapshot", &s(&snap), "--host", "nope", "--in", &s(&case.join("in")), "--out", &s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("host \"nope\" is not in the snapshot's hosts"), "{}", stderr(&o));
+    // A good run prints the summary and writes the outputs.
+    let o = run(&[], &case.join("in"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("frames in: 3") && text.contains("frames out: 3"), "{text}");
+    assert!(out.join("tap-vm2.pcap").exists() && out.join("tap-vm1.pcap").exists());
+    assert!(!out.join("tap-vm3.pcap").exists(), "interfaces that send nothing get no file");
+}
