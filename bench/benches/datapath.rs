@@ -1,1 +1,147 @@
-fn main() {}
+//! Criterion benches of the fast path. Group names say stage and action.
+//!
+//! - `parse/…`: the header view against etherparse's `SlicedPacket`;
+//! - `fastpath/hit/fip-dnat-route`: a cached flow that enters from the uplink, is routed by the
+//!   edge router and r1 and DNATed from a floating IP to vm1;
+//! - `fastpath/hit/vxlan-encap`: a cached flow from vm1 to a VM on another host, encapsulated;
+//! - `slowpath/miss/default-snat`: a new connection every packet, through the full simulation
+//!   with default SNAT (connection created, port allocated, flow installed).
+//!
+//! After the timings, each hit bench counts heap allocations per packet with a counting global
+//! allocator and prints them (STYLE.md item 12): the hit path must not allocate.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use datapath::{Datapath, IfIdx, Instant};
+use edgepath_bench::*;
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarding the caller's layout to the system allocator unchanged.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `alloc` above with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const VM1: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x03];
+const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
+const VM4: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x05];
+const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
+const EDGE_UP: [u8; 6] = [0xfa, 0x16, 0x3e, 0xbb, 0, 2];
+const UPSTREAM: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const UL_A: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
+const UL_B: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x01];
+
+/// Allocations per packet over `n` packets of a warm flow.
+fn allocs_per_packet(dp: &mut Datapath, i: IfIdx, f: &[u8], n: u64) -> f64 {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for k in 0..n {
+        dp.process(i, f, Instant(2 * SEC + k));
+    }
+    (ALLOCS.load(Ordering::Relaxed) - before) as f64 / n as f64
+}
+
+fn parse(c: &mut Criterion) {
+    let f = udp(VM1, VM3, [10, 0, 0, 3], [10, 1, 0, 3], 4000, 5000);
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("edgepath-view/eth-ipv4-udp", |b| b.iter(|| datapath::wire::parse(black_box(&f))));
+    g.bench_function("etherparse-sliced/eth-ipv4-udp", |b| {
+        b.iter(|| etherparse::SlicedPacket::from_ethernet(black_box(&f)).map(|p| p.transport.is_some()))
+    });
+    g.finish();
+}
+
+fn fip_dnat(c: &mut Criterion) {
+    let mut dp = datapath("fip-dnat-inbound", "host-a", &[]);
+    let up = iface(&dp, "uplink0");
+    let f = udp(UPSTREAM, EDGE_UP, [192, 0, 2, 50], [203, 0, 113, 10], 33000, 7000);
+    must_forward(&mut dp, up, &f, SEC);
+    must_forward(&mut dp, up, &f, SEC + 1);
+    assert_eq!(dp.stats().flow_hits, 1);
+    let mut g = c.benchmark_group("fastpath/hit");
+    g.throughput(Throughput::Elements(1));
+    let mut t = 2 * SEC;
+    g.bench_function("fip-dnat-route", |b| {
+        b.iter(|| {
+            t += 1;
+            dp.process(up, black_box(&f), Instant(t));
+        })
+    });
+    g.finish();
+    println!("fastpath/hit/fip-dnat-route: {} allocations per packet", allocs_per_packet(&mut dp, up, &f, 10_000));
+}
+
+fn vxlan_encap(c: &mut Criterion) {
+    let mut dp = datapath("vxlan-host-a", "host-a", &[("ul0", "02:00:00:00:0a:01")]);
+    let (tap, ul) = (iface(&dp, "tap-vm1"), iface(&dp, "ul0"));
+    // host-b answers ARP for its tunnel IP, so the underlay next hop is known.
+    dp.process(ul, &arp(2, UL_B, [192, 168, 50, 2], UL_A, [192, 168, 50, 1], UL_A), Instant(SEC));
+    let f = udp(VM1, VM4, [10, 0, 0, 3], [10, 0, 0, 5], 4000, 5000);
+    must_forward(&mut dp, tap, &f, SEC + 1);
+    must_forward(&mut dp, tap, &f, SEC + 2);
+    assert_eq!(dp.stats().flow_hits, 1);
+    let mut g = c.benchmark_group("fastpath/hit");
+    g.throughput(Throughput::Elements(1));
+    let mut t = 2 * SEC;
+    g.bench_function("vxlan-encap", |b| {
+        b.iter(|| {
+            t += 1;
+            dp.process(tap, black_box(&f), Instant(t));
+        })
+    });
+    g.finish();
+    println!("fastpath/hit/vxlan-encap: {} allocations per packet", allocs_per_packet(&mut dp, tap, &f, 10_000));
+}
+
+fn default_snat_miss(c: &mut Criterion) {
+    let mut g = c.benchmark_group("slowpath/miss");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("default-snat", |b| {
+        b.iter_custom(|iters| {
+            // Setup is not timed: a fresh datapath that knows the upstream router, and one frame
+            // per iteration, each a new connection (source and destination ports vary).
+            let mut dp = datapath("default-snat", "host-a", &[]);
+            let (up, tap) = (iface(&dp, "uplink0"), iface(&dp, "tap-vm3"));
+            dp.process(up, &arp(1, UPSTREAM, [198, 51, 100, 1], [0; 6], [198, 51, 100, 2], [0xff; 6]), Instant(SEC));
+            let frames: Vec<Vec<u8>> = (0..iters)
+                .map(|k| udp(VM3, R1_B, [10, 1, 0, 3], [192, 0, 2, 50], 1024 + (k % 60000) as u16, 1 + (k / 60000) as u16))
+                .collect();
+            let start = StdInstant::now();
+            for (k, f) in frames.iter().enumerate() {
+                dp.process(tap, black_box(f), Instant(2 * SEC + k as u64));
+            }
+            let d = start.elapsed();
+            assert_eq!(dp.stats().flow_misses, iters + 1);
+            assert_eq!(dp.stats().forwarded, iters);
+            d
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, default_snat_miss }
+criterion_main!(benches);

@@ -7,32 +7,37 @@
 /// One's-complement sum of `data` as big-endian 16-bit words, not folded or inverted.
 #[inline]
 pub fn sum(data: &[u8]) -> u32 {
+    // Adding big-endian 32-bit words into 64 bits and folding gives the same one's-complement
+    // sum as adding 16-bit words (RFC 1071 §2(C)), in half the additions.
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
+    }
+    let mut rest = words.remainder().chunks_exact(2);
+    for c in &mut rest {
         acc += u16::from_be_bytes([c[0], c[1]]) as u64;
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = rest.remainder() {
         acc += (*last as u64) << 8;
     }
     fold64(acc)
 }
 
 #[inline]
-fn fold64(mut acc: u64) -> u32 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u32
+fn fold64(acc: u64) -> u32 {
+    // 64 → 33 bits → 17 bits → 16 bits: three folds always suffice.
+    let s = (acc & 0xffff_ffff) + (acc >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    ((s & 0xffff) + (s >> 16)) as u32
 }
 
-/// Fold a 32-bit sum to 16 bits.
+/// Fold a 32-bit sum to 16 bits (branch-free: two folds always suffice).
 #[inline]
-pub fn fold(mut s: u32) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
+pub fn fold(s: u32) -> u16 {
+    let s = (s & 0xffff) + (s >> 16);
+    ((s & 0xffff) + (s >> 16)) as u16
 }
 
 /// The checksum field value for data whose sum is `s`.
@@ -108,6 +113,19 @@ mod tests {
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
+        }
+    }
+
+    #[test]
+    fn word_sum_equals_halfword_sum() {
+        let mut rng = XorShift(7);
+        for len in 0..64 {
+            let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let mut acc: u64 = 0;
+            for c in data.chunks(2) {
+                acc += ((c[0] as u64) << 8) | c.get(1).map_or(0, |&b| b as u64);
+            }
+            assert_eq!(fold(sum(&data)), fold(fold64(acc)), "length {len}");
         }
     }
 

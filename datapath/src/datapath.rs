@@ -59,13 +59,17 @@ impl TxBuf {
         self.frames.clear();
     }
 
-    /// Reserve a frame of `len` bytes and return it to be written.
+    /// Append a frame: `headroom` bytes (at most [`vxlan::ENCAP_LEN`]) for the caller to write,
+    /// then a copy of `body`. Returns the headroom and the copy.
     #[inline]
-    fn push(&mut self, iface: IfIdx, len: usize) -> &mut [u8] {
+    fn push(&mut self, iface: IfIdx, headroom: usize, body: &[u8]) -> (&mut [u8], &mut [u8]) {
+        const ZEROS: [u8; vxlan::ENCAP_LEN] = [0; vxlan::ENCAP_LEN];
         let start = self.data.len();
-        self.data.resize(start + len, 0);
-        self.frames.push((iface, start..start + len));
-        &mut self.data[start..start + len]
+        let headroom = headroom.min(ZEROS.len());
+        self.data.extend_from_slice(&ZEROS[..headroom]);
+        self.data.extend_from_slice(body);
+        self.frames.push((iface, start..self.data.len()));
+        self.data[start..].split_at_mut(headroom)
     }
 
     pub fn len(&self) -> usize {
@@ -220,20 +224,20 @@ impl Datapath {
                 }
             }
         }
-        let (body, bh, key) = match &inner {
-            Some((r, ih, tun)) => (&frame[r.clone()], *ih, FlowKey::of(iface, Some(*tun), ih)),
-            None => (frame, h, FlowKey::of(iface, None, &h)),
+        let (body, bh, key): (&[u8], &wire::Headers, _) = match &inner {
+            Some((r, ih, tun)) => (frame.get(r.clone()).unwrap_or_default(), ih, FlowKey::of(iface, Some(*tun), ih)),
+            None => (frame, &h, FlowKey::of(iface, None, &h)),
         };
 
         if let (true, Some(k)) = (self.cache, key.as_ref()) {
             if let Some(flow) = self.flows.get_mut(k) {
                 let fresh = flow.epoch == self.epoch
                     && flow.ct_generation.is_none_or(|g| g == self.ct.generation())
-                    && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(&bh), now));
+                    && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(bh), now));
                 if fresh {
                     flow.hits += 1;
                     self.stats.flow_hits += 1;
-                    return apply(flow, body, &bh, &mut self.tx);
+                    return apply(flow, body, bh, &mut self.tx);
                 }
                 self.flows.remove(k);
             }
@@ -241,7 +245,7 @@ impl Datapath {
 
         self.stats.flow_misses += 1;
         let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, now, self.trace);
-        sim.ingress(iface, Frame { buf: frame.to_vec(), h });
+        sim.ingress(iface, Frame { buf: frame.to_vec(), h: h.clone() });
         let res = sim.res;
         self.stats.forwarded += res.released;
         self.ct.sweep(now, 2);
@@ -252,8 +256,8 @@ impl Datapath {
             self.last_trace = t.clone();
         }
         if let (true, Some(k)) = (res.cacheable, key) {
-            if let Some(flow) = self.make_flow(&res, body, &bh) {
-                let fate = apply(&flow, body, &bh, &mut self.tx);
+            if let Some(flow) = self.make_flow(&res, body, bh) {
+                let fate = apply(&flow, body, bh, &mut self.tx);
                 if self.cache {
                     self.flows.insert(k, flow);
                 }
@@ -336,9 +340,7 @@ fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf) -> Fate {
     }
     for out in &flow.outputs {
         let enc = if out.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
-        let buf = tx.push(out.iface, enc + body.len());
-        let (outer, inner) = buf.split_at_mut(enc);
-        inner.copy_from_slice(body);
+        let (outer, inner) = tx.push(out.iface, enc, body);
         flow.rewrite.apply(inner, ip);
         if let Some(t) = &out.encap {
             t.write(outer, body.len());
@@ -351,9 +353,7 @@ fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf) -> Fate {
 fn emit_all(res: &SimResult, tx: &mut TxBuf) {
     for o in &res.outputs {
         let enc = if o.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
-        let buf = tx.push(o.iface, enc + o.frame.len());
-        let (outer, inner) = buf.split_at_mut(enc);
-        inner.copy_from_slice(&o.frame);
+        let (outer, _) = tx.push(o.iface, enc, &o.frame);
         if let Some(t) = &o.encap {
             t.write(outer, o.frame.len());
         }

@@ -37,9 +37,14 @@ pub struct TunKey {
     pub flags_i: bool,
 }
 
-/// What a flow is matched by.
+/// What a flow is matched by, packed into five words so the hit path hashes and compares
+/// 40 bytes. [`FlowKey::fields`] unpacks it for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+pub struct FlowKey([u64; 5]);
+
+/// The fields of a [`FlowKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFields {
     pub in_if: u16,
     pub tun: Option<TunKey>,
     pub eth_src: [u8; 6],
@@ -47,12 +52,18 @@ pub struct FlowKey {
     pub src: [u8; 4],
     pub dst: [u8; 4],
     pub proto: u8,
+    /// `min(ttl, TTL_CLASS_MAX)`.
     pub ttl: u8,
     pub frag: Frag,
     /// TCP/UDP source port; ICMP type and code.
     pub l4a: u16,
     /// TCP/UDP destination port; ICMP identifier.
     pub l4b: u16,
+}
+
+#[inline]
+fn mac_word(m: [u8; 6], hi: u16) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], hi as u8, (hi >> 8) as u8])
 }
 
 impl FlowKey {
@@ -65,19 +76,59 @@ impl FlowKey {
             L4::Icmp { typ, code, rest } => (u16::from_be_bytes([typ, code]), u16::from_be_bytes([rest[0], rest[1]])),
             L4::None => (0, 0),
         };
-        Some(FlowKey {
-            in_if: in_if.0,
+        let frag = match ip.frag {
+            Frag::Whole => 0u64,
+            Frag::First => 1,
+            Frag::Later => 2,
+        };
+        let t = tun.unwrap_or_default();
+        Some(FlowKey([
+            in_if.0 as u64
+                | (ip.proto as u64) << 16
+                | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24
+                | frag << 32
+                | (tun.is_some() as u64) << 40
+                | (t.flags_i as u64) << 41
+                | (t.vni as u64) << 42,
+            mac_word(h.eth_src, l4a),
+            mac_word(h.eth_dst, l4b),
+            (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
+            (u32::from_be_bytes(t.src) as u64) << 32 | u32::from_be_bytes(t.dst) as u64,
+        ]))
+    }
+
+    /// The fields, for display.
+    pub fn fields(&self) -> KeyFields {
+        let w = self.0;
+        let mac = |x: u64| {
+            let b = x.to_le_bytes();
+            ([b[0], b[1], b[2], b[3], b[4], b[5]], u16::from_le_bytes([b[6], b[7]]))
+        };
+        let (eth_src, l4a) = mac(w[1]);
+        let (eth_dst, l4b) = mac(w[2]);
+        let tun = (w[0] >> 40 & 1 == 1).then(|| TunKey {
+            src: ((w[4] >> 32) as u32).to_be_bytes(),
+            dst: (w[4] as u32).to_be_bytes(),
+            vni: (w[0] >> 42) as u32 & 0xff_ffff,
+            flags_i: w[0] >> 41 & 1 == 1,
+        });
+        KeyFields {
+            in_if: w[0] as u16,
             tun,
-            eth_src: h.eth_src,
-            eth_dst: h.eth_dst,
-            src: ip.src.octets(),
-            dst: ip.dst.octets(),
-            proto: ip.proto,
-            ttl: ip.ttl.min(TTL_CLASS_MAX),
-            frag: ip.frag,
+            eth_src,
+            eth_dst,
+            src: ((w[3] >> 32) as u32).to_be_bytes(),
+            dst: (w[3] as u32).to_be_bytes(),
+            proto: (w[0] >> 16) as u8,
+            ttl: (w[0] >> 24) as u8,
+            frag: match (w[0] >> 32) & 3 {
+                0 => Frag::Whole,
+                1 => Frag::First,
+                _ => Frag::Later,
+            },
             l4a,
             l4b,
-        })
+        }
     }
 }
 
@@ -91,6 +142,9 @@ pub struct Rewrite {
     /// Up to two 16-bit stores at offsets from the L4 header (ports, ICMP identifier).
     pub l4_writes: [(u8, u16); 2],
     pub l4_nwrites: u8,
+    /// The L4 checksum to update: its offset from the L4 header, and whether UDP's zero rule
+    /// applies. Fixed by the key (protocol, fragment position).
+    l4_csum: Option<(u8, bool)>,
     ip_delta: Delta,
     l4_delta: Delta,
 }
@@ -151,12 +205,17 @@ impl Rewrite {
         }
         r.ip_delta = ip_d;
         r.l4_delta = l4_d;
+        let at = a.csum_at();
+        r.l4_csum = at.l4.map(|c| ((c - a.l4_off()) as u8, at.udp));
         Some(r)
     }
 
-    /// Apply to a frame whose headers parsed as `ip`.
+    /// Apply to a frame whose headers parsed as `ip` (a packet of the flow's key).
     #[inline]
     pub fn apply(&self, b: &mut [u8], ip: &Ipv4) {
+        if b.len() < wire::ETH_LEN + 20 {
+            return;
+        }
         if let Some((src, dst)) = self.eth {
             wire::write_bytes(b, 0, &dst);
             wire::write_bytes(b, 6, &src);
@@ -177,11 +236,10 @@ impl Rewrite {
         for &(o, v) in &self.l4_writes[..self.l4_nwrites as usize] {
             wire::write16(b, l4 + o as usize, v);
         }
-        let at = ip.csum_at();
         // TCP and UDP checksums cover the pseudo-header (address changes) and the ports; the
         // ICMP checksum covers the identifier only.
-        if let Some(c) = at.l4 {
-            wire::patch_csum(b, c, self.l4_delta, at.udp);
+        if let Some((c, udp)) = self.l4_csum {
+            wire::patch_csum(b, l4 + c as usize, self.l4_delta, udp);
         }
     }
 }
