@@ -245,7 +245,7 @@ impl Datapath {
 
         self.stats.flow_misses += 1;
         let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, now, self.trace);
-        sim.ingress(iface, Frame { buf: frame.to_vec(), h: h.clone() });
+        sim.ingress(iface, Frame { buf: frame.to_vec(), h });
         let res = sim.res;
         self.stats.forwarded += res.released;
         self.ct.sweep(now, 2);

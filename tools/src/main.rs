@@ -25,6 +25,8 @@ enum Command {
     },
     /// Replay pcap files through the datapath (SPEC §4).
     Replay(cmd::replay::ReplayArgs),
+    /// Print the frames of pcap files, one line each.
+    Pcap(cmd::pcap::PcapArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Snapshot { command } => cmd::snapshot::run(command),
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Pcap(args) => cmd::pcap::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

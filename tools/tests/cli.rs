@@ -31,7 +31,8 @@ fn snapshot_check_summarises_a_good_snapshot() {
 fn snapshot_check_names_file_resource_and_attribute() {
     let base: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo().join("pcaps/l2-local/snapshot.json")).expect("read")).expect("json");
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "fixed IP outside its subnet",
             Box::new(|s| s["ports"][0]["fixed_ips"][0]["ip_address"] = "10.9.9.9".into()),

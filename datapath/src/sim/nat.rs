@@ -58,18 +58,14 @@ pub(super) fn prerouting(sim: &mut Sim, r: RouterRef, inport: PortRef, f: &mut F
                 return Ok(Pre { dst_rewritten: true, reply: false });
             }
             // SPEC §6.1 PREROUTING 2: dst == gw-ip and a default SNAT mapping exists.
-            PreRule::RevSnatGateway { gw_ip } if ip.dst == gw_ip => {
-                if reverse_snat(sim, f, SnatKind::Default) {
-                    note!(sim, "PREROUTING 2 reverse SNAT from {gw_ip}");
-                    return Ok(Pre { dst_rewritten: false, reply: true });
-                }
+            PreRule::RevSnatGateway { gw_ip } if ip.dst == gw_ip && reverse_snat(sim, f, SnatKind::Default) => {
+                note!(sim, "PREROUTING 2 reverse SNAT from {gw_ip}");
+                return Ok(Pre { dst_rewritten: false, reply: true });
             }
             // SPEC §6.1 PREROUTING 3: inport == rif, dst == rif's IP, a same-subnet mapping.
-            PreRule::RevSnatRif { rif, ip: rif_ip } if inport == rif && ip.dst == rif_ip => {
-                if reverse_snat(sim, f, SnatKind::SameSubnet) {
-                    note!(sim, "PREROUTING 3 reverse same-subnet SNAT from {rif_ip}");
-                    return Ok(Pre { dst_rewritten: false, reply: true });
-                }
+            PreRule::RevSnatRif { rif, ip: rif_ip } if inport == rif && ip.dst == rif_ip && reverse_snat(sim, f, SnatKind::SameSubnet) => {
+                note!(sim, "PREROUTING 3 reverse same-subnet SNAT from {rif_ip}");
+                return Ok(Pre { dst_rewritten: false, reply: true });
             }
             _ => {}
         }
@@ -77,7 +73,7 @@ pub(super) fn prerouting(sim: &mut Sim, r: RouterRef, inport: PortRef, f: &mut F
     Ok(Pre::default())
 }
 
-/// Reverse a dynamic SNAT mapping of `kind` for a reply; false when none exists.
+/// Reverse a dynamic SNAT mapping of `kind` for a reply; false (and `f` untouched) when none exists.
 fn reverse_snat(sim: &mut Sim, f: &mut Frame, kind: SnatKind) -> bool {
     let Some(key) = match_key(f) else {
         sim.res.ct_absent = true;

@@ -137,8 +137,7 @@ mod tests {
         );
         let mut out = [0u8; ENCAP_LEN];
         t.write(&mut out, 100);
-        let (ip, rest) = etherparse::Ipv4HeaderSlice::from_slice(&out[14..]).map(|h| (h.to_header(), ())).unwrap();
-        let _ = rest;
+        let ip = etherparse::Ipv4HeaderSlice::from_slice(&out[14..]).unwrap().to_header();
         assert_eq!(ip.total_len, 20 + 8 + 8 + 100);
         assert_eq!(ip.header_checksum, ip.calc_header_checksum());
         assert!(ip.dont_fragment);
