@@ -189,3 +189,44 @@ pub fn vxlan(smac: Mac, dmac: Mac, src: Ip, dst: Ip, vni: u32, flags: u8, inner:
     f.extend_from_slice(inner);
     f
 }
+
+/// A UDP datagram split into IPv4 fragments of `chunk` payload bytes (a multiple of 8), with the
+/// UDP checksum computed over the whole datagram, as a sender that fragments does.
+#[allow(clippy::too_many_arguments)]
+pub fn udp_fragments(
+    smac: Mac,
+    dmac: Mac,
+    src: Ip,
+    dst: Ip,
+    ttl: u8,
+    id: u16,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+    chunk: usize,
+) -> Vec<Vec<u8>> {
+    let whole = Ipv4Header::new((8 + payload.len()) as u16, ttl, etherparse::IpNumber::UDP, src, dst).expect("header");
+    let udp = UdpHeader::with_ipv4_checksum(sport, dport, &whole, payload).expect("udp");
+    let mut datagram = udp.to_bytes().to_vec();
+    datagram.extend_from_slice(payload);
+    let n = datagram.len().div_ceil(chunk);
+    datagram
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| {
+            let mut ip = Ipv4Header::new(c.len() as u16, ttl, etherparse::IpNumber::UDP, src, dst).expect("header");
+            ip.identification = id;
+            ip.dont_fragment = false;
+            ip.more_fragments = i + 1 < n;
+            ip.fragment_offset = etherparse::IpFragOffset::try_new((i * chunk / 8) as u16).expect("offset");
+            ip.header_checksum = ip.calc_header_checksum();
+            let mut f = Vec::new();
+            f.extend_from_slice(&dmac);
+            f.extend_from_slice(&smac);
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(&ip.to_bytes());
+            f.extend_from_slice(c);
+            f
+        })
+        .collect()
+}

@@ -303,6 +303,23 @@ fn cases() -> Vec<Case> {
     c.drop("arp_unresolved", 3);
     all.push(c);
 
+    // Story: a changed ARP entry invalidates flows (§9): the upstream router answers from a new
+    // MAC; the cached flow toward the old one is not used again.
+    let mut c = Case::new("arp-change", "after the upstream re-announces from a new MAC, cached traffic follows it", base());
+    arp_announce(&mut c, 1.0);
+    let p = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 4000, 53, b"query");
+    for t in [2.0, 2.5] {
+        c.input(t, "tap-vm3", p.bytes()).expect(t, "uplink0", p.with_src(IP_GW, None).routed(2, EDGE_UP, UPSTREAM).bytes());
+    }
+    let new_mac: Mac = [0x02, 0xaa, 0, 0, 0, 2];
+    c.input(3.0, "uplink0", arp_request(new_mac, IP_UPSTREAM, IP_EDGE_UP)).expect(
+        3.0,
+        "uplink0",
+        arp_reply(EDGE_UP, IP_EDGE_UP, new_mac, IP_UPSTREAM),
+    );
+    c.input(4.0, "tap-vm3", p.bytes()).expect(4.0, "uplink0", p.with_src(IP_GW, None).routed(2, EDGE_UP, new_mac).bytes());
+    all.push(c);
+
     // Story: inbound floating IP (§6.1 PREROUTING 1): from the uplink through the edge router
     // to r1's gateway port, DNAT to vm1's fixed IP; vm1's reply leaves as the floating IP.
     let mut c = Case::new("fip-dnat-inbound", "192.0.2.50 reaches vm1 at FIP-A through the edge and r1", base());
@@ -453,6 +470,26 @@ fn cases() -> Vec<Case> {
     c.drop("vxlan_no_i_flag", 1).drop("vxlan_unknown_source", 1).drop("vxlan_unknown_vni", 1);
     all.push(c);
 
+    // Story: learning invalidates flows (§5.3, §9): a frame to an unknown MAC floods — to vm2
+    // and through the tunnel to host-b — and that flood is cached; when the MAC is learned from
+    // host-b's VXLAN, the next frame goes through the tunnel only.
+    let m: Mac = [0x02, 0xbb, 0, 0, 0, 0x09];
+    let mut c = Case::new("mac-learning", "a cached flood becomes a unicast tunnel once the MAC is learned behind host-b", s.clone());
+    c.macs = vec![("ul0", UL_A)];
+    c.input(1.0, "ul0", arp_reply(UL_B, TUN_B, UL_A, TUN_A));
+    let to_m = P::udp(VM1, m, IP_VM1, [10, 0, 0, 9], 4000, 5000, b"to m");
+    for t in [2.0, 2.5] {
+        c.input(t, "tap-vm1", to_m.bytes()).expect(t, "tap-vm2", to_m.bytes()).expect(
+            t,
+            "ul0",
+            vxlan(UL_A, UL_B, TUN_A, TUN_B, 100, 0x08, &to_m.bytes()),
+        );
+    }
+    let from_m = P::udp(m, VM1, [10, 0, 0, 9], IP_VM1, 5000, 4000, b"from m");
+    c.input(3.0, "ul0", vxlan(UL_B, UL_A, TUN_B, TUN_A, 100, 0x08, &from_m.bytes())).expect(3.0, "tap-vm1", from_m.bytes());
+    c.input(4.0, "tap-vm1", to_m.bytes()).expect(4.0, "ul0", vxlan(UL_A, UL_B, TUN_A, TUN_B, 100, 0x08, &to_m.bytes()));
+    all.push(c);
+
     // Story: the same exchange replayed as host-b: it answers host-a's ARP for its tunnel IP,
     // decapsulates host-a's frames to vm4, and tunnels vm4's answer back.
     let mut c = Case::new("vxlan-host-b", "host-b answers ARP on the underlay, decapsulates to vm4 and tunnels back", s);
@@ -462,6 +499,90 @@ fn cases() -> Vec<Case> {
     c.input(1.5, "ul0", enc_ab.clone()).expect(1.5, "tap-vm4", to4.bytes());
     c.input(2.0, "ul0", enc_ab).expect(2.0, "tap-vm4", to4.bytes());
     c.input(3.0, "tap-vm4", from4.bytes()).expect(3.0, "ul0", enc_ba);
+    all.push(c);
+
+    // Story: float NAT applies to every fragment (§6.1): a UDP datagram in three fragments to
+    // FIP-A reaches vm1 with the destination rewritten in each and the UDP checksum, carried by
+    // the first, updated; through default SNAT the first fragment is translated and the later
+    // ones, which carry no ports, are dropped.
+    let mut c = Case::new("fragments", "fragments to FIP-A are all translated; later fragments cannot take default SNAT", base());
+    arp_announce(&mut c, 1.0);
+    let payload: Vec<u8> = (0..1200u32).map(|i| (i % 251) as u8).collect();
+    let inbound = udp_fragments(UPSTREAM, EDGE_UP, EXT_HOST, FIP_A, 64, 0x1234, 33000, 7000, &payload, 504);
+    let delivered = udp_fragments(R1_A, VM1, EXT_HOST, IP_VM1, 62, 0x1234, 33000, 7000, &payload, 504);
+    for (i, (f, d)) in inbound.into_iter().zip(delivered).enumerate() {
+        let t = 2.0 + i as f64 * 0.1;
+        c.input(t, "uplink0", f).expect(t, "tap-vm1", d);
+    }
+    let outbound = udp_fragments(VM3, R1_B, IP_VM3, EXT_HOST, 64, 0x4321, 5000, 53, &payload, 504);
+    let first_out = udp_fragments(EDGE_UP, UPSTREAM, IP_GW, EXT_HOST, 62, 0x4321, 5000, 53, &payload, 504);
+    for (i, f) in outbound.into_iter().enumerate() {
+        let t = 3.0 + i as f64 * 0.1;
+        c.input(t, "tap-vm3", f);
+        if i == 0 {
+            c.expect(t, "uplink0", first_out[0].clone());
+        }
+    }
+    c.drop("snat_untranslatable", 2);
+    all.push(c);
+
+    // Story: ICMP echo through default SNAT (§6.1): identifiers are translated like ports, from
+    // 1024–65535; two VMs using the same identifier get distinct ones, and replies find their VM.
+    let mut c = Case::new("icmp-echo-snat", "vm3 and vm6 ping out with id 119; they leave with ids 1024 and 1025", base());
+    arp_announce(&mut c, 1.0);
+    for (t, (smac, ip, nat_id)) in [(2.0, (VM3, IP_VM3, 1024u16)), (3.0, (VM6, IP_VM6, 1025))] {
+        let req = P { l4: L4::EchoRequest { id: 119, seq: 1 }, ..P::udp(smac, R1_B, ip, EXT_HOST, 0, 0, &[0x70; 24]) };
+        let out = P { l4: L4::EchoRequest { id: nat_id, seq: 1 }, ..req.with_src(IP_GW, None).routed(2, EDGE_UP, UPSTREAM) };
+        c.input(t, if smac == VM3 { "tap-vm3" } else { "tap-vm6" }, req.bytes()).expect(t, "uplink0", out.bytes());
+    }
+    for (t, (dmac, ip, nat_id, iface)) in [(4.0, (VM6, IP_VM6, 1025u16, "tap-vm6")), (5.0, (VM3, IP_VM3, 1024, "tap-vm3"))] {
+        let rep = P { l4: L4::EchoReply { id: nat_id, seq: 1 }, ..P::udp(UPSTREAM, EDGE_UP, EXT_HOST, IP_GW, 0, 0, &[0x70; 24]) };
+        let back = P { l4: L4::EchoReply { id: 119, seq: 1 }, ..rep.with_dst(ip, None).routed(2, R1_B, dmac) };
+        c.input(t, "uplink0", rep.bytes()).expect(t, iface, back.bytes());
+    }
+    all.push(c);
+
+    // Story: mappings expire on the packet clock (UDP 300 s, RFC 4787): the answer at 3 s is
+    // delivered; at 400 s the mapping is gone and the cached return flow with it, so the answer is
+    // dropped; vm3's next packet makes a new mapping, and its answer is delivered again.
+    let mut c = Case::new("snat-timeout", "a UDP mapping idle for more than 300 s is gone; a new packet makes a new one", base());
+    arp_announce(&mut c, 1.0);
+    let out = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 5000, 53, b"query");
+    let back = P::udp(UPSTREAM, EDGE_UP, EXT_HOST, IP_GW, 53, 5000, b"answer");
+    let left = out.with_src(IP_GW, None).routed(2, EDGE_UP, UPSTREAM);
+    let arrived = back.with_dst(IP_VM3, None).routed(2, R1_B, VM3);
+    c.input(2.0, "tap-vm3", out.bytes()).expect(2.0, "uplink0", left.bytes());
+    c.input(3.0, "uplink0", back.bytes()).expect(3.0, "tap-vm3", arrived.bytes());
+    c.input(200.0, "uplink0", back.bytes()).expect(200.0, "tap-vm3", arrived.bytes());
+    c.input(501.0, "uplink0", back.bytes()).drop("to_router_unhandled", 1);
+    c.input(502.0, "tap-vm3", out.bytes()).expect(502.0, "uplink0", left.bytes());
+    c.input(503.0, "uplink0", back.bytes()).expect(503.0, "tap-vm3", arrived.bytes());
+    all.push(c);
+
+    // Story: admin state (§5.2): a port that is down neither sends nor receives; a network that
+    // is down forwards nothing, from its ports or from a router.
+    let mut s = base();
+    s["ports"][1]["admin_state_up"] = json!(false);
+    s["networks"][1]["admin_state_up"] = json!(false);
+    let mut c = Case::new("admin-down", "vm2's port and net-b are administratively down", s);
+    c.input(1.0, "tap-vm1", P::udp(VM1, VM2, IP_VM1, IP_VM2, 1, 2, b"to vm2").bytes());
+    c.input(2.0, "tap-vm2", P::udp(VM2, VM1, IP_VM2, IP_VM1, 2, 1, b"from vm2").bytes());
+    c.input(3.0, "tap-vm3", P::udp(VM3, R1_B, IP_VM3, IP_VM1, 3, 4, b"from net-b").bytes());
+    c.input(4.0, "tap-vm1", P::udp(VM1, R1_A, IP_VM1, IP_VM3, 4, 3, b"into net-b").bytes());
+    c.drop("port_down", 2).drop("network_down", 2);
+    all.push(c);
+
+    // Story: the loop guard (§6.5): r1 and the edge router each route 172.30.0.0/16 to the other;
+    // the packet is dropped once its walk passes 16 devices, long before its TTL runs out.
+    let mut s = base();
+    s["routers"][0]["routes"] = json!([{"destination": "172.30.0.0/16", "nexthop": "203.0.113.1"}]);
+    s["routers"][1]["routes"] = json!([
+        {"destination": "0.0.0.0/0", "nexthop": ip_str(IP_UPSTREAM)},
+        {"destination": "172.30.0.0/16", "nexthop": ip_str(IP_GW)},
+    ]);
+    let mut c = Case::new("loop-guard", "a routing loop between r1 and the edge is cut after 16 devices", s);
+    c.input(1.0, "tap-vm2", P { ttl: 255, ..P::udp(VM2, R1_A, IP_VM2, [172, 30, 0, 1], 1, 2, b"round and round") }.bytes());
+    c.drop("loop_guard", 1);
     all.push(c);
 
     // Story: malformed frames (§5.1) are dropped, each under its own counter, and nothing panics.

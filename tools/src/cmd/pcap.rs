@@ -16,7 +16,8 @@ pub struct PcapArgs {
 pub fn run(a: PcapArgs) -> Result<(), String> {
     for path in a.files {
         let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut r = PcapReader::new(std::io::BufReader::new(f)).map_err(|e| format!("{}: not a readable classic pcap file: {e}", path.display()))?;
+        let mut r = PcapReader::new(std::io::BufReader::new(f))
+            .map_err(|e| format!("{}: not a readable classic pcap file: {e}", path.display()))?;
         println!("{}:", path.display());
         let mut n = 0;
         while let Some(p) = r.next_packet() {
