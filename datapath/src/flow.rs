@@ -67,12 +67,13 @@ fn mac_word(m: [u8; 6], hi: u16) -> u64 {
 }
 
 impl FlowKey {
-    /// The key of an IPv4 frame; `None` for ARP, which is always simulated.
+    /// The key of an IPv4 frame; `None` for ARP and ICMP errors, which are always simulated.
     #[inline]
     pub fn of(in_if: IfIdx, tun: Option<TunKey>, h: &Headers) -> Option<FlowKey> {
         let L3::Ipv4(ip) = &h.l3 else { return None };
         let (l4a, l4b) = match ip.l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
+            L4::Icmp { typ, .. } if wire::icmp_is_error(typ) => return None,
             L4::Icmp { typ, code, rest } => (u16::from_be_bytes([typ, code]), u16::from_be_bytes([rest[0], rest[1]])),
             L4::None => (0, 0),
         };

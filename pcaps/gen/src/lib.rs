@@ -415,6 +415,7 @@ fn cases() -> Vec<Case> {
 
     // Story: an ICMP error about a default-SNATed packet (RFC 5508): the outside answers a probe
     // with port unreachable to gw-ip; the error reaches vm3 with its quoted header translated back.
+    // An error quoting a port with no mapping is dropped.
     let mut c = Case::new("icmp-error-snat", "port unreachable for gw-ip:33434 reaches vm3 with the quote translated", base());
     arp_announce(&mut c, 1.0);
     let probe = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 33434, 33434, b"probe");
@@ -428,6 +429,10 @@ fn cases() -> Vec<Case> {
     };
     let quote_back = P { ttl: left.ttl, ..probe.clone() }.quote();
     let delivered = P { payload: quote_back, dst: IP_VM3, ..err.routed(2, R1_B, VM3) };
+    // First an error about a port with no mapping, with the very same outer headers: it is
+    // dropped, and that must not decide the fate of the next error (errors are never cached).
+    let stray = P { payload: left.with_src(IP_GW, Some(40000)).quote(), ..err.clone() };
+    c.input(2.5, "uplink0", stray.bytes()).drop("to_router_unhandled", 1);
     c.input(3.0, "uplink0", err.bytes()).expect(3.0, "tap-vm3", delivered.bytes());
     all.push(c);
 
