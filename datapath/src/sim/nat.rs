@@ -216,7 +216,11 @@ fn dynamic_snat(
             }
             match sim.ct.create(key, nat_ip, kind, r, flags, sim.now) {
                 Ok(h) => h,
-                Err(ct::PortsExhausted) => return Err(DropReason::SnatPortsExhausted),
+                Err(ct::PortsExhausted) => {
+                    // Ports free up as other connections expire: this drop is not a flow.
+                    sim.res.cacheable = false;
+                    return Err(DropReason::SnatPortsExhausted);
+                }
             }
         }
     };
