@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use datapath::io::pcap::{replay, ReplayConfig, ReplayError};
+use datapath::io::pcap::{replay, ReplayConfig, ReplayError, OUTPUT_HEADER};
 use edgepath_tests::{read_pcap, repo_root};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::{DataLink, Endianness, TsResolution};
+use pcap_file::{Endianness, TsResolution};
 
 fn shared_pcaps() -> Option<PathBuf> {
     let p = repo_root().parent()?.join("shared/pcaps");
@@ -112,16 +112,7 @@ fn big_endian_pcaps_read_the_same() {
     let cap = root.join("external/zeek-icmp-dot1q.pcap");
     let tmp = tempfile::tempdir().expect("tmp");
     let be = tmp.path().join("be.pcap");
-    let header = PcapHeader {
-        version_major: 2,
-        version_minor: 4,
-        ts_correction: 0,
-        ts_accuracy: 0,
-        snaplen: 65535,
-        datalink: DataLink::ETHERNET,
-        ts_resolution: TsResolution::NanoSecond,
-        endianness: Endianness::Big,
-    };
+    let header = PcapHeader { ts_resolution: TsResolution::NanoSecond, endianness: Endianness::Big, ..OUTPUT_HEADER };
     let mut w = PcapWriter::with_header(std::fs::File::create(&be).expect("create"), header).expect("header");
     for (t, f) in read_pcap(&cap) {
         w.write_packet(&PcapPacket::new(std::time::Duration::from_micros(t as u64), f.len() as u32, &f)).expect("write");

@@ -22,6 +22,19 @@ use crate::drop::DropReason;
 use crate::iface::IfIdx;
 use crate::time::Instant;
 
+/// The header of every file replay writes: classic pcap, little-endian, microseconds,
+/// Ethernet, snap length 65535 — the same bytes on every machine.
+pub const OUTPUT_HEADER: PcapHeader = PcapHeader {
+    version_major: 2,
+    version_minor: 4,
+    ts_correction: 0,
+    ts_accuracy: 0,
+    snaplen: 65535,
+    datalink: DataLink::ETHERNET,
+    ts_resolution: TsResolution::MicroSecond,
+    endianness: Endianness::Little,
+};
+
 /// What `replay` is asked to do.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
@@ -119,18 +132,8 @@ pub fn replay(cfg: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
                 None => {
                     let path = cfg.out_dir.join(format!("{}.pcap", names[oi.0 as usize]));
                     let f = File::create(&path).map_err(|e| ReplayError::Io(path.clone(), e))?;
-                    let header = PcapHeader {
-                        version_major: 2,
-                        version_minor: 4,
-                        ts_correction: 0,
-                        ts_accuracy: 0,
-                        snaplen: 65535,
-                        datalink: DataLink::ETHERNET,
-                        ts_resolution: TsResolution::MicroSecond,
-                        endianness: Endianness::Little,
-                    };
-                    let w =
-                        PcapWriter::with_header(BufWriter::new(f), header).map_err(|e| ReplayError::Pcap(path.clone(), e.to_string()))?;
+                    let w = PcapWriter::with_header(BufWriter::new(f), OUTPUT_HEADER)
+                        .map_err(|e| ReplayError::Pcap(path.clone(), e.to_string()))?;
                     writers.entry(oi).or_insert(w)
                 }
             };
