@@ -215,8 +215,10 @@ fn cases() -> Vec<Case> {
 
     // Story: the router port's address is answered (§6.1), and echo requests to the router's own
     // IPs — the interface address and gw-ip — get echo replies from that address.
-    let mut c = Case::new("router-arp-icmp", "vm2 resolves its gateway and pings the router's addresses", base());
+    let mut c = Case::new("router-arp-icmp", "vm2 resolves its gateway and pings the router's addresses; z resolves FIP-B", base());
     c.input(1.0, "tap-vm2", arp_request(VM2, IP_VM2, IP_R1_A)).expect(1.0, "tap-vm2", arp_reply(R1_A, IP_R1_A, VM2, IP_VM2));
+    // A floating IP is answered with the MAC of the router port that owns it (FIP-B: r1-f).
+    c.input(1.5, "tap-z", arp_request(Z, IP_Z, FIP_B)).expect(1.5, "tap-z", arp_reply(R1_F, FIP_B, Z, IP_Z));
     for (t, target, seq) in [(2.0, IP_R1_A, 1u16), (3.0, IP_GW, 2)] {
         let req = P { l4: L4::EchoRequest { id: 7, seq }, ..P::udp(VM2, R1_A, IP_VM2, target, 0, 0, &[0x61; 32]) };
         let rep = P { l4: L4::EchoReply { id: 7, seq }, smac: R1_A, dmac: VM2, src: target, dst: IP_VM2, ..req.clone() }.originated();
@@ -322,7 +324,7 @@ fn cases() -> Vec<Case> {
 
     // Story: inbound floating IP (§6.1 PREROUTING 1): from the uplink through the edge router
     // to r1's gateway port, DNAT to vm1's fixed IP; vm1's reply leaves as the floating IP.
-    let mut c = Case::new("fip-dnat-inbound", "192.0.2.50 reaches vm1 at FIP-A through the edge and r1", base());
+    let mut c = Case::new("fip-dnat-inbound", "192.0.2.50 reaches vm1 at FIP-A through the edge and r1, UDP and ping", base());
     arp_announce(&mut c, 1.0);
     let p = P::udp(UPSTREAM, EDGE_UP, EXT_HOST, FIP_A, 33000, 7000, b"inbound");
     let at_vm = p.with_dst(IP_VM1, None).routed(2, R1_A, VM1);
@@ -330,6 +332,11 @@ fn cases() -> Vec<Case> {
     c.input(2.5, "uplink0", p.bytes()).expect(2.5, "tap-vm1", at_vm.bytes());
     let r = P::udp(VM1, R1_A, IP_VM1, EXT_HOST, 7000, 33000, b"reply");
     c.input(3.0, "tap-vm1", r.bytes()).expect(3.0, "uplink0", r.with_src(FIP_A, None).routed(2, EDGE_UP, UPSTREAM).bytes());
+    // An echo request to the floating IP is translated to vm1, which answers it.
+    let ping = P { l4: L4::EchoRequest { id: 9, seq: 1 }, ..P::udp(UPSTREAM, EDGE_UP, EXT_HOST, FIP_A, 0, 0, &[0x33; 16]) };
+    c.input(4.0, "uplink0", ping.bytes()).expect(4.0, "tap-vm1", ping.with_dst(IP_VM1, None).routed(2, R1_A, VM1).bytes());
+    let pong = P { l4: L4::EchoReply { id: 9, seq: 1 }, ..P::udp(VM1, R1_A, IP_VM1, EXT_HOST, 0, 0, &[0x33; 16]) };
+    c.input(5.0, "tap-vm1", pong.bytes()).expect(5.0, "uplink0", pong.with_src(FIP_A, None).routed(2, EDGE_UP, UPSTREAM).bytes());
     all.push(c);
 
     // Story: outbound floating IP (§6.1 POSTROUTING 1): vm1 opens TCP to the outside and leaves
