@@ -39,13 +39,6 @@ pub struct Stats {
     pub per_iface: Vec<(u64, u64)>,
 }
 
-impl Stats {
-    /// Frames received that are not accounted for yet (waiting for ARP).
-    pub fn waiting(&self) -> u64 {
-        self.rx - self.forwarded - self.handled - self.drops.total()
-    }
-}
-
 /// Frames sent for one input, in order; reused between packets.
 #[derive(Debug, Default)]
 pub struct TxBuf {
@@ -145,7 +138,8 @@ impl Datapath {
         self.trace = on;
     }
 
-    /// The steps of the last simulated packet, when tracing.
+    /// What the simulation did for the last packet, when tracing; empty when the packet took a
+    /// cached flow (or was malformed).
     pub fn last_trace(&self) -> &[String] {
         &self.last_trace
     }
@@ -154,20 +148,8 @@ impl Datapath {
         &self.ifs
     }
 
-    pub fn topology(&self) -> &Topology {
-        &self.topo
-    }
-
     pub fn stats(&self) -> &Stats {
         &self.stats
-    }
-
-    pub fn flows(&self) -> &FlowTable {
-        &self.flows
-    }
-
-    pub fn conntrack(&self) -> &ConnTable {
-        &self.ct
     }
 
     /// The frames sent for the last input (and the timers it ran), in order.
@@ -178,6 +160,9 @@ impl Datapath {
     /// Process one frame that arrived on `iface` at `now`.
     pub fn process(&mut self, iface: IfIdx, frame: &[u8], now: Instant) {
         self.tx.clear();
+        if self.trace {
+            self.last_trace.clear();
+        }
         self.run_timers(now);
         self.stats.rx += 1;
         if let Some(c) = self.stats.per_iface.get_mut(iface.0 as usize) {
@@ -253,7 +238,7 @@ impl Datapath {
             self.epoch += 1;
         }
         if let Some(t) = &res.trace {
-            self.last_trace = t.clone();
+            self.last_trace.clone_from(t);
         }
         if let (true, Some(k)) = (res.cacheable, key) {
             if let Some(flow) = self.make_flow(&res, body, bh) {

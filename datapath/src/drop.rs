@@ -94,12 +94,6 @@ impl DropCounters {
     pub fn nonzero(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
         DropReason::ALL.iter().map(|&r| (r, self.get(r))).filter(|&(_, n)| n > 0)
     }
-
-    pub fn add(&mut self, other: &DropCounters) {
-        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
-            *a += b;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -38,28 +38,9 @@ pub struct TunKey {
 }
 
 /// What a flow is matched by, packed into five words so the hit path hashes and compares
-/// 40 bytes. [`FlowKey::fields`] unpacks it for people.
+/// 40 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey([u64; 5]);
-
-/// The fields of a [`FlowKey`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyFields {
-    pub in_if: u16,
-    pub tun: Option<TunKey>,
-    pub eth_src: [u8; 6],
-    pub eth_dst: [u8; 6],
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
-    pub proto: u8,
-    /// `min(ttl, TTL_CLASS_MAX)`.
-    pub ttl: u8,
-    pub frag: Frag,
-    /// TCP/UDP source port; ICMP type and code.
-    pub l4a: u16,
-    /// TCP/UDP destination port; ICMP identifier.
-    pub l4b: u16,
-}
 
 #[inline]
 fn mac_word(m: [u8; 6], hi: u16) -> u64 {
@@ -96,40 +77,6 @@ impl FlowKey {
             (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
             (u32::from_be_bytes(t.src) as u64) << 32 | u32::from_be_bytes(t.dst) as u64,
         ]))
-    }
-
-    /// The fields, for display.
-    pub fn fields(&self) -> KeyFields {
-        let w = self.0;
-        let mac = |x: u64| {
-            let b = x.to_le_bytes();
-            ([b[0], b[1], b[2], b[3], b[4], b[5]], u16::from_le_bytes([b[6], b[7]]))
-        };
-        let (eth_src, l4a) = mac(w[1]);
-        let (eth_dst, l4b) = mac(w[2]);
-        let tun = (w[0] >> 40 & 1 == 1).then(|| TunKey {
-            src: ((w[4] >> 32) as u32).to_be_bytes(),
-            dst: (w[4] as u32).to_be_bytes(),
-            vni: (w[0] >> 42) as u32 & 0xff_ffff,
-            flags_i: w[0] >> 41 & 1 == 1,
-        });
-        KeyFields {
-            in_if: w[0] as u16,
-            tun,
-            eth_src,
-            eth_dst,
-            src: ((w[3] >> 32) as u32).to_be_bytes(),
-            dst: (w[3] as u32).to_be_bytes(),
-            proto: (w[0] >> 16) as u8,
-            ttl: (w[0] >> 24) as u8,
-            frag: match (w[0] >> 32) & 3 {
-                0 => Frag::Whole,
-                1 => Frag::First,
-                _ => Frag::Later,
-            },
-            l4a,
-            l4b,
-        }
     }
 }
 
@@ -301,10 +248,6 @@ impl FlowTable {
 
     pub fn clear(&mut self) {
         self.map.clear();
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
-        self.map.iter()
     }
 }
 

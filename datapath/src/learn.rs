@@ -85,12 +85,4 @@ impl Learned {
     pub fn arp(&self, scope: ArpScope, ip: Ipv4Addr) -> Option<Mac> {
         self.arp.get(&(scope, ip)).copied()
     }
-
-    pub fn mac_entries(&self) -> usize {
-        self.macs.len()
-    }
-
-    pub fn arp_entries(&self) -> usize {
-        self.arp.len()
-    }
 }

@@ -13,10 +13,6 @@ impl Instant {
         Instant(d.as_nanos().min(u64::MAX as u128) as u64)
     }
 
-    pub fn as_duration(self) -> Duration {
-        Duration::from_nanos(self.0)
-    }
-
     pub fn saturating_add(self, d: Duration) -> Instant {
         Instant(self.0.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
     }

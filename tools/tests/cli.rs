@@ -142,3 +142,49 @@ fn replay_refuses_bad_input_with_one_line() {
     assert!(out.join("tap-vm2.pcap").exists() && out.join("tap-vm1.pcap").exists());
     assert!(!out.join("tap-vm3.pcap").exists(), "interfaces that send nothing get no file");
 }
+
+/// `replay --trace` shows each packet's walk, the §6.1 rules that applied, and cached flows.
+#[test]
+fn replay_trace_shows_the_walk_and_the_nat_rules() {
+    let case = repo().join("pcaps/fip-worked-cases");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let o = edgepath(&[
+        "replay",
+        "--snapshot",
+        &s(&case.join("snapshot.json")),
+        "--host",
+        "host-a",
+        "--in",
+        &s(&case.join("in")),
+        "--out",
+        &s(tmp.path()),
+        "--trace",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "router r1 in port r1-b",
+        "PREROUTING 1 float DNAT 203.0.113.10 → 10.0.0.3",
+        "POSTROUTING 6 dst-rewritten: default SNAT to 203.0.113.2",
+        "PREROUTING 2 reverse SNAT from 203.0.113.2",
+        "POSTROUTING 4 from external-like port: untranslated",
+        "output tap-z",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let l2 = repo().join("pcaps/l2-local");
+    let o = edgepath(&[
+        "replay",
+        "--snapshot",
+        &s(&l2.join("snapshot.json")),
+        "--host",
+        "host-a",
+        "--in",
+        &s(&l2.join("in")),
+        "--out",
+        &s(tmp.path()),
+        "--trace",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("    cached flow"));
+}

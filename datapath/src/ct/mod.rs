@@ -318,11 +318,6 @@ impl ConnTable {
             }
         }
     }
-
-    /// Every live connection, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = &Conn> {
-        self.slots.iter().filter_map(|s| s.conn.as_ref())
-    }
 }
 
 /// Whether a protocol can get a new dynamic mapping (TCP, UDP, ICMP echo request).

@@ -18,9 +18,9 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 use rules::model::Mac;
 
 use crate::datapath::{Datapath, Stats};
-use crate::drop::DropReason;
 use crate::iface::IfIdx;
 use crate::time::Instant;
+use crate::wire::describe::describe;
 
 /// The header of every file replay writes: classic pcap, little-endian, microseconds,
 /// Ethernet, snap length 65535 — the same bytes on every machine.
@@ -110,6 +110,12 @@ struct Input {
 
 /// Run a replay.
 pub fn replay(cfg: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
+    replay_traced(cfg, None)
+}
+
+/// Run a replay; with `trace`, hand it each input frame's description and the steps the
+/// simulation took for it (or that it took a cached flow).
+pub fn replay_traced(cfg: &ReplayConfig, mut trace: Option<&mut dyn FnMut(String)>) -> Result<ReplaySummary, ReplayError> {
     if cfg.threads != 1 {
         return Err(ReplayError::Threads(cfg.threads));
     }
@@ -117,6 +123,7 @@ pub fn replay(cfg: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
     let version = topo.version;
     let mut dp = Datapath::new(topo, &cfg.host, &cfg.macs).map_err(|error| ReplayError::Host { snapshot: cfg.snapshot.clone(), error })?;
     dp.set_flow_cache(cfg.flow_cache);
+    dp.set_trace(trace.is_some());
     let inputs = read_inputs(&cfg.in_dir, &dp, &cfg.host)?;
     if let Some(d) = &cfg.log_dir {
         std::fs::create_dir_all(d).map_err(|e| ReplayError::Io(d.clone(), e))?;
@@ -126,6 +133,16 @@ pub fn replay(cfg: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
     let mut writers: HashMap<IfIdx, PcapWriter<BufWriter<File>>> = HashMap::new();
     for input in inputs {
         dp.process(input.iface, &input.data, Instant::from_duration(input.ts));
+        if let Some(out) = trace.as_mut() {
+            let t = input.ts;
+            out(format!("{}.{:06} {}: {}", t.as_secs(), t.subsec_micros(), names[input.iface.0 as usize], describe(&input.data)));
+            if dp.last_trace().is_empty() {
+                out("    cached flow".to_string());
+            }
+            for step in dp.last_trace() {
+                out(format!("    {step}"));
+            }
+        }
         for (oi, bytes) in dp.tx().iter() {
             let w = match writers.get_mut(&oi) {
                 Some(w) => w,
@@ -182,9 +199,4 @@ fn read_inputs(dir: &Path, dp: &Datapath, host: &str) -> Result<Vec<Input>, Repl
     // so frames of one file keep their order.
     inputs.sort_by_key(|i| (i.ts, i.name_rank));
     Ok(inputs)
-}
-
-/// Drop reasons, for callers that print them all (docs, stats).
-pub fn drop_reasons() -> &'static [DropReason] {
-    DropReason::ALL
 }

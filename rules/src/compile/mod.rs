@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::model::{self, Mac, NetworkType, Snapshot};
+use crate::model::{Mac, NetworkType, Snapshot};
 use crate::validate::{bound_interface, SnapshotError};
 
 pub use nat::{NatRules, PostRule, PreRule};
@@ -382,10 +382,4 @@ impl Topology {
 pub fn load_topology(path: &std::path::Path) -> Result<Topology, crate::validate::FileError> {
     let snap = crate::validate::load_file(path)?;
     Topology::compile(snap).map_err(|error| crate::validate::FileError { file: path.display().to_string(), error })
-}
-
-impl From<model::Mac> for [u8; 6] {
-    fn from(m: model::Mac) -> [u8; 6] {
-        m.0
-    }
 }

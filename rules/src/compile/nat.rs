@@ -51,13 +51,6 @@ pub struct NatRules {
     pub postrouting: Vec<PostRule>,
 }
 
-impl NatRules {
-    /// Whether any rule is dynamic (needs connection tracking).
-    pub fn has_dynamic(&self) -> bool {
-        self.prerouting.iter().any(|r| !matches!(r, PreRule::FloatDnat { .. }))
-    }
-}
-
 pub(super) fn compile(t: &Topology, me: RouterRef) -> NatRules {
     let router = t.router(me);
     let fips: Vec<_> = t.fips.iter().filter(|f| f.router == me).collect();

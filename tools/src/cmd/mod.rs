@@ -1,5 +1,15 @@
 //! Subcommands. Each returns `Err(line)` with the one line to print on failure.
 
+use std::io::Write;
+
+/// Print a line on stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+pub fn out(line: impl std::fmt::Display) {
+    let mut o = std::io::stdout().lock();
+    if writeln!(o, "{line}").is_err() {
+        std::process::exit(0);
+    }
+}
+
 pub mod pcap;
 pub mod replay;
 pub mod snapshot;

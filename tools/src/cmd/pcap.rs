@@ -18,12 +18,12 @@ pub fn run(a: PcapArgs) -> Result<(), String> {
         let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut r = PcapReader::new(std::io::BufReader::new(f))
             .map_err(|e| format!("{}: not a readable classic pcap file: {e}", path.display()))?;
-        println!("{}:", path.display());
+        super::out(format!("{}:", path.display()));
         let mut n = 0;
         while let Some(p) = r.next_packet() {
             let p = p.map_err(|e| format!("{}: {e}", path.display()))?;
             let t = p.timestamp;
-            println!("  {n:>4} {}.{:06} {}", t.as_secs(), t.subsec_micros(), datapath::wire::describe::describe(&p.data));
+            super::out(format!("  {n:>4} {}.{:06} {}", t.as_secs(), t.subsec_micros(), datapath::wire::describe::describe(&p.data)));
             n += 1;
         }
     }

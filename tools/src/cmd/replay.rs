@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use datapath::io::pcap::{replay, ReplayConfig};
+use datapath::io::pcap::{replay_traced, ReplayConfig};
 use rules::model::Mac;
 
 #[derive(Args)]
@@ -33,6 +33,9 @@ pub struct ReplayArgs {
     /// Simulate every packet instead of caching flows (for comparing).
     #[arg(long)]
     no_flow_cache: bool,
+    /// Print every input frame and the steps of its simulation: devices, NAT rules, outputs.
+    #[arg(long)]
+    trace: bool,
 }
 
 fn parse_mac_arg(s: &str) -> Result<(String, Mac), String> {
@@ -54,7 +57,8 @@ pub fn run(a: ReplayArgs) -> Result<(), String> {
         macs: a.macs.into_iter().collect::<HashMap<_, _>>(),
         flow_cache: !a.no_flow_cache,
     };
-    let summary = replay(&cfg).map_err(|e| e.to_string())?;
-    print!("{}", summary.render());
+    let mut print = |line: String| super::out(line);
+    let summary = replay_traced(&cfg, a.trace.then_some(&mut print as &mut dyn FnMut(String))).map_err(|e| e.to_string())?;
+    super::out(summary.render().trim_end());
     Ok(())
 }

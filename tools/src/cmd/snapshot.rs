@@ -17,7 +17,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), String> {
     match cmd {
         SnapshotCommand::Check { file } => {
             let topo = rules::load_topology(&file).map_err(|e| e.to_string())?;
-            println!("{}: ok, {}", file.display(), topo.summary());
+            super::out(format!("{}: ok, {}", file.display(), topo.summary()));
             Ok(())
         }
     }
