@@ -456,3 +456,76 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A snapshot with one of each gateway resource, valid as it stands.
+    fn gateways() -> Value {
+        json!({
+            "networks": [{"id": "n1", "provider:segmentation_id": 10}],
+            "routers": [{"id": "r1"}],
+            "gateway_devices": [
+                {"id": "rv", "type": "router_vtep", "resource_id": "r1", "tunnel_ips": ["192.0.2.1"],
+                 "remote_mac_entries": [{"id": "e1", "mac_address": "02:00:00:00:00:09", "vtep_address": "192.0.2.9", "segmentation_id": 10}]},
+                {"id": "hw", "management_ip": "192.0.2.20", "management_port": 6632, "tunnel_ips": ["192.0.2.21"]},
+            ],
+            "gateway_device_peerings": [{"id": "pp", "device1_id": "rv", "device2_id": "hw"}],
+            "l2_gateways": [{"id": "g1", "devices": [{"device_id": "rv"}]}],
+            "l2_gateway_connections": [{"id": "c1", "l2_gateway_id": "g1", "network_id": "n1", "segmentation_id": 10}],
+            "remote_gateways": [{"id": "rg", "ipaddr": "198.51.100.7"}],
+            "remote_gateway_connections": [{"id": "rc", "l2_gateway_id": "g1", "network_id": "n1", "remote_gateway_id": "rg"}],
+            "remote_macs": [{"id": "m1", "mac": "02:00:00:00:00:0a", "ip": "10.0.0.10", "rgw_connection": "rc"}],
+        })
+    }
+
+    fn error_of(edit: impl Fn(&mut Value)) -> String {
+        let mut s = gateways();
+        edit(&mut s);
+        load_str(&s.to_string()).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn gateway_rules_of_section_3() {
+        load_str(&gateways().to_string()).expect("the base is valid");
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|s| s["gateway_devices"][0]["resource_id"] = json!("nope")), "gateway_devices/rv: resource_id: no router \"nope\""),
+            (Box::new(|s| s["gateway_devices"][0]["tunnel_ips"] = json!([])), "gateway_devices/rv: tunnel_ips: a router_vtep needs at least one tunnel IP"),
+            (
+                Box::new(|s| {
+                    s["gateway_devices"][1].as_object_mut().map(|o| o.remove("management_port"));
+                }),
+                "gateway_devices/hw: management_port: a hw_vtep needs its management port",
+            ),
+            (
+                Box::new(|s| s["gateway_devices"][1]["remote_mac_entries"] = s["gateway_devices"][0]["remote_mac_entries"].clone()),
+                "gateway_devices/hw: remote_mac_entries: remote MAC entries are accepted for router_vtep devices only",
+            ),
+            (Box::new(|s| s["gateway_device_peerings"][0]["device2_id"] = json!("rv")), "gateway_device_peerings/pp: device2_id: a peering joins two distinct devices"),
+            (Box::new(|s| s["l2_gateways"][0]["devices"][0]["device_id"] = json!("x")), "l2_gateways/g1: devices[0].device_id: no gateway device \"x\""),
+            (
+                Box::new(|s| {
+                    s["l2_gateway_connections"][0].as_object_mut().map(|o| o.remove("segmentation_id"));
+                }),
+                "l2_gateway_connections/c1: segmentation_id: neither the connection nor every device of l2 gateway g1 gives a segmentation id",
+            ),
+            (
+                Box::new(|s| {
+                    s["networks"][0].as_object_mut().map(|o| o.remove("provider:segmentation_id"));
+                }),
+                "remote_gateway_connections/rc: segmentation_id: absent, and network n1 has no segmentation id either",
+            ),
+            (Box::new(|s| s["remote_macs"][0]["rgw_connection"] = json!("zz")), "remote_macs/m1: rgw_connection: no remote gateway connection \"zz\""),
+            (
+                Box::new(|s| s["gateway_devices"][0]["remote_mac_entries"][0]["segmentation_id"] = json!(0)),
+                "gateway_devices/rv: remote_mac_entries[0].segmentation_id: 0 is not a VNI (1..=16777215)",
+            ),
+        ];
+        for (edit, want) in cases {
+            assert_eq!(error_of(edit), want);
+        }
+    }
+}
