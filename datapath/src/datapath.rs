@@ -88,6 +88,8 @@ enum Fate {
 
 pub struct Datapath {
     topo: Arc<Topology>,
+    host: String,
+    macs: HashMap<String, Mac>,
     ifs: Ifaces,
     learned: Learned,
     ct: ConnTable,
@@ -108,6 +110,8 @@ impl Datapath {
         let n = ifs.len();
         Ok(Datapath {
             topo,
+            host: host.to_string(),
+            macs: macs.clone(),
             ifs,
             learned: Learned::default(),
             ct: ConnTable::default(),
@@ -119,6 +123,23 @@ impl Datapath {
             trace: false,
             last_trace: Vec::new(),
         })
+    }
+
+    /// Run a new snapshot from the next packet on (SPEC §9): every cached flow is stale from
+    /// then on; learned entries and connections are kept. Refused, and the old snapshot kept,
+    /// when this host is not in it. The new snapshot must bind the same interfaces: they are
+    /// numbered by name, and the caller's I/O is bound to them.
+    pub fn set_topology(&mut self, topo: Arc<Topology>) -> Result<(), IfaceError> {
+        let ifs = Ifaces::for_host(&topo, &self.host, &self.macs)?;
+        let same = ifs.list.len() == self.ifs.list.len() && ifs.list.iter().zip(&self.ifs.list).all(|(a, b)| a.name == b.name);
+        if !same {
+            return Err(IfaceError::InterfacesChanged);
+        }
+        self.topo = topo;
+        self.ifs = ifs;
+        // Flows remember the epoch they were made in: every one is stale now.
+        self.epoch += 1;
+        Ok(())
     }
 
     /// Replace the connection table (tests use small SNAT pools).

@@ -38,6 +38,8 @@ pub enum IfaceError {
     UnknownHost(String),
     #[error("--mac names interface {0:?}, which no port of this host binds")]
     UnknownMacInterface(String),
+    #[error("the new snapshot binds other interfaces on this host; restart to rebind")]
+    InterfacesChanged,
 }
 
 /// The interfaces of one host, in name order (which is also the replay's tie-break order).
