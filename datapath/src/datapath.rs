@@ -241,7 +241,6 @@ impl Datapath {
                     && flow.ct_generation.is_none_or(|g| g == self.ct.generation())
                     && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(bh), now));
                 if fresh {
-                    flow.hits += 1;
                     self.stats.flow_hits += 1;
                     return apply(flow, body, bh, &mut self.tx);
                 }
@@ -295,7 +294,6 @@ impl Datapath {
             epoch: self.epoch,
             ct_generation: res.ct_absent.then(|| self.ct.generation()),
             conn: res.conn,
-            hits: 0,
         })
     }
 

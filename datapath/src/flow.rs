@@ -209,7 +209,6 @@ pub struct Flow {
     pub epoch: u64,
     pub ct_generation: Option<u64>,
     pub conn: Option<ConnHandle>,
-    pub hits: u64,
 }
 
 /// Flows a table holds before it starts over (a full table is cleared, not evicted piecemeal).
