@@ -94,6 +94,21 @@ fn snapshot_check_names_file_resource_and_attribute() {
     }
 }
 
+/// `edgepath replay` as host-a of `snapshot` on the frames of `input`, into `out`.
+fn replay_with(snapshot: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let (snap, input, out) = (s(snapshot), s(input), s(out));
+    let mut args = vec!["replay", "--snapshot", &snap, "--host", "host-a", "--in", &input, "--out", &out];
+    args.extend_from_slice(extra);
+    edgepath(&args)
+}
+
+/// `edgepath replay` of a scenario's own inputs.
+fn replay_case(case: &str, out: &Path, extra: &[&str]) -> Output {
+    let dir = repo().join("pcaps").join(case);
+    replay_with(&dir.join("snapshot.json"), &dir.join("in"), out, extra)
+}
+
 #[test]
 fn replay_refuses_bad_input_with_one_line() {
     let case = repo().join("pcaps/l2-local");
@@ -101,14 +116,7 @@ fn replay_refuses_bad_input_with_one_line() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("out");
     let s = |p: &Path| p.to_str().expect("utf8").to_string();
-    let run = |extra: &[&str], input: &Path| {
-        let mut a = vec!["replay", "--snapshot"];
-        let snap = s(&snap);
-        let (input, out) = (s(input), s(&out));
-        a.extend([snap.as_str(), "--host", "host-a", "--in", input.as_str(), "--out", out.as_str()]);
-        a.extend_from_slice(extra);
-        edgepath(&a)
-    };
+    let run = |extra: &[&str], input: &Path| replay_with(&snap, input, &out, extra);
     // An interface no port binds.
     let bad_in = tmp.path().join("in");
     std::fs::create_dir_all(&bad_in).expect("mkdir");
@@ -146,21 +154,8 @@ fn replay_refuses_bad_input_with_one_line() {
 /// `replay --trace` shows each packet's walk, the §6.1 rules that applied, and cached flows.
 #[test]
 fn replay_trace_shows_the_walk_and_the_nat_rules() {
-    let case = repo().join("pcaps/fip-worked-cases");
     let tmp = tempfile::tempdir().expect("tmp");
-    let s = |p: &Path| p.to_str().expect("utf8").to_string();
-    let o = edgepath(&[
-        "replay",
-        "--snapshot",
-        &s(&case.join("snapshot.json")),
-        "--host",
-        "host-a",
-        "--in",
-        &s(&case.join("in")),
-        "--out",
-        &s(tmp.path()),
-        "--trace",
-    ]);
+    let o = replay_case("fip-worked-cases", tmp.path(), &["--trace"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     for want in [
@@ -173,18 +168,6 @@ fn replay_trace_shows_the_walk_and_the_nat_rules() {
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    let l2 = repo().join("pcaps/l2-local");
-    let o = edgepath(&[
-        "replay",
-        "--snapshot",
-        &s(&l2.join("snapshot.json")),
-        "--host",
-        "host-a",
-        "--in",
-        &s(&l2.join("in")),
-        "--out",
-        &s(tmp.path()),
-        "--trace",
-    ]);
+    let o = replay_case("l2-local", tmp.path(), &["--trace"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("    cached flow"));
 }
