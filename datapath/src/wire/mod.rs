@@ -4,7 +4,9 @@
 //! IPv4 and the first L4 header, checking every length once and returning plain values and
 //! offsets ([`Headers`]). It never panics and never allocates; a malformed frame comes back as
 //! the [`DropReason`] it is counted under. It does all of SPEC §5.1's checks, the IPv4 header
-//! checksum included, so one pass serves both validation and the flow key. Measured with
+//! checksum included, so one pass serves both validation and the flow key — and the slow path
+//! uses the same parser, because two parsers could disagree on what is malformed and a cached
+//! flow would then treat a frame differently from a fresh simulation. Measured with
 //! criterion on the development machine (`cargo bench -p edgepath-bench -- parse`): 15 ns for
 //! Ethernet/IPv4/UDP, against 8 ns for etherparse's `SlicedPacket`, which verifies no checksum
 //! and builds no key; etherparse's full `PacketHeaders` is far slower (STYLE.md). etherparse
