@@ -15,8 +15,8 @@ use rules::model::Mac;
 
 use crate::ct::ConnTable;
 use crate::drop::{DropCounters, DropReason};
-use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite, TunKey};
-use crate::iface::{Binding, IfIdx, IfaceError, Ifaces};
+use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite};
+use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::learn::{Learned, ARP_RETRY, ARP_TRIES};
 use crate::sim::{frame::Frame, Sim, SimResult};
 use crate::time::Instant;
@@ -217,26 +217,27 @@ impl Datapath {
             Ok(h) => h,
             Err(r) => return Fate::Dropped(r),
         };
-        // A VXLAN frame on the underlay is matched by its tunnel and its inner frame.
+        // A VXLAN frame is matched by its outer and its inner headers; its flow may act on the
+        // inner frame (it decapsulates) or on the whole (it is routed as it is).
         let mut inner = None;
-        if self.ifs.get(iface).binding == Binding::Underlay {
-            if let (L3::Ipv4(ip), Some((hdr, off))) = (&h.l3, vxlan::view(frame, &h)) {
-                if ip.frag == Frag::Whole {
-                    if let Some(Ok(ih)) = frame.get(off..ip.end()).map(wire::parse) {
-                        let tun =
-                            TunKey { src: ip.src.octets(), dst: ip.dst.octets(), vni: hdr.vni, flags_i: hdr.flags & vxlan::FLAG_I != 0 };
-                        inner = Some((off..ip.end(), ih, tun));
-                    }
+        if let (L3::Ipv4(ip), Some((v, off))) = (&h.l3, vxlan::view(frame, &h)) {
+            if ip.frag == Frag::Whole {
+                if let Some(Ok(ih)) = frame.get(off..ip.end()).map(wire::parse) {
+                    inner = Some((off..ip.end(), ih, v));
                 }
             }
         }
-        let (body, bh, key): (&[u8], &wire::Headers, _) = match &inner {
-            Some((r, ih, tun)) => (frame.get(r.clone()).unwrap_or_default(), ih, FlowKey::of(iface, Some(*tun), ih)),
-            None => (frame, &h, FlowKey::of(iface, None, &h)),
+        let key = match &inner {
+            Some((_, ih, v)) => FlowKey::vxlan(iface, &h, *v, ih),
+            None => FlowKey::of(iface, &h),
         };
 
         if let (true, Some(k)) = (self.cache, key.as_ref()) {
             if let Some(flow) = self.flows.get_mut(k) {
+                let (body, bh) = match (&inner, flow.decap) {
+                    (Some((r, ih, _)), true) => (frame.get(r.clone()).unwrap_or_default(), ih),
+                    _ => (frame, &h),
+                };
                 let fresh = flow.epoch == self.epoch
                     && flow.ct_generation.is_none_or(|g| g == self.ct.generation())
                     && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(bh), now));
@@ -250,7 +251,7 @@ impl Datapath {
 
         self.stats.flow_misses += 1;
         let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, now, self.trace);
-        sim.ingress(iface, Frame { buf: frame.to_vec(), h });
+        sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
         let res = sim.res;
         self.stats.forwarded += res.released;
         self.ct.sweep(now, 2);
@@ -261,7 +262,13 @@ impl Datapath {
             self.last_trace.clone_from(t);
         }
         if let (true, Some(k)) = (res.cacheable, key) {
-            if let Some(flow) = self.make_flow(&res, body, bh) {
+            // Decapsulated outputs derive from the inner frame, others from the whole.
+            let decap = inner.as_ref().and_then(|(r, ih, _)| Some((frame.get(r.clone())?, ih)));
+            let made = match decap.and_then(|(b, ih)| self.make_flow(&res, true, b, ih).map(|f| (f, b, ih))) {
+                Some(m) => Some(m),
+                None => self.make_flow(&res, false, frame, &h).map(|f| (f, frame, &h)),
+            };
+            if let Some((flow, body, bh)) = made {
                 let fate = apply(&flow, body, bh, &mut self.tx);
                 if self.cache {
                     self.flows.insert(k, flow);
@@ -274,7 +281,7 @@ impl Datapath {
     }
 
     /// Turn a cacheable simulation result into a flow, if its outputs share one rewrite.
-    fn make_flow(&self, res: &SimResult, body: &[u8], bh: &wire::Headers) -> Option<Flow> {
+    fn make_flow(&self, res: &SimResult, decap: bool, body: &[u8], bh: &wire::Headers) -> Option<Flow> {
         let mut rewrite = None;
         let mut outputs = Vec::with_capacity(res.outputs.len());
         for o in &res.outputs {
@@ -287,7 +294,12 @@ impl Datapath {
             outputs.push(FlowOut { iface: o.iface, encap: o.encap });
         }
         let drop = if outputs.is_empty() { Some(res.drop.unwrap_or(DropReason::NoDestination)) } else { None };
+        if decap && outputs.is_empty() {
+            // A drop is recorded against the whole frame.
+            return None;
+        }
         Some(Flow {
+            decap,
             rewrite: rewrite.unwrap_or_default(),
             outputs,
             drop,

@@ -1,9 +1,9 @@
 //! The flow cache (SPEC §9): every packet after a flow's first takes its cached actions.
 //!
 //! **Key.** A flow is keyed by the ingress interface and the header fields the simulation reads:
-//! for a frame from a tunnel, the outer addresses, VNI and I flag, then the inner frame's MACs,
-//! IPv4 addresses, protocol, fragment position, L4 ports (ICMP type, code and identifier) and
-//! TTL. TTL is kept as `min(ttl, 17)`: routers only compare it with 1 and at most 16 devices
+//! MACs, IPv4 addresses, TOS, protocol, fragment position, L4 ports (ICMP type, code and
+//! identifier) and TTL; for a VXLAN frame, those of both the outer and the inner frame, and the
+//! VNI and flags. TTL is kept as `min(ttl, 17)`: routers only compare it with 1 and at most 16 devices
 //! are walked, so every larger value behaves the same. ARP is never cached.
 //!
 //! **Actions.** The simulation's outputs are turned into one [`Rewrite`] (new MACs, addresses,
@@ -28,55 +28,57 @@ use crate::wire::{self, vxlan::EncapTemplate, Frag, Headers, Ipv4, L3, L4};
 /// TTL values above this behave alike (see the module header).
 pub const TTL_CLASS_MAX: u8 = 17;
 
-/// The tunnel a frame arrived through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TunKey {
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
-    pub vni: u32,
-    pub flags_i: bool,
-}
-
-/// What a flow is matched by, packed into five words so the hit path hashes and compares
-/// 40 bytes.
+/// What a flow is matched by, packed into words so the hit path hashes and compares few bytes:
+/// five words for a plain frame; for a VXLAN frame, five for its outer headers, five for its
+/// inner headers, and one for the VNI and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey([u64; 5]);
+pub enum FlowKey {
+    Plain([u64; 5]),
+    Vxlan([u64; 11]),
+}
 
 #[inline]
 fn mac_word(m: [u8; 6], hi: u16) -> u64 {
     u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], hi as u8, (hi >> 8) as u8])
 }
 
+/// The five words of an IPv4 frame's headers; `None` for ARP and ICMP errors.
+#[inline]
+fn words(in_if: IfIdx, h: &Headers) -> Option<[u64; 5]> {
+    let L3::Ipv4(ip) = &h.l3 else { return None };
+    let (l4a, l4b) = match ip.l4 {
+        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
+        L4::Icmp { typ, .. } if wire::icmp_is_error(typ) => return None,
+        L4::Icmp { typ, code, rest } => (u16::from_be_bytes([typ, code]), u16::from_be_bytes([rest[0], rest[1]])),
+        L4::None => (0, 0),
+    };
+    let frag = match ip.frag {
+        Frag::Whole => 0u64,
+        Frag::First => 1,
+        Frag::Later => 2,
+    };
+    Some([
+        in_if.0 as u64 | (ip.proto as u64) << 16 | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24 | frag << 32,
+        mac_word(h.eth_src, l4a),
+        mac_word(h.eth_dst, l4b),
+        (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
+        ip.tos as u64,
+    ])
+}
+
 impl FlowKey {
     /// The key of an IPv4 frame; `None` for ARP and ICMP errors, which are always simulated.
     #[inline]
-    pub fn of(in_if: IfIdx, tun: Option<TunKey>, h: &Headers) -> Option<FlowKey> {
-        let L3::Ipv4(ip) = &h.l3 else { return None };
-        let (l4a, l4b) = match ip.l4 {
-            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
-            L4::Icmp { typ, .. } if wire::icmp_is_error(typ) => return None,
-            L4::Icmp { typ, code, rest } => (u16::from_be_bytes([typ, code]), u16::from_be_bytes([rest[0], rest[1]])),
-            L4::None => (0, 0),
-        };
-        let frag = match ip.frag {
-            Frag::Whole => 0u64,
-            Frag::First => 1,
-            Frag::Later => 2,
-        };
-        let t = tun.unwrap_or_default();
-        Some(FlowKey([
-            in_if.0 as u64
-                | (ip.proto as u64) << 16
-                | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24
-                | frag << 32
-                | (tun.is_some() as u64) << 40
-                | (t.flags_i as u64) << 41
-                | (t.vni as u64) << 42,
-            mac_word(h.eth_src, l4a),
-            mac_word(h.eth_dst, l4b),
-            (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
-            (u32::from_be_bytes(t.src) as u64) << 32 | u32::from_be_bytes(t.dst) as u64,
-        ]))
+    pub fn of(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
+        words(in_if, h).map(FlowKey::Plain)
+    }
+
+    /// The key of a VXLAN frame: its outer headers (`outer`), its VXLAN header and its inner
+    /// headers (`inner`).
+    #[inline]
+    pub fn vxlan(in_if: IfIdx, outer: &Headers, v: wire::vxlan::Vxlan, inner: &Headers) -> Option<FlowKey> {
+        let (o, i) = (words(in_if, outer)?, words(in_if, inner)?);
+        Some(FlowKey::Vxlan([o[0], o[1], o[2], o[3], o[4], i[0], i[1], i[2], i[3], i[4], (v.vni as u64) << 8 | v.flags as u64]))
     }
 }
 
@@ -202,6 +204,8 @@ pub struct FlowOut {
 /// A cached flow.
 #[derive(Debug, Clone)]
 pub struct Flow {
+    /// The flow acts on the inner frame of a VXLAN frame (it decapsulates).
+    pub decap: bool,
     pub rewrite: Rewrite,
     pub outputs: Vec<FlowOut>,
     /// Why the flow drops, when it has no outputs.

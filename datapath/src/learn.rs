@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use rules::compile::{NetRef, PortRef};
+use rules::compile::{NetRef, PortRef, Tunnel};
 use rules::model::Mac;
 
 use crate::iface::IfIdx;
@@ -20,8 +20,8 @@ use crate::time::Instant;
 pub enum Location {
     /// Behind a bound port of this host (an uplink or a port without port security).
     Port(PortRef),
-    /// Behind a VXLAN tunnel endpoint.
-    Tunnel(Ipv4Addr),
+    /// Behind a VXLAN tunnel.
+    Tunnel(Tunnel),
 }
 
 /// Whose ARP table: a router port's, or the host underlay's.

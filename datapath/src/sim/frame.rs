@@ -12,6 +12,9 @@ use crate::wire::{self, icmp_is_error, Headers, Ipv4, L3, L4};
 pub struct Frame {
     pub buf: Vec<u8>,
     pub h: Headers,
+    /// Bytes of outer header this simulation put in front of the frame it received (a router
+    /// VTEP's encapsulation), 0 otherwise.
+    pub encap_len: usize,
 }
 
 /// The header an ICMP error quotes, located in its frame.
@@ -28,7 +31,7 @@ struct Quote {
 impl Frame {
     pub fn parse(buf: Vec<u8>) -> Result<Frame, DropReason> {
         let h = wire::parse(&buf)?;
-        Ok(Frame { buf, h })
+        Ok(Frame { buf, h, encap_len: 0 })
     }
 
     pub fn ipv4(&self) -> Option<&Ipv4> {

@@ -17,7 +17,7 @@ pub mod nat;
 
 use std::net::Ipv4Addr;
 
-use rules::compile::{NetRef, PortRef, RouterRef, Topology};
+use rules::compile::{HostRef, LocalVtep, NetRef, PortRef, RouterRef, Topology, Tunnel};
 use rules::model::{Mac, NetworkType};
 
 use crate::ct::{ConnHandle, ConnTable};
@@ -91,8 +91,8 @@ impl SimResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
     Port(PortRef),
-    /// A VXLAN tunnel endpoint (another host, or later a VTEP).
-    Tunnel(Ipv4Addr),
+    /// A VXLAN tunnel (to another host, a VTEP, a remote gateway).
+    Tunnel(Tunnel),
 }
 
 /// The simulation of one packet.
@@ -132,7 +132,15 @@ impl<'a> Sim<'a> {
         self.res.cacheable = false;
     }
 
-    fn output(&mut self, iface: IfIdx, f: Frame, encap: Option<vxlan::EncapTemplate>) {
+    fn output(&mut self, iface: IfIdx, mut f: Frame, mut encap: Option<vxlan::EncapTemplate>) {
+        // A frame this simulation encapsulated (a router VTEP's) leaves as its outer header, as
+        // routed, and the inner frame: a flow can cache that as a template.
+        if f.encap_len == vxlan::ENCAP_LEN && encap.is_none() && f.buf.len() >= vxlan::ENCAP_LEN {
+            encap = vxlan::EncapTemplate::from_outer(&f.buf[..vxlan::ENCAP_LEN]);
+            if encap.is_some() {
+                f.buf.drain(..vxlan::ENCAP_LEN);
+            }
+        }
         note!(
             self,
             "output {}{}",
@@ -250,12 +258,16 @@ impl<'a> Sim<'a> {
         if dst.is_multicast() {
             return self.flood(net, from, f);
         }
+        // Ports of the snapshot, then remote MACs (§7.2, §7.4), then what was learned.
         let to = match network.mac_to_port.get(&dst) {
             Some(&p) => Some(Attach::Port(p)),
-            None => match self.learned.mac(net, dst) {
-                Some(Location::Port(p)) => Some(Attach::Port(p)),
-                Some(Location::Tunnel(ip)) => Some(Attach::Tunnel(ip)),
-                None => None,
+            None => match self.topo.vxlan.nets[net.idx()].remote_macs.get(&dst) {
+                Some(group) => Some(Attach::Tunnel(group.pick(flow_hash(&f)))),
+                None => match self.learned.mac(net, dst) {
+                    Some(Location::Port(p)) => Some(Attach::Port(p)),
+                    Some(Location::Tunnel(t)) => Some(Attach::Tunnel(t)),
+                    None => None,
+                },
             },
         };
         match to {
@@ -299,8 +311,13 @@ impl<'a> Sim<'a> {
                 if h == me {
                     continue;
                 }
-                let ip = self.topo.host(h).tunnel_ip;
-                self.tunnel_out(ip, network.vni, f.clone());
+                self.tunnel_to_host(net, h, f.clone());
+                sent = true;
+            }
+            // VTEPs that flood: hardware VTEPs, remote gateways with `flood` (§7); one member of
+            // a peered pair, by flow hash.
+            for group in &self.topo.vxlan.nets[net.idx()].flood {
+                self.tunnel_out(group.pick(flow_hash(&f)), f.clone());
                 sent = true;
             }
         }
@@ -312,7 +329,7 @@ impl<'a> Sim<'a> {
     /// Hand a frame to one attachment of network `net`.
     fn deliver(&mut self, net: NetRef, to: Attach, f: Frame) {
         let p = match to {
-            Attach::Tunnel(ip) => return self.tunnel_out(ip, self.topo.network(net).vni, f),
+            Attach::Tunnel(t) => return self.tunnel_out(t, f),
             Attach::Port(p) => p,
         };
         let port = self.topo.port(p);
@@ -329,8 +346,7 @@ impl<'a> Sim<'a> {
             },
             Some(h) => {
                 note!(self, "port {} is on host {}", port.id, self.topo.host(h).id);
-                let ip = self.topo.host(h).tunnel_ip;
-                self.tunnel_out(ip, self.topo.network(net).vni, f)
+                self.tunnel_to_host(net, h, f)
             }
             None => self.drop(DropReason::PortUnbound),
         }
@@ -338,11 +354,27 @@ impl<'a> Sim<'a> {
 
     // ---- VXLAN -----------------------------------------------------------------------------
 
-    /// Encapsulate toward tunnel endpoint `dst` with `vni` (SPEC §7, §7.1).
-    fn tunnel_out(&mut self, dst: Ipv4Addr, vni: Option<u32>, f: Frame) {
-        let Some(vni) = vni else {
+    /// Tunnel a frame of network `net` to host `h` (§7.1): from the underlay, to its tunnel IP,
+    /// with the network's VNI.
+    fn tunnel_to_host(&mut self, net: NetRef, h: HostRef, f: Frame) {
+        let Some(vni) = self.topo.network(net).vni else {
             return self.drop(DropReason::NoTunnelVni);
         };
+        self.tunnel_out(Tunnel { local: LocalVtep::Host, remote: self.topo.host(h).tunnel_ip, vni }, f)
+    }
+
+    /// Encapsulate into tunnel `t` (SPEC §7): from the host underlay, or from a router VTEP,
+    /// whose outer packet the router routes.
+    fn tunnel_out(&mut self, t: Tunnel, f: Frame) {
+        note!(self, "tunnel to {} VNI {} from {:?}", t.remote, t.vni, t.local);
+        match t.local {
+            LocalVtep::Host => self.underlay_out(t.remote, t.vni, f),
+            LocalVtep::Router { router, addr } => self.router_vtep_out(router, addr, t.remote, t.vni, f),
+        }
+    }
+
+    /// Encapsulate toward `dst` from the host underlay (§7.1).
+    fn underlay_out(&mut self, dst: Ipv4Addr, vni: u32, f: Frame) {
         let Some(ul) = self.ifs.underlay else {
             return self.drop(DropReason::NoTunnelVni);
         };
@@ -357,13 +389,62 @@ impl<'a> Sim<'a> {
             }
             None => {
                 let t = vxlan::EncapTemplate::new(src_mac, [0; 6], host.tunnel_ip, dst, sport, vni);
-                let mut outer = vec![0u8; vxlan::ENCAP_LEN];
-                t.write(&mut outer, f.buf.len());
-                outer.extend_from_slice(&f.buf);
                 let request = arp::request(src_mac, host.tunnel_ip, next_hop);
-                self.queue(ArpScope::Underlay, next_hop, outer, Emit::Iface(ul), request);
+                self.queue(ArpScope::Underlay, next_hop, t.encapsulate(&f.buf), Emit::Iface(ul), request);
             }
         }
+    }
+
+    /// Encapsulate at router `r`'s VTEP address `addr` toward `dst` (§7.2): the outer packet is
+    /// originated by the router (TTL 64, no NAT) and routed like any other, out of its uplink or
+    /// gateway port, its next hop resolved by ARP.
+    fn router_vtep_out(&mut self, r: RouterRef, addr: Ipv4Addr, dst: Ipv4Addr, vni: u32, f: Frame) {
+        let t = vxlan::EncapTemplate::new([0; 6], [0; 6], addr, dst, vxlan::source_port(&f.h), vni);
+        let outer = match Frame::parse(t.encapsulate(&f.buf)) {
+            Ok(mut o) => {
+                o.encap_len = vxlan::ENCAP_LEN;
+                o
+            }
+            Err(reason) => return self.drop(reason),
+        };
+        let Some(route) = self.topo.router(r).routes.lookup(addr, dst) else {
+            return self.drop(DropReason::NoRoute);
+        };
+        note!(self, "router {} routes VXLAN {addr} → {dst} via {}", self.topo.router(r).id, self.topo.port(route.port).id);
+        let (port, next_hop) = (route.port, route.via.unwrap_or(dst));
+        self.router_out(port, next_hop, outer);
+    }
+
+    /// Decapsulate VXLAN that reached local VTEP `local` (§7): the I flag, a known source and a
+    /// VNI that names a network at this VTEP; the inner frame enters that network, its source
+    /// MAC learned behind the tunnel.
+    fn decapsulate(&mut self, local: LocalVtep, f: &Frame, hdr: vxlan::Vxlan, inner_off: usize) {
+        let Some(ip) = f.ipv4().copied() else { return self.drop(DropReason::VxlanNotForUs) };
+        if ip.frag != wire::Frag::Whole {
+            return self.drop(DropReason::VxlanNotForUs);
+        }
+        if hdr.flags & vxlan::FLAG_I == 0 {
+            return self.drop(DropReason::VxlanNoIFlag);
+        }
+        let me = self.host_ip();
+        if ip.src == me || self.topo.vxlan.known_sources.binary_search(&ip.src).is_err() {
+            return self.drop(DropReason::VxlanUnknownSource);
+        }
+        let Some(&net) = self.topo.vxlan.vni_in.get(&(local, hdr.vni)) else {
+            return self.drop(DropReason::VxlanUnknownVni);
+        };
+        note!(self, "VXLAN from {} VNI {} → network {}", ip.src, hdr.vni, self.topo.network(net).id);
+        let inner = match f.buf.get(inner_off..ip.end()).map(|b| Frame::parse(b.to_vec())) {
+            Some(Ok(inner)) => inner,
+            Some(Err(r)) => return self.drop(r),
+            None => return self.drop(DropReason::TruncatedEthernet),
+        };
+        let tunnel = Tunnel { local, remote: ip.src, vni: hdr.vni };
+        let src = Mac(inner.h.eth_src);
+        if !self.topo.network(net).mac_to_port.contains_key(&src) && !src.is_multicast() {
+            self.learn_mac(net, src, Location::Tunnel(tunnel));
+        }
+        self.bridge(net, Attach::Tunnel(tunnel), inner);
     }
 
     /// A frame on the underlay: ARP for the tunnel IP, or VXLAN to it (SPEC §2, §7).
@@ -384,36 +465,10 @@ impl<'a> Sim<'a> {
             }
             return;
         }
-        let Some(ip) = f.ipv4().copied() else {
-            return self.drop(DropReason::VxlanNotForUs);
-        };
-        let Some((hdr, inner_off)) = vxlan::view(&f.buf, &f.h) else {
-            return self.drop(DropReason::VxlanNotForUs);
-        };
-        if ip.dst != my_ip || ip.frag != wire::Frag::Whole {
-            return self.drop(DropReason::VxlanNotForUs);
+        match (f.ipv4(), vxlan::view(&f.buf, &f.h)) {
+            (Some(ip), Some((hdr, off))) if ip.dst == my_ip => self.decapsulate(LocalVtep::Host, &f, hdr, off),
+            _ => self.drop(DropReason::VxlanNotForUs),
         }
-        if hdr.flags & vxlan::FLAG_I == 0 {
-            return self.drop(DropReason::VxlanNoIFlag);
-        }
-        let known = self.topo.host_by_tunnel_ip.get(&ip.src).is_some_and(|&h| h != self.ifs.host);
-        if !known {
-            return self.drop(DropReason::VxlanUnknownSource);
-        }
-        let Some(&net) = self.topo.network_by_vni.get(&hdr.vni) else {
-            return self.drop(DropReason::VxlanUnknownVni);
-        };
-        note!(self, "VXLAN from {} VNI {} → network {}", ip.src, hdr.vni, self.topo.network(net).id);
-        let inner = match f.buf.get(inner_off..ip.end()).map(|b| Frame::parse(b.to_vec())) {
-            Some(Ok(inner)) => inner,
-            Some(Err(r)) => return self.drop(r),
-            None => return self.drop(DropReason::TruncatedEthernet),
-        };
-        let src = Mac(inner.h.eth_src);
-        if !self.topo.network(net).mac_to_port.contains_key(&src) && !src.is_multicast() {
-            self.learn_mac(net, src, Location::Tunnel(ip.src));
-        }
-        self.bridge(net, Attach::Tunnel(ip.src), inner);
     }
 
     // ---- routers ---------------------------------------------------------------------------
@@ -495,6 +550,12 @@ impl<'a> Sim<'a> {
         };
         let Some(ip) = f.ipv4().copied() else { return };
         let router = self.topo.router(r);
+        // VXLAN to one of the router's VTEP addresses is decapsulated (§7.2).
+        if self.topo.vxlan.is_router_vtep(r, ip.dst) {
+            if let Some((hdr, off)) = vxlan::view(&f.buf, &f.h) {
+                return self.decapsulate(LocalVtep::Router { router: r, addr: ip.dst }, &f, hdr, off);
+            }
+        }
         // Local delivery: the router answers echo requests to its own IPs (§6.1).
         if router.ports.iter().any(|&rp| self.topo.port(rp).has_ip(ip.dst)) {
             if let L4::Icmp { typ: wire::ICMP_ECHO_REQUEST, .. } = ip.l4 {
@@ -629,4 +690,10 @@ impl<'a> Sim<'a> {
             Emit::RouterPort(p) => s.bridge(s.topo.port(p).network, Attach::Port(p), f),
         });
     }
+}
+
+/// The hash of a frame's inner flow that picks a member of a peered pair (§7) — the same fixed
+/// hash as the VXLAN source port, so it is the same on every machine.
+fn flow_hash(f: &Frame) -> u32 {
+    vxlan::flow_hash(&f.h)
 }

@@ -84,6 +84,29 @@ impl EncapTemplate {
         out[38..40].copy_from_slice(&udp_len.to_be_bytes());
     }
 
+    /// The outer header of a routed VXLAN frame (`outer` is its first [`ENCAP_LEN`] bytes), as a
+    /// template: its lengths and checksum are written anew for each inner frame. `None` when the
+    /// bytes are not Ethernet/IPv4 (no options)/UDP.
+    pub fn from_outer(outer: &[u8]) -> Option<Self> {
+        let mut bytes: [u8; ENCAP_LEN] = outer.get(..ENCAP_LEN)?.try_into().ok()?;
+        if bytes[12..14] != super::ETHERTYPE_IPV4.to_be_bytes() || bytes[14] != 0x45 || bytes[23] != super::IPPROTO_UDP {
+            return None;
+        }
+        bytes[16..18].fill(0);
+        bytes[24..26].fill(0);
+        bytes[38..42].fill(0);
+        let ip_sum = csum::sum(&bytes[14..34]);
+        Some(EncapTemplate { bytes, ip_sum })
+    }
+
+    /// A whole encapsulated frame (for the slow path: frames waiting for ARP).
+    pub fn encapsulate(&self, inner: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; ENCAP_LEN];
+        self.write(&mut v, inner.len());
+        v.extend_from_slice(inner);
+        v
+    }
+
     pub fn vni(&self) -> u32 {
         u32::from_be_bytes([0, self.bytes[46], self.bytes[47], self.bytes[48]])
     }
@@ -98,6 +121,11 @@ impl EncapTemplate {
 /// the inner destination MAC, source MAC, and for IPv4 the source and destination address,
 /// protocol, and the L4 ports (zero when absent), in that order; port = 49152 + hash mod 16384.
 pub fn source_port(inner: &Headers) -> u16 {
+    49152 + (flow_hash(inner) % 16384) as u16
+}
+
+/// The fixed hash of an inner flow (see [`source_port`]): also what picks one of two peered VTEPs.
+pub fn flow_hash(inner: &Headers) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -118,7 +146,7 @@ pub fn source_port(inner: &Headers) -> u16 {
         eat(&s.to_be_bytes());
         eat(&d.to_be_bytes());
     }
-    49152 + (h % 16384) as u16
+    h
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod nat;
 pub mod routes;
+pub mod vxlan;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -18,6 +19,7 @@ use crate::validate::{bound_interface, SnapshotError};
 
 pub use nat::{NatRules, PostRule, PreRule};
 pub use routes::{Route, RouteTable};
+pub use vxlan::{LocalVtep, Tunnel, TunnelGroup, VxlanTables};
 
 macro_rules! index_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -153,9 +155,9 @@ pub struct Topology {
     pub routers: Vec<Router>,
     pub fips: Vec<FloatingIp>,
     pub host_by_id: HashMap<String, HostRef>,
-    pub host_by_tunnel_ip: HashMap<Ipv4Addr, HostRef>,
-    pub network_by_vni: HashMap<u32, NetRef>,
     pub port_by_id: HashMap<String, PortRef>,
+    /// VTEPs, remote MACs and the VNI table (SPEC §7).
+    pub vxlan: VxlanTables,
     /// The snapshot as loaded, for the collections later stages compile themselves.
     pub snapshot: Snapshot,
 }
@@ -219,7 +221,6 @@ impl Topology {
         for (i, h) in snap.hosts.iter().enumerate() {
             let r = HostRef(i as u32);
             t.host_by_id.insert(h.id.clone(), r);
-            t.host_by_tunnel_ip.insert(h.tunnel_ip, r);
             t.hosts.push(Host {
                 id: h.id.clone(),
                 tunnel_ip: h.tunnel_ip,
@@ -232,9 +233,6 @@ impl Topology {
         for (i, n) in snap.networks.iter().enumerate() {
             let r = NetRef(i as u32);
             net_by_id.insert(n.id.as_str(), r);
-            if let Some(v) = n.segmentation_id {
-                t.network_by_vni.insert(v.get(), r);
-            }
             t.networks.push(Network {
                 id: n.id.clone(),
                 kind: n.network_type,
@@ -373,6 +371,7 @@ impl Topology {
             t.routers[i].nat = nat;
         }
 
+        t.vxlan = vxlan::compile(&t, &snap)?;
         t.snapshot = snap;
         Ok(t)
     }
