@@ -503,7 +503,10 @@ impl<'a> Sim<'a> {
         self.uncacheable();
         let port = self.topo.port(p);
         let on_link = port.ips.iter().any(|ip| ip.subnet.contains(&a.spa));
-        let for_me = port.has_ip(a.tpa) || port.owned_fips.iter().any(|&fi| self.topo.fip(fi).addr == a.tpa);
+        // Its own IPs, the floating IPs it owns, and the router's VTEP addresses on its subnets.
+        let vtep =
+            port.router.is_some_and(|r| self.topo.vxlan.is_router_vtep(r, a.tpa)) && port.ips.iter().any(|i| i.subnet.contains(&a.tpa));
+        let for_me = port.has_ip(a.tpa) || port.owned_fips.iter().any(|&fi| self.topo.fip(fi).addr == a.tpa) || vtep;
         if on_link && (for_me || a.op == wire::ARP_REPLY) {
             self.learn_arp(ArpScope::RouterPort(p), a.spa, Mac(a.sha));
         }

@@ -145,6 +145,84 @@ fn without_fips(mut s: Value) -> Value {
     s
 }
 
+// ---- the gateway topology (issue 3) --------------------------------------------------------
+
+const UL_GW: Mac = [0x02, 0, 0, 0, 0xfe, 0xfe];
+const IP_UL_GW: Ip = [192, 168, 50, 254];
+const RV_ADDR: Ip = [198, 51, 100, 20];
+const RV_REMOTE: Ip = [192, 0, 2, 77];
+const RMAC_RV: Mac = [0x02, 0xcc, 0, 0, 0, 1];
+const HW1: Ip = [192, 168, 60, 30];
+const HW2: Ip = [192, 168, 60, 31];
+const HW_MAC: Mac = [0x02, 0xdd, 0, 0, 0, 1];
+const RG1: Ip = [192, 168, 70, 1];
+const RG2: Ip = [192, 168, 70, 2];
+const RMAC_1: Mac = [0x02, 0xee, 0, 0, 0, 1];
+const RMAC_2: Mac = [0x02, 0xee, 0, 0, 0, 2];
+
+/// The base topology plus VXLAN gateways: host-a's underlay reaches everything through
+/// 192.168.50.254; the edge router is a router VTEP at 198.51.100.20 joined to net-a (VNI 5000)
+/// with one remote MAC entry; hardware VTEPs hw1 and hw2 (peered) join net-b with VNI 6000;
+/// remote gateway rg1 extends net-a with VNI 7000 (no flood), rg2 extends net-b with its own VNI
+/// (flood), each with one remote MAC.
+fn gateways() -> Value {
+    let mut s = base();
+    s["hosts"][0]["underlay_gateway"] = json!(ip_str(IP_UL_GW));
+    s["gateway_devices"] = json!([
+        {"id": "rv1", "type": "router_vtep", "resource_id": "edge", "tunnel_ips": [ip_str(RV_ADDR)],
+         "remote_mac_entries": [{"id": "rme1", "mac_address": mac_str(RMAC_RV), "vtep_address": ip_str(RV_REMOTE), "segmentation_id": 5000}]},
+        {"id": "hw1", "type": "hw_vtep", "management_ip": "10.99.0.1", "management_port": 6632, "tunnel_ips": [ip_str(HW1)]},
+        {"id": "hw2", "type": "hw_vtep", "management_ip": "10.99.0.2", "management_port": 6632, "tunnel_ips": [ip_str(HW2)]},
+    ]);
+    s["gateway_device_peerings"] = json!([{"id": "hw-pair", "device1_id": "hw1", "device2_id": "hw2"}]);
+    s["l2_gateways"] = json!([
+        {"id": "l2gw-rv", "devices": [{"device_id": "rv1"}]},
+        {"id": "l2gw-hw", "devices": [{"device_id": "hw1", "segmentation_id": 6000}, {"device_id": "hw2", "segmentation_id": 6000}]},
+        {"id": "l2gw-rg", "devices": []},
+    ]);
+    s["l2_gateway_connections"] = json!([
+        {"id": "l2c-rv", "l2_gateway_id": "l2gw-rv", "network_id": "net-a", "segmentation_id": 5000},
+        {"id": "l2c-hw", "l2_gateway_id": "l2gw-hw", "network_id": "net-b"},
+    ]);
+    s["remote_gateways"] = json!([{"id": "rg1", "ipaddr": ip_str(RG1)}, {"id": "rg2", "ipaddr": ip_str(RG2)}]);
+    s["remote_gateway_connections"] = json!([
+        {"id": "rc1", "l2_gateway_id": "l2gw-rg", "network_id": "net-a", "remote_gateway_id": "rg1", "segmentation_id": 7000, "flood": false},
+        {"id": "rc2", "l2_gateway_id": "l2gw-rg", "network_id": "net-b", "remote_gateway_id": "rg2", "flood": true},
+    ]);
+    s["remote_macs"] = json!([
+        {"id": "rm1", "mac": mac_str(RMAC_1), "ip": "10.0.0.50", "rgw_connection": "rc1"},
+        {"id": "rm2", "mac": mac_str(RMAC_2), "ip": "10.1.0.50", "rgw_connection": "rc2"},
+    ]);
+    s
+}
+
+/// The underlay gateway asks for host-a's tunnel IP; host-a answers and so learns its MAC.
+fn underlay_announce(c: &mut Case, t: f64) {
+    c.macs = vec![("ul0", UL_A)];
+    c.input(t, "ul0", arp_request(UL_GW, IP_UL_GW, TUN_A));
+    c.expect(t, "ul0", arp_reply(UL_A, TUN_A, UL_GW, IP_UL_GW));
+}
+
+/// Which of the peered pair a frame goes to (§7): member `hash mod 2`, members in the order the
+/// l2 gateway lists its devices (hw1, hw2); the hash is the documented VXLAN flow hash.
+fn peered(inner: &[u8]) -> Ip {
+    let h = vxlan_sport(inner) - 49152;
+    // The source port is 49152 + hash mod 16384; hash mod 2 is the same bit.
+    if h % 2 == 0 {
+        HW1
+    } else {
+        HW2
+    }
+}
+
+/// Two frames from vm3 to an unknown MAC whose flows pick different members of the pair.
+fn split_flows() -> (P, P) {
+    let mk = |sport: u16| P::udp(VM3, [0x02, 0xdd, 0, 0, 0, 0x99], IP_VM3, [10, 1, 0, 99], sport, 9000, b"unknown unicast");
+    let a = mk(40000);
+    let b = (40001..41000).map(mk).find(|b| peered(&b.bytes()) != peered(&a.bytes())).expect("a flow for the other member");
+    (a, b)
+}
+
 // ---- cases ---------------------------------------------------------------------------------
 
 /// Frames on one interface at one time.
@@ -595,6 +673,99 @@ fn cases() -> Vec<Case> {
     let mut c = Case::new("loop-guard", "a routing loop between r1 and the edge is cut after 16 devices", s);
     c.input(1.0, "tap-vm2", P { ttl: 255, ..P::udp(VM2, R1_A, IP_VM2, [172, 30, 0, 1], 1, 2, b"round and round") }.bytes());
     c.drop("loop_guard", 1);
+    all.push(c);
+
+    // ---- VXLAN gateways (SPEC §7.2–§7.4, issue 3) -------------------------------------------
+
+    // Story: a router VTEP (§7.2): the edge router is made a VTEP at 198.51.100.20 by a
+    // router_vtep device joined to net-a (VNI 5000). vm1's frame to a remote MAC entry is
+    // encapsulated with the entry's VNI toward its VTEP, and the edge routes the outer packet out
+    // of the uplink once ARP resolves the upstream. VXLAN back to .20 is decapsulated into net-a;
+    // an unknown VNI at that VTEP is dropped; the edge answers ARP for its VTEP address.
+    let mut c = Case::new("router-vtep", "vm1 reaches a remote MAC through the edge router's VTEP, and back", gateways());
+    let to_rm = P::udp(VM1, RMAC_RV, IP_VM1, [10, 0, 0, 60], 4000, 4789, b"to the remote mac");
+    let enc = vxlan(EDGE_UP, UPSTREAM, RV_ADDR, RV_REMOTE, 5000, 0x08, &to_rm.bytes());
+    c.input(1.0, "tap-vm1", to_rm.bytes()).expect(1.0, "uplink0", arp_request(EDGE_UP, IP_EDGE_UP, IP_UPSTREAM));
+    c.input(1.5, "uplink0", arp_reply(UPSTREAM, IP_UPSTREAM, EDGE_UP, IP_EDGE_UP)).expect(1.5, "uplink0", enc.clone());
+    c.input(2.0, "tap-vm1", to_rm.bytes()).expect(2.0, "uplink0", enc);
+    let from_rm = P::udp(RMAC_RV, VM1, [10, 0, 0, 60], IP_VM1, 4789, 4000, b"from the remote mac");
+    c.input(3.0, "uplink0", vxlan(UPSTREAM, EDGE_UP, RV_REMOTE, RV_ADDR, 5000, 0x08, &from_rm.bytes())).expect(
+        3.0,
+        "tap-vm1",
+        from_rm.bytes(),
+    );
+    c.input(3.5, "uplink0", vxlan(UPSTREAM, EDGE_UP, RV_REMOTE, RV_ADDR, 5000, 0x08, &from_rm.bytes())).expect(
+        3.5,
+        "tap-vm1",
+        from_rm.bytes(),
+    );
+    c.input(4.0, "uplink0", vxlan(UPSTREAM, EDGE_UP, RV_REMOTE, RV_ADDR, 100, 0x08, &from_rm.bytes())).drop("vxlan_unknown_vni", 1);
+    c.input(5.0, "uplink0", arp_request(UPSTREAM, IP_UPSTREAM, RV_ADDR)).expect(
+        5.0,
+        "uplink0",
+        arp_reply(EDGE_UP, RV_ADDR, UPSTREAM, IP_UPSTREAM),
+    );
+    all.push(c);
+
+    // Story: hardware VTEPs (§7.3) and split horizon: hw1 and hw2 (peered) are joined to net-b with
+    // VNI 6000; a remote gateway on net-b floods too. vm3's broadcast goes to vm6, to one of the
+    // peered pair and to the remote gateway. A MAC behind hw1 is learned from its VXLAN, and vm3's
+    // frame to it then goes to hw1 alone. A broadcast decapsulated from hw1 reaches net-b's ports
+    // only: never another VTEP.
+    let mut c = Case::new("hw-vtep", "flooding to hardware VTEPs, learning behind hw1, split horizon", gateways());
+    underlay_announce(&mut c, 1.0);
+    let bcast = P::udp(VM3, BCAST, IP_VM3, [10, 1, 0, 255], 5000, 5001, b"hello net-b");
+    c.input(2.0, "tap-vm3", bcast.bytes()).expect(2.0, "tap-vm6", bcast.bytes());
+    c.expect(2.0, "ul0", vxlan(UL_A, UL_GW, TUN_A, peered(&bcast.bytes()), 6000, 0x08, &bcast.bytes()));
+    c.expect(2.0, "ul0", vxlan(UL_A, UL_GW, TUN_A, RG2, 200, 0x08, &bcast.bytes()));
+    let from_hw = P::udp(HW_MAC, VM3, [10, 1, 0, 70], IP_VM3, 6000, 6001, b"from behind hw1");
+    c.input(3.0, "ul0", vxlan(UL_GW, UL_A, HW1, TUN_A, 6000, 0x08, &from_hw.bytes())).expect(3.0, "tap-vm3", from_hw.bytes());
+    let to_hw = P::udp(VM3, HW_MAC, IP_VM3, [10, 1, 0, 70], 6001, 6000, b"to behind hw1");
+    c.input(4.0, "tap-vm3", to_hw.bytes()).expect(4.0, "ul0", vxlan(UL_A, UL_GW, TUN_A, HW1, 6000, 0x08, &to_hw.bytes()));
+    let hw_bcast = P::udp(HW_MAC, BCAST, [10, 1, 0, 70], [10, 1, 0, 255], 6000, 6002, b"everyone on net-b");
+    c.input(5.0, "ul0", vxlan(UL_GW, UL_A, HW1, TUN_A, 6000, 0x08, &hw_bcast.bytes()));
+    c.expect(5.0, "tap-vm3", hw_bcast.bytes()).expect(5.0, "tap-vm6", hw_bcast.bytes());
+    all.push(c);
+
+    // Story: active-active peering (§7): hw1 and hw2 are one logical VTEP. Two flows to an unknown
+    // MAC are each sent to exactly one of them — one to hw1, the other to hw2, by the fixed flow
+    // hash — and every packet of a flow to the same one.
+    let mut c = Case::new("vtep-peering", "two flows split between peered hardware VTEPs, each flow staying on one", gateways());
+    underlay_announce(&mut c, 1.0);
+    let (a, b) = split_flows();
+    assert_ne!(peered(&a.bytes()), peered(&b.bytes()));
+    for (t, p) in [(2.0, &a), (2.1, &b), (3.0, &a), (3.1, &b)] {
+        c.input(t, "tap-vm3", p.bytes()).expect(t, "tap-vm6", p.bytes());
+        c.expect(t, "ul0", vxlan(UL_A, UL_GW, TUN_A, peered(&p.bytes()), 6000, 0x08, &p.bytes()));
+        c.expect(t, "ul0", vxlan(UL_A, UL_GW, TUN_A, RG2, 200, 0x08, &p.bytes()));
+    }
+    all.push(c);
+
+    // Story: remote gateways and remote MACs (§7.4, §5.4): rg1 extends net-a with VNI 7000 and
+    // does not flood; its remote MAC's address is answered by ARP suppression and unicast to it is
+    // tunnelled there; net-a's broadcast stays local; rg1's VXLAN is decapsulated into net-a only;
+    // rg2 extends net-b with net-b's own VNI. VXLAN from an unknown address, with an unknown VNI or
+    // without the I flag is dropped.
+    let mut c = Case::new("remote-gateway", "remote MACs behind remote gateways, flood off and on, and the drops", gateways());
+    underlay_announce(&mut c, 1.0);
+    c.input(2.0, "tap-vm1", arp_request(VM1, IP_VM1, [10, 0, 0, 50])).expect(
+        2.0,
+        "tap-vm1",
+        arp_reply(RMAC_1, [10, 0, 0, 50], VM1, IP_VM1),
+    );
+    let to_r1 = P::udp(VM1, RMAC_1, IP_VM1, [10, 0, 0, 50], 4000, 80, b"to rg1's mac");
+    c.input(3.0, "tap-vm1", to_r1.bytes()).expect(3.0, "ul0", vxlan(UL_A, UL_GW, TUN_A, RG1, 7000, 0x08, &to_r1.bytes()));
+    let local_bcast = P::udp(VM1, BCAST, IP_VM1, [10, 0, 0, 255], 4000, 4001, b"net-a only");
+    c.input(4.0, "tap-vm1", local_bcast.bytes()).expect(4.0, "tap-vm2", local_bcast.bytes());
+    let from_r1 = P::udp(RMAC_1, BCAST, [10, 0, 0, 50], [10, 0, 0, 255], 80, 4000, b"from rg1");
+    c.input(5.0, "ul0", vxlan(UL_GW, UL_A, RG1, TUN_A, 7000, 0x08, &from_r1.bytes()));
+    c.expect(5.0, "tap-vm1", from_r1.bytes()).expect(5.0, "tap-vm2", from_r1.bytes());
+    let to_r2 = P::udp(VM3, RMAC_2, IP_VM3, [10, 1, 0, 50], 4000, 80, b"to rg2's mac");
+    c.input(6.0, "tap-vm3", to_r2.bytes()).expect(6.0, "ul0", vxlan(UL_A, UL_GW, TUN_A, RG2, 200, 0x08, &to_r2.bytes()));
+    c.input(7.0, "ul0", vxlan(UL_GW, UL_A, [192, 168, 99, 9], TUN_A, 7000, 0x08, &from_r1.bytes()));
+    c.input(8.0, "ul0", vxlan(UL_GW, UL_A, RG1, TUN_A, 4242, 0x08, &from_r1.bytes()));
+    c.input(9.0, "ul0", vxlan(UL_GW, UL_A, RG1, TUN_A, 7000, 0x00, &from_r1.bytes()));
+    c.drop("vxlan_unknown_source", 1).drop("vxlan_unknown_vni", 1).drop("vxlan_no_i_flag", 1);
     all.push(c);
 
     // Story: malformed frames (§5.1) are dropped, each under its own counter, and nothing panics.
