@@ -208,7 +208,7 @@ fn underlay_announce(c: &mut Case, t: f64) {
 fn peered(inner: &[u8]) -> Ip {
     let h = vxlan_sport(inner) - 49152;
     // The source port is 49152 + hash mod 16384; hash mod 2 is the same bit.
-    if h % 2 == 0 {
+    if h.is_multiple_of(2) {
         HW1
     } else {
         HW2
