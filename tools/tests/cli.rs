@@ -21,8 +21,29 @@ fn snapshot_check_summarises_a_good_snapshot() {
     let o = edgepath(&["snapshot", "check", snap.to_str().expect("utf8")]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("version 1: 2 hosts, 5 networks, 5 subnets, 11 ports, 2 routers, 2 floatingips"), "{out}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.contains("version 1: 2 hosts, 5 networks, 5 subnets, 11 ports, 2 routers, 2 floatingips"), "{out}");
+    // host-a is the VTEP of the three networks it has ports on.
+    assert_eq!(out.lines().filter(|l| l.starts_with("vtep 192.168.50.1 ")).count(), 3, "{out}");
+}
+
+/// The operator view of issue 3: every VTEP, its VNI, network and the resource behind it.
+#[test]
+fn snapshot_check_lists_the_vteps() {
+    let snap = repo().join("pcaps/remote-gateway/snapshot.json");
+    let o = edgepath(&["snapshot", "check", snap.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "vtep 192.168.60.30 vni 6000 network net-b from host underlay: hw_vtep gateway_devices/hw1 via l2_gateway_connections/l2c-hw",
+        "vtep 192.168.60.31 vni 6000 network net-b from host underlay: hw_vtep gateway_devices/hw2 via l2_gateway_connections/l2c-hw",
+        "vtep 192.0.2.77 vni 5000 network net-a from router edge at 198.51.100.20: router_vtep gateway_devices/rv1 remote_mac_entries/rme1",
+        "vtep 192.168.70.1 vni 7000 network net-a from host underlay: remote_gateways/rg1 via remote_gateway_connections/rc1",
+        "vtep 192.168.70.2 vni 200 network net-b from host underlay: remote_gateways/rg2 via remote_gateway_connections/rc2",
+        "vtep 192.168.50.1 vni 100 network net-a from host underlay: hosts/host-a",
+    ] {
+        assert!(out.lines().any(|l| l == want), "missing {want:?} in\n{out}");
+    }
 }
 
 /// Each broken snapshot gives exactly one line naming the file, the collection/id and the

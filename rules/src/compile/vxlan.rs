@@ -47,6 +47,7 @@ pub struct Tunnel {
 /// What put a tunnel in the snapshot, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    Host { host: String },
     HwVtep { device: String, connection: String },
     RemoteMacEntry { device: String, entry: String },
     RemoteGateway { gateway: String, connection: String },
@@ -55,6 +56,7 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Origin::Host { host } => write!(f, "hosts/{host}"),
             Origin::HwVtep { device, connection } => write!(f, "hw_vtep gateway_devices/{device} via l2_gateway_connections/{connection}"),
             Origin::RemoteMacEntry { device, entry } => write!(f, "router_vtep gateway_devices/{device} remote_mac_entries/{entry}"),
             Origin::RemoteGateway { gateway, connection } => {
@@ -170,11 +172,17 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// §7.1: every network's VNI at the host underlay; every host is a source.
+    /// §7.1: every network's VNI at the host underlay; every host is a source, and a VTEP of the
+    /// networks it has ports on.
     fn hosts(&mut self) -> Result<(), SnapshotError> {
         for (i, n) in self.t.networks.iter().enumerate() {
             if let Some(v) = n.vni {
                 self.out.vni_in.insert((LocalVtep::Host, v), NetRef(i as u32));
+                for &h in &n.hosts {
+                    let host = self.t.host(h);
+                    let t = Tunnel { local: LocalVtep::Host, remote: host.tunnel_ip, vni: v };
+                    self.out.listing.push((t, NetRef(i as u32), Origin::Host { host: host.id.clone() }));
+                }
             }
         }
         self.out.known_sources.extend(self.t.hosts.iter().map(|h| h.tunnel_ip));

@@ -6,7 +6,8 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum SnapshotCommand {
-    /// Validate a snapshot; print its version and the count of each collection.
+    /// Validate a snapshot; print its version and the count of each collection, then every VXLAN
+    /// tunnel endpoint it makes edgepath talk to.
     Check {
         /// The snapshot JSON file.
         file: PathBuf,
@@ -18,6 +19,13 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), String> {
         SnapshotCommand::Check { file } => {
             let topo = rules::load_topology(&file).map_err(|e| e.to_string())?;
             super::out(format!("{}: ok, {}", file.display(), topo.summary()));
+            for (t, net, origin) in &topo.vxlan.listing {
+                let local = match t.local {
+                    rules::compile::LocalVtep::Host => "host underlay".to_string(),
+                    rules::compile::LocalVtep::Router { router, addr } => format!("router {} at {addr}", topo.router(router).id),
+                };
+                super::out(format!("vtep {} vni {} network {} from {local}: {origin}", t.remote, t.vni, topo.network(*net).id));
+            }
             Ok(())
         }
     }
