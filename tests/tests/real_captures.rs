@@ -125,3 +125,88 @@ fn big_endian_pcaps_read_the_same() {
     assert_eq!(a.stats.drops, b.stats.drops);
     assert_eq!(a.stats.tx, b.stats.tx);
 }
+
+/// The VXLAN headers of a frame: outer source, destination, VNI, and the inner frame.
+fn vxlan_parts(f: &[u8]) -> Option<([u8; 4], [u8; 4], u32, Vec<u8>)> {
+    let h = etherparse::SlicedPacket::from_ethernet(f).ok()?;
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &h.net else { return None };
+    let Some(etherparse::TransportSlice::Udp(udp)) = &h.transport else { return None };
+    if udp.destination_port() != 4789 {
+        return None;
+    }
+    let payload = udp.payload();
+    let vni = u32::from_be_bytes([0, *payload.get(4)?, *payload.get(5)?, *payload.get(6)?]);
+    Some((ip.header().source(), ip.header().destination(), vni, payload.get(8..)?.to_vec()))
+}
+
+/// SPEC §7 on real traffic (issue 3 item 8): the VXLAN captures replayed as one of their VTEPs —
+/// the address most of their frames go to. Every frame addressed to it is decapsulated and its
+/// inner frame reaches, unchanged, the port whose MAC it is addressed to (or every port, when
+/// broadcast); every other frame is counted under a drop reason. Reserved bits are ignored.
+#[test]
+fn vxlan_captures_decapsulate_as_one_of_their_vteps() {
+    let Some(root) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/pcaps is not beside the repository");
+        return;
+    };
+    for name in ["tcpdump-vxlan", "zeek-vxlan", "sv-vxlan-reserved-bits", "sv-vxlan-aws-mirror"] {
+        let cap = root.join(format!("external/{name}.pcap"));
+        let frames: Vec<Vec<u8>> = read_pcap(&cap).into_iter().map(|(_, f)| f).collect();
+        let parts: Vec<_> = frames.iter().map(|f| vxlan_parts(f)).collect();
+        // This host is the address most frames are sent to; whoever sends to it is a known host.
+        let mut counts: HashMap<[u8; 4], usize> = HashMap::new();
+        for (_, dst, _, _) in parts.iter().flatten() {
+            *counts.entry(*dst).or_default() += 1;
+        }
+        let me = *counts.iter().max_by_key(|(a, n)| (**n, **a)).expect("VXLAN frames").0;
+        let to_me: Vec<_> = parts.iter().flatten().filter(|p| p.1 == me).collect();
+        let vni = to_me[0].2;
+        let mut peers: Vec<[u8; 4]> = to_me.iter().map(|p| p.0).collect();
+        peers.sort();
+        peers.dedup();
+        let mut macs: Vec<[u8; 6]> =
+            to_me.iter().map(|p| <[u8; 6]>::try_from(&p.3[0..6]).expect("mac")).filter(|m| m[0] & 1 == 0).collect();
+        macs.sort();
+        macs.dedup();
+        let ip = |a: [u8; 4]| std::net::Ipv4Addr::from(a).to_string();
+        let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let mut hosts = vec![serde_json::json!({"id": "me", "tunnel_ip": ip(me), "underlay_interface": "ul0"})];
+        hosts.extend(peers.iter().enumerate().map(|(i, p)| serde_json::json!({"id": format!("peer{i}"), "tunnel_ip": ip(*p)})));
+        let ports: Vec<_> = macs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                serde_json::json!({"id": format!("p{i}"), "network_id": "n", "mac_address": mac(*m), "port_security_enabled": false,
+                 "binding:host_id": "me", "binding:profile": {"interface_name": format!("tap{i}")}})
+            })
+            .collect();
+        let snap = serde_json::json!({"hosts": hosts, "networks": [{"id": "n", "provider:segmentation_id": vni}], "ports": ports});
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+        std::fs::create_dir_all(&input).expect("mkdir");
+        std::fs::write(tmp.path().join("snap.json"), snap.to_string()).expect("write");
+        std::fs::copy(&cap, input.join("ul0.pcap")).expect("copy");
+        let s = replay(&ReplayConfig {
+            snapshot: tmp.path().join("snap.json"),
+            host: "me".into(),
+            in_dir: input,
+            out_dir: out.clone(),
+            log_dir: None,
+            threads: 1,
+            macs: HashMap::new(),
+            flow_cache: true,
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // What each port must have received: the inner frames addressed to it, in order.
+        for (i, m) in macs.iter().enumerate() {
+            let want: Vec<Vec<u8>> = to_me.iter().map(|p| p.3.clone()).filter(|inner| inner[0..6] == m[..] || inner[0] & 1 == 1).collect();
+            let got: Vec<Vec<u8>> = read_pcap(&out.join(format!("tap{i}.pcap"))).into_iter().map(|(_, f)| f).collect();
+            assert_eq!(got.len(), want.len(), "{name}: frames on tap{i}\n{}", s.render());
+            assert!(got == want, "{name}: tap{i} got other bytes than the inner frames");
+        }
+        let st = &s.stats;
+        assert_eq!(st.forwarded, to_me.len() as u64, "{name}: every frame to {} decapsulated\n{}", ip(me), s.render());
+        assert_eq!(st.rx, st.forwarded + st.handled + st.drops.total(), "{name}\n{}", s.render());
+        eprintln!("{name}: {} frames to {} VNI {vni} delivered, {} others dropped", to_me.len(), ip(me), st.drops.total());
+    }
+}
