@@ -126,8 +126,15 @@ fn big_endian_pcaps_read_the_same() {
     assert_eq!(a.stats.tx, b.stats.tx);
 }
 
-/// The VXLAN headers of a frame: outer source, destination, VNI, and the inner frame.
-fn vxlan_parts(f: &[u8]) -> Option<([u8; 4], [u8; 4], u32, Vec<u8>)> {
+/// A VXLAN frame's outer addresses, VNI and inner frame.
+struct Vx {
+    src: [u8; 4],
+    dst: [u8; 4],
+    vni: u32,
+    inner: Vec<u8>,
+}
+
+fn vxlan_parts(f: &[u8]) -> Option<Vx> {
     let h = etherparse::SlicedPacket::from_ethernet(f).ok()?;
     let Some(etherparse::NetSlice::Ipv4(ip)) = &h.net else { return None };
     let Some(etherparse::TransportSlice::Udp(udp)) = &h.transport else { return None };
@@ -136,7 +143,7 @@ fn vxlan_parts(f: &[u8]) -> Option<([u8; 4], [u8; 4], u32, Vec<u8>)> {
     }
     let payload = udp.payload();
     let vni = u32::from_be_bytes([0, *payload.get(4)?, *payload.get(5)?, *payload.get(6)?]);
-    Some((ip.header().source(), ip.header().destination(), vni, payload.get(8..)?.to_vec()))
+    Some(Vx { src: ip.header().source(), dst: ip.header().destination(), vni, inner: payload.get(8..)?.to_vec() })
 }
 
 /// SPEC §7 on real traffic (issue 3 item 8): the VXLAN captures replayed as one of their VTEPs —
@@ -155,17 +162,17 @@ fn vxlan_captures_decapsulate_as_one_of_their_vteps() {
         let parts: Vec<_> = frames.iter().map(|f| vxlan_parts(f)).collect();
         // This host is the address most frames are sent to; whoever sends to it is a known host.
         let mut counts: HashMap<[u8; 4], usize> = HashMap::new();
-        for (_, dst, _, _) in parts.iter().flatten() {
-            *counts.entry(*dst).or_default() += 1;
+        for p in parts.iter().flatten() {
+            *counts.entry(p.dst).or_default() += 1;
         }
         let me = *counts.iter().max_by_key(|(a, n)| (**n, **a)).expect("VXLAN frames").0;
-        let to_me: Vec<_> = parts.iter().flatten().filter(|p| p.1 == me).collect();
-        let vni = to_me[0].2;
-        let mut peers: Vec<[u8; 4]> = to_me.iter().map(|p| p.0).collect();
+        let to_me: Vec<&Vx> = parts.iter().flatten().filter(|p| p.dst == me).collect();
+        let vni = to_me[0].vni;
+        let mut peers: Vec<[u8; 4]> = to_me.iter().map(|p| p.src).collect();
         peers.sort();
         peers.dedup();
         let mut macs: Vec<[u8; 6]> =
-            to_me.iter().map(|p| <[u8; 6]>::try_from(&p.3[0..6]).expect("mac")).filter(|m| m[0] & 1 == 0).collect();
+            to_me.iter().map(|p| <[u8; 6]>::try_from(&p.inner[0..6]).expect("mac")).filter(|m| m[0] & 1 == 0).collect();
         macs.sort();
         macs.dedup();
         let ip = |a: [u8; 4]| std::net::Ipv4Addr::from(a).to_string();
@@ -199,7 +206,8 @@ fn vxlan_captures_decapsulate_as_one_of_their_vteps() {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         // What each port must have received: the inner frames addressed to it, in order.
         for (i, m) in macs.iter().enumerate() {
-            let want: Vec<Vec<u8>> = to_me.iter().map(|p| p.3.clone()).filter(|inner| inner[0..6] == m[..] || inner[0] & 1 == 1).collect();
+            let want: Vec<Vec<u8>> =
+                to_me.iter().map(|p| p.inner.clone()).filter(|inner| inner[0..6] == m[..] || inner[0] & 1 == 1).collect();
             let got: Vec<Vec<u8>> = read_pcap(&out.join(format!("tap{i}.pcap"))).into_iter().map(|(_, f)| f).collect();
             assert_eq!(got.len(), want.len(), "{name}: frames on tap{i}\n{}", s.render());
             assert!(got == want, "{name}: tap{i} got other bytes than the inner frames");
