@@ -4,6 +4,8 @@
 //! - `fastpath/hit/fip-dnat-route`: a cached flow that enters from the uplink, is routed by the
 //!   edge router and r1 and DNATed from a floating IP to vm1;
 //! - `fastpath/hit/vxlan-encap`: a cached flow from vm1 to a VM on another host, encapsulated;
+//! - `fastpath/hit/remote-mac-encap`: a cached flow to a remote gateway's remote MAC (issue 3);
+//! - `fastpath/hit/vxlan-decap`: a cached flow decapsulating a hardware VTEP's VXLAN to vm3;
 //! - `slowpath/miss/default-snat`: a new connection every packet, through the full simulation
 //!   with default SNAT (connection created, port allocated, flow installed).
 //!
@@ -50,6 +52,8 @@ const EDGE_UP: [u8; 6] = [0xfa, 0x16, 0x3e, 0xbb, 0, 2];
 const UPSTREAM: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
 const UL_A: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
 const UL_B: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x01];
+const UL_GW: [u8; 6] = [0x02, 0, 0, 0, 0xfe, 0xfe];
+const RMAC_1: [u8; 6] = [0x02, 0xee, 0, 0, 0, 1];
 
 /// Allocations per packet over `n` packets of a warm flow.
 fn allocs_per_packet(dp: &mut Datapath, i: IfIdx, f: &[u8], n: u64) -> f64 {
@@ -107,6 +111,31 @@ fn vxlan_encap(c: &mut Criterion) {
     bench_hit(c, "vxlan-encap", dp, tap, &f);
 }
 
+/// The gateway scenario's underlay next hop announces itself, so host-a knows its MAC.
+fn underlay_known(dp: &mut Datapath) -> IfIdx {
+    let ul = iface(dp, "ul0");
+    dp.process(ul, &arp(1, UL_GW, [192, 168, 50, 254], [0; 6], [192, 168, 50, 1], [0xff; 6]), Instant(SEC / 2));
+    ul
+}
+
+fn remote_mac_encap(c: &mut Criterion) {
+    let mut dp = datapath("remote-gateway", "host-a", &[("ul0", "02:00:00:00:0a:01")]);
+    underlay_known(&mut dp);
+    let tap = iface(&dp, "tap-vm1");
+    let f = udp(VM1, RMAC_1, [10, 0, 0, 3], [10, 0, 0, 50], 4000, 80);
+    must_forward(&mut dp, tap, &f, SEC);
+    bench_hit(c, "remote-mac-encap", dp, tap, &f);
+}
+
+fn vxlan_decap(c: &mut Criterion) {
+    let mut dp = datapath("hw-vtep", "host-a", &[("ul0", "02:00:00:00:0a:01")]);
+    let ul = underlay_known(&mut dp);
+    let inner = udp([0x02, 0xdd, 0, 0, 0, 1], VM3, [10, 1, 0, 70], [10, 1, 0, 3], 6000, 6001);
+    let f = vxlan(UL_GW, UL_A, [192, 168, 60, 30], [192, 168, 50, 1], 6000, &inner);
+    must_forward(&mut dp, ul, &f, SEC);
+    bench_hit(c, "vxlan-decap", dp, ul, &f);
+}
+
 fn default_snat_miss(c: &mut Criterion) {
     let mut g = c.benchmark_group("slowpath/miss");
     g.throughput(Throughput::Elements(1));
@@ -137,5 +166,5 @@ fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, default_snat_miss }
+criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, remote_mac_encap, vxlan_decap, default_snat_miss }
 criterion_main!(benches);

@@ -47,6 +47,17 @@ pub fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], eth_
     f
 }
 
+/// `inner` in VXLAN with `vni` from `src` to `dst` (outer UDP checksum 0, flags 0x08).
+pub fn vxlan(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&vni.to_be_bytes()[1..4]);
+    payload.push(0);
+    payload.extend_from_slice(inner);
+    PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, 64).udp(50000, 4789).write(&mut v, &payload).expect("build");
+    v
+}
+
 /// Process a frame and check it left (the benches must measure the path they name).
 pub fn must_forward(dp: &mut Datapath, i: IfIdx, f: &[u8], now: u64) {
     dp.process(i, f, Instant(now));
