@@ -24,6 +24,15 @@ pub enum Location {
     Tunnel(Tunnel),
 }
 
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Port(p) => write!(f, "port #{}", p.0),
+            Location::Tunnel(t) => t.fmt(f),
+        }
+    }
+}
+
 /// Whose ARP table: a router port's, or the host underlay's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ArpScope {

@@ -221,7 +221,7 @@ impl<'a> Sim<'a> {
 
     fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location) {
         if self.learned.learn_mac(net, mac, loc) {
-            note!(self, "learn MAC {mac} at {loc:?}");
+            note!(self, "learn MAC {mac} behind {loc}");
             self.res.learned = true;
         }
     }
@@ -366,7 +366,7 @@ impl<'a> Sim<'a> {
     /// Encapsulate into tunnel `t` (SPEC §7): from the host underlay, or from a router VTEP,
     /// whose outer packet the router routes.
     fn tunnel_out(&mut self, t: Tunnel, f: Frame) {
-        note!(self, "tunnel to {} VNI {} from {:?}", t.remote, t.vni, t.local);
+        note!(self, "tunnel: {t}");
         match t.local {
             LocalVtep::Host => self.underlay_out(t.remote, t.vni, f),
             LocalVtep::Router { router, addr } => self.router_vtep_out(router, addr, t.remote, t.vni, f),

@@ -171,9 +171,15 @@ pub fn vxlan_sport(inner: &[u8]) -> u16 {
 /// An inner frame in VXLAN (RFC 7348): outer Ethernet, IPv4 with DF and TTL 64, UDP to 4789
 /// with checksum 0, flags 0x08, the VNI.
 pub fn vxlan(smac: Mac, dmac: Mac, src: Ip, dst: Ip, vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
+    vxlan_ttl(smac, dmac, src, dst, vni, flags, inner, 64)
+}
+
+/// The same, with the outer TTL a packet has after routers on its way.
+#[allow(clippy::too_many_arguments)]
+pub fn vxlan_ttl(smac: Mac, dmac: Mac, src: Ip, dst: Ip, vni: u32, flags: u8, inner: &[u8], ttl: u8) -> Vec<u8> {
     let sport = vxlan_sport(inner);
     let udp_len = (8 + 8 + inner.len()) as u16;
-    let mut ip = Ipv4Header::new(udp_len, 64, etherparse::IpNumber::UDP, src, dst).expect("header");
+    let mut ip = Ipv4Header::new(udp_len, ttl, etherparse::IpNumber::UDP, src, dst).expect("header");
     ip.dont_fragment = true;
     ip.header_checksum = ip.calc_header_checksum();
     let udp = UdpHeader { source_port: sport, destination_port: 4789, length: udp_len, checksum: 0 };

@@ -159,6 +159,8 @@ const RG1: Ip = [192, 168, 70, 1];
 const RG2: Ip = [192, 168, 70, 2];
 const RMAC_1: Mac = [0x02, 0xee, 0, 0, 0, 1];
 const RMAC_2: Mac = [0x02, 0xee, 0, 0, 0, 2];
+const RMAC_3: Mac = [0x02, 0xee, 0, 0, 0, 3];
+const RMAC_RV2: Mac = [0x02, 0xcc, 0, 0, 0, 2];
 
 /// The base topology plus VXLAN gateways: host-a's underlay reaches everything through
 /// 192.168.50.254; the edge router is a router VTEP at 198.51.100.20 joined to net-a (VNI 5000)
@@ -705,6 +707,43 @@ fn cases() -> Vec<Case> {
         "uplink0",
         arp_reply(EDGE_UP, RV_ADDR, UPSTREAM, IP_UPSTREAM),
     );
+    all.push(c);
+
+    // Story: a router VTEP behind a gateway port (§7.2, §7.4): r1 is a VTEP at 203.0.113.30
+    // (on ext-net) for net-b, with a remote MAC entry and a remote gateway rg3 on its l2 gateway.
+    // Both are reached from r1: the outer packet leaves by r1's gateway port, crosses the edge
+    // router (outer TTL 63, edge MACs) and leaves on the uplink. VXLAN back to .30 makes the edge
+    // resolve r1's VTEP address by ARP on ext-net (r1 answers for it) before r1 decapsulates.
+    let mut s = gateways();
+    s["gateway_devices"].as_array_mut().expect("devices").push(json!(
+        {"id": "rv2", "type": "router_vtep", "resource_id": "r1", "tunnel_ips": ["203.0.113.30"],
+         "remote_mac_entries": [{"id": "rme2", "mac_address": mac_str(RMAC_RV2), "vtep_address": "192.0.2.78", "segmentation_id": 5100}]}));
+    s["l2_gateways"].as_array_mut().expect("l2gws").push(json!({"id": "l2gw-rv2", "devices": [{"device_id": "rv2"}]}));
+    s["l2_gateway_connections"]
+        .as_array_mut()
+        .expect("conns")
+        .push(json!({"id": "l2c-rv2", "l2_gateway_id": "l2gw-rv2", "network_id": "net-b", "segmentation_id": 5100}));
+    s["remote_gateways"].as_array_mut().expect("rgws").push(json!({"id": "rg3", "ipaddr": "192.0.2.90"}));
+    s["remote_gateway_connections"].as_array_mut().expect("rcs").push(json!(
+        {"id": "rc3", "l2_gateway_id": "l2gw-rv2", "network_id": "net-b", "remote_gateway_id": "rg3", "segmentation_id": 5200}));
+    s["remote_macs"].as_array_mut().expect("rms").push(json!({"id": "rm3", "mac": mac_str(RMAC_3), "rgw_connection": "rc3"}));
+    let mut c = Case::new("router-vtep-gateway-port", "r1's VTEP traffic leaves by its gateway port through the edge, and comes back", s);
+    arp_announce(&mut c, 1.0);
+    let r1_vtep: Ip = [203, 0, 113, 30];
+    let to_entry = P::udp(VM3, RMAC_RV2, IP_VM3, [10, 1, 0, 61], 4000, 4000, b"to r1's remote mac entry");
+    let out = vxlan_ttl(EDGE_UP, UPSTREAM, r1_vtep, [192, 0, 2, 78], 5100, 0x08, &to_entry.bytes(), 63);
+    c.input(2.0, "tap-vm3", to_entry.bytes()).expect(2.0, "uplink0", out.clone());
+    c.input(2.5, "tap-vm3", to_entry.bytes()).expect(2.5, "uplink0", out);
+    let to_rg3 = P::udp(VM3, RMAC_3, IP_VM3, [10, 1, 0, 62], 4000, 4001, b"to rg3's remote mac");
+    c.input(3.0, "tap-vm3", to_rg3.bytes()).expect(
+        3.0,
+        "uplink0",
+        vxlan_ttl(EDGE_UP, UPSTREAM, r1_vtep, [192, 0, 2, 90], 5200, 0x08, &to_rg3.bytes(), 63),
+    );
+    let back = P::udp(RMAC_RV2, VM3, [10, 1, 0, 61], IP_VM3, 4000, 4000, b"back from the entry's vtep");
+    let enc = vxlan(UPSTREAM, EDGE_UP, [192, 0, 2, 78], r1_vtep, 5100, 0x08, &back.bytes());
+    c.input(4.0, "uplink0", enc.clone()).expect(4.0, "tap-vm3", back.bytes());
+    c.input(4.5, "uplink0", enc).expect(4.5, "tap-vm3", back.bytes());
     all.push(c);
 
     // Story: hardware VTEPs (§7.3) and split horizon: hw1 and hw2 (peered) are joined to net-b with

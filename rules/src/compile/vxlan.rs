@@ -44,6 +44,17 @@ pub struct Tunnel {
     pub vni: u32,
 }
 
+impl fmt::Display for Tunnel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.local {
+            LocalVtep::Host => write!(f, "VXLAN {} VNI {} from the underlay", self.remote, self.vni),
+            LocalVtep::Router { router, addr } => {
+                write!(f, "VXLAN {} VNI {} from router #{}'s VTEP {addr}", self.remote, self.vni, router.0)
+            }
+        }
+    }
+}
+
 /// What put a tunnel in the snapshot, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
