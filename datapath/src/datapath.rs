@@ -13,9 +13,10 @@ use std::sync::Arc;
 use rules::compile::Topology;
 use rules::model::Mac;
 
-use crate::ct::ConnTable;
+use crate::ct::{ConnTable, FwConns};
 use crate::drop::{DropCounters, DropReason};
 use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite};
+use crate::fwlog::{Event, FwLogger};
 use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::learn::{Learned, ARP_RETRY, ARP_TRIES};
 use crate::sim::{frame::Frame, Sim, SimResult};
@@ -35,6 +36,8 @@ pub struct Stats {
     pub drops: DropCounters,
     pub flow_hits: u64,
     pub flow_misses: u64,
+    /// Firewall log lines dropped because the writer's queue was full.
+    pub fw_log_dropped: u64,
     /// Frames received and sent per interface.
     pub per_iface: Vec<(u64, u64)>,
 }
@@ -93,6 +96,8 @@ pub struct Datapath {
     ifs: Ifaces,
     learned: Learned,
     ct: ConnTable,
+    fw: FwConns,
+    fwlog: Option<FwLogger>,
     flows: FlowTable,
     /// Bumped by a new snapshot and by every learned MAC or ARP entry; flows remember it.
     epoch: u64,
@@ -115,6 +120,8 @@ impl Datapath {
             ifs,
             learned: Learned::default(),
             ct: ConnTable::default(),
+            fw: FwConns::default(),
+            fwlog: None,
             flows: FlowTable::default(),
             epoch: 0,
             cache: true,
@@ -135,11 +142,32 @@ impl Datapath {
         if !same {
             return Err(IfaceError::InterfacesChanged);
         }
+        // Connections a firewall accepted stay only if the new rules still accept them (§6.2);
+        // a router that no longer has a firewall keeps its state unused.
+        for (&r, table) in self.fw.iter_mut() {
+            let fws: Vec<_> = topo.firewalls.iter().filter(|(fr, _)| *fr == r).map(|(_, f)| f).collect();
+            table.retain(|c| {
+                let p = rules::compile::firewall::FwPacket {
+                    proto: c.orig.proto,
+                    src: c.orig.src,
+                    dst: c.orig.dst,
+                    sport: if c.orig.proto == 1 { rules::compile::firewall::NO_PORT } else { c.orig.sport as u32 },
+                    dport: if c.orig.proto == 1 { rules::compile::firewall::NO_PORT } else { c.orig.dport as u32 },
+                };
+                fws.iter()
+                    .all(|fw| fw.admin_up && fw.classify(&p).is_some_and(|i| fw.rules[i].action == rules::model::FirewallAction::Allow))
+            });
+        }
         self.topo = topo;
         self.ifs = ifs;
         // Flows remember the epoch they were made in: every one is stale now.
         self.epoch += 1;
         Ok(())
+    }
+
+    /// Write firewall logs under `dir` (SPEC §8), through a bounded queue and a writer thread.
+    pub fn set_fw_log_dir(&mut self, dir: std::path::PathBuf) {
+        self.fwlog = Some(FwLogger::start(dir));
     }
 
     /// Replace the connection table (tests use small SNAT pools).
@@ -205,6 +233,10 @@ impl Datapath {
 
     /// The end of input: packets still waiting for ARP are dropped and counted.
     pub fn finish(&mut self) {
+        if let Some(l) = self.fwlog.as_mut() {
+            l.finish();
+            self.stats.fw_log_dropped = l.dropped();
+        }
         for (_, p) in std::mem::take(&mut self.learned.pending) {
             for _ in p.frames {
                 self.stats.drops.incr(DropReason::ArpPendingAtExit);
@@ -238,11 +270,17 @@ impl Datapath {
                     (Some((r, ih, _)), true) => (frame.get(r.clone()).unwrap_or_default(), ih),
                     _ => (frame, &h),
                 };
+                let fw = &mut self.fw;
                 let fresh = flow.epoch == self.epoch
                     && flow.ct_generation.is_none_or(|g| g == self.ct.generation())
-                    && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(bh), now));
+                    && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(bh), now))
+                    && flow.fw_absent.is_none_or(|(r, g)| fw.get(&r).map_or(0, |t| t.generation()) == g)
+                    && flow.fw_conn.is_none_or(|(r, c)| fw.get_mut(&r).is_some_and(|t| t.touch(c, tcp_flags(bh), now)));
                 if fresh {
                     self.stats.flow_hits += 1;
+                    if let (Some(log), Some(logger)) = (flow.fw_log, &self.fwlog) {
+                        logger.log(event(&self.topo, &log, now));
+                    }
                     return apply(flow, body, bh, &mut self.tx);
                 }
                 self.flows.remove(k);
@@ -250,9 +288,14 @@ impl Datapath {
         }
 
         self.stats.flow_misses += 1;
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, now, self.trace);
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, now, self.trace);
         sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
         let res = sim.res;
+        if let Some(logger) = &self.fwlog {
+            for log in &res.fw_events {
+                logger.log(event(&self.topo, log, now));
+            }
+        }
         self.stats.forwarded += res.released;
         self.ct.sweep(now, 2);
         if res.learned {
@@ -306,6 +349,9 @@ impl Datapath {
             epoch: self.epoch,
             ct_generation: res.ct_absent.then(|| self.ct.generation()),
             conn: res.conn,
+            fw_conn: res.fw_conn,
+            fw_absent: res.fw_absent,
+            fw_log: res.fw_log_each_packet,
         })
     }
 
@@ -315,7 +361,7 @@ impl Datapath {
         if due.is_empty() {
             return;
         }
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, now, false);
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, now, false);
         for k in due {
             let Some(p) = sim.learned.pending.get_mut(&k) else {
                 continue;
@@ -335,6 +381,24 @@ impl Datapath {
         }
         let res = sim.res;
         emit_all(&res, &mut self.tx);
+    }
+}
+
+/// A log event for a firewall decision at `now`.
+fn event(topo: &Arc<Topology>, log: &crate::sim::firewall::FwLog, now: Instant) -> Event {
+    let port = |p: u32| if p == rules::compile::firewall::NO_PORT { 0 } else { p as u16 };
+    Event {
+        at: now,
+        topo: topo.clone(),
+        firewall: log.firewall,
+        rule: log.rule,
+        router: log.router,
+        src: log.packet.src,
+        dst: log.packet.dst,
+        sport: port(log.packet.sport),
+        dport: port(log.packet.dport),
+        proto: log.packet.proto,
+        accept: log.accept,
     }
 }
 

@@ -64,6 +64,10 @@ drop_reasons! {
     VxlanUnknownSource => "vxlan_unknown_source", "VXLAN from an address that is no known tunnel endpoint";
     VxlanUnknownVni => "vxlan_unknown_vni", "VXLAN with a VNI that names no network";
     ArpNotForUnderlay => "arp_not_for_underlay", "ARP on the underlay that is not for this host's tunnel IP";
+    FwDenied => "fw_denied", "a firewall rule with action deny matched";
+    FwRejected => "fw_rejected", "a firewall rule with action reject matched (RST or ICMP port unreachable sent)";
+    FwDefaultDrop => "fw_default_drop", "no firewall rule matched, or the firewall is administratively down";
+    QosPoliced => "qos_policed", "over the port's bandwidth limit (token bucket empty)";
 }
 
 /// Counters indexed by [`DropReason`].

@@ -213,6 +213,12 @@ pub struct Flow {
     pub epoch: u64,
     pub ct_generation: Option<u64>,
     pub conn: Option<ConnHandle>,
+    /// The firewall connection the flow passes by, and the table generation when the
+    /// simulation found none (SPEC §6.2).
+    pub fw_conn: Option<(rules::compile::RouterRef, ConnHandle)>,
+    pub fw_absent: Option<(rules::compile::RouterRef, u64)>,
+    /// A deny the flow logs for every packet (§8).
+    pub fw_log: Option<crate::sim::firewall::FwLog>,
 }
 
 /// Flows a table holds before it starts over (a full table is cleared, not evicted piecemeal).

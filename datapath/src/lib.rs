@@ -11,6 +11,7 @@ pub mod ct;
 pub mod datapath;
 pub mod drop;
 pub mod flow;
+pub mod fwlog;
 pub mod iface;
 pub mod io;
 pub mod learn;

@@ -30,6 +30,9 @@ pub const ICMP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const TCP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 pub const TCP_TRANSITORY_TIMEOUT: Duration = Duration::from_secs(4 * 60);
 
+/// Firewall connection state: one table per router with a firewall (SPEC §6.2).
+pub type FwConns = HashMap<RouterRef, ConnTable>;
+
 /// The SNAT port pool of SPEC §6.1.
 pub const PORT_POOL: (u16, u16) = (1024, 65535);
 
@@ -70,6 +73,8 @@ pub enum SnatKind {
     Default,
     /// §6.1 POSTROUTING 7: SNAT to the router interface's IP.
     SameSubnet,
+    /// Tracked without translation: a connection a firewall accepted (§6.2).
+    Untranslated,
 }
 
 /// Which direction of a connection a packet travels.
@@ -278,6 +283,51 @@ impl ConnTable {
         self.live += 1;
         self.generation += 1;
         Ok(ConnHandle { idx, gen: slot.gen, dir: Dir::Orig })
+    }
+
+    /// Track `key` without translation (a firewall's accepted connection): its reply is the
+    /// reversed tuple.
+    pub fn track(&mut self, key: CtKey, router: RouterRef, flags: u8, now: Instant) -> ConnHandle {
+        if let Some(&(idx, _)) = self.by_key.get(&key) {
+            self.remove(idx);
+        }
+        if let Some(&(idx, _)) = self.by_key.get(&key.reversed()) {
+            self.remove(idx);
+        }
+        let mut conn = Conn {
+            orig: key,
+            reply: key.reversed(),
+            kind: SnatKind::Untranslated,
+            router,
+            last_seen: now,
+            tcp: TcpState::Opening,
+            seen_reply: false,
+        };
+        conn.touch(Dir::Orig, flags, now);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[idx as usize];
+        slot.conn = Some(conn);
+        self.by_key.insert(key, (idx, Dir::Orig));
+        self.by_key.insert(key.reversed(), (idx, Dir::Reply));
+        self.live += 1;
+        self.generation += 1;
+        ConnHandle { idx, gen: slot.gen, dir: Dir::Orig }
+    }
+
+    /// Keep only the connections `keep` approves (a new snapshot cutting what its rules deny).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Conn) -> bool) {
+        for idx in 0..self.slots.len() {
+            let cut = self.slots[idx].conn.as_ref().is_some_and(|c| !keep(c));
+            if cut {
+                self.remove(idx as u32);
+            }
+        }
     }
 
     /// Whether `key` is unused, reclaiming it from an expired entry.

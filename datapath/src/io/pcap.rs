@@ -94,6 +94,9 @@ impl ReplaySummary {
             out.push_str(&format!("  {:<24} {n}\n", r.name()));
         }
         out.push_str(&format!("flow cache: {} hits, {} misses\n", s.flow_hits, s.flow_misses));
+        if s.fw_log_dropped > 0 {
+            out.push_str(&format!("firewall log lines dropped (queue full): {}\n", s.fw_log_dropped));
+        }
         for (name, (rx, tx)) in self.interfaces.iter().zip(s.per_iface.iter()) {
             out.push_str(&format!("interface {name}: in {rx}, out {tx}\n"));
         }
@@ -127,6 +130,7 @@ pub fn replay_traced(cfg: &ReplayConfig, mut trace: Option<&mut dyn FnMut(String
     let inputs = read_inputs(&cfg.in_dir, &dp, &cfg.host)?;
     if let Some(d) = &cfg.log_dir {
         std::fs::create_dir_all(d).map_err(|e| ReplayError::Io(d.clone(), e))?;
+        dp.set_fw_log_dir(d.clone());
     }
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| ReplayError::Io(cfg.out_dir.clone(), e))?;
     let names: Vec<String> = dp.interfaces().list.iter().map(|i| i.name.clone()).collect();

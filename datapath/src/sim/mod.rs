@@ -12,6 +12,7 @@
 //! that makes a packet's fate depend on more than its headers and the tables — generated
 //! replies, ARP, queueing — marks the result not cacheable.
 
+pub mod firewall;
 pub mod frame;
 pub mod nat;
 
@@ -20,7 +21,7 @@ use std::net::Ipv4Addr;
 use rules::compile::{HostRef, LocalVtep, NetRef, PortRef, RouterRef, Topology, Tunnel};
 use rules::model::{Mac, NetworkType};
 
-use crate::ct::{ConnHandle, ConnTable};
+use crate::ct::{ConnHandle, ConnTable, FwConns};
 use crate::drop::DropReason;
 use crate::iface::{Binding, IfIdx, Ifaces};
 use crate::learn::{ArpScope, Emit, Learned, Location, Pending, ARP_RETRY, PENDING_MAX};
@@ -63,6 +64,14 @@ pub struct SimResult {
     pub ct_absent: bool,
     /// A MAC or ARP entry was learned: cached flows are stale.
     pub learned: bool,
+    /// The firewall connection the packet passed by (router, entry).
+    pub fw_conn: Option<(rules::compile::RouterRef, ConnHandle)>,
+    /// A firewall looked for the packet's connection and found none (router, table generation).
+    pub fw_absent: Option<(rules::compile::RouterRef, u64)>,
+    /// Firewall events to log for this packet.
+    pub fw_events: Vec<firewall::FwLog>,
+    /// A deny decision a cached flow must log for every packet.
+    pub fw_log_each_packet: Option<firewall::FwLog>,
     /// What the simulation did, step by step, when tracing.
     pub trace: Option<Vec<String>>,
     hops: u8,
@@ -81,6 +90,10 @@ impl SimResult {
             conn: None,
             ct_absent: false,
             learned: false,
+            fw_conn: None,
+            fw_absent: None,
+            fw_events: Vec::new(),
+            fw_log_each_packet: None,
             trace: trace.then(Vec::new),
             hops: 0,
         }
@@ -101,6 +114,8 @@ pub struct Sim<'a> {
     pub ifs: &'a Ifaces,
     pub learned: &'a mut Learned,
     pub ct: &'a mut ConnTable,
+    /// Firewall connection state, per router.
+    pub fw: &'a mut FwConns,
     pub now: Instant,
     pub res: SimResult,
     /// Above zero while sending frames the packet caused rather than the packet itself.
@@ -117,8 +132,32 @@ macro_rules! note {
 pub(crate) use note;
 
 impl<'a> Sim<'a> {
-    pub fn new(topo: &'a Topology, ifs: &'a Ifaces, learned: &'a mut Learned, ct: &'a mut ConnTable, now: Instant, trace: bool) -> Self {
-        Sim { topo, ifs, learned, ct, now, res: SimResult::new(trace), generating: 0 }
+    pub fn new(
+        topo: &'a Topology,
+        ifs: &'a Ifaces,
+        learned: &'a mut Learned,
+        ct: &'a mut ConnTable,
+        fw: &'a mut FwConns,
+        now: Instant,
+        trace: bool,
+    ) -> Self {
+        Sim { topo, ifs, learned, ct, fw, now, res: SimResult::new(trace), generating: 0 }
+    }
+
+    /// The packet passed a firewall by an accepted connection; a flow of it depends on that entry.
+    fn depend_fw_conn(&mut self, r: rules::compile::RouterRef, h: ConnHandle) {
+        match self.res.fw_conn {
+            Some((pr, ph)) if (pr, ph) != (r, h) => self.res.cacheable = false,
+            _ => self.res.fw_conn = Some((r, h)),
+        }
+    }
+
+    /// A firewall found no connection for the packet; a flow of it depends on none appearing.
+    fn depend_fw_absent(&mut self, r: rules::compile::RouterRef, generation: u64) {
+        match self.res.fw_absent {
+            Some((pr, _)) if pr != r => self.res.cacheable = false,
+            _ => self.res.fw_absent = Some((r, generation)),
+        }
     }
 
     fn drop(&mut self, r: DropReason) {
@@ -588,6 +627,10 @@ impl<'a> Sim<'a> {
         let outport = route.port;
         let next_hop = route.via.unwrap_or(ip.dst);
         note!(self, "route {} via {} out port {}", route.destination, next_hop, self.topo.port(outport).id);
+        // SPEC §6.2 firewall: after routing, before POSTROUTING (iptables' FORWARD chain).
+        if let Err(reason) = firewall::filter(self, r, inport, &orig, &f) {
+            return self.drop(reason);
+        }
         // SPEC §6.1 POSTROUTING
         if let Err(reason) = nat::postrouting(self, r, inport, outport, pre, &mut f) {
             return self.drop(reason);

@@ -15,6 +15,7 @@
 pub mod arp;
 pub mod describe;
 pub mod icmp;
+pub mod tcp;
 pub mod vxlan;
 
 use std::net::Ipv4Addr;

@@ -5,6 +5,7 @@
 //! lookup the simulation makes per packet is a vector index or one hash lookup. It is shared
 //! between workers behind an `Arc` and replaced whole when a new snapshot arrives.
 
+pub mod firewall;
 pub mod nat;
 pub mod routes;
 pub mod vxlan;
@@ -158,6 +159,8 @@ pub struct Topology {
     pub port_by_id: HashMap<String, PortRef>,
     /// VTEPs, remote MACs and the VNI table (SPEC §7).
     pub vxlan: VxlanTables,
+    /// Firewalls and the routers they apply to (SPEC §6.2), in snapshot order.
+    pub firewalls: Vec<(RouterRef, firewall::Firewall)>,
     /// The snapshot as loaded, for the collections later stages compile themselves.
     pub snapshot: Snapshot,
 }
@@ -372,6 +375,7 @@ impl Topology {
         }
 
         t.vxlan = vxlan::compile(&t, &snap)?;
+        t.firewalls = firewall::compile(&t, &snap);
         t.snapshot = snap;
         Ok(t)
     }

@@ -1,0 +1,126 @@
+//! The firewall stage (SPEC §6.2): between PREROUTING and POSTROUTING, as iptables' FORWARD
+//! chain, so rules name fixed IPs. A packet of a connection a firewall already accepted passes
+//! without evaluation, in either direction; otherwise the compiled classifier finds the first
+//! matching rule: `allow` accepts and tracks the connection, `deny` drops, `reject` drops and
+//! answers (TCP RST, else ICMP port unreachable); no match drops. An administratively down
+//! firewall drops everything. Explicit rules log (§8): ACCEPT once per new connection, DROP per
+//! dropped packet.
+
+use rules::compile::firewall::{FwPacket, NO_PORT};
+use rules::compile::{PortRef, RouterRef};
+use rules::model::FirewallAction;
+
+use super::{frame::Frame, note, Sim};
+use crate::ct::{CtKey, Dir};
+use crate::drop::DropReason;
+use crate::wire::{self, L4};
+
+/// A firewall decision to log: which firewall (index into `Topology::firewalls`) and rule,
+/// the packet's tuple as the firewall saw it, and the action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FwLog {
+    pub firewall: usize,
+    pub rule: usize,
+    pub router: RouterRef,
+    pub packet: FwPacket,
+    pub accept: bool,
+}
+
+fn fw_packet(f: &Frame) -> Option<FwPacket> {
+    let ip = f.ipv4()?;
+    let (sport, dport) = match ip.l4 {
+        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport as u32, dport as u32),
+        _ => (NO_PORT, NO_PORT),
+    };
+    Some(FwPacket { proto: ip.proto, src: ip.src, dst: ip.dst, sport, dport })
+}
+
+/// The connection key the firewall tracks a packet by (an ICMP error by what it quotes).
+fn key(f: &Frame) -> Option<CtKey> {
+    if f.is_icmp_error() {
+        f.quoted_key().map(|k| k.reversed())
+    } else {
+        f.ipv4().and_then(CtKey::of)
+    }
+}
+
+fn tcp_flags(f: &Frame) -> u8 {
+    match f.ipv4().map(|ip| ip.l4) {
+        Some(L4::Tcp { flags, .. }) => flags,
+        _ => 0,
+    }
+}
+
+/// Filter a packet routed by `r` from `inport`; `orig` is the packet as it arrived (for the
+/// reject reply). `Err` is the drop.
+pub(super) fn filter(sim: &mut Sim, r: RouterRef, inport: PortRef, orig: &Frame, f: &Frame) -> Result<(), DropReason> {
+    let topo = sim.topo;
+    let mut firewalls = topo.firewalls.iter().enumerate().filter(|(_, (fr, _))| *fr == r).peekable();
+    if firewalls.peek().is_none() {
+        return Ok(());
+    }
+    let Some(pkt) = fw_packet(f) else { return Ok(()) };
+    let ck = key(f);
+    // A connection already accepted passes, both ways.
+    if let Some(k) = ck {
+        let table = sim.fw.entry(r).or_default();
+        if let Some(h) = table.lookup(&k, sim.now) {
+            table.touch(h, tcp_flags(f), sim.now);
+            note!(sim, "firewall: connection already accepted ({})", if h.dir == Dir::Orig { "original" } else { "reply" });
+            sim.depend_fw_conn(r, h);
+            return Ok(());
+        }
+        let generation = table.generation();
+        sim.depend_fw_absent(r, generation);
+    }
+    for (index, (_, fw)) in firewalls {
+        if !fw.admin_up {
+            note!(sim, "firewall {} is down: drop", fw.id);
+            return Err(DropReason::FwDefaultDrop);
+        }
+        let Some(rule) = fw.classify(&pkt) else {
+            note!(sim, "firewall {}: no rule matches: default drop", fw.id);
+            return Err(DropReason::FwDefaultDrop);
+        };
+        let log = FwLog { firewall: index, rule, router: r, packet: pkt, accept: fw.rules[rule].action == FirewallAction::Allow };
+        note!(sim, "firewall {} rule {}: {:?}", fw.id, fw.rules[rule].id, fw.rules[rule].action);
+        match fw.rules[rule].action {
+            FirewallAction::Allow => {
+                sim.res.fw_events.push(log);
+                if let Some(k) = ck {
+                    let h = sim.fw.entry(r).or_default().track(k, r, tcp_flags(f), sim.now);
+                    sim.depend_fw_conn(r, h);
+                }
+            }
+            FirewallAction::Deny => {
+                sim.res.fw_events.push(log);
+                sim.res.fw_log_each_packet = Some(log);
+                return Err(DropReason::FwDenied);
+            }
+            FirewallAction::Reject => {
+                sim.res.fw_events.push(log);
+                sim.reject(orig, inport);
+                return Err(DropReason::FwRejected);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Sim<'_> {
+    /// Answer a rejected packet: TCP with a RST from its destination, others with ICMP port
+    /// unreachable from the ingress port.
+    fn reject(&mut self, orig: &Frame, inport: PortRef) {
+        self.res.cacheable = false;
+        let Some(ip) = orig.ipv4().copied() else { return };
+        if let L4::Tcp { .. } = ip.l4 {
+            let mac = self.topo.port(inport).mac.0;
+            if let Some(Ok(rst)) = wire::tcp::reset(&orig.buf, &ip, mac).map(Frame::parse) {
+                note!(self, "reject: TCP RST to {}", ip.src);
+                self.generated(|s| s.router_emit(inport, rst));
+            }
+        } else {
+            self.icmp_error(orig, inport, wire::ICMP_DEST_UNREACH, 3);
+        }
+    }
+}
