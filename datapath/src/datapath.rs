@@ -19,6 +19,7 @@ use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite};
 use crate::fwlog::{Event, FwLogger};
 use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::learn::{Learned, ARP_RETRY, ARP_TRIES};
+use crate::qos::QosBuckets;
 use crate::sim::{frame::Frame, Sim, SimResult};
 use crate::time::Instant;
 use crate::wire::{self, vxlan, Frag, L3};
@@ -98,6 +99,7 @@ pub struct Datapath {
     ct: ConnTable,
     fw: FwConns,
     fwlog: Option<FwLogger>,
+    qos: Arc<QosBuckets>,
     flows: FlowTable,
     /// Bumped by a new snapshot and by every learned MAC or ARP entry; flows remember it.
     epoch: u64,
@@ -113,7 +115,9 @@ impl Datapath {
     pub fn new(topo: Arc<Topology>, host: &str, macs: &HashMap<String, Mac>) -> Result<Datapath, IfaceError> {
         let ifs = Ifaces::for_host(&topo, host, macs)?;
         let n = ifs.len();
+        let qos = QosBuckets::for_topology(&topo);
         Ok(Datapath {
+            qos,
             topo,
             host: host.to_string(),
             macs: macs.clone(),
@@ -158,6 +162,7 @@ impl Datapath {
                     .all(|fw| fw.admin_up && fw.classify(&p).is_some_and(|i| fw.rules[i].action == rules::model::FirewallAction::Allow))
             });
         }
+        self.qos = QosBuckets::for_topology(&topo);
         self.topo = topo;
         self.ifs = ifs;
         // Flows remember the epoch they were made in: every one is stale now.
@@ -281,14 +286,14 @@ impl Datapath {
                     if let (Some(log), Some(logger)) = (flow.fw_log, &self.fwlog) {
                         logger.log(event(&self.topo, &log, now));
                     }
-                    return apply(flow, body, bh, &mut self.tx);
+                    return apply(flow, body, bh, &mut self.tx, &self.qos, now);
                 }
                 self.flows.remove(k);
             }
         }
 
         self.stats.flow_misses += 1;
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, now, self.trace);
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, &self.qos, now, self.trace);
         sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
         let res = sim.res;
         if let Some(logger) = &self.fwlog {
@@ -312,7 +317,7 @@ impl Datapath {
                 None => self.make_flow(&res, false, frame, &h).map(|f| (f, frame, &h)),
             };
             if let Some((flow, body, bh)) = made {
-                let fate = apply(&flow, body, bh, &mut self.tx);
+                let fate = apply(&flow, body, bh, &mut self.tx, &self.qos, now);
                 if self.cache {
                     self.flows.insert(k, flow);
                 }
@@ -334,7 +339,7 @@ impl Datapath {
                 return None;
             }
             rewrite = Some(r);
-            outputs.push(FlowOut { iface: o.iface, encap: o.encap });
+            outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap });
         }
         let drop = if outputs.is_empty() { Some(res.drop.unwrap_or(DropReason::NoDestination)) } else { None };
         if decap && outputs.is_empty() {
@@ -343,6 +348,7 @@ impl Datapath {
         }
         Some(Flow {
             decap,
+            police_in: res.police_in,
             rewrite: rewrite.unwrap_or_default(),
             outputs,
             drop,
@@ -361,7 +367,7 @@ impl Datapath {
         if due.is_empty() {
             return;
         }
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, now, false);
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, &self.qos, now, false);
         for k in due {
             let Some(p) = sim.learned.pending.get_mut(&k) else {
                 continue;
@@ -409,16 +415,25 @@ fn tcp_flags(h: &wire::Headers) -> u8 {
     }
 }
 
-/// Run a flow's actions on a frame (the inner frame, for one that came through a tunnel).
+/// Run a flow's actions on a frame (the inner frame, for one that came through a tunnel):
+/// QoS policing, the rewrite, the outputs.
 #[inline]
-fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf) -> Fate {
+fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, qos: &QosBuckets, now: Instant) -> Fate {
     let L3::Ipv4(ip) = &h.l3 else {
         return Fate::Dropped(DropReason::UnsupportedEthertype);
     };
     if let Some(r) = flow.drop {
         return Fate::Dropped(r);
     }
+    if flow.police_in.is_some_and(|b| !qos.conforms(b, body.len(), now)) {
+        return Fate::Dropped(DropReason::QosPoliced);
+    }
+    let mut sent = false;
     for out in &flow.outputs {
+        if out.police.is_some_and(|b| !qos.conforms(b, body.len(), now)) {
+            continue;
+        }
+        sent = true;
         let enc = if out.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
         let (outer, inner) = tx.push(out.iface, enc, body);
         flow.rewrite.apply(inner, ip);
@@ -426,7 +441,11 @@ fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf) -> Fate {
             t.write(outer, body.len());
         }
     }
-    Fate::Forwarded
+    if sent {
+        Fate::Forwarded
+    } else {
+        Fate::Dropped(DropReason::QosPoliced)
+    }
 }
 
 /// Send a simulation's frames as they are (results that are not cached).

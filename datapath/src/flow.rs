@@ -86,6 +86,8 @@ impl FlowKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rewrite {
     pub eth: Option<([u8; 6], [u8; 6])>,
+    /// A new TOS byte (DSCP marking keeps the packet's ECN bits; the key fixes them).
+    pub tos: Option<u8>,
     pub src: Option<[u8; 4]>,
     pub dst: Option<[u8; 4]>,
     pub ttl_dec: u8,
@@ -106,7 +108,7 @@ impl Rewrite {
         let (L3::Ipv4(a), L3::Ipv4(b)) = (&h0.l3, &h1.l3) else {
             return None;
         };
-        if a.hlen != b.hlen || a.total_len != b.total_len || a.proto != b.proto || a.tos != b.tos || a.frag != b.frag || b.ttl > a.ttl {
+        if a.hlen != b.hlen || a.total_len != b.total_len || a.proto != b.proto || a.frag != b.frag || b.ttl > a.ttl {
             return None;
         }
         let mut r = Rewrite::default();
@@ -115,6 +117,11 @@ impl Rewrite {
         }
         let mut ip_d = Delta::ZERO;
         let mut pseudo_d = Delta::ZERO;
+        if a.tos != b.tos {
+            r.tos = Some(b.tos);
+            let first = *orig.get(wire::ETH_LEN)?;
+            ip_d = ip_d.word(u16::from_be_bytes([first, a.tos]), u16::from_be_bytes([first, b.tos]));
+        }
         if a.src != b.src {
             r.src = Some(b.src.octets());
             let d = Delta::ZERO.dword(u32::from(a.src), u32::from(b.src));
@@ -170,6 +177,9 @@ impl Rewrite {
             wire::write_bytes(b, 0, &dst);
             wire::write_bytes(b, 6, &src);
         }
+        if let Some(t) = self.tos {
+            b[wire::ETH_LEN + 1] = t;
+        }
         if let Some(s) = self.src {
             wire::write_bytes(b, wire::ETH_LEN + 12, &s);
         }
@@ -198,6 +208,8 @@ impl Rewrite {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowOut {
     pub iface: IfIdx,
+    /// QoS ingress policing of the port it leaves by.
+    pub police: Option<crate::qos::BucketId>,
     pub encap: Option<EncapTemplate>,
 }
 
@@ -206,6 +218,8 @@ pub struct FlowOut {
 pub struct Flow {
     /// The flow acts on the inner frame of a VXLAN frame (it decapsulates).
     pub decap: bool,
+    /// QoS egress policing of the port the packets come from.
+    pub police_in: Option<crate::qos::BucketId>,
     pub rewrite: Rewrite,
     pub outputs: Vec<FlowOut>,
     /// Why the flow drops, when it has no outputs.

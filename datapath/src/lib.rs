@@ -15,6 +15,7 @@ pub mod fwlog;
 pub mod iface;
 pub mod io;
 pub mod learn;
+pub mod qos;
 pub mod sim;
 pub mod time;
 pub mod wire;

@@ -54,6 +54,17 @@ impl Frame {
         self.h.eth_src = src;
     }
 
+    /// Set the DSCP of an IPv4 packet, keeping its ECN bits, updating the header checksum.
+    pub fn set_dscp(&mut self, dscp: u8) {
+        let Some(ip) = self.ipv4().copied() else { return };
+        let tos = (dscp << 2) | (ip.tos & 0x03);
+        let first = self.buf[wire::ETH_LEN];
+        let d = Delta::ZERO.word(u16::from_be_bytes([first, ip.tos]), u16::from_be_bytes([first, tos]));
+        self.buf[wire::ETH_LEN + 1] = tos;
+        wire::patch_csum(&mut self.buf, wire::ETH_LEN + 10, d, false);
+        self.reparse();
+    }
+
     /// Decrement TTL by one, updating the header checksum.
     pub fn dec_ttl(&mut self) {
         let Some(ip) = self.ipv4().copied() else {

@@ -36,6 +36,8 @@ pub const MAX_DEVICES: u8 = 16;
 #[derive(Debug, Clone)]
 pub struct SimOut {
     pub iface: IfIdx,
+    /// The bucket policing traffic to the port it leaves by (QoS ingress, SPEC §8).
+    pub police: Option<crate::qos::BucketId>,
     /// The frame as it leaves, before encapsulation.
     pub frame: Vec<u8>,
     /// The outer header when it leaves through a VXLAN tunnel.
@@ -60,6 +62,8 @@ pub struct SimResult {
     pub own_outputs: u32,
     /// The connection the packet belongs to (dynamic NAT).
     pub conn: Option<ConnHandle>,
+    /// The bucket policing traffic from the port it entered by (QoS egress, SPEC §8).
+    pub police_in: Option<crate::qos::BucketId>,
     /// A NAT rule looked for a mapping and found none: the flow depends on that.
     pub ct_absent: bool,
     /// A MAC or ARP entry was learned: cached flows are stale.
@@ -88,6 +92,7 @@ impl SimResult {
             released: 0,
             own_outputs: 0,
             conn: None,
+            police_in: None,
             ct_absent: false,
             learned: false,
             fw_conn: None,
@@ -116,6 +121,8 @@ pub struct Sim<'a> {
     pub ct: &'a mut ConnTable,
     /// Firewall connection state, per router.
     pub fw: &'a mut FwConns,
+    /// QoS buckets, to name the ones a packet meets.
+    pub qos: &'a crate::qos::QosBuckets,
     pub now: Instant,
     pub res: SimResult,
     /// Above zero while sending frames the packet caused rather than the packet itself.
@@ -138,10 +145,11 @@ impl<'a> Sim<'a> {
         learned: &'a mut Learned,
         ct: &'a mut ConnTable,
         fw: &'a mut FwConns,
+        qos: &'a crate::qos::QosBuckets,
         now: Instant,
         trace: bool,
     ) -> Self {
-        Sim { topo, ifs, learned, ct, fw, now, res: SimResult::new(trace), generating: 0 }
+        Sim { topo, ifs, learned, ct, fw, qos, now, res: SimResult::new(trace), generating: 0 }
     }
 
     /// The packet passed a firewall by an accepted connection; a flow of it depends on that entry.
@@ -171,7 +179,17 @@ impl<'a> Sim<'a> {
         self.res.cacheable = false;
     }
 
-    fn output(&mut self, iface: IfIdx, mut f: Frame, mut encap: Option<vxlan::EncapTemplate>) {
+    fn output(&mut self, iface: IfIdx, f: Frame, encap: Option<vxlan::EncapTemplate>) {
+        self.output_policed(iface, f, encap, None)
+    }
+
+    fn output_policed(
+        &mut self,
+        iface: IfIdx,
+        mut f: Frame,
+        mut encap: Option<vxlan::EncapTemplate>,
+        police: Option<crate::qos::BucketId>,
+    ) {
         // A frame this simulation encapsulated (a router VTEP's) leaves as its outer header, as
         // routed, and the inner frame: a flow can cache that as a template.
         if f.encap_len == vxlan::ENCAP_LEN && encap.is_none() && f.buf.len() >= vxlan::ENCAP_LEN {
@@ -189,7 +207,7 @@ impl<'a> Sim<'a> {
         if self.generating == 0 {
             self.res.own_outputs += 1;
         }
-        self.res.outputs.push(SimOut { iface, frame: f.buf, encap });
+        self.res.outputs.push(SimOut { iface, police, frame: f.buf, encap });
     }
 
     /// Send frames the packet caused (a reply, an error, a request): they are not the packet,
@@ -254,6 +272,15 @@ impl<'a> Sim<'a> {
         let src = Mac(f.h.eth_src);
         if !self.topo.network(net).mac_to_port.contains_key(&src) && !src.is_multicast() {
             self.learn_mac(net, src, Location::Port(p));
+        }
+        // SPEC §8 QoS of traffic leaving the VM: its bucket, and DSCP marking of IPv4.
+        if self.generating == 0 {
+            self.res.police_in = self.qos.bucket(p, crate::qos::Direction::Egress);
+        }
+        let mut f = f;
+        if let (Some(dscp), Some(_)) = (self.topo.qos[p.idx()].dscp, f.ipv4()) {
+            note!(self, "QoS: DSCP {dscp}");
+            f.set_dscp(dscp);
         }
         self.bridge(net, Attach::Port(p), f);
     }
@@ -380,7 +407,10 @@ impl<'a> Sim<'a> {
         }
         match port.host {
             Some(h) if h == self.ifs.host => match self.ifs.of_port(p) {
-                Some(i) => self.output(i, f, None),
+                Some(i) => {
+                    let police = self.qos.bucket(p, crate::qos::Direction::Ingress);
+                    self.output_policed(i, f, None, police)
+                }
                 None => self.drop(DropReason::PortUnbound),
             },
             Some(h) => {

@@ -7,6 +7,7 @@
 
 pub mod firewall;
 pub mod nat;
+pub mod qos;
 pub mod routes;
 pub mod vxlan;
 
@@ -161,6 +162,8 @@ pub struct Topology {
     pub vxlan: VxlanTables,
     /// Firewalls and the routers they apply to (SPEC §6.2), in snapshot order.
     pub firewalls: Vec<(RouterRef, firewall::Firewall)>,
+    /// QoS by port (SPEC §8).
+    pub qos: Vec<qos::PortQos>,
     /// The snapshot as loaded, for the collections later stages compile themselves.
     pub snapshot: Snapshot,
 }
@@ -376,6 +379,7 @@ impl Topology {
 
         t.vxlan = vxlan::compile(&t, &snap)?;
         t.firewalls = firewall::compile(&t, &snap);
+        t.qos = qos::compile(&t, &snap);
         t.snapshot = snap;
         Ok(t)
     }
