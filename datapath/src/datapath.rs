@@ -13,14 +13,14 @@ use std::sync::Arc;
 use rules::compile::Topology;
 use rules::model::Mac;
 
-use crate::ct::{ConnTable, FwConns};
+use crate::ct::ConnTable;
 use crate::drop::{DropCounters, DropReason};
 use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite};
 use crate::fwlog::{Event, FwLogger};
 use crate::iface::{IfIdx, IfaceError, Ifaces};
-use crate::learn::{Learned, ARP_RETRY, ARP_TRIES};
+use crate::learn::{ARP_RETRY, ARP_TRIES};
 use crate::qos::QosBuckets;
-use crate::sim::{frame::Frame, Sim, SimResult};
+use crate::sim::{frame::Frame, Sim, SimResult, State};
 use crate::time::Instant;
 use crate::wire::{self, vxlan, Frag, L3};
 
@@ -95,9 +95,7 @@ pub struct Datapath {
     host: String,
     macs: HashMap<String, Mac>,
     ifs: Ifaces,
-    learned: Learned,
-    ct: ConnTable,
-    fw: FwConns,
+    state: State,
     fwlog: Option<FwLogger>,
     qos: Arc<QosBuckets>,
     flows: FlowTable,
@@ -122,9 +120,7 @@ impl Datapath {
             host: host.to_string(),
             macs: macs.clone(),
             ifs,
-            learned: Learned::default(),
-            ct: ConnTable::default(),
-            fw: FwConns::default(),
+            state: State::default(),
             fwlog: None,
             flows: FlowTable::default(),
             epoch: 0,
@@ -148,7 +144,7 @@ impl Datapath {
         }
         // Connections a firewall accepted stay only if the new rules still accept them (§6.2);
         // a router that no longer has a firewall keeps its state unused.
-        for (&r, table) in self.fw.iter_mut() {
+        for (&r, table) in self.state.fw.iter_mut() {
             let fws: Vec<_> = topo.firewalls.iter().filter(|(fr, _)| *fr == r).map(|(_, f)| f).collect();
             table.retain(|c| {
                 let p = rules::compile::firewall::FwPacket {
@@ -177,7 +173,7 @@ impl Datapath {
 
     /// Replace the connection table (tests use small SNAT pools).
     pub fn with_conn_table(mut self, ct: ConnTable) -> Self {
-        self.ct = ct;
+        self.state.ct = ct;
         self
     }
 
@@ -242,7 +238,7 @@ impl Datapath {
             l.finish();
             self.stats.fw_log_dropped = l.dropped();
         }
-        for (_, p) in std::mem::take(&mut self.learned.pending) {
+        for (_, p) in std::mem::take(&mut self.state.learned.pending) {
             for _ in p.frames {
                 self.stats.drops.incr(DropReason::ArpPendingAtExit);
             }
@@ -275,10 +271,10 @@ impl Datapath {
                     (Some((r, ih, _)), true) => (frame.get(r.clone()).unwrap_or_default(), ih),
                     _ => (frame, &h),
                 };
-                let fw = &mut self.fw;
+                let fw = &mut self.state.fw;
                 let fresh = flow.epoch == self.epoch
-                    && flow.ct_generation.is_none_or(|g| g == self.ct.generation())
-                    && flow.conn.is_none_or(|c| self.ct.touch(c, tcp_flags(bh), now))
+                    && flow.ct_generation.is_none_or(|g| g == self.state.ct.generation())
+                    && flow.conn.is_none_or(|c| self.state.ct.touch(c, tcp_flags(bh), now))
                     && flow.fw_absent.is_none_or(|(r, g)| fw.get(&r).map_or(0, |t| t.generation()) == g)
                     && flow.fw_conn.is_none_or(|(r, c)| fw.get_mut(&r).is_some_and(|t| t.touch(c, tcp_flags(bh), now)));
                 if fresh {
@@ -293,7 +289,7 @@ impl Datapath {
         }
 
         self.stats.flow_misses += 1;
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, &self.qos, now, self.trace);
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.state, &self.qos, now, self.trace);
         sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
         let res = sim.res;
         if let Some(logger) = &self.fwlog {
@@ -302,7 +298,7 @@ impl Datapath {
             }
         }
         self.stats.forwarded += res.released;
-        self.ct.sweep(now, 2);
+        self.state.ct.sweep(now, 2);
         if res.learned {
             self.epoch += 1;
         }
@@ -353,7 +349,7 @@ impl Datapath {
             outputs,
             drop,
             epoch: self.epoch,
-            ct_generation: res.ct_absent.then(|| self.ct.generation()),
+            ct_generation: res.ct_absent.then(|| self.state.ct.generation()),
             conn: res.conn,
             fw_conn: res.fw_conn,
             fw_absent: res.fw_absent,
@@ -363,11 +359,11 @@ impl Datapath {
 
     /// ARP retries and give-ups, on the packet clock (SPEC §6.4).
     fn run_timers(&mut self, now: Instant) {
-        let due: Vec<_> = self.learned.pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
+        let due: Vec<_> = self.state.learned.pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
         if due.is_empty() {
             return;
         }
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.learned, &mut self.ct, &mut self.fw, &self.qos, now, false);
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.state, &self.qos, now, false);
         for k in due {
             let Some(p) = sim.learned.pending.get_mut(&k) else {
                 continue;

@@ -113,6 +113,15 @@ pub enum Attach {
     Tunnel(Tunnel),
 }
 
+/// What the datapath keeps between packets and the simulation reads and changes: learned MAC
+/// and ARP entries, NAT connections, firewall connections.
+#[derive(Debug, Default)]
+pub struct State {
+    pub learned: Learned,
+    pub ct: ConnTable,
+    pub fw: FwConns,
+}
+
 /// The simulation of one packet.
 pub struct Sim<'a> {
     pub topo: &'a Topology,
@@ -142,13 +151,12 @@ impl<'a> Sim<'a> {
     pub fn new(
         topo: &'a Topology,
         ifs: &'a Ifaces,
-        learned: &'a mut Learned,
-        ct: &'a mut ConnTable,
-        fw: &'a mut FwConns,
+        state: &'a mut State,
         qos: &'a crate::qos::QosBuckets,
         now: Instant,
         trace: bool,
     ) -> Self {
+        let State { learned, ct, fw } = state;
         Sim { topo, ifs, learned, ct, fw, qos, now, res: SimResult::new(trace), generating: 0 }
     }
 
