@@ -32,7 +32,7 @@ fn run_case(dir: &Path, out: &Path, flow_cache: bool) -> ReplaySummary {
         host: meta["host"].as_str().expect("host").to_string(),
         in_dir: dir.join("in"),
         out_dir: out.to_path_buf(),
-        log_dir: None,
+        log_dir: Some(out.join("logs")),
         threads: 1,
         macs,
         flow_cache,
@@ -68,6 +68,24 @@ fn check(dir: &Path, out: &Path, s: &ReplaySummary) -> String {
         if e != g {
             problems.push_str(&format!("{n}:\n{}", frame_diff(&e, &g)));
         }
+    }
+    // Firewall logs: exactly the expected files, line for line.
+    let logs = |dir: &Path| -> BTreeMap<String, String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .map(|p| {
+                        (p.file_name().unwrap_or_default().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (want_logs, got_logs) = (logs(&expected_dir), logs(&out.join("logs")));
+    if want_logs != got_logs {
+        problems.push_str(&format!("firewall logs differ:\n expected {want_logs:#?}\n got {got_logs:#?}\n"));
     }
     let got: BTreeMap<String, u64> = s.stats.drops.nonzero().map(|(r, n)| (r.name().to_string(), n)).collect();
     let want = expected_drops(dir);
@@ -125,10 +143,16 @@ fn suite_is_up_to_date_with_its_generator() {
     pcapgen::write_all(tmp.path());
     for dir in cases() {
         let name = dir.file_name().expect("name");
-        for sub in ["snapshot.json", "case.json", "expected/drops.txt"] {
+        let logs: Vec<String> = std::fs::read_dir(dir.join("expected"))
+            .expect("expected/")
+            .filter_map(|e| e.ok())
+            .map(|e| format!("expected/{}", e.file_name().to_string_lossy()))
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        for sub in ["snapshot.json", "case.json", "expected/drops.txt"].iter().map(|s| s.to_string()).chain(logs) {
             assert_eq!(
-                std::fs::read(dir.join(sub)).expect("committed"),
-                std::fs::read(tmp.path().join(name).join(sub)).expect("generated"),
+                std::fs::read(dir.join(&sub)).expect("committed"),
+                std::fs::read(tmp.path().join(name).join(&sub)).expect("generated"),
                 "{}/{sub} differs from the generator's: run `cargo run -p pcapgen -- pcaps`",
                 dir.display()
             );

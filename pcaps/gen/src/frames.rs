@@ -21,6 +21,13 @@ pub enum L4 {
         ack: bool,
         seq: u32,
     },
+    /// A reset: RST, with ACK and its number when `ack` is given; window 0 (RFC 793).
+    TcpRst {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: Option<u32>,
+    },
     EchoRequest {
         id: u16,
         seq: u16,
@@ -43,18 +50,22 @@ pub struct P {
     pub ttl: u8,
     /// Don't-fragment: set by Linux senders; not set on ICMP the routers originate.
     pub df: bool,
+    /// The TOS byte: DSCP and ECN.
+    pub tos: u8,
     pub l4: L4,
     pub payload: Vec<u8>,
 }
 
 impl P {
     pub fn udp(smac: Mac, dmac: Mac, src: Ip, dst: Ip, sport: u16, dport: u16, payload: &[u8]) -> P {
-        P { smac, dmac, src, dst, ttl: 64, df: true, l4: L4::Udp(sport, dport), payload: payload.to_vec() }
+        P { smac, dmac, src, dst, ttl: 64, df: true, tos: 0, l4: L4::Udp(sport, dport), payload: payload.to_vec() }
     }
 
     pub fn bytes(&self) -> Vec<u8> {
         let mut ip = Ipv4Header::new(0, self.ttl, etherparse::IpNumber::UDP, self.src, self.dst).expect("header");
         ip.dont_fragment = self.df;
+        ip.dscp = etherparse::IpDscp::try_new(self.tos >> 2).expect("dscp");
+        ip.ecn = etherparse::IpEcn::try_new(self.tos & 3).expect("ecn");
         let b = PacketBuilder::ethernet2(self.smac, self.dmac).ip(IpHeaders::Ipv4(ip, Default::default()));
         let mut out = Vec::new();
         match &self.l4 {
@@ -66,6 +77,13 @@ impl P {
                 }
                 if *ack {
                     t = t.ack(1);
+                }
+                t.write(&mut out, &self.payload)
+            }
+            L4::TcpRst { sport, dport, seq, ack } => {
+                let mut t = b.tcp(*sport, *dport, *seq, 0).rst();
+                if let Some(a) = ack {
+                    t = t.ack(*a);
                 }
                 t.write(&mut out, &self.payload)
             }

@@ -225,6 +225,90 @@ fn split_flows() -> (P, P) {
     (a, b)
 }
 
+// ---- firewall and QoS topologies (issue 4) ---------------------------------------------------
+
+/// The base topology with a firewall on r1 and four logging resources.
+fn firewall_snapshot() -> Value {
+    let mut s = without_fips(base());
+    s["firewall_rules"] = json!([
+        {"id": "allow-web", "protocol": "tcp", "destination_ip_address": "10.1.0.0/24", "destination_port": "80", "action": "allow", "tenant_id": "t1"},
+        {"id": "deny-web-too-late", "protocol": "tcp", "destination_port": "80", "action": "deny", "tenant_id": "t1"},
+        {"id": "deny-telnet", "protocol": "tcp", "destination_port": 23, "action": "deny", "tenant_id": "t1"},
+        {"id": "reject-udp-range", "protocol": "udp", "source_ip_address": "10.0.0.0/24", "destination_port": "5000:5010", "action": "reject"},
+        {"id": "reject-smtp", "protocol": "tcp", "destination_port": "25", "action": "reject"},
+        {"id": "allow-everything-disabled", "action": "allow", "enabled": false},
+        {"id": "allow-icmp", "protocol": "icmp", "action": "allow"},
+    ]);
+    s["firewall_policies"] = json!([{"id": "pol1", "firewall_rules":
+        ["allow-web", "deny-web-too-late", "deny-telnet", "reject-udp-range", "reject-smtp", "allow-everything-disabled", "allow-icmp"]}]);
+    s["firewalls"] = json!([{"id": "fw1", "firewall_policy_id": "pol1", "router_ids": ["r1"], "tenant_id": "t1"}]);
+    s["logging_resources"] = json!([
+        {"id": "tenant-log", "tenant_id": "t1", "enabled": true, "firewall_logs": [{"id": "all", "firewall_id": "fw1", "fw_event": "ALL"}]},
+        {"id": "operator-log", "enabled": true, "firewall_logs": [{"id": "accepts", "firewall_id": "fw1", "fw_event": "ACCEPT"},
+                                                                   {"id": "drops", "firewall_id": "fw1", "fw_event": "DROP"}]},
+        {"id": "off", "enabled": false, "firewall_logs": [{"id": "never", "firewall_id": "fw1"}]},
+    ]);
+    s
+}
+
+/// A firewall event at `t` as §8 lists its fields, in the format of `datapath/src/fwlog.rs`,
+/// written to the logs that select it.
+#[allow(clippy::too_many_arguments)]
+fn fw_log(c: &mut Case, t: f64, rule: &str, src: Ip, dst: Ip, sport: u16, dport: u16, proto: u8, accept: bool) {
+    let us = (t * 1e6).round() as u64;
+    let line = format!(
+        "2026-01-01T00:00:{:02}.{:06}Z tenant_id=t1 firewall_id=fw1 firewall_rule_id={rule} router_id=r1 src_ip={} dst_ip={} src_port={sport} dst_port={dport} protocol={proto} action={}",
+        us / 1_000_000,
+        us % 1_000_000,
+        ip_str(src),
+        ip_str(dst),
+        if accept { "ACCEPT" } else { "DROP" }
+    );
+    c.log("all", line.clone());
+    c.log(if accept { "accepts" } else { "drops" }, line);
+}
+
+/// The base topology with QoS policies on vm1 (DSCP), vm3 (egress limit and DSCP) and vm6
+/// (ingress limit).
+fn qos_snapshot() -> Value {
+    let mut s = without_fips(base());
+    s["qos_policies"] = json!([
+        {"id": "af41", "rules": [{"type": "dscp_marking", "dscp_mark": 34}]},
+        {"id": "vm3-limit", "rules": [{"type": "bandwidth_limit", "max_kbps": 80, "max_burst_kbps": 16}, {"type": "dscp_marking", "dscp_mark": 10}]},
+        {"id": "vm6-in", "rules": [{"type": "bandwidth_limit", "max_kbps": 80, "max_burst_kbps": 8, "direction": "ingress"}]},
+    ]);
+    s["ports"][0]["qos_policy_id"] = json!("af41");
+    s["ports"][2]["qos_policy_id"] = json!("vm3-limit");
+    s["ports"][3]["qos_policy_id"] = json!("vm6-in");
+    s
+}
+
+/// The token bucket of SPEC §8, written from its text: `rate` bit/s, `depth` bits, starts full; a
+/// frame passes when its bits are there.
+struct Bucket {
+    rate: f64,
+    depth: f64,
+    tokens: f64,
+    last: f64,
+}
+
+impl Bucket {
+    fn new(rate: u64, depth: u64) -> Bucket {
+        Bucket { rate: rate as f64, depth: depth as f64, tokens: depth as f64, last: 0.0 }
+    }
+    fn take(&mut self, bytes: usize, t: f64) -> bool {
+        self.tokens = (self.tokens + (t - self.last) * self.rate).min(self.depth);
+        self.last = t;
+        let bits = bytes as f64 * 8.0;
+        if self.tokens + 1e-6 >= bits {
+            self.tokens -= bits;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 // ---- cases ---------------------------------------------------------------------------------
 
 /// Frames on one interface at one time.
@@ -239,11 +323,23 @@ struct Case {
     inputs: Frames,
     expected: Frames,
     drops: Vec<(&'static str, u64)>,
+    /// Expected firewall log files: `fw-<id>.log` and their lines.
+    logs: BTreeMap<&'static str, Vec<String>>,
 }
 
 impl Case {
     fn new(name: &'static str, story: &'static str, snapshot: Value) -> Case {
-        Case { name, story, host: "host-a", macs: Vec::new(), snapshot, inputs: Vec::new(), expected: Vec::new(), drops: Vec::new() }
+        Case {
+            name,
+            story,
+            host: "host-a",
+            macs: Vec::new(),
+            snapshot,
+            inputs: Vec::new(),
+            expected: Vec::new(),
+            drops: Vec::new(),
+            logs: BTreeMap::new(),
+        }
     }
     fn input(&mut self, t: f64, iface: &'static str, f: Vec<u8>) -> &mut Self {
         self.inputs.push((t, iface, f));
@@ -253,8 +349,16 @@ impl Case {
         self.expected.push((t, iface, f));
         self
     }
+    /// Expect `n` more drops for `reason`.
     fn drop(&mut self, reason: &'static str, n: u64) -> &mut Self {
-        self.drops.push((reason, n));
+        match self.drops.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, m)) => *m += n,
+            None => self.drops.push((reason, n)),
+        }
+        self
+    }
+    fn log(&mut self, id: &'static str, line: String) -> &mut Self {
+        self.logs.entry(id).or_default().push(line);
         self
     }
 }
@@ -807,6 +911,92 @@ fn cases() -> Vec<Case> {
     c.drop("vxlan_unknown_source", 1).drop("vxlan_unknown_vni", 1).drop("vxlan_no_i_flag", 1);
     all.push(c);
 
+    // ---- firewall, logging, QoS (SPEC §6.2, §8; issue 4) ------------------------------------
+
+    // Story: a firewall on r1 (FWaaS v1, §6.2) between net-a and net-b: first match in policy
+    // order (an allow for web before a deny for the same port), CIDRs and port ranges, allow /
+    // deny / reject (RST for TCP, port unreachable otherwise), a disabled rule skipped, default
+    // drop, and stateful return traffic that no rule allows. Logs (§8): one resource logs ALL,
+    // another ACCEPT only, another DROP only, and a disabled one nothing; ACCEPT once per new
+    // connection, DROP for every dropped packet, the default drop never.
+    let mut c = Case::new("firewall", "first-match rules, each action, state, default drop, and the logs they write", firewall_snapshot());
+    let t_syn =
+        |sport, dport| P { l4: L4::Tcp { sport, dport, syn: true, ack: false, seq: 1000 }, ..P::udp(VM2, R1_A, IP_VM2, IP_VM3, 0, 0, b"") };
+    let syn = t_syn(40000, 80);
+    c.input(1.0, "tap-vm2", syn.bytes()).expect(1.0, "tap-vm3", syn.routed(1, R1_B, VM3).bytes());
+    fw_log(&mut c, 1.0, "allow-web", IP_VM2, IP_VM3, 40000, 80, 6, true);
+    let synack =
+        P { l4: L4::Tcp { sport: 80, dport: 40000, syn: true, ack: true, seq: 5000 }, ..P::udp(VM3, R1_B, IP_VM3, IP_VM2, 0, 0, b"") };
+    c.input(2.0, "tap-vm3", synack.bytes()).expect(2.0, "tap-vm2", synack.routed(1, R1_A, VM2).bytes());
+    let ack = P {
+        l4: L4::Tcp { sport: 40000, dport: 80, syn: false, ack: true, seq: 1001 },
+        ..P::udp(VM2, R1_A, IP_VM2, IP_VM3, 0, 0, b"GET /")
+    };
+    c.input(3.0, "tap-vm2", ack.bytes()).expect(3.0, "tap-vm3", ack.routed(1, R1_B, VM3).bytes());
+    c.input(3.5, "tap-vm2", ack.bytes()).expect(3.5, "tap-vm3", ack.routed(1, R1_B, VM3).bytes());
+    let telnet = t_syn(40001, 23);
+    for t in [4.0, 4.5] {
+        c.input(t, "tap-vm2", telnet.bytes());
+        fw_log(&mut c, t, "deny-telnet", IP_VM2, IP_VM3, 40001, 23, 6, false);
+    }
+    let udp = P::udp(VM2, R1_A, IP_VM2, IP_VM3, 6000, 5005, b"to a rejected port");
+    let unreach =
+        P { l4: L4::Unreachable(DestUnreachableHeader::Port), payload: udp.quote(), ..P::udp(R1_A, VM2, IP_R1_A, IP_VM2, 0, 0, b"") }
+            .originated();
+    c.input(5.0, "tap-vm2", udp.bytes()).expect(5.0, "tap-vm2", unreach.bytes());
+    fw_log(&mut c, 5.0, "reject-udp-range", IP_VM2, IP_VM3, 6000, 5005, 17, false);
+    let smtp = t_syn(40002, 25);
+    let rst = P { l4: L4::TcpRst { sport: 25, dport: 40002, seq: 0, ack: Some(1001) }, ..P::udp(R1_A, VM2, IP_VM3, IP_VM2, 0, 0, b"") }
+        .originated();
+    c.input(6.0, "tap-vm2", smtp.bytes()).expect(6.0, "tap-vm2", rst.bytes());
+    fw_log(&mut c, 6.0, "reject-smtp", IP_VM2, IP_VM3, 40002, 25, 6, false);
+    c.input(7.0, "tap-vm2", P::udp(VM2, R1_A, IP_VM2, IP_VM3, 6000, 9999, b"no rule").bytes());
+    let ping = P { l4: L4::EchoRequest { id: 5, seq: 1 }, ..P::udp(VM2, R1_A, IP_VM2, IP_VM3, 0, 0, &[0x11; 16]) };
+    c.input(8.0, "tap-vm2", ping.bytes()).expect(8.0, "tap-vm3", ping.routed(1, R1_B, VM3).bytes());
+    fw_log(&mut c, 8.0, "allow-icmp", IP_VM2, IP_VM3, 0, 0, 1, true);
+    let pong = P { l4: L4::EchoReply { id: 5, seq: 1 }, ..P::udp(VM3, R1_B, IP_VM3, IP_VM2, 0, 0, &[0x11; 16]) };
+    c.input(9.0, "tap-vm3", pong.bytes()).expect(9.0, "tap-vm2", pong.routed(1, R1_A, VM2).bytes());
+    c.drop("fw_denied", 2).drop("fw_rejected", 2).drop("fw_default_drop", 1);
+    all.push(c);
+
+    // Story: QoS (§8). vm1's policy marks DSCP AF41 (34), keeping ECN: TOS 0x03, 0x01, 0xb8 leave
+    // as 0x8b, 0x89, 0x88, with a valid checksum. vm3's policy limits egress to 80 kbit/s with a
+    // 16 kbit burst and marks DSCP 10, and its traffic leaves through default SNAT: a burst of six
+    // 500-byte frames passes four; 0.1 s later (1000 bytes of tokens) two more fit, a third not;
+    // the frames that pass are SNATed,
+    // marked and routed. vm6 takes at most 80 kbit/s with an 8 kbit burst: of three 500-byte frames
+    // sent to it at once, two arrive.
+    let mut c = Case::new("qos", "DSCP marking with ECN kept; egress policing with burst, through SNAT; ingress policing", qos_snapshot());
+    arp_announce(&mut c, 1.0);
+    for (i, (tos, out)) in [(0x03u8, 0x8bu8), (0x01, 0x89), (0xb8, 0x88)].into_iter().enumerate() {
+        let t = 2.0 + i as f64 * 0.1;
+        let p = P { tos, ..P::udp(VM1, VM2, IP_VM1, IP_VM2, 7000, 7001, b"marked") };
+        c.input(t, "tap-vm1", p.bytes()).expect(t, "tap-vm2", P { tos: out, ..p }.bytes());
+    }
+    let big = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 5000, 53, &[0x42; 458]);
+    assert_eq!(big.bytes().len(), 500);
+    let left = P { tos: 10 << 2, ..big.with_src(IP_GW, None).routed(2, EDGE_UP, UPSTREAM) };
+    let mut bucket = Bucket::new(80_000, 16_000);
+    let mut passed = 0;
+    for t in [3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.1, 3.1, 3.1] {
+        c.input(t, "tap-vm3", big.bytes());
+        if bucket.take(500, t) {
+            c.expect(t, "uplink0", left.bytes());
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 6, "four of the burst and two after 0.1 s");
+    c.drop("qos_policed", 3);
+    let to6 = P::udp(VM2, R1_A, IP_VM2, IP_VM6, 5000, 5001, &[0x24; 458]);
+    for _ in 0..3 {
+        c.input(4.0, "tap-vm2", to6.bytes());
+    }
+    for _ in 0..2 {
+        c.expect(4.0, "tap-vm6", to6.routed(1, R1_B, VM6).bytes());
+    }
+    c.drop("qos_policed", 1);
+    all.push(c);
+
     // Story: malformed frames (§5.1) are dropped, each under its own counter, and nothing panics.
     let mut c = Case::new("malformed", "truncated Ethernet/IPv4/UDP, bad IHL and bad checksum are counted drops", base());
     let good = P::udp(VM1, VM2, IP_VM1, IP_VM2, 4000, 5000, b"payload").bytes();
@@ -892,6 +1082,10 @@ pub fn write_all(root: &Path) -> Vec<(String, String)> {
             drops.push_str("# no drops\n");
         }
         fs::write(dir.join("expected").join("drops.txt"), drops).expect("write drops");
+        for (id, lines) in &c.logs {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            fs::write(dir.join("expected").join(format!("fw-{id}.log")), text).expect("write log");
+        }
         written.push((c.name.to_string(), c.story.to_string()));
     }
     written
