@@ -54,3 +54,64 @@ fn a_new_snapshot_redirects_cached_flows() {
     assert!(dp.set_topology(other).is_err());
     assert_eq!(deliver(&mut dp, 4), ("tap-vm2".to_string(), [10, 0, 0, 4]));
 }
+
+/// SPEC §6.2 and issue 4: a rule change in a new snapshot applies to new connections, and the
+/// existing connections the new rules would deny are cut; those still allowed stay.
+#[test]
+fn a_new_firewall_policy_cuts_what_it_denies() {
+    const VM2: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x04];
+    const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
+    const R1_A: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 1];
+    const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
+    let load = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let text = std::fs::read_to_string(repo_root().join("pcaps/firewall/snapshot.json")).expect("snapshot");
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        edit(&mut v);
+        Arc::new(rules::Topology::compile(rules::load_str(&v.to_string()).expect("valid")).expect("compiles"))
+    };
+    let tcp = |from_vm2: bool, syn: bool| {
+        let mut f = Vec::new();
+        let b = if from_vm2 {
+            PacketBuilder::ethernet2(VM2, R1_A).ipv4([10, 0, 0, 4], [10, 1, 0, 3], 64).tcp(40000, 80, 1, 1000)
+        } else {
+            PacketBuilder::ethernet2(VM3, R1_B).ipv4([10, 1, 0, 3], [10, 0, 0, 4], 64).tcp(80, 40000, 1, 1000)
+        };
+        let b = if syn { b.syn() } else { b.ack(2) };
+        b.write(&mut f, b"").expect("build");
+        f
+    };
+    let ping = |from_vm2: bool| {
+        let mut f = Vec::new();
+        if from_vm2 {
+            PacketBuilder::ethernet2(VM2, R1_A)
+                .ipv4([10, 0, 0, 4], [10, 1, 0, 3], 64)
+                .icmpv4_echo_request(9, 1)
+                .write(&mut f, b"p")
+                .expect("build");
+        } else {
+            PacketBuilder::ethernet2(VM3, R1_B)
+                .ipv4([10, 1, 0, 3], [10, 0, 0, 4], 64)
+                .icmpv4_echo_reply(9, 1)
+                .write(&mut f, b"p")
+                .expect("build");
+        }
+        f
+    };
+    let mut dp = Datapath::new(load(&|_| {}), "host-a", &HashMap::new()).expect("datapath");
+    let (vm2, vm3) = (dp.interfaces().by_name("tap-vm2").expect("vm2"), dp.interfaces().by_name("tap-vm3").expect("vm3"));
+    let mut t = 0;
+    let mut passes = |dp: &mut Datapath, i, f: &[u8]| {
+        t += 1_000_000;
+        dp.process(i, f, Instant(t));
+        !dp.tx().is_empty()
+    };
+    assert!(passes(&mut dp, vm2, &tcp(true, true)), "allowed by allow-web");
+    assert!(passes(&mut dp, vm3, &tcp(false, false)), "the reply passes by state");
+    assert!(passes(&mut dp, vm2, &ping(true)), "allowed by allow-icmp");
+    // Version 2 denies the web connection's port; ICMP stays allowed.
+    dp.set_topology(load(&|s| s["firewall_rules"][0]["action"] = "deny".into())).expect("same interfaces");
+    assert!(!passes(&mut dp, vm3, &tcp(false, false)), "the web connection was cut: its reply no longer passes");
+    assert!(!passes(&mut dp, vm2, &tcp(true, false)), "nor its next packet");
+    assert!(passes(&mut dp, vm3, &ping(false)), "the ICMP connection stays");
+    assert_eq!(dp.stats().drops.get(datapath::DropReason::FwDenied), 1);
+}
