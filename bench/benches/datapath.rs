@@ -6,6 +6,10 @@
 //! - `fastpath/hit/vxlan-encap`: a cached flow from vm1 to a VM on another host, encapsulated;
 //! - `fastpath/hit/remote-mac-encap`: a cached flow to a remote gateway's remote MAC (issue 3);
 //! - `fastpath/hit/vxlan-decap`: a cached flow decapsulating a hardware VTEP's VXLAN to vm3;
+//! - `fastpath/hit/police-dscp-snat`: a cached flow policed, DSCP-marked and SNATed (issue 4);
+//! - `firewall/classify/N-rules`: the firewall classifier alone, N = 10, 100, 1000, the last rule
+//!   matching;
+//! - `slowpath/miss/firewall-N-rules`: a new connection every packet through that firewall;
 //! - `slowpath/miss/default-snat`: a new connection every packet, through the full simulation
 //!   with default SNAT (connection created, port allocated, flow installed).
 //!
@@ -47,6 +51,8 @@ static GLOBAL: Counting = Counting;
 const VM1: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x03];
 const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
 const VM4: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x05];
+const VM2: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x04];
+const R1_A: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 1];
 const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
 const EDGE_UP: [u8; 6] = [0xfa, 0x16, 0x3e, 0xbb, 0, 2];
 const UPSTREAM: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
@@ -136,6 +142,59 @@ fn vxlan_decap(c: &mut Criterion) {
     bench_hit(c, "vxlan-decap", dp, ul, &f);
 }
 
+/// Rule evaluation (SPEC §6.2, issue 4): the classifier alone, and a whole flow-cache miss
+/// through a firewall, with 10, 100 and 1000 rules where only the last matches.
+fn firewall(c: &mut Criterion) {
+    let mut g = c.benchmark_group("firewall");
+    g.throughput(Throughput::Elements(1));
+    for n in [10usize, 100, 1000] {
+        let dp = datapath_with("l2-local", |s| firewall_rules(s, n));
+        let fw = dp.topology().firewalls[0].1.clone();
+        let p = rules::compile::firewall::FwPacket {
+            proto: 17,
+            src: [10, 0, 0, 4].into(),
+            dst: [10, 1, 0, 3].into(),
+            sport: 4000,
+            dport: 5001,
+        };
+        assert_eq!(fw.classify(&p), Some(n - 1));
+        g.bench_function(format!("classify/{n}-rules"), |b| b.iter(|| fw.classify(black_box(&p))));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("slowpath/miss");
+    g.throughput(Throughput::Elements(1));
+    for n in [10usize, 100, 1000] {
+        g.bench_function(format!("firewall-{n}-rules"), |b| {
+            b.iter_custom(|iters| {
+                let mut dp = datapath_with("l2-local", |s| firewall_rules(s, n));
+                let tap = iface(&dp, "tap-vm2");
+                let frames: Vec<Vec<u8>> =
+                    (0..iters).map(|k| udp(VM2, R1_A, [10, 0, 0, 4], [10, 1, 0, 3], 1024 + (k % 60000) as u16, 5001)).collect();
+                let start = StdInstant::now();
+                for (k, f) in frames.iter().enumerate() {
+                    dp.process(tap, black_box(f), Instant(SEC + k as u64));
+                }
+                let d = start.elapsed();
+                assert_eq!(dp.stats().forwarded, iters);
+                d
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A cached flow with QoS (SPEC §8): vm3's egress policed (at a rate it stays under) and
+/// DSCP-marked, through default SNAT, out of the uplink.
+fn qos_hit(c: &mut Criterion) {
+    let mut dp = datapath_with("qos", |s| s["qos_policies"][1]["rules"][0]["max_kbps"] = 100_000_000.into());
+    let up = iface(&dp, "uplink0");
+    dp.process(up, &arp(1, UPSTREAM, [198, 51, 100, 1], [0; 6], [198, 51, 100, 2], [0xff; 6]), Instant(SEC / 2));
+    let tap = iface(&dp, "tap-vm3");
+    let f = udp(VM3, R1_B, [10, 1, 0, 3], [192, 0, 2, 50], 5000, 53);
+    must_forward(&mut dp, tap, &f, SEC);
+    bench_hit(c, "police-dscp-snat", dp, tap, &f);
+}
+
 fn default_snat_miss(c: &mut Criterion) {
     let mut g = c.benchmark_group("slowpath/miss");
     g.throughput(Throughput::Elements(1));
@@ -166,5 +225,5 @@ fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, remote_mac_encap, vxlan_decap, default_snat_miss }
+criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, remote_mac_encap, vxlan_decap, qos_hit, firewall, default_snat_miss }
 criterion_main!(benches);

@@ -26,6 +26,30 @@ pub fn iface(dp: &Datapath, name: &str) -> IfIdx {
     dp.interfaces().by_name(name).expect("interface")
 }
 
+/// A datapath for host-a of a scenario's snapshot changed by `edit`.
+pub fn datapath_with(case: &str, edit: impl Fn(&mut serde_json::Value)) -> Datapath {
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(snapshot(case)).expect("snapshot")).expect("json");
+    edit(&mut v);
+    let topo = rules::Topology::compile(rules::load_str(&v.to_string()).expect("valid")).expect("compiles");
+    Datapath::new(Arc::new(topo), "host-a", &HashMap::new()).expect("datapath")
+}
+
+/// A firewall on r1 whose policy has `n` rules, of which only the last matches UDP to port
+/// 5001: the others deny TCP to other ports from other sources (the worst case for a scan).
+pub fn firewall_rules(s: &mut serde_json::Value, n: usize) {
+    let mut rules: Vec<serde_json::Value> = (0..n - 1)
+        .map(|i| {
+            serde_json::json!({"id": format!("r{i}"), "protocol": "tcp", "action": "deny",
+                "source_ip_address": format!("172.{}.{}.0/24", 16 + i / 256 % 16, i % 256), "destination_port": format!("{}", 1000 + i)})
+        })
+        .collect();
+    rules.push(serde_json::json!({"id": "last", "protocol": "udp", "destination_port": "5001", "action": "allow"}));
+    let ids: Vec<String> = rules.iter().map(|r| r["id"].as_str().unwrap_or_default().to_string()).collect();
+    s["firewall_rules"] = serde_json::Value::Array(rules);
+    s["firewall_policies"] = serde_json::json!([{"id": "p", "firewall_rules": ids}]);
+    s["firewalls"] = serde_json::json!([{"id": "fw", "firewall_policy_id": "p", "router_ids": ["r1"]}]);
+}
+
 /// An Ethernet/IPv4/UDP frame with a 64-byte payload.
 pub fn udp(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     let mut v = Vec::new();

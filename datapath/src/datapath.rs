@@ -198,6 +198,11 @@ impl Datapath {
         &self.ifs
     }
 
+    /// The snapshot this datapath runs.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
