@@ -54,3 +54,28 @@ pub(super) fn compile(t: &Topology, s: &Snapshot) -> Vec<PortQos> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_takes_its_policy_else_its_networks() {
+        let snap = serde_json::json!({
+            "networks": [{"id": "n", "qos_policy_id": "net"}],
+            "subnets": [{"id": "s", "network_id": "n", "cidr": "10.0.0.0/24"}],
+            "qos_policies": [
+                {"id": "net", "rules": [{"type": "bandwidth_limit", "max_kbps": 1000, "direction": "ingress"}]},
+                {"id": "own", "rules": [{"type": "bandwidth_limit", "max_kbps": 10, "max_burst_kbps": 5}, {"type": "dscp_marking", "dscp_mark": 46}]},
+            ],
+            "ports": [
+                {"id": "a", "network_id": "n", "mac_address": "02:00:00:00:00:0a"},
+                {"id": "b", "network_id": "n", "mac_address": "02:00:00:00:00:0b", "qos_policy_id": "own"},
+            ],
+        });
+        let t = Topology::compile(crate::load_str(&snap.to_string()).expect("valid")).expect("compiles");
+        // The network's policy, with the default burst of 80 % of a second.
+        assert_eq!(t.qos[0], PortQos { egress: None, ingress: Some(BucketSpec { rate_bps: 1_000_000, depth_bits: 800_000 }), dscp: None });
+        assert_eq!(t.qos[1], PortQos { egress: Some(BucketSpec { rate_bps: 10_000, depth_bits: 5_000 }), ingress: None, dscp: Some(46) });
+    }
+}
