@@ -21,6 +21,26 @@ pub fn read_pcap(path: &Path) -> Vec<(u128, Vec<u8>)> {
     out
 }
 
+/// Replay `input` as `host` of `snapshot` into `out`, with the flow cache, one worker, default
+/// MACs and no logs.
+pub fn replay_dir(
+    snapshot: &Path,
+    host: &str,
+    input: &Path,
+    out: &Path,
+) -> Result<datapath::io::pcap::ReplaySummary, datapath::io::pcap::ReplayError> {
+    datapath::io::pcap::replay(&datapath::io::pcap::ReplayConfig {
+        snapshot: snapshot.to_path_buf(),
+        host: host.to_string(),
+        in_dir: input.to_path_buf(),
+        out_dir: out.to_path_buf(),
+        log_dir: None,
+        threads: 1,
+        macs: std::collections::HashMap::new(),
+        flow_cache: true,
+    })
+}
+
 /// The `*.pcap` files of a directory, by name.
 pub fn pcaps_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {

@@ -4,11 +4,10 @@
 //! 5 s it is not less than 90 % of that bound. The input (19 MB) is made here rather than kept in
 //! `pcaps/`; it goes through the same replay as the suites, flow cache on.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use datapath::io::pcap::{replay, ReplayConfig, OUTPUT_HEADER};
-use edgepath_tests::{read_pcap, repo_root};
+use datapath::io::pcap::OUTPUT_HEADER;
+use edgepath_tests::{read_pcap, replay_dir, repo_root};
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
@@ -45,17 +44,7 @@ fn ten_megabits_fed_thirty_for_five_seconds() {
     drop(w);
 
     let out = tmp.path().join("out");
-    let s = replay(&ReplayConfig {
-        snapshot: tmp.path().join("snap.json"),
-        host: "host-a".into(),
-        in_dir: input,
-        out_dir: out.clone(),
-        log_dir: None,
-        threads: 1,
-        macs: HashMap::new(),
-        flow_cache: true,
-    })
-    .expect("replay");
+    let s = replay_dir(&tmp.path().join("snap.json"), "host-a", &input, &out).expect("replay");
     let got = read_pcap(&out.join("tap-vm6.pcap"));
     assert!(got.iter().all(|(_, f)| *f == frame), "delivered unchanged");
     assert_eq!(s.stats.rx, n as u64);

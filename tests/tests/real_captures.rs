@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use datapath::io::pcap::{replay, ReplayConfig, ReplayError, OUTPUT_HEADER};
-use edgepath_tests::{read_pcap, repo_root};
+use datapath::io::pcap::{ReplayError, OUTPUT_HEADER};
+use edgepath_tests::{read_pcap, replay_dir, repo_root};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{Endianness, TsResolution};
 
@@ -38,16 +38,7 @@ fn replay_as(capture: &Path, iface: &str) -> Result<datapath::io::pcap::ReplaySu
     let input = tempfile::tempdir().expect("tmp");
     let out = tempfile::tempdir().expect("tmp");
     std::fs::copy(capture, input.path().join(format!("{iface}.pcap"))).expect("copy");
-    replay(&ReplayConfig {
-        snapshot: snapshot(),
-        host: "host-a".into(),
-        in_dir: input.path().to_path_buf(),
-        out_dir: out.path().to_path_buf(),
-        log_dir: None,
-        threads: 1,
-        macs: HashMap::new(),
-        flow_cache: true,
-    })
+    replay_dir(&snapshot(), "host-a", input.path(), out.path())
 }
 
 fn check_all(sub: &str) -> usize {
@@ -193,17 +184,7 @@ fn vxlan_captures_decapsulate_as_one_of_their_vteps() {
         std::fs::create_dir_all(&input).expect("mkdir");
         std::fs::write(tmp.path().join("snap.json"), snap.to_string()).expect("write");
         std::fs::copy(&cap, input.join("ul0.pcap")).expect("copy");
-        let s = replay(&ReplayConfig {
-            snapshot: tmp.path().join("snap.json"),
-            host: "me".into(),
-            in_dir: input,
-            out_dir: out.clone(),
-            log_dir: None,
-            threads: 1,
-            macs: HashMap::new(),
-            flow_cache: true,
-        })
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = replay_dir(&tmp.path().join("snap.json"), "me", &input, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         // What each port must have received: the inner frames addressed to it, in order.
         for (i, m) in macs.iter().enumerate() {
             let want: Vec<Vec<u8>> =

@@ -267,6 +267,23 @@ impl ConnTable {
                 self.remove(idx);
             }
         }
+        Ok(self.insert(orig, reply, kind, router, flags, now))
+    }
+
+    /// Track `key` without translation (a firewall's accepted connection): its reply is the
+    /// reversed tuple.
+    pub fn track(&mut self, key: CtKey, router: RouterRef, flags: u8, now: Instant) -> ConnHandle {
+        if let Some(&(idx, _)) = self.by_key.get(&key) {
+            self.remove(idx);
+        }
+        if let Some(&(idx, _)) = self.by_key.get(&key.reversed()) {
+            self.remove(idx);
+        }
+        self.insert(key, key.reversed(), SnatKind::Untranslated, router, flags, now)
+    }
+
+    /// Store a new connection under both its keys, which are free.
+    fn insert(&mut self, orig: CtKey, reply: CtKey, kind: SnatKind, router: RouterRef, flags: u8, now: Instant) -> ConnHandle {
         let mut conn = Conn { orig, reply, kind, router, last_seen: now, tcp: TcpState::Opening, seen_reply: false };
         conn.touch(Dir::Orig, flags, now);
         let idx = match self.free.pop() {
@@ -280,41 +297,6 @@ impl ConnTable {
         slot.conn = Some(conn);
         self.by_key.insert(orig, (idx, Dir::Orig));
         self.by_key.insert(reply, (idx, Dir::Reply));
-        self.live += 1;
-        self.generation += 1;
-        Ok(ConnHandle { idx, gen: slot.gen, dir: Dir::Orig })
-    }
-
-    /// Track `key` without translation (a firewall's accepted connection): its reply is the
-    /// reversed tuple.
-    pub fn track(&mut self, key: CtKey, router: RouterRef, flags: u8, now: Instant) -> ConnHandle {
-        if let Some(&(idx, _)) = self.by_key.get(&key) {
-            self.remove(idx);
-        }
-        if let Some(&(idx, _)) = self.by_key.get(&key.reversed()) {
-            self.remove(idx);
-        }
-        let mut conn = Conn {
-            orig: key,
-            reply: key.reversed(),
-            kind: SnatKind::Untranslated,
-            router,
-            last_seen: now,
-            tcp: TcpState::Opening,
-            seen_reply: false,
-        };
-        conn.touch(Dir::Orig, flags, now);
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot::default());
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[idx as usize];
-        slot.conn = Some(conn);
-        self.by_key.insert(key, (idx, Dir::Orig));
-        self.by_key.insert(key.reversed(), (idx, Dir::Reply));
         self.live += 1;
         self.generation += 1;
         ConnHandle { idx, gen: slot.gen, dir: Dir::Orig }
