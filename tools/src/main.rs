@@ -27,6 +27,8 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Print the frames of pcap files, one line each.
     Pcap(cmd::pcap::PcapArgs),
+    /// Show what the datapath does with one packet: every device, rule and NAT step.
+    Trace(cmd::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Snapshot { command } => cmd::snapshot::run(command),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Pcap(args) => cmd::pcap::run(args),
+        Command::Trace(args) => cmd::trace::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -192,3 +192,62 @@ fn replay_trace_shows_the_walk_and_the_nat_rules() {
     let o = replay_case("l2-local", tmp.path(), &["--trace"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("    cached flow"));
 }
+
+/// `edgepath trace` offline: a floating-IP packet's walk and the frame that leaves; a denied one's
+/// drop reason.
+#[test]
+fn trace_shows_a_floating_ip_packet() {
+    let snap = repo().join("pcaps/fip-dnat-inbound/snapshot.json");
+    let s = snap.to_str().expect("utf8");
+    let o = edgepath(&[
+        "trace",
+        "--snapshot",
+        s,
+        "--host",
+        "host-a",
+        "--in",
+        "uplink0",
+        "--src",
+        "192.0.2.50",
+        "--dst",
+        "203.0.113.10",
+        "--proto",
+        "tcp",
+        "--dport",
+        "22",
+        "--src-mac",
+        "02:aa:00:00:00:01",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "router edge in port edge-up",
+        "PREROUTING 1 float DNAT 203.0.113.10 → 10.0.0.3",
+        "→ tap-vm1: fa:16:3e:aa:00:01 → fa:16:3e:00:00:03 IPv4 192.0.2.50 → 10.0.0.3 ttl 62",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let fw = repo().join("pcaps/firewall/snapshot.json");
+    let o = edgepath(&[
+        "trace",
+        "--snapshot",
+        fw.to_str().expect("utf8"),
+        "--host",
+        "host-a",
+        "--in",
+        "tap-vm2",
+        "--src",
+        "10.0.0.4",
+        "--dst",
+        "10.1.0.3",
+        "--proto",
+        "tcp",
+        "--dport",
+        "23",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("firewall fw1 rule deny-telnet: Deny") && text.contains("dropped: fw_denied"), "{text}");
+    let o = edgepath(&["trace", "--snapshot", s, "--host", "host-a", "--in", "eth7", "--src", "1.1.1.1", "--dst", "2.2.2.2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--in eth7: interface not bound"), "{}", stderr(&o));
+}

@@ -13,3 +13,4 @@ pub fn out(line: impl std::fmt::Display) {
 pub mod pcap;
 pub mod replay;
 pub mod snapshot;
+pub mod trace;

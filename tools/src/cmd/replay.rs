@@ -38,7 +38,7 @@ pub struct ReplayArgs {
     trace: bool,
 }
 
-fn parse_mac_arg(s: &str) -> Result<(String, Mac), String> {
+pub fn parse_mac_arg(s: &str) -> Result<(String, Mac), String> {
     let (name, mac) = s.split_once('=').ok_or_else(|| format!("{s:?} is not IFNAME=MAC"))?;
     if name.is_empty() {
         return Err(format!("{s:?} names no interface"));
