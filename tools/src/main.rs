@@ -23,6 +23,8 @@ enum Command {
         #[command(subcommand)]
         command: cmd::snapshot::SnapshotCommand,
     },
+    /// Run the datapath on the host's interfaces until SIGINT or SIGTERM (SPEC §2).
+    Run(cmd::run::RunArgs),
     /// Replay pcap files through the datapath (SPEC §4).
     Replay(cmd::replay::ReplayArgs),
     /// Print the frames of pcap files, one line each.
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Snapshot { command } => cmd::snapshot::run(command),
+        Command::Run(args) => cmd::run::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Pcap(args) => cmd::pcap::run(args),
         Command::Trace(args) => cmd::trace::run(args),

@@ -1,3 +1,4 @@
-//! Packet I/O backends: pcap replay (SPEC §4).
+//! Packet I/O backends: pcap replay (SPEC §4) and live AF_PACKET (SPEC §2).
 
+pub mod afpacket;
 pub mod pcap;

@@ -12,5 +12,6 @@ pub fn out(line: impl std::fmt::Display) {
 
 pub mod pcap;
 pub mod replay;
+pub mod run;
 pub mod snapshot;
 pub mod trace;

@@ -1,0 +1,154 @@
+//! `edgepath run` on real interfaces (issue 5, first part): network namespaces for vm1 and for an
+//! external host behind the uplink, joined to edgepath by veth pairs whose other ends it binds.
+//! The external host pings vm1's floating IP and vm1 pings the external host through it — real
+//! Linux stacks on both sides, ARP included — and SIGTERM stops edgepath cleanly.
+//!
+//! Needs root (namespaces, veth, raw sockets); CI runs as root. Elsewhere it skips, saying why.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let o = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    } else {
+        Err(format!("{}: {}{}", args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    }
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
+    let mut full = vec!["ip", "netns", "exec", ns];
+    full.extend_from_slice(args);
+    sh(&full)
+}
+
+fn effective_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).and_then(|u| u.parse().ok()))
+        .unwrap_or(u32::MAX)
+}
+
+/// Namespaces and veths, removed when dropped.
+struct Lab {
+    namespaces: Vec<String>,
+    links: Vec<String>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for l in &self.links {
+            let _ = sh(&["ip", "link", "del", l]);
+        }
+        for n in &self.namespaces {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+    }
+}
+
+/// A namespace `ns` with `eth0` (MAC, address, default route), the other end `root` left here.
+fn host(lab: &mut Lab, ns: &str, root: &str, mac: &str, addr: &str, route: &[&str]) -> Result<(), String> {
+    sh(&["ip", "netns", "add", ns])?;
+    lab.namespaces.push(ns.to_string());
+    sh(&["ip", "link", "add", root, "type", "veth", "peer", "name", &format!("{root}p")])?;
+    lab.links.push(root.to_string());
+    sh(&["ip", "link", "set", &format!("{root}p"), "netns", ns, "name", "eth0"])?;
+    in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+    in_ns(ns, &["ip", "link", "set", "lo", "up"])?;
+    in_ns(ns, &["ip", "link", "set", "eth0", "address", mac])?;
+    in_ns(ns, &["ip", "addr", "add", addr, "dev", "eth0"])?;
+    in_ns(ns, &["ip", "link", "set", "eth0", "up"])?;
+    let mut r = vec!["ip", "route", "add"];
+    r.extend_from_slice(route);
+    in_ns(ns, &r)?;
+    let _ = sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{root}.disable_ipv6=1")]);
+    sh(&["ip", "link", "set", root, "up"])?;
+    Ok(())
+}
+
+#[test]
+fn floating_ip_pings_through_a_live_edgepath() {
+    if effective_uid() != 0 {
+        eprintln!("skipped: needs root for network namespaces, veth and raw sockets (CI runs as root)");
+        return;
+    }
+    let tag = format!("{}", std::process::id() % 10000);
+    let (vm_if, up_if) = (format!("ev{tag}"), format!("eu{tag}"));
+    let (vm_ns, ext_ns) = (format!("epvm{tag}"), format!("epext{tag}"));
+    let mut lab = Lab { namespaces: Vec::new(), links: Vec::new() };
+    host(&mut lab, &vm_ns, &vm_if, "fa:16:3e:00:00:03", "10.0.0.3/24", &["default", "via", "10.0.0.1"]).expect("vm1 namespace");
+    host(&mut lab, &ext_ns, &up_if, "02:aa:00:00:00:01", "198.51.100.1/24", &["203.0.113.0/24", "via", "198.51.100.2"])
+        .expect("external namespace");
+    in_ns(&ext_ns, &["ip", "addr", "add", "192.0.2.50/32", "dev", "lo"]).expect("external host address");
+
+    // The floating-IP scenario, with only vm1 and the uplink bound, to the veths.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let text = std::fs::read_to_string(repo.join("pcaps/fip-dnat-inbound/snapshot.json")).expect("snapshot");
+    let mut snap: serde_json::Value = serde_json::from_str(&text).expect("json");
+    snap["hosts"][0].as_object_mut().map(|h| h.remove("underlay_interface"));
+    for p in snap["ports"].as_array_mut().expect("ports") {
+        let name = match p["id"].as_str() {
+            Some("vm1") => Some(vm_if.clone()),
+            Some("edge-up") => Some(up_if.clone()),
+            _ => None,
+        };
+        match name {
+            Some(n) => p["binding:profile"] = serde_json::json!({"interface_name": n}),
+            None => {
+                p.as_object_mut().map(|o| o.remove("binding:profile"));
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let snap_path = tmp.path().join("snap.json");
+    std::fs::write(&snap_path, snap.to_string()).expect("write");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgepath"))
+        .args(["run", "--snapshot", snap_path.to_str().expect("utf8"), "--host", "host-a"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edgepath");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let inbound = in_ns(&ext_ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
+    let outbound = in_ns(&vm_ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.0.2.50"]);
+
+    let started = Instant::now();
+    sh(&["kill", "-TERM", &child.id().to_string()]).expect("SIGTERM");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(inbound.is_ok(), "ping to the floating IP failed: {inbound:?}\n{stdout}\n{stderr}");
+    assert!(outbound.is_ok(), "ping from vm1 failed: {outbound:?}\n{stdout}\n{stderr}");
+    assert!(status.is_some_and(|s| s.success()), "SIGTERM did not stop edgepath cleanly: {status:?}\n{stderr}");
+    assert!(stdout.contains("frames in:"), "the counters are printed on exit:\n{stdout}");
+    assert!(stderr.contains("datapath running"), "tracing logs on stderr:\n{stderr}");
+    drop(lab);
+}
+
+/// A missing interface is one clear line and exit status 2 (no root needed).
+#[test]
+fn run_refuses_a_missing_interface() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let snap = repo.join("pcaps/l2-local/snapshot.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_edgepath"))
+        .args(["run", "--snapshot", snap.to_str().expect("utf8"), "--host", "host-a"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.ends_with("interface \"tap-vm1\" does not exist on this machine\n"), "{err}");
+}
