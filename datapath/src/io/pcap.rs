@@ -113,12 +113,22 @@ struct Input {
 
 /// Run a replay.
 pub fn replay(cfg: &ReplayConfig) -> Result<ReplaySummary, ReplayError> {
-    replay_traced(cfg, None)
+    replay_traced(cfg, Hooks::default())
 }
 
-/// Run a replay; with `trace`, hand it each input frame's description and the steps the
-/// simulation took for it (or that it took a cached flow).
-pub fn replay_traced(cfg: &ReplayConfig, mut trace: Option<&mut dyn FnMut(String)>) -> Result<ReplaySummary, ReplayError> {
+/// What a replay reports as it goes.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Each input frame's description and the steps the simulation took for it (or that it took
+    /// a cached flow).
+    pub trace: Option<&'a mut dyn FnMut(String)>,
+    /// Frames done and frames in all, now and then.
+    pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+}
+
+/// Run a replay, reporting through `hooks`.
+pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, ReplayError> {
+    let Hooks { mut trace, mut progress } = hooks;
     if cfg.threads != 1 {
         return Err(ReplayError::Threads(cfg.threads));
     }
@@ -135,7 +145,13 @@ pub fn replay_traced(cfg: &ReplayConfig, mut trace: Option<&mut dyn FnMut(String
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| ReplayError::Io(cfg.out_dir.clone(), e))?;
     let names: Vec<String> = dp.interfaces().list.iter().map(|i| i.name.clone()).collect();
     let mut writers: HashMap<IfIdx, PcapWriter<BufWriter<File>>> = HashMap::new();
-    for input in inputs {
+    let total = inputs.len() as u64;
+    for (done, input) in inputs.into_iter().enumerate() {
+        if let Some(p) = progress.as_mut() {
+            if done % 4096 == 0 {
+                p(done as u64, total);
+            }
+        }
         dp.process(input.iface, &input.data, Instant::from_duration(input.ts));
         if let Some(out) = trace.as_mut() {
             let t = input.ts;
@@ -165,6 +181,9 @@ pub fn replay_traced(cfg: &ReplayConfig, mut trace: Option<&mut dyn FnMut(String
         }
     }
     dp.finish();
+    if let Some(p) = progress.as_mut() {
+        p(total, total);
+    }
     for (_, w) in writers {
         let mut inner = w.into_writer();
         std::io::Write::flush(&mut inner).map_err(|e| ReplayError::Io(cfg.out_dir.clone(), e))?;

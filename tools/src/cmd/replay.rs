@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use datapath::io::pcap::{replay_traced, ReplayConfig};
+use datapath::io::pcap::{replay_traced, Hooks, ReplayConfig};
 use rules::model::Mac;
 
 #[derive(Args)]
@@ -58,7 +58,32 @@ pub fn run(a: ReplayArgs) -> Result<(), String> {
         flow_cache: !a.no_flow_cache,
     };
     let mut print = |line: String| super::out(line);
-    let summary = replay_traced(&cfg, a.trace.then_some(&mut print as &mut dyn FnMut(String))).map_err(|e| e.to_string())?;
+    // A progress bar on a terminal, for inputs large enough to wait for.
+    let bar = (std::io::IsTerminal::is_terminal(&std::io::stderr()) && !a.trace).then(|| {
+        let b = indicatif::ProgressBar::hidden();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} frames {per_sec} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut show = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            if total >= 100_000 && b.is_hidden() {
+                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let hooks = Hooks {
+        trace: a.trace.then_some(&mut print as &mut dyn FnMut(String)),
+        progress: bar.is_some().then_some(&mut show as &mut dyn FnMut(u64, u64)),
+    };
+    let summary = replay_traced(&cfg, hooks).map_err(|e| e.to_string())?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
     super::out(summary.render().trim_end());
     Ok(())
 }
