@@ -198,6 +198,86 @@ impl Datapath {
         &self.ifs
     }
 
+    /// Flows cached now.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Connections tracked now (NAT and firewall).
+    pub fn connection_count(&self) -> usize {
+        self.state.ct.len() + self.state.fw.values().map(|t| t.len()).sum::<usize>()
+    }
+
+    /// The cached flows, one per line: ingress, the fields matched, the actions, the hits.
+    pub fn flows_report(&self) -> String {
+        let name = |i: IfIdx| self.ifs.list.get(i.0 as usize).map_or("?".to_string(), |x| x.name.clone());
+        let mut lines: Vec<String> = self
+            .flows
+            .iter()
+            .map(|(k, f)| {
+                let (inf, fields) = k.describe();
+                let stale = if f.epoch != self.epoch { " (stale)" } else { "" };
+                let actions = match f.drop {
+                    Some(r) => format!("drop:{}", r.name()),
+                    None => f
+                        .outputs
+                        .iter()
+                        .map(|o| match o.encap {
+                            Some(t) => format!("vxlan(vni {}, to {}):{}", t.vni(), t.dst(), name(o.iface)),
+                            None => name(o.iface),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                format!("in {} {fields} actions={}{actions} hits={}{stale}", name(inf), f.rewrite.describe(), f.hits)
+            })
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
+    /// The connections (NAT mappings and firewall state), one per line, at `now`.
+    pub fn conntrack_report(&self, now: Instant) -> String {
+        let proto = |p: u8| match p {
+            6 => "tcp",
+            17 => "udp",
+            1 => "icmp",
+            _ => "ip",
+        };
+        let mut lines = Vec::new();
+        for (c, idle) in self.state.ct.iter(now) {
+            let (ip, port) = c.nat_src();
+            lines.push(format!(
+                "{} {}:{} → {}:{} as {ip}:{port} router {} {:?} idle {:.1}s",
+                proto(c.orig.proto),
+                c.orig.src,
+                c.orig.sport,
+                c.orig.dst,
+                c.orig.dport,
+                self.topo.router(c.router).id,
+                c.kind,
+                idle.as_secs_f64()
+            ));
+        }
+        let mut fw: Vec<_> = self.state.fw.iter().collect();
+        fw.sort_by_key(|(r, _)| **r);
+        for (r, t) in fw {
+            for (c, idle) in t.iter(now) {
+                lines.push(format!(
+                    "{} {}:{} → {}:{} accepted by the firewall of router {} idle {:.1}s",
+                    proto(c.orig.proto),
+                    c.orig.src,
+                    c.orig.sport,
+                    c.orig.dst,
+                    c.orig.dport,
+                    self.topo.router(*r).id,
+                    idle.as_secs_f64()
+                ));
+            }
+        }
+        lines.join("\n")
+    }
+
     /// The snapshot this datapath runs.
     pub fn topology(&self) -> &Topology {
         &self.topo
@@ -284,6 +364,7 @@ impl Datapath {
                     && flow.fw_conn.is_none_or(|(r, c)| fw.get_mut(&r).is_some_and(|t| t.touch(c, tcp_flags(bh), now)));
                 if fresh {
                     self.stats.flow_hits += 1;
+                    flow.hits += 1;
                     if let (Some(log), Some(logger)) = (flow.fw_log, &self.fwlog) {
                         logger.log(event(&self.topo, &log, now));
                     }
@@ -359,6 +440,7 @@ impl Datapath {
             fw_conn: res.fw_conn,
             fw_absent: res.fw_absent,
             fw_log: res.fw_log_each_packet,
+            hits: 0,
         })
     }
 

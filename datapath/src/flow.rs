@@ -66,7 +66,43 @@ fn words(in_if: IfIdx, h: &Headers) -> Option<[u64; 5]> {
     ])
 }
 
+/// The fields of five key words, for people.
+fn describe_words(w: &[u64]) -> String {
+    let mac = |x: u64| {
+        let b = x.to_le_bytes();
+        (format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]), u16::from_le_bytes([b[6], b[7]]))
+    };
+    let (src_mac, a) = mac(w[1]);
+    let (dst_mac, b) = mac(w[2]);
+    let proto = (w[0] >> 16) as u8;
+    let l4 = match proto {
+        6 | 17 => format!(" {}:{a} → {b}", if proto == 6 { "tcp" } else { "udp" }),
+        1 => format!(" icmp type {} code {} id {b}", a >> 8, a & 0xff),
+        p => format!(" proto {p}"),
+    };
+    let frag = ["", " first-fragment", " later-fragment", ""][((w[0] >> 32) & 3) as usize];
+    format!(
+        "{src_mac} → {dst_mac} {} → {} tos {:#04x} ttl{}{}{l4}{frag}",
+        std::net::Ipv4Addr::from((w[3] >> 32) as u32),
+        std::net::Ipv4Addr::from(w[3] as u32),
+        w[4] as u8,
+        if (w[0] >> 24) as u8 >= TTL_CLASS_MAX { ">=" } else { "=" },
+        (w[0] >> 24) as u8,
+    )
+}
+
 impl FlowKey {
+    /// The ingress interface and the matched fields, for `edgepath flows`.
+    pub fn describe(&self) -> (IfIdx, String) {
+        match self {
+            FlowKey::Plain(w) => (IfIdx(w[0] as u16), describe_words(w)),
+            FlowKey::Vxlan(w) => (
+                IfIdx(w[0] as u16),
+                format!("{} vxlan vni {} flags {:#04x} [{}]", describe_words(&w[0..5]), w[10] >> 8, w[10] as u8, describe_words(&w[5..10])),
+            ),
+        }
+    }
+
     /// The key of an IPv4 frame; `None` for ARP and ICMP errors, which are always simulated.
     #[inline]
     pub fn of(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
@@ -167,6 +203,32 @@ impl Rewrite {
         Some(r)
     }
 
+    /// The changes, for people: `set(field=value,…)` and `ttl-N`, or nothing.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((s, d)) = self.eth {
+            let m = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+            parts.push(format!("eth_src={},eth_dst={}", m(s), m(d)));
+        }
+        if let Some(t) = self.tos {
+            parts.push(format!("tos={t:#04x}"));
+        }
+        if let Some(s) = self.src {
+            parts.push(format!("ip_src={}", std::net::Ipv4Addr::from(s)));
+        }
+        if let Some(d) = self.dst {
+            parts.push(format!("ip_dst={}", std::net::Ipv4Addr::from(d)));
+        }
+        for &(o, v) in &self.l4_writes[..self.l4_nwrites as usize] {
+            parts.push(format!("l4[{o}]={v}"));
+        }
+        let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
+        if self.ttl_dec > 0 {
+            out.push_str(&format!("ttl-{},", self.ttl_dec));
+        }
+        out
+    }
+
     /// Apply to a frame whose headers parsed as `ip` (a packet of the flow's key).
     #[inline]
     pub fn apply(&self, b: &mut [u8], ip: &Ipv4) {
@@ -233,6 +295,8 @@ pub struct Flow {
     pub fw_absent: Option<(rules::compile::RouterRef, u64)>,
     /// A deny the flow logs for every packet (§8).
     pub fw_log: Option<crate::sim::firewall::FwLog>,
+    /// Packets that took this flow from the cache.
+    pub hits: u64,
 }
 
 /// Flows a table holds before it starts over (a full table is cleared, not evicted piecemeal).
@@ -271,6 +335,11 @@ impl FlowTable {
 
     pub fn clear(&mut self) {
         self.map.clear();
+    }
+
+    /// Every flow, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
+        self.map.iter()
     }
 }
 

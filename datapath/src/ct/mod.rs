@@ -302,6 +302,11 @@ impl ConnTable {
         ConnHandle { idx, gen: slot.gen, dir: Dir::Orig }
     }
 
+    /// Every live connection, in slot order, with how long it has been idle.
+    pub fn iter(&self, now: Instant) -> impl Iterator<Item = (&Conn, Duration)> {
+        self.slots.iter().filter_map(move |s| s.conn.as_ref().map(|c| (c, now.since(c.last_seen))))
+    }
+
     /// Keep only the connections `keep` approves (a new snapshot cutting what its rules deny).
     pub fn retain(&mut self, mut keep: impl FnMut(&Conn) -> bool) {
         for idx in 0..self.slots.len() {

@@ -12,6 +12,7 @@
 //! pnet does not report: until then, turn off TX checksum offload on veths that feed the datapath.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,8 +48,38 @@ fn now() -> Instant {
     Instant::from_duration(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
+/// How the live datapath is run.
+pub struct LiveOptions {
+    /// The snapshot file: read again on `reload`, or when it changes (SPEC §9).
+    pub snapshot: PathBuf,
+    pub host: String,
+    /// Where the control socket listens, if anywhere.
+    pub control: Option<PathBuf>,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Set to read the snapshot again (SIGHUP).
+    pub reload: Arc<AtomicBool>,
+}
+
+/// What the running datapath answers for: its snapshot and since when.
+struct Running {
+    opts: LiveOptions,
+    version: u64,
+    since: SystemTime,
+    mtime: Option<SystemTime>,
+    checked: SystemTime,
+    names: Vec<String>,
+}
+
+fn mtime(p: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
 /// Run the datapath on the host's interfaces until `stop` is set; returns its counters.
-pub fn run(topo: Arc<Topology>, host: &str, stop: Arc<AtomicBool>) -> Result<Stats, LiveError> {
+pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
+    let host = opts.host.clone();
+    let host = host.as_str();
+    let stop = opts.stop.clone();
     let names: Vec<String> = Ifaces::for_host(&topo, host, &HashMap::new())?.list.iter().map(|i| i.name.clone()).collect();
     let system = pnet_datalink::interfaces();
     let mut macs = HashMap::new();
@@ -101,8 +132,16 @@ pub fn run(topo: Arc<Topology>, host: &str, stop: Arc<AtomicBool>) -> Result<Sta
         }));
     }
     drop(frames_tx);
+    let control = match &opts.control {
+        Some(p) => Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Io(p.display().to_string(), e.to_string()))?),
+        None => None,
+    };
     tracing::info!(host, interfaces = ?names, version = dp.topology().version, "datapath running");
-    process(&mut dp, &frames_rx, &pool_tx, &mut senders, &stop);
+    let version = dp.topology().version;
+    let mut running = Running { mtime: mtime(&opts.snapshot), opts, version, since: SystemTime::now(), checked: SystemTime::now(), names };
+    let requests = control.as_ref().map(|(_, rx)| rx.clone());
+    process(&mut dp, &frames_rx, &pool_tx, &mut senders, &mut running, requests.as_ref());
+    drop(control);
     for t in threads.into_iter().flatten() {
         let _ = t.join();
     }
@@ -115,10 +154,17 @@ fn process(
     frames: &Receiver<(IfIdx, Vec<u8>, usize)>,
     pool: &Sender<Vec<u8>>,
     senders: &mut [Box<dyn DataLinkSender>],
-    stop: &AtomicBool,
+    running: &mut Running,
+    requests: Option<&Receiver<super::control::Request>>,
 ) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((i, buf, n)) = frames.recv_timeout(TICK) else { continue };
+    while !running.opts.stop.load(Ordering::Relaxed) {
+        if let Some(rx) = requests {
+            while let Ok(req) = rx.try_recv() {
+                let _ = req.reply.send(answer(dp, running, &req.command));
+            }
+        }
+        reload_if_asked(dp, running);
+        let Ok((i, buf, n)) = frames.recv_timeout(Duration::from_millis(20)) else { continue };
         dp.process(i, &buf[..n], now());
         for (o, f) in dp.tx().iter() {
             if let Some(Some(Err(e))) = senders.get_mut(o.0 as usize).map(|s| s.send_to(f, None)) {
@@ -126,5 +172,60 @@ fn process(
             }
         }
         let _ = pool.try_send(buf);
+    }
+}
+
+/// Hot reload (SPEC §9): on SIGHUP, or when the snapshot file's modification time changes
+/// (looked at once a second), the new snapshot is read, validated and compiled off the packet
+/// path and swapped in; a bad one is refused with a log line and the running one stays.
+fn reload_if_asked(dp: &mut Datapath, running: &mut Running) {
+    let asked = running.opts.reload.swap(false, Ordering::Relaxed);
+    let now = SystemTime::now();
+    let changed = if now.duration_since(running.checked).unwrap_or_default() >= Duration::from_secs(1) {
+        running.checked = now;
+        let m = mtime(&running.opts.snapshot);
+        let c = m != running.mtime;
+        running.mtime = m;
+        c
+    } else {
+        false
+    };
+    if !asked && !changed {
+        return;
+    }
+    match rules::load_topology(&running.opts.snapshot) {
+        Err(e) => tracing::error!("snapshot refused, version {} keeps running: {e}", running.version),
+        Ok(t) => {
+            let v = t.version;
+            match dp.set_topology(Arc::new(t)) {
+                Ok(()) => {
+                    running.version = v;
+                    running.since = SystemTime::now();
+                    tracing::info!(version = v, "snapshot activated");
+                }
+                Err(e) => tracing::error!("snapshot refused, version {} keeps running: {e}", running.version),
+            }
+        }
+    }
+}
+
+/// The answer to one control command.
+fn answer(dp: &Datapath, running: &Running, command: &str) -> String {
+    match command {
+        "status" => format!(
+            "host {} running snapshot version {} since {} ({})",
+            running.opts.host,
+            running.version,
+            humantime::format_rfc3339_seconds(running.since),
+            running.opts.snapshot.display()
+        ),
+        "stats" => {
+            let s = dp.stats();
+            let summary = crate::io::pcap::ReplaySummary { version: running.version, stats: s.clone(), interfaces: running.names.clone() };
+            format!("{}flows: {}\nconnections: {}", summary.render(), dp.flow_count(), dp.connection_count())
+        }
+        "flows" => dp.flows_report(),
+        "conntrack" => dp.conntrack_report(now()),
+        other => format!("error: unknown command {other:?}; commands: {}", super::control::COMMANDS.join(", ")),
     }
 }

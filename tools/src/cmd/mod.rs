@@ -10,6 +10,7 @@ pub fn out(line: impl std::fmt::Display) {
     }
 }
 
+pub mod control;
 pub mod pcap;
 pub mod replay;
 pub mod run;

@@ -16,17 +16,25 @@ pub struct RunArgs {
     /// The host this datapath runs as (an id in `hosts`).
     #[arg(long)]
     host: String,
+    /// The control socket, for `edgepath status|stats|flows|conntrack` (owner-only).
+    #[arg(long, default_value = DEFAULT_CONTROL)]
+    control: PathBuf,
 }
+
+/// Where the control socket is unless `--control` says otherwise.
+pub const DEFAULT_CONTROL: &str = "/run/edgepath.sock";
 
 pub fn run(a: RunArgs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let topo = Arc::new(rules::load_topology(&a.snapshot).map_err(|e| e.to_string())?);
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, reload) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
     }
-    let stats = datapath::io::afpacket::run(topo, &a.host, stop).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
+    let opts = datapath::io::afpacket::LiveOptions { snapshot: a.snapshot.clone(), host: a.host, control: Some(a.control), stop, reload };
+    let stats = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     tracing::info!("stopped");
     let summary = datapath::io::pcap::ReplaySummary { version: 0, stats, interfaces: Vec::new() };
     super::out(summary.render().trim_end());

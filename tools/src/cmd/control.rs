@@ -1,0 +1,22 @@
+//! `edgepath status|stats|flows|conntrack`: ask a running datapath through its control socket.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args)]
+pub struct ControlArgs {
+    /// The running datapath's control socket.
+    #[arg(long, default_value = super::run::DEFAULT_CONTROL)]
+    control: PathBuf,
+}
+
+pub fn run(command: &str, a: ControlArgs) -> Result<(), String> {
+    let answer = datapath::io::control::ask(&a.control, command)
+        .map_err(|e| format!("{}: cannot reach a running edgepath: {e}", a.control.display()))?;
+    if answer.starts_with("error:") {
+        return Err(answer.trim_end().to_string());
+    }
+    super::out(answer.trim_end());
+    Ok(())
+}
