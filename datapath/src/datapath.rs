@@ -39,6 +39,8 @@ pub struct Stats {
     pub flow_misses: u64,
     /// Firewall log lines dropped because the writer's queue was full.
     pub fw_log_dropped: u64,
+    /// Frames an interface refused to send (live mode: larger than its MTU, or a down link).
+    pub tx_errors: u64,
     /// Frames received and sent per interface.
     pub per_iface: Vec<(u64, u64)>,
 }
@@ -196,6 +198,11 @@ impl Datapath {
 
     pub fn interfaces(&self) -> &Ifaces {
         &self.ifs
+    }
+
+    /// Frames the I/O layer could not send.
+    pub fn count_tx_errors(&mut self, n: u64) {
+        self.stats.tx_errors += n;
     }
 
     /// Flows cached now.

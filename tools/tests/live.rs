@@ -24,6 +24,30 @@ fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
     sh(&full)
 }
 
+/// A TCP server in a namespace: counts what it receives, answers the count, once per connection.
+const SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4); s.settimeout(20)
+for _ in range(int(sys.argv[3])):
+    c, _ = s.accept(); c.settimeout(20); n = 0
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        n += len(d)
+    c.sendall(str(n).encode()); c.close()
+"#;
+
+/// A TCP client: sends `bytes` in `chunks` with `pause` seconds between them, prints the answer.
+const CLIENT: &str = r#"
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+total, chunks, pause = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+for i in range(chunks):
+    c.sendall(b"x" * (total // chunks)); time.sleep(pause)
+c.shutdown(socket.SHUT_WR); print(c.recv(100).decode())
+"#;
+
 fn effective_uid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -58,6 +82,8 @@ fn host(lab: &mut Lab, ns: &str, root: &str, mac: &str, addr: &str, route: &[&st
     in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
     in_ns(ns, &["ip", "link", "set", "lo", "up"])?;
     in_ns(ns, &["ip", "link", "set", "eth0", "address", mac])?;
+    // edgepath takes MTU-sized frames: no segmentation offload toward it (docs/DECISIONS.md).
+    in_ns(ns, &["ip", "link", "set", "eth0", "gso_max_size", "1500"])?;
     in_ns(ns, &["ip", "addr", "add", addr, "dev", "eth0"])?;
     in_ns(ns, &["ip", "link", "set", "eth0", "up"])?;
     let mut r = vec!["ip", "route", "add"];
@@ -130,22 +156,53 @@ fn floating_ip_pings_through_a_live_edgepath() {
     let inbound = in_ns(&ext_ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
     let outbound = in_ns(&vm_ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.0.2.50"]);
 
+    // TCP both ways through the floating IP: vm1 → outside leaves as FIP-A; outside → FIP-A
+    // reaches vm1. The namespaces' veths offload checksums, so frames arrive with them pending.
+    let script = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).expect("script");
+        p.to_str().expect("utf8").to_string()
+    };
+    let (server, client) = (script("server.py", SERVER), script("client.py", CLIENT));
+    let mut ext_server =
+        Command::new("ip").args(["netns", "exec", &ext_ns, "python3", &server, "192.0.2.50", "8080", "2"]).spawn().expect("server");
+    let mut vm_server =
+        Command::new("ip").args(["netns", "exec", &vm_ns, "python3", &server, "10.0.0.3", "9090", "1"]).spawn().expect("server");
+    std::thread::sleep(Duration::from_millis(300));
+    let out_tcp = in_ns(&vm_ns, &["python3", &client, "192.0.2.50", "8080", "300000", "10", "0"]);
+    let in_tcp = in_ns(&ext_ns, &["python3", &client, "203.0.113.10", "9090", "300000", "10", "0"]);
+    // A transfer that spans a hot reload keeps its connection.
+    let during = {
+        let (ns, c) = (vm_ns.clone(), client.clone());
+        std::thread::spawn(move || in_ns(&ns, &["python3", &c, "192.0.2.50", "8080", "100000", "10", "0.15"]))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    snap["version"] = 5.into();
+    std::fs::write(&snap_path, snap.to_string()).expect("write v5");
+    sh(&["kill", "-HUP", &child.id().to_string()]).expect("SIGHUP");
+    let during = during.join().expect("transfer thread");
+    let reloaded_mid = status_version(5);
+    for server in [&mut ext_server, &mut vm_server] {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+
     // The operator tools, over the owner-only control socket.
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ctl).expect("socket").permissions()) & 0o777;
     let (status0, stats, flows, conntrack) = (ask("status"), ask("stats"), ask("flows"), ask("conntrack"));
     // Hot reload: a new version on SIGHUP; a broken file refused, the old version kept; a change of
     // the file without a signal picked up too; traffic still crosses afterwards.
-    snap["version"] = 2.into();
+    snap["version"] = 6.into();
     std::fs::write(&snap_path, snap.to_string()).expect("write v2");
     sh(&["kill", "-HUP", &child.id().to_string()]).expect("SIGHUP");
-    let reloaded = status_version(2);
+    let reloaded = status_version(6);
     std::fs::write(&snap_path, "{ not json").expect("write broken");
     sh(&["kill", "-HUP", &child.id().to_string()]).expect("SIGHUP");
     std::thread::sleep(Duration::from_millis(300));
-    let kept = status_version(2);
-    snap["version"] = 3.into();
-    std::fs::write(&snap_path, snap.to_string()).expect("write v3");
-    let watched = status_version(3);
+    let kept = status_version(6);
+    snap["version"] = 7.into();
+    std::fs::write(&snap_path, snap.to_string()).expect("write v7");
+    let watched = status_version(7);
     let after = in_ns(&ext_ns, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
 
     let started = Instant::now();
@@ -168,7 +225,11 @@ fn floating_ip_pings_through_a_live_edgepath() {
     assert!(stdout.contains("frames in:"), "the counters are printed on exit:\n{stdout}");
     assert!(stderr.contains("datapath running"), "tracing logs on stderr:\n{stderr}");
     assert_eq!(mode, 0o600, "the control socket is owner-only");
-    assert!(status0.1.contains("host host-a running snapshot version 1 since"), "{status0:?}");
+    assert_eq!(out_tcp.as_deref().map(str::trim), Ok("300000"), "TCP from vm1 through FIP-A\n{stderr}");
+    assert_eq!(in_tcp.as_deref().map(str::trim), Ok("300000"), "TCP to FIP-A\n{stderr}");
+    assert_eq!(during.as_deref().map(str::trim), Ok("100000"), "a transfer across a hot reload\n{stderr}");
+    assert!(reloaded_mid, "the reload during the transfer happened\n{stderr}");
+    assert!(status0.1.contains("host host-a running snapshot version 5 since"), "{status0:?}");
     assert!(
         stats.1.contains("forwarded:") && stats.1.contains(&format!("interface {vm_if}: in")) && stats.1.contains("flows:"),
         "{stats:?}"
@@ -177,7 +238,7 @@ fn floating_ip_pings_through_a_live_edgepath() {
     assert_eq!(conntrack.0, Some(0), "{conntrack:?}");
     assert!(reloaded, "SIGHUP did not activate version 2\n{stderr}");
     assert!(kept, "a broken snapshot replaced the running one\n{stderr}");
-    assert!(stderr.contains("snapshot refused, version 2 keeps running"), "{stderr}");
+    assert!(stderr.contains("snapshot refused, version 6 keeps running"), "{stderr}");
     assert!(watched, "a changed file was not picked up\n{stderr}");
     assert!(after.is_ok(), "traffic after the reloads: {after:?}");
     drop(lab);

@@ -1,15 +1,15 @@
-//! Live I/O (SPEC §2): every interface of the host bound with AF_PACKET through pnet's datalink
-//! channel, in promiscuous mode.
+//! Live I/O (SPEC §2): every interface of the host bound with an AF_PACKET socket
+//! ([`super::rawsock`]), in promiscuous mode; pnet lists the interfaces and their MACs.
 //!
-//! One receive thread per interface reads frames into pooled buffers and hands them, in arrival
-//! order, to the datapath thread through a bounded channel; the datapath thread processes each
-//! (the clock read once per frame) and sends what it outputs through the interfaces' senders;
-//! buffers go back to the pool. No allocation per packet once the pool is full.
+//! One receive thread per interface reads frames straight into pooled buffers and hands them, in
+//! arrival order, to the datapath thread through a bounded channel; the datapath thread completes
+//! checksums the kernel left pending (veth and tap hand frames over that way when the sender
+//! offloads them), processes each frame (the clock read once per frame), sends what it outputs,
+//! and returns the buffer to the pool. No allocation per packet once the pool is full. Frames
+//! this host itself sent on an interface are ignored.
 //!
-//! This is the first cut: pnet costs a `poll()` and a `recvfrom()` per received frame and a
-//! `sendto()` per sent one (STYLE.md's measurements); batched rings (TPACKET_V3) and several
-//! workers come next, as do checksums left pending by offload (`TP_STATUS_CSUMNOTREADY`), which
-//! pnet does not report: until then, turn off TX checksum offload on veths that feed the datapath.
+//! This is the first cut: a `recvmsg()` per received frame and a `sendto()` per sent one
+//! (STYLE.md's measurements); batched rings (TPACKET_V3) and several workers come next.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use pnet_datalink::{Channel, Config, DataLinkSender};
 use rules::compile::Topology;
 use rules::model::Mac;
 
+use super::rawsock::RawSocket;
 use crate::datapath::{Datapath, Stats};
 use crate::iface::{IfIdx, Ifaces};
 use crate::time::Instant;
@@ -92,37 +92,35 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
         found.push(ni.clone());
     }
     let mut dp = Datapath::new(topo, host, &macs)?;
-    let cfg = Config { read_timeout: Some(TICK), promiscuous: true, ..Default::default() };
-    let (frames_tx, frames_rx) = bounded::<(IfIdx, Vec<u8>, usize)>(QUEUE);
+    let (frames_tx, frames_rx) = bounded::<(IfIdx, Vec<u8>, super::rawsock::Received)>(QUEUE);
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(QUEUE);
     for _ in 0..QUEUE {
         let _ = pool_tx.try_send(vec![0u8; 65536]);
     }
-    let mut senders: Vec<Box<dyn DataLinkSender>> = Vec::new();
+    let mut senders: Vec<Arc<RawSocket>> = Vec::new();
     let mut threads = Vec::new();
     for (k, ni) in found.iter().enumerate() {
-        let (tx, mut rx) = match pnet_datalink::channel(ni, cfg) {
-            Ok(Channel::Ethernet(tx, rx)) => (tx, rx),
-            Ok(_) => return Err(LiveError::Io(ni.name.clone(), "not an Ethernet interface".into())),
+        let sock = match RawSocket::open(&ni.name, TICK) {
+            Ok(s) => Arc::new(s),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(LiveError::Permission(ni.name.clone())),
             Err(e) => return Err(LiveError::Io(ni.name.clone(), e.to_string())),
         };
-        senders.push(tx);
+        senders.push(sock.clone());
         let (out, pool, stop) = (frames_tx.clone(), pool_rx.clone(), stop.clone());
         let idx = IfIdx(k as u16);
         let name = ni.name.clone();
         threads.push(std::thread::Builder::new().name(format!("rx-{name}")).spawn(move || {
+            let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) {
-                match rx.next() {
-                    Ok(frame) => {
-                        let mut buf = pool.recv_timeout(TICK).unwrap_or_else(|_| vec![0u8; 65536]);
-                        let n = frame.len().min(buf.len());
-                        buf[..n].copy_from_slice(&frame[..n]);
-                        if out.send_timeout((idx, buf, n), TICK).is_err() {
+                match sock.recv(&mut buf) {
+                    Ok(Some(r)) if !r.outgoing => {
+                        let next = pool.recv_timeout(TICK).unwrap_or_else(|_| vec![0u8; 65536]);
+                        let full = std::mem::replace(&mut buf, next);
+                        if out.send_timeout((idx, full, r), TICK).is_err() {
                             tracing::trace!(interface = %name, "frame dropped: datapath queue full");
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::error!(interface = %name, error = %e, "receive failed");
                         break;
@@ -151,9 +149,9 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
 
 fn process(
     dp: &mut Datapath,
-    frames: &Receiver<(IfIdx, Vec<u8>, usize)>,
+    frames: &Receiver<(IfIdx, Vec<u8>, super::rawsock::Received)>,
     pool: &Sender<Vec<u8>>,
-    senders: &mut [Box<dyn DataLinkSender>],
+    senders: &mut [Arc<RawSocket>],
     running: &mut Running,
     requests: Option<&Receiver<super::control::Request>>,
 ) {
@@ -164,13 +162,20 @@ fn process(
             }
         }
         reload_if_asked(dp, running);
-        let Ok((i, buf, n)) = frames.recv_timeout(Duration::from_millis(20)) else { continue };
-        dp.process(i, &buf[..n], now());
+        let Ok((i, mut buf, r)) = frames.recv_timeout(Duration::from_millis(20)) else { continue };
+        let frame = &mut buf[..r.len];
+        if r.csum_pending {
+            crate::wire::complete_pending_checksum(frame);
+        }
+        dp.process(i, frame, now());
+        let mut errors = 0;
         for (o, f) in dp.tx().iter() {
-            if let Some(Some(Err(e))) = senders.get_mut(o.0 as usize).map(|s| s.send_to(f, None)) {
-                tracing::debug!(error = %e, "send failed");
+            if let Some(Err(e)) = senders.get(o.0 as usize).map(|s| s.send(f)) {
+                tracing::debug!(error = %e, len = f.len(), "send failed");
+                errors += 1;
             }
         }
+        dp.count_tx_errors(errors);
         let _ = pool.try_send(buf);
     }
 }

@@ -3,3 +3,4 @@
 pub mod afpacket;
 pub mod control;
 pub mod pcap;
+pub mod rawsock;

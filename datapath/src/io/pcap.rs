@@ -94,6 +94,9 @@ impl ReplaySummary {
             out.push_str(&format!("  {:<24} {n}\n", r.name()));
         }
         out.push_str(&format!("flow cache: {} hits, {} misses\n", s.flow_hits, s.flow_misses));
+        if s.tx_errors > 0 {
+            out.push_str(&format!("send errors: {}\n", s.tx_errors));
+        }
         if s.fw_log_dropped > 0 {
             out.push_str(&format!("firewall log lines dropped (queue full): {}\n", s.fw_log_dropped));
         }

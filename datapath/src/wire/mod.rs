@@ -245,6 +245,27 @@ fn parse_l4(p: &[u8], proto: u8) -> Result<L4, DropReason> {
     })
 }
 
+/// Complete the TCP or UDP checksum of a frame the kernel handed over with it still pending
+/// (`TP_STATUS_CSUMNOTREADY`, SPEC §2): the field holds the pseudo-header sum, and the checksum is
+/// the complement of the sum over the segment with that field as it is — what the NIC would have
+/// written. Frames that are not whole IPv4 TCP/UDP are left alone. Returns whether it completed one.
+pub fn complete_pending_checksum(frame: &mut [u8]) -> bool {
+    let Ok(h) = parse(frame) else { return false };
+    let L3::Ipv4(ip) = h.l3 else { return false };
+    let at = match (ip.frag, ip.l4) {
+        (Frag::Whole, L4::Tcp { .. }) => ip.l4_off() + 16,
+        (Frag::Whole, L4::Udp { .. }) => ip.l4_off() + 6,
+        _ => return false,
+    };
+    let Some(segment) = frame.get(ip.l4_off()..ip.end()) else { return false };
+    let c = match csum::finish(csum::sum(segment)) {
+        0 if ip.proto == IPPROTO_UDP => 0xffff,
+        c => c,
+    };
+    write16(frame, at, c);
+    true
+}
+
 // ---- in-place rewrites, with incremental checksum updates (RFC 1624) ----------------------------
 
 /// Offsets of the checksum fields a rewrite must update.
@@ -340,6 +361,30 @@ mod tests {
         let mut f = udp_frame();
         f[14] = 0x65;
         assert_eq!(parse(&f), Err(DropReason::BadIpv4Version));
+    }
+
+    /// A frame whose checksum field holds only the pseudo-header sum (as the kernel hands it over
+    /// with offload) completes to exactly the checksum computed from scratch.
+    #[test]
+    fn pending_checksums_complete_to_the_full_one() {
+        for tcp in [false, true] {
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4([10, 0, 0, 1], [192, 0, 2, 9], 64);
+            let mut full = Vec::new();
+            if tcp {
+                b.tcp(40000, 80, 7, 1000).write(&mut full, b"some payload bytes").unwrap();
+            } else {
+                b.udp(40000, 53).write(&mut full, b"some payload bytes").unwrap();
+            }
+            let h = parse(&full).unwrap();
+            let L3::Ipv4(ip) = h.l3 else { panic!() };
+            let at = ip.l4_off() + if tcp { 16 } else { 6 };
+            let len = (ip.end() - ip.l4_off()) as u16;
+            let pseudo = csum::fold(csum::pseudo_header(ip.src.octets(), ip.dst.octets(), ip.proto, len));
+            let mut pending = full.clone();
+            pending[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+            assert!(complete_pending_checksum(&mut pending));
+            assert_eq!(pending, full, "tcp={tcp}");
+        }
     }
 
     #[test]

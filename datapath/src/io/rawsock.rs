@@ -1,0 +1,181 @@
+//! An AF_PACKET socket bound to one interface, promiscuous, that reports what pnet does not:
+//! whether the kernel left a frame's L4 checksum pending (`TP_STATUS_CSUMNOTREADY`, read from
+//! `PACKET_AUXDATA`), and whether a frame is one this host sent (`PACKET_OUTGOING`).
+//!
+//! This is the one module with `unsafe`: the socket calls of libc. Each block says why it is sound.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+// Linux ABI values (linux/if_packet.h, linux/socket.h); stable since 2.6.
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_OUTGOING: u8 = 4;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const ETH_P_ALL: u16 = 0x0003;
+
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: libc::c_int,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [u8; 8],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// A received frame's length and what the kernel said of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub len: usize,
+    /// The TCP/UDP checksum is still to be computed (offload).
+    pub csum_pending: bool,
+    /// A frame this host sent on the interface, not one that arrived.
+    pub outgoing: bool,
+}
+
+/// One interface's raw socket.
+pub struct RawSocket {
+    fd: OwnedFd,
+    ifindex: libc::c_int,
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl RawSocket {
+    /// Open, bind to `name`, turn on promiscuous mode and auxiliary data; reads time out after
+    /// `timeout`.
+    pub fn open(name: &str, timeout: Duration) -> io::Result<RawSocket> {
+        let cname = std::ffi::CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+        // SAFETY: cname is a valid NUL-terminated string for the duration of the call.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) } as libc::c_int;
+        if ifindex == 0 {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}")));
+        }
+        // SAFETY: plain socket(2); the returned descriptor is owned by the OwnedFd below.
+        let raw = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, ETH_P_ALL.to_be() as libc::c_int) })?;
+        // SAFETY: raw is a fresh descriptor we own and close exactly once through OwnedFd.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value, then filled in.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = ifindex;
+        // SAFETY: the pointer and length describe `sll`, which lives across the call.
+        check(unsafe { libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, size_of::<libc::sockaddr_ll>() as u32) })?;
+        let mreq = PacketMreq { mr_ifindex: ifindex, mr_type: PACKET_MR_PROMISC, mr_alen: 0, mr_address: [0; 8] };
+        let one: libc::c_int = 1;
+        let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: timeout.subsec_micros() as libc::suseconds_t };
+        // SAFETY: each option value pointer and length describe a live local of the right type.
+        unsafe {
+            check(libc::setsockopt(
+                fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_ADD_MEMBERSHIP,
+                &mreq as *const _ as *const libc::c_void,
+                size_of::<PacketMreq>() as u32,
+            ))?;
+            check(libc::setsockopt(
+                fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_AUXDATA,
+                &one as *const _ as *const libc::c_void,
+                size_of::<libc::c_int>() as u32,
+            ))?;
+            check(libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                size_of::<libc::timeval>() as u32,
+            ))?;
+        }
+        Ok(RawSocket { fd, ifindex })
+    }
+
+    /// Receive one frame into `buf`; `None` when the read timed out.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        // SAFETY: plain data, zeroed then filled by recvmsg.
+        let mut from: libc::sockaddr_ll = unsafe { zeroed() };
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        let mut control = [0u64; 16];
+        // SAFETY: msghdr is plain data; zeroed is valid and the fields are set below.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = size_of::<[u64; 16]>();
+        // SAFETY: every pointer in msg refers to a live local (from, iov → buf, control) sized as
+        // stated; recvmsg writes within those bounds.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let mut csum_pending = false;
+        // SAFETY: the CMSG_* helpers walk the control buffer recvmsg filled, within
+        // msg_controllen; the auxdata is read unaligned into a local copy.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                    let aux = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const TpacketAuxdata);
+                    csum_pending = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok(Some(Received { len: (n as usize).min(buf.len()), csum_pending, outgoing: from.sll_pkttype == PACKET_OUTGOING }))
+    }
+
+    /// Send one frame out of the interface.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: plain data, zeroed then filled in.
+        let mut to: libc::sockaddr_ll = unsafe { zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = self.ifindex;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(frame.get(0..6).unwrap_or(&[0; 6]));
+        // SAFETY: frame and `to` are live for the call; lengths are theirs.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+                &to as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
