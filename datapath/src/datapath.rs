@@ -53,7 +53,7 @@ pub struct TxBuf {
 }
 
 impl TxBuf {
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.data.clear();
         self.frames.clear();
     }
@@ -82,6 +82,39 @@ impl TxBuf {
     pub fn iter(&self) -> impl Iterator<Item = (IfIdx, &[u8])> {
         self.frames.iter().map(|(i, r)| (*i, &self.data[r.clone()]))
     }
+}
+
+/// A cached pure flow's packet, to be applied by any worker (see [`Datapath::process_or_defer`]).
+#[derive(Debug, Clone)]
+pub struct PureJob {
+    pub flow: Arc<Flow>,
+    /// The part of the frame the flow acts on (the inner frame of a decapsulating flow).
+    pub body: Range<usize>,
+    pub headers: wire::Headers,
+}
+
+impl PureJob {
+    /// Write the flow's frames for `frame` (the input as given to `process_or_defer`) to `tx`.
+    pub fn apply(&self, frame: &[u8], tx: &mut TxBuf) {
+        let body = frame.get(self.body.clone()).unwrap_or_default();
+        apply(&self.flow, body, &self.headers, tx, |_| true);
+    }
+
+    /// Which of `workers` applies it: the fixed FNV flow hash of its headers (the VXLAN source-port
+    /// hash), so the choice is the same on every machine and a flow always goes to one worker.
+    pub fn worker(&self, workers: usize) -> usize {
+        vxlan::flow_hash(&self.headers) as usize % workers.max(1)
+    }
+}
+
+/// What [`Datapath::process_or_defer`] did.
+#[derive(Debug)]
+pub enum Step {
+    /// The frame was processed; its frames are in [`Datapath::tx`].
+    Done,
+    /// The frame takes a pure cached flow; it is counted, [`Datapath::tx`] holds what its timers
+    /// sent, and the job's frames follow them.
+    Pure(PureJob),
 }
 
 /// How one input ended.
@@ -236,7 +269,12 @@ impl Datapath {
                         .collect::<Vec<_>>()
                         .join(","),
                 };
-                format!("in {} {fields} actions={}{actions} hits={}{stale}", name(inf), f.rewrite.describe(), f.hits)
+                format!(
+                    "in {} {fields} actions={}{actions} hits={}{stale}",
+                    name(inf),
+                    f.rewrite.describe(),
+                    f.hits.load(std::sync::atomic::Ordering::Relaxed)
+                )
             })
             .collect();
         lines.sort();
@@ -301,6 +339,15 @@ impl Datapath {
 
     /// Process one frame that arrived on `iface` at `now`.
     pub fn process(&mut self, iface: IfIdx, frame: &[u8], now: Instant) {
+        if let Step::Pure(job) = self.process_or_defer(iface, frame, now, false) {
+            job.apply(frame, &mut self.tx);
+        }
+    }
+
+    /// Process one frame — or, with `defer`, when it takes a cached flow that touches no shared
+    /// state, count it and hand back the job of applying it, for a worker. Everything that reads
+    /// or changes state (misses, connections, policing, logs, timers) happens here, in order.
+    pub fn process_or_defer(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Step {
         self.tx.clear();
         if self.trace {
             self.last_trace.clear();
@@ -310,17 +357,29 @@ impl Datapath {
         if let Some(c) = self.stats.per_iface.get_mut(iface.0 as usize) {
             c.0 += 1;
         }
-        match self.receive(iface, frame, now) {
+        let (fate, job) = match self.receive(iface, frame, now, defer) {
+            Received::Fate(f) => (f, None),
+            Received::Pure(job) => (
+                if job.flow.drop.is_some() { Fate::Dropped(job.flow.drop.unwrap_or(DropReason::NoDestination)) } else { Fate::Forwarded },
+                Some(job),
+            ),
+        };
+        match fate {
             Fate::Forwarded => self.stats.forwarded += 1,
             Fate::Handled => self.stats.handled += 1,
             Fate::Waiting => {}
             Fate::Dropped(r) => self.stats.drops.incr(r),
         }
-        self.stats.tx += self.tx.len() as u64;
-        for (i, _) in self.tx.frames.iter() {
+        let deferred = job.iter().flat_map(|j| j.flow.outputs.iter().map(|o| o.iface));
+        for i in self.tx.frames.iter().map(|(i, _)| *i).chain(deferred) {
+            self.stats.tx += 1;
             if let Some(c) = self.stats.per_iface.get_mut(i.0 as usize) {
                 c.1 += 1;
             }
+        }
+        match job {
+            Some(j) => Step::Pure(j),
+            None => Step::Done,
         }
     }
 
@@ -337,10 +396,10 @@ impl Datapath {
         }
     }
 
-    fn receive(&mut self, iface: IfIdx, frame: &[u8], now: Instant) -> Fate {
+    fn receive(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Received {
         let h = match wire::parse(frame) {
             Ok(h) => h,
-            Err(r) => return Fate::Dropped(r),
+            Err(r) => return Received::Fate(Fate::Dropped(r)),
         };
         // A VXLAN frame is matched by its outer and its inner headers; its flow may act on the
         // inner frame (it decapsulates) or on the whole (it is routed as it is).
@@ -358,11 +417,12 @@ impl Datapath {
         };
 
         if let (true, Some(k)) = (self.cache, key.as_ref()) {
-            if let Some(flow) = self.flows.get_mut(k) {
-                let (body, bh) = match (&inner, flow.decap) {
-                    (Some((r, ih, _)), true) => (frame.get(r.clone()).unwrap_or_default(), ih),
-                    _ => (frame, &h),
+            if let Some(flow) = self.flows.get(k) {
+                let (range, bh) = match (&inner, flow.decap) {
+                    (Some((r, ih, _)), true) => (r.clone(), ih),
+                    _ => (0..frame.len(), &h),
                 };
+                let body = frame.get(range.clone()).unwrap_or_default();
                 let fw = &mut self.state.fw;
                 let fresh = flow.epoch == self.epoch
                     && flow.ct_generation.is_none_or(|g| g == self.state.ct.generation())
@@ -371,11 +431,15 @@ impl Datapath {
                     && flow.fw_conn.is_none_or(|(r, c)| fw.get_mut(&r).is_some_and(|t| t.touch(c, tcp_flags(bh), now)));
                 if fresh {
                     self.stats.flow_hits += 1;
-                    flow.hits += 1;
+                    flow.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if defer && flow.is_pure() {
+                        return Received::Pure(PureJob { flow: flow.clone(), body: range, headers: *bh });
+                    }
                     if let (Some(log), Some(logger)) = (flow.fw_log, &self.fwlog) {
                         logger.log(event(&self.topo, &log, now));
                     }
-                    return apply(flow, body, bh, &mut self.tx, &self.qos, now);
+                    let qos = &self.qos;
+                    return Received::Fate(apply(flow, body, bh, &mut self.tx, |b| qos.conforms(b, body.len(), now)));
                 }
                 self.flows.remove(k);
             }
@@ -406,15 +470,16 @@ impl Datapath {
                 None => self.make_flow(&res, false, frame, &h).map(|f| (f, frame, &h)),
             };
             if let Some((flow, body, bh)) = made {
-                let fate = apply(&flow, body, bh, &mut self.tx, &self.qos, now);
+                let qos = &self.qos;
+                let fate = apply(&flow, body, bh, &mut self.tx, |b| qos.conforms(b, body.len(), now));
                 if self.cache {
-                    self.flows.insert(k, flow);
+                    self.flows.insert(k, Arc::new(flow));
                 }
-                return fate;
+                return Received::Fate(fate);
             }
         }
         emit_all(&res, &mut self.tx);
-        fate_of(&res)
+        Received::Fate(fate_of(&res))
     }
 
     /// Turn a cacheable simulation result into a flow, if its outputs share one rewrite.
@@ -447,7 +512,7 @@ impl Datapath {
             fw_conn: res.fw_conn,
             fw_absent: res.fw_absent,
             fw_log: res.fw_log_each_packet,
-            hits: 0,
+            hits: Default::default(),
         })
     }
 
@@ -505,22 +570,28 @@ fn tcp_flags(h: &wire::Headers) -> u8 {
     }
 }
 
+/// What `receive` did: a fate, or a pure flow's job left to a worker.
+enum Received {
+    Fate(Fate),
+    Pure(PureJob),
+}
+
 /// Run a flow's actions on a frame (the inner frame, for one that came through a tunnel):
-/// QoS policing, the rewrite, the outputs.
+/// QoS policing (`conforms` answers for a bucket), the rewrite, the outputs.
 #[inline]
-fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, qos: &QosBuckets, now: Instant) -> Fate {
+fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, mut conforms: impl FnMut(crate::qos::BucketId) -> bool) -> Fate {
     let L3::Ipv4(ip) = &h.l3 else {
         return Fate::Dropped(DropReason::UnsupportedEthertype);
     };
     if let Some(r) = flow.drop {
         return Fate::Dropped(r);
     }
-    if flow.police_in.is_some_and(|b| !qos.conforms(b, body.len(), now)) {
+    if flow.police_in.is_some_and(|b| !conforms(b)) {
         return Fate::Dropped(DropReason::QosPoliced);
     }
     let mut sent = false;
     for out in &flow.outputs {
-        if out.police.is_some_and(|b| !qos.conforms(b, body.len(), now)) {
+        if out.police.is_some_and(|b| !conforms(b)) {
             continue;
         }
         sent = true;

@@ -276,7 +276,7 @@ pub struct FlowOut {
 }
 
 /// A cached flow.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Flow {
     /// The flow acts on the inner frame of a VXLAN frame (it decapsulates).
     pub decap: bool,
@@ -296,7 +296,19 @@ pub struct Flow {
     /// A deny the flow logs for every packet (§8).
     pub fw_log: Option<crate::sim::firewall::FwLog>,
     /// Packets that took this flow from the cache.
-    pub hits: u64,
+    pub hits: std::sync::atomic::AtomicU64,
+}
+
+impl Flow {
+    /// A flow that touches no shared state when applied — no connection, no policing, no log —
+    /// so any worker can apply it.
+    pub fn is_pure(&self) -> bool {
+        self.conn.is_none()
+            && self.fw_conn.is_none()
+            && self.fw_log.is_none()
+            && self.police_in.is_none()
+            && self.outputs.iter().all(|o| o.police.is_none())
+    }
 }
 
 /// Flows a table holds before it starts over (a full table is cleared, not evicted piecemeal).
@@ -305,16 +317,16 @@ pub const FLOW_TABLE_MAX: usize = 1 << 18;
 /// One worker's flows.
 #[derive(Debug, Default)]
 pub struct FlowTable {
-    map: HashMap<FlowKey, Flow, ahash::RandomState>,
+    map: HashMap<FlowKey, std::sync::Arc<Flow>, ahash::RandomState>,
 }
 
 impl FlowTable {
     #[inline]
-    pub fn get_mut(&mut self, k: &FlowKey) -> Option<&mut Flow> {
-        self.map.get_mut(k)
+    pub fn get(&self, k: &FlowKey) -> Option<&std::sync::Arc<Flow>> {
+        self.map.get(k)
     }
 
-    pub fn insert(&mut self, k: FlowKey, f: Flow) {
+    pub fn insert(&mut self, k: FlowKey, f: std::sync::Arc<Flow>) {
         if self.map.len() >= FLOW_TABLE_MAX {
             self.map.clear();
         }
@@ -339,7 +351,7 @@ impl FlowTable {
 
     /// Every flow, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
-        self.map.iter()
+        self.map.iter().map(|(k, f)| (k, &**f))
     }
 }
 

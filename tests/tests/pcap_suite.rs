@@ -22,6 +22,10 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn run_case(dir: &Path, out: &Path, flow_cache: bool) -> ReplaySummary {
+    run_case_threads(dir, out, flow_cache, 1)
+}
+
+fn run_case_threads(dir: &Path, out: &Path, flow_cache: bool, threads: usize) -> ReplaySummary {
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case.json")).expect("json");
     let macs: HashMap<String, Mac> = meta["macs"]
         .as_object()
@@ -33,7 +37,7 @@ fn run_case(dir: &Path, out: &Path, flow_cache: bool) -> ReplaySummary {
         in_dir: dir.join("in"),
         out_dir: out.to_path_buf(),
         log_dir: Some(out.join("logs")),
-        threads: 1,
+        threads,
         macs,
         flow_cache,
     };
@@ -111,6 +115,71 @@ fn every_case_matches_its_expected_output() {
         }
     }
     assert!(failures.is_empty(), "{failures}");
+}
+
+/// SPEC §4: with four workers the output is the same — here, byte for byte, since frames are
+/// written in input order — and the workers do apply the cached flows they are given.
+#[test]
+fn every_case_matches_with_four_threads() {
+    let mut failures = String::new();
+    let mut applied = 0;
+    for dir in cases() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = run_case_threads(&dir, tmp.path(), true, 4);
+        assert_eq!(s.workers.len(), 4);
+        applied += s.workers.iter().sum::<u64>();
+        let p = check(&dir, tmp.path(), &s);
+        if !p.is_empty() {
+            failures.push_str(&format!("\n=== {} (4 threads) ===\n{p}", dir.file_name().unwrap_or_default().to_string_lossy()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
+    assert!(applied > 0, "workers applied {applied} cached frames");
+}
+
+/// Many flows over four workers: spread by flow hash over several of them, and the output is the
+/// same bytes as with one worker.
+#[test]
+fn four_threads_spread_flows_and_keep_the_output() {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let mut w =
+        PcapWriter::with_header(std::fs::File::create(input.join("tap-vm1.pcap")).expect("create"), datapath::io::pcap::OUTPUT_HEADER)
+            .expect("pcap");
+    for i in 0..2000u32 {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([0xfa, 0x16, 0x3e, 0, 0, 3], [0xfa, 0x16, 0x3e, 0, 0, 4])
+            .ipv4([10, 0, 0, 3], [10, 0, 0, 4], 64)
+            .udp(4000 + (i % 16) as u16, 5000)
+            .write(&mut f, &i.to_be_bytes())
+            .expect("build");
+        w.write_packet(&PcapPacket::new(std::time::Duration::from_micros(1_767_225_600_000_000 + i as u64 * 100), f.len() as u32, &f))
+            .expect("write");
+    }
+    drop(w);
+    let snap = repo_root().join("pcaps/l2-local/snapshot.json");
+    let run = |threads: usize, out: &Path| {
+        replay(&ReplayConfig {
+            snapshot: snap.clone(),
+            host: "host-a".into(),
+            in_dir: input.clone(),
+            out_dir: out.to_path_buf(),
+            log_dir: None,
+            threads,
+            macs: HashMap::new(),
+            flow_cache: true,
+        })
+        .expect("replay")
+    };
+    let (one, four) = (tmp.path().join("one"), tmp.path().join("four"));
+    let (s1, s4) = (run(1, &one), run(4, &four));
+    assert_eq!(std::fs::read(one.join("tap-vm2.pcap")).expect("one"), std::fs::read(four.join("tap-vm2.pcap")).expect("four"));
+    assert_eq!(s1.stats.forwarded, 2000);
+    assert_eq!(s4.stats.forwarded, 2000);
+    assert_eq!(s4.workers.iter().sum::<u64>(), 2000 - 16, "every hit of the 16 flows went to a worker");
+    assert!(s4.workers.iter().filter(|&&n| n > 0).count() >= 2, "flows spread over workers: {:?}", s4.workers);
 }
 
 #[test]

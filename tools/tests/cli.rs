@@ -155,10 +155,10 @@ fn replay_refuses_bad_input_with_one_line() {
     let o = run(&[], &tmp.path().join("nowhere"));
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().count(), 1);
-    // More than one thread, for now.
-    let o = run(&["--threads", "4"], &case.join("in"));
+    // No workers at all.
+    let o = run(&["--threads", "0"], &case.join("in"));
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--threads 4"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--threads 0: at least one worker is needed"), "{}", stderr(&o));
     // An unknown host.
     let o = edgepath(&["replay", "--snapshot", &s(&snap), "--host", "nope", "--in", &s(&case.join("in")), "--out", &s(&out)]);
     assert_eq!(o.status.code(), Some(2));

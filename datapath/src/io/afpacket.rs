@@ -226,7 +226,12 @@ fn answer(dp: &Datapath, running: &Running, command: &str) -> String {
         ),
         "stats" => {
             let s = dp.stats();
-            let summary = crate::io::pcap::ReplaySummary { version: running.version, stats: s.clone(), interfaces: running.names.clone() };
+            let summary = crate::io::pcap::ReplaySummary {
+                version: running.version,
+                stats: s.clone(),
+                interfaces: running.names.clone(),
+                workers: Vec::new(),
+            };
             format!("{}flows: {}\nconnections: {}", summary.render(), dp.flow_count(), dp.connection_count())
         }
         "flows" => dp.flows_report(),

@@ -17,7 +17,7 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 use rules::model::Mac;
 
-use crate::datapath::{Datapath, Stats};
+use crate::datapath::{Datapath, PureJob, Stats, Step, TxBuf};
 use crate::iface::IfIdx;
 use crate::time::Instant;
 use crate::wire::describe::describe;
@@ -56,7 +56,7 @@ pub enum ReplayError {
     Snapshot(#[from] rules::FileError),
     #[error("{}: {}", .snapshot.display(), .error)]
     Host { snapshot: PathBuf, error: crate::iface::IfaceError },
-    #[error("--threads {0}: only 1 worker is supported until the multi-threaded datapath lands")]
+    #[error("--threads {0}: at least one worker is needed")]
     Threads(usize),
     #[error("{}: {}", .0.display(), .1)]
     Io(PathBuf, std::io::Error),
@@ -75,6 +75,8 @@ pub struct ReplaySummary {
     pub stats: Stats,
     /// Interface names, by [`IfIdx`].
     pub interfaces: Vec<String>,
+    /// Frames each worker applied (empty with one thread).
+    pub workers: Vec<u64>,
 }
 
 impl ReplaySummary {
@@ -102,6 +104,9 @@ impl ReplaySummary {
         }
         for (name, (rx, tx)) in self.interfaces.iter().zip(s.per_iface.iter()) {
             out.push_str(&format!("interface {name}: in {rx}, out {tx}\n"));
+        }
+        for (k, n) in self.workers.iter().enumerate() {
+            out.push_str(&format!("worker {k}: {n} cached frames applied\n"));
         }
         out
     }
@@ -132,7 +137,7 @@ pub struct Hooks<'a> {
 /// Run a replay, reporting through `hooks`.
 pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, ReplayError> {
     let Hooks { mut trace, mut progress } = hooks;
-    if cfg.threads != 1 {
+    if cfg.threads == 0 {
         return Err(ReplayError::Threads(cfg.threads));
     }
     let topo = Arc::new(rules::load_topology(&cfg.snapshot)?);
@@ -147,42 +152,55 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
     }
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| ReplayError::Io(cfg.out_dir.clone(), e))?;
     let names: Vec<String> = dp.interfaces().list.iter().map(|i| i.name.clone()).collect();
-    let mut writers: HashMap<IfIdx, PcapWriter<BufWriter<File>>> = HashMap::new();
+    let mut out = Outputs { dir: cfg.out_dir.clone(), names: names.clone(), writers: HashMap::new() };
     let total = inputs.len() as u64;
-    for (done, input) in inputs.into_iter().enumerate() {
+    let mut workers = Workers::start(cfg.threads);
+    for (seq, input) in inputs.into_iter().enumerate() {
         if let Some(p) = progress.as_mut() {
-            if done % 4096 == 0 {
-                p(done as u64, total);
+            if seq % 4096 == 0 {
+                p(seq as u64, total);
             }
         }
-        dp.process(input.iface, &input.data, Instant::from_duration(input.ts));
-        if let Some(out) = trace.as_mut() {
-            let t = input.ts;
-            out(format!("{}.{:06} {}: {}", t.as_secs(), t.subsec_micros(), names[input.iface.0 as usize], describe(&input.data)));
+        let step = dp.process_or_defer(input.iface, &input.data, Instant::from_duration(input.ts), workers.is_some());
+        if let Some(t) = trace.as_mut() {
+            let ts = input.ts;
+            t(format!("{}.{:06} {}: {}", ts.as_secs(), ts.subsec_micros(), names[input.iface.0 as usize], describe(&input.data)));
             if dp.last_trace().is_empty() {
-                out("    cached flow".to_string());
+                t("    cached flow".to_string());
             }
             for step in dp.last_trace() {
-                out(format!("    {step}"));
+                t(format!("    {step}"));
             }
         }
-        for (oi, bytes) in dp.tx().iter() {
-            let w = match writers.get_mut(&oi) {
-                Some(w) => w,
-                None => {
-                    let path = cfg.out_dir.join(format!("{}.pcap", names[oi.0 as usize]));
-                    let f = File::create(&path).map_err(|e| ReplayError::Io(path.clone(), e))?;
-                    let w = PcapWriter::with_header(BufWriter::new(f), OUTPUT_HEADER)
-                        .map_err(|e| ReplayError::Pcap(path.clone(), e.to_string()))?;
-                    writers.entry(oi).or_insert(w)
+        match (&mut workers, step) {
+            (Some(w), step) => {
+                let sent: Vec<(IfIdx, Vec<u8>)> = dp.tx().iter().map(|(i, f)| (i, f.to_vec())).collect();
+                w.add(seq, input.ts, sent, step, input.data);
+                w.write_ready(&mut out, false)?;
+            }
+            (None, Step::Pure(job)) => {
+                // Not deferred without workers; kept for completeness of the match.
+                let mut tx = TxBuf::default();
+                job.apply(&input.data, &mut tx);
+                for (oi, bytes) in tx.iter() {
+                    out.write(oi, input.ts, bytes)?;
                 }
-            };
-            // Microsecond output: drop the nanoseconds so the stamp is what the file can hold.
-            let ts = Duration::from_micros(input.ts.as_micros() as u64);
-            let pkt = PcapPacket::new(ts, bytes.len() as u32, bytes);
-            w.write_packet(&pkt).map_err(|e| ReplayError::Pcap(cfg.out_dir.clone(), e.to_string()))?;
+            }
+            (None, Step::Done) => {
+                for (oi, bytes) in dp.tx().iter() {
+                    out.write(oi, input.ts, bytes)?;
+                }
+            }
         }
     }
+    let per_worker = match workers {
+        Some(mut w) => {
+            w.write_ready(&mut out, true)?;
+            w.finish()
+        }
+        None => Vec::new(),
+    };
+    let writers = out.writers;
     dp.finish();
     if let Some(p) = progress.as_mut() {
         p(total, total);
@@ -191,7 +209,7 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
         let mut inner = w.into_writer();
         std::io::Write::flush(&mut inner).map_err(|e| ReplayError::Io(cfg.out_dir.clone(), e))?;
     }
-    Ok(ReplaySummary { version, stats: dp.stats().clone(), interfaces: names })
+    Ok(ReplaySummary { version, stats: dp.stats().clone(), interfaces: names, workers: per_worker })
 }
 
 /// Every frame of every `*.pcap` in `dir`, in processing order.
@@ -225,4 +243,133 @@ fn read_inputs(dir: &Path, dp: &Datapath, host: &str) -> Result<Vec<Input>, Repl
     // so frames of one file keep their order.
     inputs.sort_by_key(|i| (i.ts, i.name_rank));
     Ok(inputs)
+}
+
+/// The output files, opened as interfaces first send.
+struct Outputs {
+    dir: PathBuf,
+    names: Vec<String>,
+    writers: HashMap<IfIdx, PcapWriter<BufWriter<File>>>,
+}
+
+impl Outputs {
+    fn write(&mut self, oi: IfIdx, ts: Duration, bytes: &[u8]) -> Result<(), ReplayError> {
+        let w = match self.writers.get_mut(&oi) {
+            Some(w) => w,
+            None => {
+                let path = self.dir.join(format!("{}.pcap", self.names[oi.0 as usize]));
+                let f = File::create(&path).map_err(|e| ReplayError::Io(path.clone(), e))?;
+                let w = PcapWriter::with_header(BufWriter::new(f), OUTPUT_HEADER)
+                    .map_err(|e| ReplayError::Pcap(path.clone(), e.to_string()))?;
+                self.writers.entry(oi).or_insert(w)
+            }
+        };
+        // Microsecond output: drop the nanoseconds so the stamp is what the file can hold.
+        let ts = Duration::from_micros(ts.as_micros() as u64);
+        let pkt = PcapPacket::new(ts, bytes.len() as u32, bytes);
+        w.write_packet(&pkt).map(drop).map_err(|e| ReplayError::Pcap(self.dir.clone(), e.to_string()))
+    }
+}
+
+/// One input's frames, in order: what the datapath sent itself, then what a worker applied.
+struct Slot {
+    ts: Duration,
+    frames: Vec<(IfIdx, Vec<u8>)>,
+    waiting: bool,
+}
+
+type Job = (usize, Vec<u8>, PureJob);
+type Done = (usize, Vec<(IfIdx, Vec<u8>)>);
+
+/// Workers that apply pure cached flows (SPEC §9): each flow always goes to the same worker,
+/// chosen by the fixed flow hash; everything that touches state stays with the datapath thread.
+/// Frames are written in input order, so the output is the same as with one thread.
+struct Workers {
+    jobs: Vec<crossbeam_channel::Sender<Job>>,
+    done: crossbeam_channel::Receiver<Done>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+    slots: std::collections::BTreeMap<usize, Slot>,
+    next: usize,
+}
+
+impl Workers {
+    fn start(n: usize) -> Option<Workers> {
+        if n <= 1 {
+            return None;
+        }
+        let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
+        let mut jobs = Vec::new();
+        let mut threads = Vec::new();
+        for k in 0..n {
+            let (tx, rx) = crossbeam_channel::bounded::<Job>(1024);
+            let done_tx = done_tx.clone();
+            let handle = std::thread::Builder::new().name(format!("worker-{k}")).spawn(move || {
+                let mut tx = TxBuf::default();
+                let mut applied = 0u64;
+                for (seq, data, job) in rx {
+                    tx.clear();
+                    job.apply(&data, &mut tx);
+                    applied += 1;
+                    let _ = done_tx.send((seq, tx.iter().map(|(i, f)| (i, f.to_vec())).collect()));
+                }
+                applied
+            });
+            if let Ok(h) = handle {
+                threads.push(h);
+                jobs.push(tx);
+            }
+        }
+        Some(Workers { jobs, done, threads, slots: Default::default(), next: 0 })
+    }
+
+    /// Record input `seq`: the frames the datapath sent, and a job for a worker when deferred.
+    fn add(&mut self, seq: usize, ts: Duration, frames: Vec<(IfIdx, Vec<u8>)>, step: Step, data: Vec<u8>) {
+        let waiting = matches!(step, Step::Pure(_));
+        self.slots.insert(seq, Slot { ts, frames, waiting });
+        if let Step::Pure(job) = step {
+            let w = job.worker(self.jobs.len());
+            if let Some(tx) = self.jobs.get(w) {
+                let _ = tx.send((seq, data, job));
+            }
+        }
+    }
+
+    /// Take finished jobs and write every input whose frames are all known, in order; with
+    /// `all`, wait for every job.
+    fn write_ready(&mut self, out: &mut Outputs, all: bool) -> Result<(), ReplayError> {
+        if all {
+            self.jobs.clear();
+        }
+        loop {
+            while let Ok((seq, frames)) = self.done.try_recv() {
+                if let Some(slot) = self.slots.get_mut(&seq) {
+                    slot.frames.extend(frames);
+                    slot.waiting = false;
+                }
+            }
+            while self.slots.get(&self.next).is_some_and(|s| !s.waiting) {
+                if let Some(slot) = self.slots.remove(&self.next) {
+                    for (oi, bytes) in &slot.frames {
+                        out.write(*oi, slot.ts, bytes)?;
+                    }
+                }
+                self.next += 1;
+            }
+            if !all || self.slots.is_empty() {
+                return Ok(());
+            }
+            if let Ok((seq, frames)) = self.done.recv_timeout(Duration::from_millis(100)) {
+                if let Some(slot) = self.slots.get_mut(&seq) {
+                    slot.frames.extend(frames);
+                    slot.waiting = false;
+                }
+            }
+        }
+    }
+
+    /// Frames each worker applied.
+    fn finish(self) -> Vec<u64> {
+        drop(self.jobs);
+        self.threads.into_iter().map(|t| t.join().unwrap_or(0)).collect()
+    }
 }

@@ -36,7 +36,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     let opts = datapath::io::afpacket::LiveOptions { snapshot: a.snapshot.clone(), host: a.host, control: Some(a.control), stop, reload };
     let stats = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     tracing::info!("stopped");
-    let summary = datapath::io::pcap::ReplaySummary { version: 0, stats, interfaces: Vec::new() };
+    let summary = datapath::io::pcap::ReplaySummary { version: 0, stats, interfaces: Vec::new(), workers: Vec::new() };
     super::out(summary.render().trim_end());
     Ok(())
 }
