@@ -238,6 +238,37 @@ impl Datapath {
         self.stats.tx_errors += n;
     }
 
+    /// What the simulation would do with `frame` arriving on `iface` now, without changing
+    /// anything: it runs on a copy of the learned, NAT and firewall state. The steps, then one line
+    /// per frame that would leave.
+    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+        let mut lines = vec![format!("packet on {}: {}", self.ifs.get(iface).name, wire::describe::describe(frame))];
+        let h = match wire::parse(frame) {
+            Ok(h) => h,
+            Err(r) => {
+                lines.push(format!("dropped: {} ({})", r.name(), r.description()));
+                return lines;
+            }
+        };
+        let mut state = self.state.clone();
+        let mut sim = Sim::new(&self.topo, &self.ifs, &mut state, &self.qos, now, true);
+        sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
+        let res = sim.res;
+        lines.extend(res.trace.iter().flatten().map(|s| format!("  {s}")));
+        let mut tx = TxBuf::default();
+        emit_all(&res, &mut tx);
+        for (o, f) in tx.iter() {
+            lines.push(format!("→ {}: {}", self.ifs.get(o).name, wire::describe::describe(f)));
+        }
+        if tx.is_empty() {
+            match res.drop {
+                Some(r) => lines.push(format!("dropped: {} ({})", r.name(), r.description())),
+                None => lines.push("nothing sent (waiting for ARP, or answered)".into()),
+            }
+        }
+        lines
+    }
+
     /// Flows cached now.
     pub fn flow_count(&self) -> usize {
         self.flows.len()

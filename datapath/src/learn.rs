@@ -68,7 +68,7 @@ pub const ARP_TRIES: u8 = 3;
 /// Between requests.
 pub const ARP_RETRY: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Learned {
     macs: HashMap<(NetRef, Mac), Location, ahash::RandomState>,
     arp: HashMap<(ArpScope, Ipv4Addr), Mac, ahash::RandomState>,

@@ -181,6 +181,16 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     // The operator tools, over the owner-only control socket.
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ctl_a).expect("socket").permissions()) & 0o777;
     let (status0, stats, flows) = (ask(&ctl_a, "status"), ask(&ctl_a, "stats"), ask(&ctl_a, "flows"));
+    // trace against the running datapath: a new vm2 connection, simulated on a copy of its state.
+    let connections = |s: &str| s.lines().find_map(|l| l.strip_prefix("connections: ")).map(str::to_string);
+    let traced = Command::new(env!("CARGO_BIN_EXE_edgepath"))
+        .args(["trace", "--snapshot", snap_path.to_str().expect("utf8"), "--host", "host-a", "--in", &format!("{tag}v2")])
+        .args(["--src", "10.0.0.4", "--dst", "192.0.2.50", "--proto", "udp", "--sport", "4444", "--dport", "53"])
+        .args(["--control", ctl_a.to_str().expect("utf8")])
+        .output()
+        .expect("trace");
+    let traced = String::from_utf8_lossy(&traced.stdout).into_owned();
+    let stats_after_trace = ask(&ctl_a, "stats");
     // Hot reload: a new version on SIGHUP; a broken file refused, the old version kept; a change of
     // the file without a signal picked up too; traffic still crosses afterwards.
     snap["version"] = 6.into();
@@ -219,6 +229,14 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
         "{stats:?}"
     );
     assert!(flows.1.contains(&format!("in {tag}up ")) && flows.1.contains("ip_dst=10.0.0.3") && flows.1.contains("hits="), "{flows:?}");
+    assert!(
+        traced.contains("POSTROUTING 5 default SNAT to 203.0.113.2")
+            && traced.contains(&format!("→ {tag}up: "))
+            && traced.contains("203.0.113.2 → 192.0.2.50"),
+        "online trace:\n{traced}"
+    );
+    assert!(connections(&stats.1).is_some(), "{stats:?}");
+    assert_eq!(connections(&stats.1), connections(&stats_after_trace.1), "a trace changes no state");
     assert!(reloaded, "SIGHUP did not activate version 6\n{stderr}");
     assert!(kept, "a broken snapshot replaced the running one\n{stderr}");
     assert!(stderr.contains("snapshot refused, version 6 keeps running"), "{stderr}");

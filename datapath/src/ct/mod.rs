@@ -147,7 +147,7 @@ pub struct ConnHandle {
     pub dir: Dir,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Slot {
     gen: u32,
     conn: Option<Conn>,
@@ -158,7 +158,7 @@ struct Slot {
 pub struct PortsExhausted;
 
 /// The connection table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnTable {
     slots: Vec<Slot>,
     free: Vec<u32>,

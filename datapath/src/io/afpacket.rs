@@ -236,6 +236,18 @@ fn answer(dp: &Datapath, running: &Running, command: &str) -> String {
         }
         "flows" => dp.flows_report(),
         "conntrack" => dp.conntrack_report(now()),
+        c if c.starts_with("trace ") => {
+            // `trace IFACE HEX`: a frame as hex, simulated on a copy of the state.
+            let mut words = c.split_whitespace().skip(1);
+            let (Some(name), Some(hex)) = (words.next(), words.next()) else { return "error: trace IFACE HEXFRAME".into() };
+            let Some(i) = dp.interfaces().by_name(name) else { return format!("error: interface {name:?} is not bound") };
+            let frame: Option<Vec<u8>> =
+                (0..hex.len()).step_by(2).map(|k| hex.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+            match frame {
+                Some(f) => dp.trace_packet(i, &f, now()).join("\n"),
+                None => "error: the frame is not hex".into(),
+            }
+        }
         other => format!("error: unknown command {other:?}; commands: {}", super::control::COMMANDS.join(", ")),
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-/// The commands the socket takes.
-pub const COMMANDS: &[&str] = &["status", "stats", "flows", "conntrack"];
+/// The commands the socket takes (`trace IFACE HEXFRAME` simulates a frame on a copy of the state).
+pub const COMMANDS: &[&str] = &["status", "stats", "flows", "conntrack", "trace"];
 
 /// One command and where its answer goes.
 pub struct Request {

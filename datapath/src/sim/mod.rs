@@ -115,7 +115,7 @@ pub enum Attach {
 
 /// What the datapath keeps between packets and the simulation reads and changes: learned MAC
 /// and ARP entries, NAT connections, firewall connections.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     pub learned: Learned,
     pub ct: ConnTable,

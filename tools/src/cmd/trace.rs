@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use datapath::wire::describe::describe;
 use datapath::{Datapath, Instant};
 use etherparse::PacketBuilder;
 use rules::model::Mac;
@@ -57,12 +56,16 @@ pub struct TraceArgs {
     /// An interface's own MAC, `IFNAME=MAC` (repeatable).
     #[arg(long = "mac", value_parser = super::replay::parse_mac_arg)]
     macs: Vec<(String, Mac)>,
+    /// Ask the datapath running behind this control socket (its learned state and connections,
+    /// on a copy: nothing changes) instead of a fresh one.
+    #[arg(long)]
+    control: Option<PathBuf>,
 }
 
 pub fn run(a: TraceArgs) -> Result<(), String> {
     let topo = Arc::new(rules::load_topology(&a.snapshot).map_err(|e| e.to_string())?);
     let macs: HashMap<String, Mac> = a.macs.into_iter().collect();
-    let mut dp = Datapath::new(topo.clone(), &a.host, &macs).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
+    let dp = Datapath::new(topo.clone(), &a.host, &macs).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     let Some(i) = dp.interfaces().by_name(&a.iface) else {
         return Err(format!("--in {}: interface not bound by any port of host {}", a.iface, a.host));
     };
@@ -91,23 +94,18 @@ pub fn run(a: TraceArgs) -> Result<(), String> {
     };
     built.map_err(|e| format!("building the packet: {e}"))?;
 
-    dp.set_trace(true);
-    dp.set_flow_cache(false);
-    dp.process(i, &frame, Instant(0));
-    super::out(format!("packet on {}: {}", a.iface, describe(&frame)));
-    for step in dp.last_trace() {
-        super::out(format!("  {step}"));
+    if let Some(ctl) = &a.control {
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        let answer = datapath::io::control::ask(ctl, &format!("trace {} {hex}", a.iface))
+            .map_err(|e| format!("{}: cannot reach a running edgepath: {e}", ctl.display()))?;
+        if answer.starts_with("error:") {
+            return Err(answer.trim_end().to_string());
+        }
+        super::out(answer.trim_end());
+        return Ok(());
     }
-    let names: Vec<String> = dp.interfaces().list.iter().map(|x| x.name.clone()).collect();
-    let mut sent = false;
-    for (oi, f) in dp.tx().iter() {
-        super::out(format!("→ {}: {}", names[oi.0 as usize], describe(f)));
-        sent = true;
-    }
-    if let Some((r, _)) = dp.stats().drops.nonzero().next() {
-        super::out(format!("dropped: {} ({})", r.name(), r.description()));
-    } else if !sent {
-        super::out("nothing sent (waiting for ARP, or answered)");
+    for line in dp.trace_packet(i, &frame, Instant(0)) {
+        super::out(line);
     }
     Ok(())
 }
