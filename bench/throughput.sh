@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Throughput of the floating-IP path against the Linux kernel doing the same job (issue 5 item 6).
+#
+#   bench/throughput.sh [SECONDS]     as root; default 5 s per run
+#
+# On the lab of tools/netns-lab.sh, an external host blasts 64-byte UDP frames (64 flows) at vm1's
+# floating IP 203.0.113.10 for SECONDS, and vm1 counts what arrives:
+#   (a) edgepath (release build) bound to the lab's interfaces: uplink → edge router → r1 (float
+#       DNAT) → vm1;
+#   (b) the Linux kernel doing the same job: a router namespace with ip_forward, nftables DNAT and
+#       SNAT for the floating IP, and conntrack.
+# It prints frames sent, delivered, packets per second delivered, loss, and edgepath/kernel.
+# Open vSwitch's userspace datapath (c) is not measured yet: see the issue's closing note.
+set -euo pipefail
+secs=${1:-5}
+here=$(cd "$(dirname "$0")/.." && pwd)
+tag=tp$$
+tag=${tag:0:8}
+dir=$(mktemp -d)
+lab="$here/tools/netns-lab.sh"
+cd "$here"
+cargo build -q --release -p edgepath -p edgepath-bench --bin edgepath --bin blast
+edgepath=$here/target/release/edgepath
+blast=$here/target/release/blast
+
+cleanup() {
+    [ -n "${ep:-}" ] && kill "$ep" 2>/dev/null || true
+    ip netns del "$tag-rt" 2>/dev/null || true
+    "$lab" down "$tag" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# measure DST_MAC: blast from the external host to the floating IP; prints "sent delivered".
+measure() {
+    ip netns exec "$tag-vm1" "$blast" sink eth0 "$((secs + 2))" >"$dir/sink" &
+    local sink=$!
+    sleep 0.5
+    local sent
+    sent=$(ip netns exec "$tag-ext" "$blast" send eth0 02:aa:00:00:00:01 "$1" 192.0.2.50 203.0.113.10 "$secs")
+    wait "$sink"
+    echo "$sent $(cat "$dir/sink")"
+}
+
+report() {
+    local name=$1 sent=$2 got=$3
+    awk -v n="$name" -v s="$sent" -v g="$got" -v t="$secs" \
+        'BEGIN { printf "%-10s sent %10d  delivered %10d  %8.3f Mpps delivered  loss %5.1f %%\n", n, s, g, g / t / 1e6, (s ? 100 * (s - g) / s : 0) }'
+}
+
+# (a) edgepath
+"$lab" up "$tag" "$dir" >/dev/null
+"$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" >"$dir/ep.out" 2>"$dir/ep.log" &
+ep=$!
+sleep 1
+read -r ep_sent ep_got < <(measure fa:16:3e:bb:00:02)
+kill "$ep"
+wait "$ep" 2>/dev/null || true
+ep=
+
+# (b) the kernel: the same namespaces, the interfaces edgepath bound moved into a router namespace.
+ip netns add "$tag-rt"
+ip link set "${tag}v1" netns "$tag-rt"
+ip link set "${tag}up" netns "$tag-rt"
+ip -n "$tag-rt" link set lo up
+ip -n "$tag-rt" addr add 10.0.0.1/24 dev "${tag}v1"
+ip -n "$tag-rt" addr add 198.51.100.2/24 dev "${tag}up"
+ip -n "$tag-rt" link set "${tag}v1" up
+ip -n "$tag-rt" link set "${tag}up" up
+ip netns exec "$tag-rt" sysctl -qw net.ipv4.ip_forward=1
+ip netns exec "$tag-rt" nft -f - <<'EOF'
+table ip nat {
+    chain prerouting {
+        type nat hook prerouting priority dstnat;
+        ip daddr 203.0.113.10 dnat to 10.0.0.3
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat;
+        ip saddr 10.0.0.3 snat to 203.0.113.10
+    }
+}
+EOF
+ip -n "$tag-vm1" neigh replace 10.0.0.1 lladdr "$(ip -n "$tag-rt" -o link show "${tag}v1" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)" dev eth0
+rt_mac=$(ip -n "$tag-rt" -o link show "${tag}up" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
+ip -n "$tag-rt" neigh replace 10.0.0.3 lladdr fa:16:3e:00:00:03 dev "${tag}v1"
+read -r k_sent k_got < <(measure "$rt_mac")
+
+echo "floating-IP path, 64-byte UDP, 64 flows, $secs s per run, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+report edgepath "$ep_sent" "$ep_got"
+report kernel "$k_sent" "$k_got"
+awk -v a="$ep_got" -v b="$k_got" 'BEGIN { if (b) printf "edgepath / kernel: %.2f\n", a / b }'
