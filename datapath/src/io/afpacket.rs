@@ -1,15 +1,16 @@
 //! Live I/O (SPEC §2): every interface of the host bound with an AF_PACKET socket
 //! ([`super::rawsock`]), in promiscuous mode; pnet lists the interfaces and their MACs.
 //!
-//! One receive thread per interface reads frames straight into pooled buffers and hands them, in
-//! arrival order, to the datapath thread through a bounded channel; the datapath thread completes
-//! checksums the kernel left pending (veth and tap hand frames over that way when the sender
-//! offloads them), processes each frame (the clock read once per frame), sends what it outputs,
-//! and returns the buffer to the pool. No allocation per packet once the pool is full. Frames
-//! this host itself sent on an interface are ignored.
+//! One receive thread per interface reads up to [`BATCH`] frames per `recvmmsg()` straight into
+//! pooled buffers and hands the batch, in arrival order, to the datapath thread through a bounded
+//! channel; the datapath thread completes checksums the kernel left pending (veth and tap hand
+//! frames over that way when the sender offloads them), processes each frame (the clock read once
+//! per batch), stages what it outputs per interface, sends each interface's frames with
+//! `sendmmsg()`, and returns the buffers to the pool. No allocation per packet once the pool is
+//! full. Frames this host itself sent on an interface are ignored.
 //!
-//! This is the first cut: a `recvmsg()` per received frame and a `sendto()` per sent one
-//! (STYLE.md's measurements); batched rings (TPACKET_V3) and several workers come next.
+//! Batching cuts the syscalls per packet (STYLE.md's measurements); TPACKET_V3 rings and several
+//! datapath workers come next.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,8 +27,15 @@ use crate::datapath::{Datapath, Stats};
 use crate::iface::{IfIdx, Ifaces};
 use crate::time::Instant;
 
-/// Frames waiting between the receive threads and the datapath.
-const QUEUE: usize = 4096;
+/// Batches waiting between the receive threads and the datapath.
+const QUEUE: usize = 256;
+/// Frames per `recvmmsg()` and per batch.
+pub const BATCH: usize = 64;
+/// Bytes per receive buffer: MTU-sized frames, jumbo frames included.
+const BUF: usize = 16384;
+
+/// Frames received together on one interface.
+type Batch = Vec<(IfIdx, Vec<u8>, super::rawsock::Received)>;
 /// How often blocked threads look at the stop flag.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -92,10 +100,10 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
         found.push(ni.clone());
     }
     let mut dp = Datapath::new(topo, host, &macs)?;
-    let (frames_tx, frames_rx) = bounded::<(IfIdx, Vec<u8>, super::rawsock::Received)>(QUEUE);
-    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(QUEUE);
-    for _ in 0..QUEUE {
-        let _ = pool_tx.try_send(vec![0u8; 65536]);
+    let (frames_tx, frames_rx) = bounded::<Batch>(QUEUE);
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(QUEUE * BATCH);
+    for _ in 0..QUEUE * BATCH / 4 {
+        let _ = pool_tx.try_send(vec![0u8; BUF]);
     }
     let mut senders: Vec<Arc<RawSocket>> = Vec::new();
     let mut threads = Vec::new();
@@ -110,17 +118,24 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
         let idx = IfIdx(k as u16);
         let name = ni.name.clone();
         threads.push(std::thread::Builder::new().name(format!("rx-{name}")).spawn(move || {
-            let mut buf = vec![0u8; 65536];
+            let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
+            let mut meta = Vec::with_capacity(BATCH);
             while !stop.load(Ordering::Relaxed) {
-                match sock.recv(&mut buf) {
-                    Ok(Some(r)) if !r.outgoing => {
-                        let next = pool.recv_timeout(TICK).unwrap_or_else(|_| vec![0u8; 65536]);
-                        let full = std::mem::replace(&mut buf, next);
-                        if out.send_timeout((idx, full, r), TICK).is_err() {
-                            tracing::trace!(interface = %name, "frame dropped: datapath queue full");
+                match sock.recv_many(&mut bufs, &mut meta) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        let mut batch: Batch = Vec::with_capacity(n);
+                        for (k, r) in meta.iter().enumerate().take(n) {
+                            if r.outgoing {
+                                continue;
+                            }
+                            let next = pool.try_recv().unwrap_or_else(|_| vec![0u8; BUF]);
+                            batch.push((idx, std::mem::replace(&mut bufs[k], next), *r));
+                        }
+                        if !batch.is_empty() && out.send_timeout(batch, TICK).is_err() {
+                            tracing::trace!(interface = %name, "batch dropped: datapath queue full");
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         tracing::error!(interface = %name, error = %e, "receive failed");
                         break;
@@ -149,12 +164,13 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
 
 fn process(
     dp: &mut Datapath,
-    frames: &Receiver<(IfIdx, Vec<u8>, super::rawsock::Received)>,
+    frames: &Receiver<Batch>,
     pool: &Sender<Vec<u8>>,
     senders: &mut [Arc<RawSocket>],
     running: &mut Running,
     requests: Option<&Receiver<super::control::Request>>,
 ) {
+    let mut staged = Staged::default();
     while !running.opts.stop.load(Ordering::Relaxed) {
         if let Some(rx) = requests {
             while let Ok(req) = rx.try_recv() {
@@ -162,21 +178,64 @@ fn process(
             }
         }
         reload_if_asked(dp, running);
-        let Ok((i, mut buf, r)) = frames.recv_timeout(Duration::from_millis(20)) else { continue };
-        let frame = &mut buf[..r.len];
-        if r.csum_pending {
-            crate::wire::complete_pending_checksum(frame);
+        let Ok(batch) = frames.recv_timeout(Duration::from_millis(20)) else { continue };
+        let at = now();
+        staged.clear();
+        for (i, mut buf, r) in batch {
+            let frame = &mut buf[..r.len];
+            if r.csum_pending {
+                crate::wire::complete_pending_checksum(frame);
+            }
+            dp.process(i, frame, at);
+            for (o, f) in dp.tx().iter() {
+                staged.push(o, f);
+            }
+            let _ = pool.try_send(buf);
         }
-        dp.process(i, frame, now());
-        let mut errors = 0;
-        for (o, f) in dp.tx().iter() {
-            if let Some(Err(e)) = senders.get(o.0 as usize).map(|s| s.send(f)) {
-                tracing::debug!(error = %e, len = f.len(), "send failed");
-                errors += 1;
+        let mut refused = 0;
+        for (o, frames) in staged.by_iface() {
+            if let Some(s) = senders.get(o) {
+                refused += s.send_many(&frames);
             }
         }
-        dp.count_tx_errors(errors);
-        let _ = pool.try_send(buf);
+        if refused > 0 {
+            tracing::debug!(refused, "sends refused");
+        }
+        dp.count_tx_errors(refused as u64);
+    }
+}
+
+/// Frames to send, staged per interface for one `sendmmsg()` each.
+#[derive(Default)]
+struct Staged {
+    data: Vec<Vec<u8>>,
+    ranges: Vec<Vec<std::ops::Range<usize>>>,
+}
+
+impl Staged {
+    fn clear(&mut self) {
+        self.data.iter_mut().for_each(Vec::clear);
+        self.ranges.iter_mut().for_each(Vec::clear);
+    }
+
+    fn push(&mut self, o: IfIdx, f: &[u8]) {
+        let k = o.0 as usize;
+        if self.data.len() <= k {
+            self.data.resize_with(k + 1, Vec::new);
+            self.ranges.resize_with(k + 1, Vec::new);
+        }
+        let start = self.data[k].len();
+        self.data[k].extend_from_slice(f);
+        self.ranges[k].push(start..self.data[k].len());
+    }
+
+    /// Each interface with frames, and its frames.
+    fn by_iface(&self) -> impl Iterator<Item = (usize, Vec<&[u8]>)> + '_ {
+        self.ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(k, r)| (k, r.iter().map(|x| &self.data[k][x.clone()]).collect()))
     }
 }
 

@@ -153,6 +153,88 @@ impl RawSocket {
         Ok(Some(Received { len: (n as usize).min(buf.len()), csum_pending, outgoing: from.sll_pkttype == PACKET_OUTGOING }))
     }
 
+    /// Receive up to `bufs.len()` frames with one `recvmmsg()`, waiting for the first only (up to
+    /// the socket's timeout). `out` receives one entry per frame, in `bufs` order; returns how
+    /// many (0 on timeout).
+    pub fn recv_many(&self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
+        const MAX: usize = 64;
+        let n = bufs.len().min(MAX);
+        out.clear();
+        // SAFETY: plain data arrays, zeroed, then filled in below before the call.
+        let mut from: [libc::sockaddr_ll; MAX] = unsafe { zeroed() };
+        let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
+        let mut control = [[0u64; 8]; MAX];
+        let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
+        for k in 0..n {
+            iov[k] = libc::iovec { iov_base: bufs[k].as_mut_ptr() as *mut libc::c_void, iov_len: bufs[k].len() };
+            let h = &mut msgs[k].msg_hdr;
+            h.msg_name = &mut from[k] as *mut _ as *mut libc::c_void;
+            h.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+            h.msg_iov = &mut iov[k];
+            h.msg_iovlen = 1;
+            h.msg_control = control[k].as_mut_ptr() as *mut libc::c_void;
+            h.msg_controllen = size_of::<[u64; 8]>();
+        }
+        // SAFETY: msgs[..n] point at live locals (from, iov → bufs, control), each sized as
+        // stated; recvmmsg writes within those bounds and returns how many it filled.
+        let got = unsafe { libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        for k in 0..got as usize {
+            let mut csum_pending = false;
+            // SAFETY: as in `recv`: the control buffer of message k, within its msg_controllen.
+            unsafe {
+                let h = &msgs[k].msg_hdr;
+                let mut c = libc::CMSG_FIRSTHDR(h);
+                while !c.is_null() {
+                    if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                        let aux = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const TpacketAuxdata);
+                        csum_pending = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
+                    }
+                    c = libc::CMSG_NXTHDR(h, c);
+                }
+            }
+            let len = (msgs[k].msg_len as usize).min(bufs[k].len());
+            out.push(Received { len, csum_pending, outgoing: from[k].sll_pkttype == PACKET_OUTGOING });
+        }
+        Ok(got as usize)
+    }
+
+    /// Send frames with as few `sendmmsg()` calls as it takes; returns how many were refused.
+    pub fn send_many(&self, frames: &[&[u8]]) -> usize {
+        const MAX: usize = 64;
+        let mut refused = 0;
+        for chunk in frames.chunks(MAX) {
+            // SAFETY: plain data arrays, zeroed, then filled in below.
+            let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
+            let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
+            for (k, f) in chunk.iter().enumerate() {
+                iov[k] = libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() };
+                msgs[k].msg_hdr.msg_iov = &mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            let mut done = 0;
+            while done < chunk.len() {
+                // SAFETY: msgs[done..len] point at iovecs of frames that live across the call;
+                // the socket is bound, so no address is needed.
+                let n = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (chunk.len() - done) as u32, 0) };
+                if n <= 0 {
+                    // The frame at `done` was refused (too large, link down): count it, go on.
+                    refused += 1;
+                    done += 1;
+                } else {
+                    done += n as usize;
+                }
+            }
+        }
+        refused
+    }
+
     /// Send one frame out of the interface.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         // SAFETY: plain data, zeroed then filled in.
