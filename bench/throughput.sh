@@ -50,6 +50,16 @@ report() {
 
 # (a) edgepath
 "$lab" up "$tag" "$dir" >/dev/null
+# vm1 drops the blasted datagrams early (its sink has counted them on its packet tap first), so
+# neither contender pays for vm1's stack answering each with an ICMP port unreachable.
+ip netns exec "$tag-vm1" nft -f - <<'EOF'
+table ip sink {
+    chain pre {
+        type filter hook prerouting priority raw;
+        udp dport 9 drop
+    }
+}
+EOF
 "$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" >"$dir/ep.out" 2>"$dir/ep.log" &
 ep=$!
 sleep 1
