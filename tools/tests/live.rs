@@ -220,7 +220,10 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     assert!(conntrack.1.contains("10.0.0.4:") && conntrack.1.contains("as 203.0.113.2:"), "{conntrack:?}");
     assert!(reloaded_mid, "the reload during the transfer happened\n{stderr}");
     assert!(clean_a && clean_b, "SIGTERM did not stop edgepath cleanly\n{stderr}\n{stderr_b}");
-    assert!(stdout.contains("frames in:"), "the counters are printed on exit:\n{stdout}");
+    assert!(
+        stdout.contains("snapshot version 7") && stdout.contains("frames in:") && stdout.contains(&format!("interface {tag}up: in")),
+        "the counters are printed on exit:\n{stdout}"
+    );
     assert!(stderr.contains("datapath running"), "tracing logs on stderr:\n{stderr}");
     assert_eq!(mode, 0o600, "the control socket is owner-only");
     assert!(status0.1.contains("host host-a running snapshot version 5 since"), "{status0:?}");

@@ -23,7 +23,7 @@ use rules::compile::Topology;
 use rules::model::Mac;
 
 use super::rawsock::RawSocket;
-use crate::datapath::{Datapath, Stats};
+use crate::datapath::Datapath;
 use crate::iface::{IfIdx, Ifaces};
 use crate::time::Instant;
 
@@ -83,8 +83,9 @@ fn mtime(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// Run the datapath on the host's interfaces until `stop` is set; returns its counters.
-pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
+/// Run the datapath on the host's interfaces until `stop` is set; returns its counters, with the
+/// snapshot version it ended on and the interface names.
+pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<crate::io::pcap::ReplaySummary, LiveError> {
     let host = opts.host.clone();
     let host = host.as_str();
     let stop = opts.stop.clone();
@@ -159,7 +160,12 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<Stats, LiveError> {
         let _ = t.join();
     }
     dp.finish();
-    Ok(dp.stats().clone())
+    Ok(crate::io::pcap::ReplaySummary {
+        version: running.version,
+        stats: dp.stats().clone(),
+        interfaces: running.names,
+        workers: Vec::new(),
+    })
 }
 
 fn process(

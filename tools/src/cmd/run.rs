@@ -34,9 +34,8 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
     let opts = datapath::io::afpacket::LiveOptions { snapshot: a.snapshot.clone(), host: a.host, control: Some(a.control), stop, reload };
-    let stats = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
+    let summary = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     tracing::info!("stopped");
-    let summary = datapath::io::pcap::ReplaySummary { version: 0, stats, interfaces: Vec::new(), workers: Vec::new() };
     super::out(summary.render().trim_end());
     Ok(())
 }
