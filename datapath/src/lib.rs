@@ -4,7 +4,9 @@
 //! ([`wire`]), looks its flow up ([`flow`]) and either applies the cached actions or simulates
 //! the virtual topology ([`sim`]: bridging, routing, NAT with connection tracking ([`ct`]),
 //! VXLAN) and caches the result. Every drop is counted under a [`drop::DropReason`]; every timer
-//! reads the packet clock ([`time`]). [`io::pcap`] replays pcap files through it.
+//! reads the packet clock ([`time`]). [`io::pcap`] replays pcap files through it (with workers
+//! for cached flows); [`io::afpacket`] runs it on the host's interfaces, with hot reload and the
+//! control socket of [`io::control`].
 
 pub mod csum;
 pub mod ct;

@@ -103,7 +103,7 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<crate::io::pcap::Re
     let mut dp = Datapath::new(topo, host, &macs)?;
     let (frames_tx, frames_rx) = bounded::<Batch>(QUEUE);
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(QUEUE * BATCH);
-    for _ in 0..QUEUE * BATCH / 4 {
+    for _ in 0..QUEUE * BATCH / 16 {
         let _ = pool_tx.try_send(vec![0u8; BUF]);
     }
     let mut senders: Vec<Arc<RawSocket>> = Vec::new();
