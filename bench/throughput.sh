@@ -8,9 +8,10 @@
 #   (a) edgepath (release build) bound to the lab's interfaces: uplink → edge router → r1 (float
 #       DNAT) → vm1;
 #   (b) the Linux kernel doing the same job: a router namespace with ip_forward, nftables DNAT and
-#       SNAT for the floating IP, and conntrack.
-# It prints frames sent, delivered, packets per second delivered, loss, and edgepath/kernel.
-# Open vSwitch's userspace datapath (c) is not measured yet: see the issue's closing note.
+#       SNAT for the floating IP, and conntrack;
+#   (c) Open vSwitch's userspace datapath (datapath_type=netdev, AF_PACKET ports) with ct(nat)
+#       flows for the floating IP, when openvswitch-switch is installed (skipped otherwise).
+# It prints frames sent, delivered, packets per second delivered, loss, and the ratios.
 set -euo pipefail
 secs=${1:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,8 +24,12 @@ cargo build -q --release -p edgepath -p edgepath-bench --bin edgepath --bin blas
 edgepath=$here/target/release/edgepath
 blast=$here/target/release/blast
 
+ovs() { ovs-vsctl --db="unix:$dir/ovs/db.sock" "$@"; }
+
 cleanup() {
     [ -n "${ep:-}" ] && kill "$ep" 2>/dev/null || true
+    [ -f "$dir/ovs/vswitchd.pid" ] && kill "$(cat "$dir/ovs/vswitchd.pid")" 2>/dev/null || true
+    [ -f "$dir/ovs/ovsdb.pid" ] && kill "$(cat "$dir/ovs/ovsdb.pid")" 2>/dev/null || true
     ip netns del "$tag-rt" 2>/dev/null || true
     "$lab" down "$tag" >/dev/null 2>&1 || true
     rm -rf "$dir"
@@ -68,6 +73,31 @@ kill "$ep"
 wait "$ep" 2>/dev/null || true
 ep=
 
+# (c) Open vSwitch userspace, on the same interfaces: ct(nat) for the floating IP both ways.
+ovs_sent=; ovs_got=
+if command -v ovs-vswitchd >/dev/null 2>&1; then
+    mkdir -p "$dir/ovs"
+    export OVS_RUNDIR="$dir/ovs" OVS_DBDIR="$dir/ovs" OVS_LOGDIR="$dir/ovs"
+    ovsdb-tool create "$dir/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    ovsdb-server "$dir/ovs/conf.db" --remote="punix:$dir/ovs/db.sock" --pidfile="$dir/ovs/ovsdb.pid" --detach --log-file="$dir/ovs/ovsdb.log"
+    ovs --no-wait init
+    ovs-vswitchd "unix:$dir/ovs/db.sock" --pidfile="$dir/ovs/vswitchd.pid" --detach --log-file="$dir/ovs/vswitchd.log"
+    ovs add-br "ep$$" -- set bridge "ep$$" datapath_type=netdev
+    ovs add-port "ep$$" "${tag}up" -- add-port "ep$$" "${tag}v1"
+    up=$(ovs get interface "${tag}up" ofport)
+    v1=$(ovs get interface "${tag}v1" ofport)
+    ip -n "$tag-vm1" neigh replace 10.0.0.1 lladdr fa:16:3e:aa:00:01 dev eth0
+    printf '%s\n' \
+        "table=0,priority=10,in_port=$up,ip,nw_dst=203.0.113.10,actions=ct(commit,zone=1,nat(dst=10.0.0.3)),mod_dl_src:fa:16:3e:aa:00:01,mod_dl_dst:fa:16:3e:00:00:03,dec_ttl,output:$v1" \
+        "table=0,priority=10,in_port=$v1,ip,nw_src=10.0.0.3,actions=ct(commit,zone=1,nat(src=203.0.113.10)),mod_dl_src:fa:16:3e:bb:00:02,mod_dl_dst:02:aa:00:00:00:01,dec_ttl,output:$up" \
+        | ovs-ofctl add-flows "ep$$" -
+    sleep 1
+    read -r ovs_sent ovs_got < <(measure fa:16:3e:bb:00:02)
+    ovs del-br "ep$$"
+    kill "$(cat "$dir/ovs/vswitchd.pid")" "$(cat "$dir/ovs/ovsdb.pid")" 2>/dev/null || true
+    sleep 0.5
+fi
+
 # (b) the kernel: the same namespaces, the interfaces edgepath bound moved into a router namespace.
 ip netns add "$tag-rt"
 ip link set "${tag}v1" netns "$tag-rt"
@@ -98,4 +128,12 @@ read -r k_sent k_got < <(measure "$rt_mac")
 echo "floating-IP path, 64-byte UDP, 64 flows, $secs s per run, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 report edgepath "$ep_sent" "$ep_got"
 report kernel "$k_sent" "$k_got"
+if [ -n "$ovs_got" ]; then
+    report ovs-netdev "$ovs_sent" "$ovs_got"
+else
+    echo "ovs-netdev skipped: openvswitch-switch is not installed"
+fi
 awk -v a="$ep_got" -v b="$k_got" 'BEGIN { if (b) printf "edgepath / kernel: %.2f\n", a / b }'
+if [ -n "$ovs_got" ]; then
+    awk -v a="$ep_got" -v b="$ovs_got" 'BEGIN { if (b) printf "edgepath / ovs-netdev: %.2f\n", a / b }'
+fi
