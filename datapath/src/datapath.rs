@@ -390,10 +390,13 @@ impl Datapath {
         }
         let (fate, job) = match self.receive(iface, frame, now, defer) {
             Received::Fate(f) => (f, None),
-            Received::Pure(job) => (
-                if job.flow.drop.is_some() { Fate::Dropped(job.flow.drop.unwrap_or(DropReason::NoDestination)) } else { Fate::Forwarded },
-                Some(job),
-            ),
+            Received::Pure(job) => {
+                let fate = match job.flow.drop {
+                    Some(r) => Fate::Dropped(r),
+                    None => Fate::Forwarded,
+                };
+                (fate, Some(job))
+            }
         };
         match fate {
             Fate::Forwarded => self.stats.forwarded += 1,

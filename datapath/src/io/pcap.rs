@@ -161,7 +161,15 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
                 p(seq as u64, total);
             }
         }
-        let step = dp.process_or_defer(input.iface, &input.data, Instant::from_duration(input.ts), workers.is_some());
+        let now = Instant::from_duration(input.ts);
+        // With workers, pure cached flows are deferred to them; alone, everything is done here.
+        let step = match &workers {
+            Some(_) => dp.process_or_defer(input.iface, &input.data, now, true),
+            None => {
+                dp.process(input.iface, &input.data, now);
+                Step::Done
+            }
+        };
         if let Some(t) = trace.as_mut() {
             let ts = input.ts;
             t(format!("{}.{:06} {}: {}", ts.as_secs(), ts.subsec_micros(), names[input.iface.0 as usize], describe(&input.data)));
@@ -172,21 +180,13 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
                 t(format!("    {step}"));
             }
         }
-        match (&mut workers, step) {
-            (Some(w), step) => {
+        match &mut workers {
+            Some(w) => {
                 let sent: Vec<(IfIdx, Vec<u8>)> = dp.tx().iter().map(|(i, f)| (i, f.to_vec())).collect();
                 w.add(seq, input.ts, sent, step, input.data);
                 w.write_ready(&mut out, false)?;
             }
-            (None, Step::Pure(job)) => {
-                // Not deferred without workers; kept for completeness of the match.
-                let mut tx = TxBuf::default();
-                job.apply(&input.data, &mut tx);
-                for (oi, bytes) in tx.iter() {
-                    out.write(oi, input.ts, bytes)?;
-                }
-            }
-            (None, Step::Done) => {
+            None => {
                 for (oi, bytes) in dp.tx().iter() {
                     out.write(oi, input.ts, bytes)?;
                 }
