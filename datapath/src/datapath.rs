@@ -3,17 +3,19 @@
 //! simulation, whose result becomes a flow that is applied the same way a hit is (so a cached
 //! flow and a fresh simulation give the same bytes by construction).
 //!
-//! Thread safety: a `Datapath` is one worker's state, taken `&mut`; the topology is shared
-//! read-only behind an `Arc`.
+//! Thread safety: a `Datapath` is one worker, taken `&mut`: its flow cache, counters and transmit
+//! buffer. What all workers share — the snapshot, learned entries, NAT and firewall connections —
+//! is [`Shared`]: the slow path changes it under one lock, a cache hit reads it through atomics.
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rules::compile::Topology;
 use rules::model::Mac;
 
-use crate::ct::ConnTable;
+use crate::ct::{ConnTable, Watch};
 use crate::drop::{DropCounters, DropReason};
 use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite};
 use crate::fwlog::{Event, FwLogger};
@@ -125,61 +127,70 @@ enum Fate {
     Dropped(DropReason),
 }
 
-pub struct Datapath {
-    topo: Arc<Topology>,
-    host: String,
-    macs: HashMap<String, Mac>,
-    ifs: Ifaces,
-    state: State,
-    fwlog: Option<FwLogger>,
+/// One snapshot as the datapath runs it: the compiled topology, this host's interfaces (numbered
+/// by name, the same in every version) and the QoS buckets of its ports.
+pub struct Snap {
+    pub topo: Arc<Topology>,
+    pub ifs: Ifaces,
     qos: Arc<QosBuckets>,
-    flows: FlowTable,
-    /// Bumped by a new snapshot and by every learned MAC or ARP entry; flows remember it.
-    epoch: u64,
-    cache: bool,
-    stats: Stats,
-    tx: TxBuf,
-    trace: bool,
-    last_trace: Vec<String>,
 }
 
-impl Datapath {
-    /// A datapath for host `host` of `topo`; `macs` gives interfaces' own MACs (SPEC §4 `--mac`).
-    pub fn new(topo: Arc<Topology>, host: &str, macs: &HashMap<String, Mac>) -> Result<Datapath, IfaceError> {
-        let ifs = Ifaces::for_host(&topo, host, macs)?;
-        let n = ifs.len();
-        let qos = QosBuckets::for_topology(&topo);
-        Ok(Datapath {
-            qos,
-            topo,
-            host: host.to_string(),
-            macs: macs.clone(),
-            ifs,
-            state: State::default(),
-            fwlog: None,
-            flows: FlowTable::default(),
-            epoch: 0,
-            cache: true,
-            stats: Stats { per_iface: vec![(0, 0); n], ..Default::default() },
-            tx: TxBuf::default(),
-            trace: false,
-            last_trace: Vec::new(),
-        })
+/// What the slow path changes, under [`Shared`]'s lock: the running snapshot and the learned, NAT
+/// and firewall state.
+struct Core {
+    snap: Arc<Snap>,
+    state: State,
+}
+
+impl Core {
+    /// The earliest ARP retry due, as packet-clock nanoseconds (`u64::MAX`: none).
+    fn timers_due(&self) -> u64 {
+        self.state.learned.pending.values().map(|p| p.next_try.0).min().unwrap_or(u64::MAX)
+    }
+}
+
+/// The state every worker of one datapath shares (SPEC §9): both directions of a connection may
+/// reach different workers, so connections, NAT mappings, learned entries and the snapshot live
+/// here. The slow path (a miss, a timer, a reload, a report) takes the lock; a cache hit takes
+/// none — it reads the epoch and timer deadline below and the atomics its flow holds.
+pub struct Shared {
+    host: String,
+    macs: HashMap<String, Mac>,
+    core: Mutex<Core>,
+    /// Bumped under the lock by a new snapshot and by every learned MAC or ARP entry; flows
+    /// remember the value they were made at.
+    epoch: AtomicU64,
+    /// [`Core::timers_due`], kept up to date under the lock.
+    timers_due: AtomicU64,
+    fwlog: OnceLock<FwLogger>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A worker that panicked mid-update leaves tables that are still well-formed maps.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The snapshot running now.
+    pub fn snapshot(&self) -> Arc<Snap> {
+        self.lock().snap.clone()
     }
 
     /// Run a new snapshot from the next packet on (SPEC §9): every cached flow is stale from
     /// then on; learned entries and connections are kept. Refused, and the old snapshot kept,
     /// when this host is not in it. The new snapshot must bind the same interfaces: they are
-    /// numbered by name, and the caller's I/O is bound to them.
-    pub fn set_topology(&mut self, topo: Arc<Topology>) -> Result<(), IfaceError> {
+    /// numbered by name, and the I/O is bound to them.
+    pub fn set_topology(&self, topo: Arc<Topology>) -> Result<(), IfaceError> {
         let ifs = Ifaces::for_host(&topo, &self.host, &self.macs)?;
-        let same = ifs.list.len() == self.ifs.list.len() && ifs.list.iter().zip(&self.ifs.list).all(|(a, b)| a.name == b.name);
+        let mut core = self.lock();
+        let old = &core.snap.ifs;
+        let same = ifs.list.len() == old.list.len() && ifs.list.iter().zip(&old.list).all(|(a, b)| a.name == b.name);
         if !same {
             return Err(IfaceError::InterfacesChanged);
         }
         // Connections a firewall accepted stay only if the new rules still accept them (§6.2);
         // a router that no longer has a firewall keeps its state unused.
-        for (&r, table) in self.state.fw.iter_mut() {
+        for (&r, table) in core.state.fw.iter_mut() {
             let fws: Vec<_> = topo.firewalls.iter().filter(|(fr, _)| *fr == r).map(|(_, f)| f).collect();
             table.retain(|c| {
                 let p = rules::compile::firewall::FwPacket {
@@ -193,22 +204,180 @@ impl Datapath {
                     .all(|fw| fw.admin_up && fw.classify(&p).is_some_and(|i| fw.rules[i].action == rules::model::FirewallAction::Allow))
             });
         }
-        self.qos = QosBuckets::for_topology(&topo);
-        self.topo = topo;
-        self.ifs = ifs;
+        let qos = QosBuckets::for_topology(&topo);
+        core.snap = Arc::new(Snap { topo, ifs, qos });
         // Flows remember the epoch they were made in: every one is stale now.
-        self.epoch += 1;
+        self.epoch.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
     /// Write firewall logs under `dir` (SPEC §8), through a bounded queue and a writer thread.
+    /// Set once, before packets flow.
+    pub fn set_fw_log_dir(&self, dir: std::path::PathBuf) {
+        if self.fwlog.get().is_none() {
+            let _ = self.fwlog.set(FwLogger::start(dir));
+        }
+    }
+
+    /// Connections tracked now (NAT and firewall).
+    pub fn connection_count(&self) -> usize {
+        let core = self.lock();
+        core.state.ct.len() + core.state.fw.values().map(|t| t.len()).sum::<usize>()
+    }
+
+    /// What the simulation would do with `frame` arriving on `iface` now, without changing
+    /// anything: it runs on a copy of the learned, NAT and firewall state. The steps, then one line
+    /// per frame that would leave.
+    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+        let (snap, mut state) = {
+            let core = self.lock();
+            (core.snap.clone(), core.state.clone())
+        };
+        let mut lines = vec![format!("packet on {}: {}", snap.ifs.get(iface).name, wire::describe::describe(frame))];
+        let h = match wire::parse(frame) {
+            Ok(h) => h,
+            Err(r) => {
+                lines.push(format!("dropped: {} ({})", r.name(), r.description()));
+                return lines;
+            }
+        };
+        let mut sim = Sim::new(&snap.topo, &snap.ifs, &mut state, &snap.qos, now, true);
+        sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
+        let res = sim.res;
+        lines.extend(res.trace.iter().flatten().map(|s| format!("  {s}")));
+        let mut tx = TxBuf::default();
+        emit_all(&res, &mut tx);
+        for (o, f) in tx.iter() {
+            lines.push(format!("→ {}: {}", snap.ifs.get(o).name, wire::describe::describe(f)));
+        }
+        if tx.is_empty() {
+            match res.drop {
+                Some(r) => lines.push(format!("dropped: {} ({})", r.name(), r.description())),
+                None => lines.push("nothing sent (waiting for ARP, or answered)".into()),
+            }
+        }
+        lines
+    }
+
+    /// The connections (NAT mappings and firewall state), one per line, at `now`.
+    pub fn conntrack_report(&self, now: Instant) -> String {
+        let core = self.lock();
+        let topo = &core.snap.topo;
+        let proto = |p: u8| match p {
+            6 => "tcp",
+            17 => "udp",
+            1 => "icmp",
+            _ => "ip",
+        };
+        let mut lines = Vec::new();
+        for (c, idle) in core.state.ct.iter(now) {
+            let (ip, port) = c.nat_src();
+            lines.push(format!(
+                "{} {}:{} → {}:{} as {ip}:{port} router {} {:?} idle {:.1}s",
+                proto(c.orig.proto),
+                c.orig.src,
+                c.orig.sport,
+                c.orig.dst,
+                c.orig.dport,
+                topo.router(c.router).id,
+                c.kind,
+                idle.as_secs_f64()
+            ));
+        }
+        let mut fw: Vec<_> = core.state.fw.iter().collect();
+        fw.sort_by_key(|(r, _)| **r);
+        for (r, t) in fw {
+            for (c, idle) in t.iter(now) {
+                lines.push(format!(
+                    "{} {}:{} → {}:{} accepted by the firewall of router {} idle {:.1}s",
+                    proto(c.orig.proto),
+                    c.orig.src,
+                    c.orig.sport,
+                    c.orig.dst,
+                    c.orig.dport,
+                    topo.router(*r).id,
+                    idle.as_secs_f64()
+                ));
+            }
+        }
+        lines.join("\n")
+    }
+}
+
+/// One worker of a datapath: its own flow cache, counters and transmit buffer, taken `&mut`;
+/// everything else is [`Shared`]. `Datapath::new` makes the first worker,
+/// [`Datapath::worker`] more on the same state.
+pub struct Datapath {
+    shared: Arc<Shared>,
+    /// The snapshot this worker last took from the shared state. A flow it made is fresh only
+    /// while the epoch has not moved, so a fresh flow was made under this snapshot.
+    snap: Arc<Snap>,
+    flows: FlowTable,
+    cache: bool,
+    stats: Stats,
+    tx: TxBuf,
+    trace: bool,
+    last_trace: Vec<String>,
+}
+
+impl Datapath {
+    /// A datapath for host `host` of `topo`; `macs` gives interfaces' own MACs (SPEC §4 `--mac`).
+    pub fn new(topo: Arc<Topology>, host: &str, macs: &HashMap<String, Mac>) -> Result<Datapath, IfaceError> {
+        let ifs = Ifaces::for_host(&topo, host, macs)?;
+        let qos = QosBuckets::for_topology(&topo);
+        let snap = Arc::new(Snap { topo, ifs, qos });
+        let shared = Arc::new(Shared {
+            host: host.to_string(),
+            macs: macs.clone(),
+            core: Mutex::new(Core { snap: snap.clone(), state: State::default() }),
+            epoch: AtomicU64::new(0),
+            timers_due: AtomicU64::new(u64::MAX),
+            fwlog: OnceLock::new(),
+        });
+        Ok(Datapath::on(shared, snap))
+    }
+
+    fn on(shared: Arc<Shared>, snap: Arc<Snap>) -> Datapath {
+        let n = snap.ifs.len();
+        Datapath {
+            shared,
+            snap,
+            flows: FlowTable::default(),
+            cache: true,
+            stats: Stats { per_iface: vec![(0, 0); n], ..Default::default() },
+            tx: TxBuf::default(),
+            trace: false,
+            last_trace: Vec::new(),
+        }
+    }
+
+    /// Another worker on the same shared state, with an empty flow cache and its own counters.
+    pub fn worker(&self) -> Datapath {
+        let mut w = Datapath::on(self.shared.clone(), self.shared.snapshot());
+        w.cache = self.cache;
+        w
+    }
+
+    /// The state this worker shares with the others.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// See [`Shared::set_topology`]; this worker takes the new snapshot at once.
+    pub fn set_topology(&mut self, topo: Arc<Topology>) -> Result<(), IfaceError> {
+        self.shared.set_topology(topo)?;
+        self.snap = self.shared.snapshot();
+        Ok(())
+    }
+
+    /// See [`Shared::set_fw_log_dir`].
     pub fn set_fw_log_dir(&mut self, dir: std::path::PathBuf) {
-        self.fwlog = Some(FwLogger::start(dir));
+        self.shared.set_fw_log_dir(dir);
     }
 
     /// Replace the connection table (tests use small SNAT pools).
-    pub fn with_conn_table(mut self, ct: ConnTable) -> Self {
-        self.state.ct = ct;
+    pub fn with_conn_table(self, ct: ConnTable) -> Self {
+        self.shared.lock().state.ct = ct;
         self
     }
 
@@ -230,7 +399,7 @@ impl Datapath {
     }
 
     pub fn interfaces(&self) -> &Ifaces {
-        &self.ifs
+        &self.snap.ifs
     }
 
     /// Frames the I/O layer could not send.
@@ -238,56 +407,33 @@ impl Datapath {
         self.stats.tx_errors += n;
     }
 
-    /// What the simulation would do with `frame` arriving on `iface` now, without changing
-    /// anything: it runs on a copy of the learned, NAT and firewall state. The steps, then one line
-    /// per frame that would leave.
+    /// See [`Shared::trace_packet`].
     pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
-        let mut lines = vec![format!("packet on {}: {}", self.ifs.get(iface).name, wire::describe::describe(frame))];
-        let h = match wire::parse(frame) {
-            Ok(h) => h,
-            Err(r) => {
-                lines.push(format!("dropped: {} ({})", r.name(), r.description()));
-                return lines;
-            }
-        };
-        let mut state = self.state.clone();
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut state, &self.qos, now, true);
-        sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
-        let res = sim.res;
-        lines.extend(res.trace.iter().flatten().map(|s| format!("  {s}")));
-        let mut tx = TxBuf::default();
-        emit_all(&res, &mut tx);
-        for (o, f) in tx.iter() {
-            lines.push(format!("→ {}: {}", self.ifs.get(o).name, wire::describe::describe(f)));
-        }
-        if tx.is_empty() {
-            match res.drop {
-                Some(r) => lines.push(format!("dropped: {} ({})", r.name(), r.description())),
-                None => lines.push("nothing sent (waiting for ARP, or answered)".into()),
-            }
-        }
-        lines
+        self.shared.trace_packet(iface, frame, now)
     }
 
-    /// Flows cached now.
+    /// Flows cached now by this worker.
     pub fn flow_count(&self) -> usize {
         self.flows.len()
     }
 
-    /// Connections tracked now (NAT and firewall).
+    /// See [`Shared::connection_count`].
     pub fn connection_count(&self) -> usize {
-        self.state.ct.len() + self.state.fw.values().map(|t| t.len()).sum::<usize>()
+        self.shared.connection_count()
     }
 
-    /// The cached flows, one per line: ingress, the fields matched, the actions, the hits.
+    /// This worker's cached flows, one per line: ingress, the fields matched, the actions, the
+    /// hits.
     pub fn flows_report(&self) -> String {
-        let name = |i: IfIdx| self.ifs.list.get(i.0 as usize).map_or("?".to_string(), |x| x.name.clone());
+        let ifs = &self.snap.ifs;
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let name = |i: IfIdx| ifs.list.get(i.0 as usize).map_or("?".to_string(), |x| x.name.clone());
         let mut lines: Vec<String> = self
             .flows
             .iter()
             .map(|(k, f)| {
                 let (inf, fields) = k.describe();
-                let stale = if f.epoch != self.epoch { " (stale)" } else { "" };
+                let stale = if f.epoch != epoch { " (stale)" } else { "" };
                 let actions = match f.drop {
                     Some(r) => format!("drop:{}", r.name()),
                     None => f
@@ -304,7 +450,7 @@ impl Datapath {
                     "in {} {fields} actions={}{actions} hits={}{stale}",
                     name(inf),
                     f.rewrite.describe(),
-                    f.hits.load(std::sync::atomic::Ordering::Relaxed)
+                    f.hits.load(Ordering::Relaxed)
                 )
             })
             .collect();
@@ -312,53 +458,17 @@ impl Datapath {
         lines.join("\n")
     }
 
-    /// The connections (NAT mappings and firewall state), one per line, at `now`.
+    /// See [`Shared::conntrack_report`].
     pub fn conntrack_report(&self, now: Instant) -> String {
-        let proto = |p: u8| match p {
-            6 => "tcp",
-            17 => "udp",
-            1 => "icmp",
-            _ => "ip",
-        };
-        let mut lines = Vec::new();
-        for (c, idle) in self.state.ct.iter(now) {
-            let (ip, port) = c.nat_src();
-            lines.push(format!(
-                "{} {}:{} → {}:{} as {ip}:{port} router {} {:?} idle {:.1}s",
-                proto(c.orig.proto),
-                c.orig.src,
-                c.orig.sport,
-                c.orig.dst,
-                c.orig.dport,
-                self.topo.router(c.router).id,
-                c.kind,
-                idle.as_secs_f64()
-            ));
-        }
-        let mut fw: Vec<_> = self.state.fw.iter().collect();
-        fw.sort_by_key(|(r, _)| **r);
-        for (r, t) in fw {
-            for (c, idle) in t.iter(now) {
-                lines.push(format!(
-                    "{} {}:{} → {}:{} accepted by the firewall of router {} idle {:.1}s",
-                    proto(c.orig.proto),
-                    c.orig.src,
-                    c.orig.sport,
-                    c.orig.dst,
-                    c.orig.dport,
-                    self.topo.router(*r).id,
-                    idle.as_secs_f64()
-                ));
-            }
-        }
-        lines.join("\n")
+        self.shared.conntrack_report(now)
     }
 
-    /// The snapshot this datapath runs.
+    /// The snapshot this worker runs.
     pub fn topology(&self) -> &Topology {
-        &self.topo
+        &self.snap.topo
     }
 
+    /// This worker's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -383,7 +493,9 @@ impl Datapath {
         if self.trace {
             self.last_trace.clear();
         }
-        self.run_timers(now);
+        if now.0 >= self.shared.timers_due.load(Ordering::Acquire) {
+            self.run_timers(now);
+        }
         self.stats.rx += 1;
         if let Some(c) = self.stats.per_iface.get_mut(iface.0 as usize) {
             c.0 += 1;
@@ -417,17 +529,20 @@ impl Datapath {
         }
     }
 
-    /// The end of input: packets still waiting for ARP are dropped and counted.
+    /// The end of input: packets still waiting for ARP are dropped and counted (by the worker
+    /// that calls it first), and the firewall log is written out.
     pub fn finish(&mut self) {
-        if let Some(l) = self.fwlog.as_mut() {
+        if let Some(l) = self.shared.fwlog.get() {
             l.finish();
             self.stats.fw_log_dropped = l.dropped();
         }
-        for (_, p) in std::mem::take(&mut self.state.learned.pending) {
+        let mut core = self.shared.lock();
+        for (_, p) in std::mem::take(&mut core.state.learned.pending) {
             for _ in p.frames {
                 self.stats.drops.incr(DropReason::ArpPendingAtExit);
             }
         }
+        self.shared.timers_due.store(u64::MAX, Ordering::Release);
     }
 
     fn receive(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Received {
@@ -457,54 +572,65 @@ impl Datapath {
                     _ => (0..frame.len(), &h),
                 };
                 let body = frame.get(range.clone()).unwrap_or_default();
-                let fw = &mut self.state.fw;
-                let fresh = flow.epoch == self.epoch
-                    && flow.ct_generation.is_none_or(|g| g == self.state.ct.generation())
-                    && flow.conn.is_none_or(|c| self.state.ct.touch(c, tcp_flags(bh), now))
-                    && flow.fw_absent.is_none_or(|(r, g)| fw.get(&r).map_or(0, |t| t.generation()) == g)
-                    && flow.fw_conn.is_none_or(|(r, c)| fw.get_mut(&r).is_some_and(|t| t.touch(c, tcp_flags(bh), now)));
+                // What the flow depends on, read without a lock (see `Shared`).
+                let flags = tcp_flags(bh);
+                let fresh = flow.epoch == self.shared.epoch.load(Ordering::Acquire)
+                    && flow.ct_absent.as_ref().is_none_or(Watch::unchanged)
+                    && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
+                    && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
+                    && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now));
                 if fresh {
                     self.stats.flow_hits += 1;
-                    flow.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    flow.hits.fetch_add(1, Ordering::Relaxed);
                     if defer && flow.is_pure() {
                         return Received::Pure(PureJob { flow: flow.clone(), body: range, headers: *bh });
                     }
-                    if let (Some(log), Some(logger)) = (flow.fw_log, &self.fwlog) {
-                        logger.log(event(&self.topo, &log, now));
+                    if let (Some(log), Some(logger)) = (flow.fw_log, self.shared.fwlog.get()) {
+                        logger.log(event(&self.snap.topo, &log, now));
                     }
-                    let qos = &self.qos;
+                    let qos = &self.snap.qos;
                     return Received::Fate(apply(flow, body, bh, &mut self.tx, |b| qos.conforms(b, body.len(), now)));
                 }
                 self.flows.remove(k);
             }
         }
 
+        // The slow path: simulate under the shared state's lock, on the snapshot running now.
         self.stats.flow_misses += 1;
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.state, &self.qos, now, self.trace);
+        let shared = self.shared.clone();
+        let mut core = shared.lock();
+        if !Arc::ptr_eq(&core.snap, &self.snap) {
+            self.snap = core.snap.clone();
+        }
+        let snap = self.snap.clone();
+        let mut sim = Sim::new(&snap.topo, &snap.ifs, &mut core.state, &snap.qos, now, self.trace);
         sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
         let res = sim.res;
-        if let Some(logger) = &self.fwlog {
+        if let Some(logger) = shared.fwlog.get() {
             for log in &res.fw_events {
-                logger.log(event(&self.topo, log, now));
+                logger.log(event(&snap.topo, log, now));
             }
         }
         self.stats.forwarded += res.released;
-        self.state.ct.sweep(now, 2);
+        core.state.ct.sweep(now, 2);
         if res.learned {
-            self.epoch += 1;
+            shared.epoch.fetch_add(1, Ordering::Release);
         }
+        shared.timers_due.store(core.timers_due(), Ordering::Release);
         if let Some(t) = &res.trace {
             self.last_trace.clone_from(t);
         }
         if let (true, Some(k)) = (res.cacheable, key) {
             // Decapsulated outputs derive from the inner frame, others from the whole.
+            let epoch = shared.epoch.load(Ordering::Acquire);
             let decap = inner.as_ref().and_then(|(r, ih, _)| Some((frame.get(r.clone())?, ih)));
-            let made = match decap.and_then(|(b, ih)| self.make_flow(&res, true, b, ih).map(|f| (f, b, ih))) {
+            let made = match decap.and_then(|(b, ih)| make_flow(&res, &core.state, epoch, true, b, ih).map(|f| (f, b, ih))) {
                 Some(m) => Some(m),
-                None => self.make_flow(&res, false, frame, &h).map(|f| (f, frame, &h)),
+                None => make_flow(&res, &core.state, epoch, false, frame, &h).map(|f| (f, frame, &h)),
             };
+            drop(core);
             if let Some((flow, body, bh)) = made {
-                let qos = &self.qos;
+                let qos = &snap.qos;
                 let fate = apply(&flow, body, bh, &mut self.tx, |b| qos.conforms(b, body.len(), now));
                 if self.cache {
                     self.flows.insert(k, Arc::new(flow));
@@ -516,47 +642,16 @@ impl Datapath {
         Received::Fate(fate_of(&res))
     }
 
-    /// Turn a cacheable simulation result into a flow, if its outputs share one rewrite.
-    fn make_flow(&self, res: &SimResult, decap: bool, body: &[u8], bh: &wire::Headers) -> Option<Flow> {
-        let mut rewrite = None;
-        let mut outputs = Vec::with_capacity(res.outputs.len());
-        for o in &res.outputs {
-            let oh = wire::parse(&o.frame).ok()?;
-            let r = Rewrite::derive(body, bh, &o.frame, &oh)?;
-            if rewrite.is_some_and(|prev| prev != r) {
-                return None;
-            }
-            rewrite = Some(r);
-            outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap });
-        }
-        let drop = if outputs.is_empty() { Some(res.drop.unwrap_or(DropReason::NoDestination)) } else { None };
-        if decap && outputs.is_empty() {
-            // A drop is recorded against the whole frame.
-            return None;
-        }
-        Some(Flow {
-            decap,
-            police_in: res.police_in,
-            rewrite: rewrite.unwrap_or_default(),
-            outputs,
-            drop,
-            epoch: self.epoch,
-            ct_generation: res.ct_absent.then(|| self.state.ct.generation()),
-            conn: res.conn,
-            fw_conn: res.fw_conn,
-            fw_absent: res.fw_absent,
-            fw_log: res.fw_log_each_packet,
-            hits: Default::default(),
-        })
-    }
-
     /// ARP retries and give-ups, on the packet clock (SPEC §6.4).
     fn run_timers(&mut self, now: Instant) {
-        let due: Vec<_> = self.state.learned.pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
-        if due.is_empty() {
-            return;
+        let shared = self.shared.clone();
+        let mut core = shared.lock();
+        if !Arc::ptr_eq(&core.snap, &self.snap) {
+            self.snap = core.snap.clone();
         }
-        let mut sim = Sim::new(&self.topo, &self.ifs, &mut self.state, &self.qos, now, false);
+        let due: Vec<_> = core.state.learned.pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
+        let snap = self.snap.clone();
+        let mut sim = Sim::new(&snap.topo, &snap.ifs, &mut core.state, &snap.qos, now, false);
         for k in due {
             let Some(p) = sim.learned.pending.get_mut(&k) else {
                 continue;
@@ -575,8 +670,59 @@ impl Datapath {
             sim.send_arp_request(emit, req);
         }
         let res = sim.res;
+        shared.timers_due.store(core.timers_due(), Ordering::Release);
+        drop(core);
         emit_all(&res, &mut self.tx);
     }
+}
+
+/// Turn a cacheable simulation result into a flow made at `epoch`, if its outputs share one
+/// rewrite. `state` is the shared state the simulation ran on, still locked: the connections and
+/// generations the flow depends on are taken from it.
+fn make_flow(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh: &wire::Headers) -> Option<Flow> {
+    let mut rewrite = None;
+    let mut outputs = Vec::with_capacity(res.outputs.len());
+    for o in &res.outputs {
+        let oh = wire::parse(&o.frame).ok()?;
+        let r = Rewrite::derive(body, bh, &o.frame, &oh)?;
+        if rewrite.is_some_and(|prev| prev != r) {
+            return None;
+        }
+        rewrite = Some(r);
+        outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap });
+    }
+    let drop = if outputs.is_empty() { Some(res.drop.unwrap_or(DropReason::NoDestination)) } else { None };
+    if decap && outputs.is_empty() {
+        // A drop is recorded against the whole frame.
+        return None;
+    }
+    let conn = match res.conn {
+        Some(h) => Some(state.ct.conn_ref(h)?),
+        None => None,
+    };
+    let fw_conn = match res.fw_conn {
+        Some((r, h)) => Some(state.fw.get(&r)?.conn_ref(h)?),
+        None => None,
+    };
+    let fw_absent = match res.fw_absent {
+        // The simulation saw generation `g` of the table it looked in.
+        Some((r, g)) => Some(state.fw.get(&r)?.watch_from(g)),
+        None => None,
+    };
+    Some(Flow {
+        decap,
+        police_in: res.police_in,
+        rewrite: rewrite.unwrap_or_default(),
+        outputs,
+        drop,
+        epoch,
+        ct_absent: res.ct_absent.then(|| state.ct.watch()),
+        conn,
+        fw_conn,
+        fw_absent,
+        fw_log: res.fw_log_each_packet,
+        hits: Default::default(),
+    })
 }
 
 /// A log event for a firewall decision at `now`.

@@ -94,6 +94,13 @@ impl DropCounters {
         self.0.iter().sum()
     }
 
+    /// Add another set of counters (another worker's) to these.
+    pub fn add(&mut self, other: &DropCounters) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+
     /// Non-zero counters, in enum order.
     pub fn nonzero(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
         DropReason::ALL.iter().map(|&r| (r, self.get(r))).filter(|&(_, n)| n > 0)

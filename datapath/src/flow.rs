@@ -15,12 +15,13 @@
 //! MAC or ARP entry), the connection table generation when the simulation saw a mapping missing,
 //! and the connection it belongs to. A hit whose dependencies changed is simulated again.
 //!
-//! Thread safety: a flow table belongs to one datapath (one worker) and is taken `&mut`.
+//! Thread safety: a flow table belongs to one worker and is taken `&mut`; what a flow depends on
+//! is read through atomics (the epoch, [`Watch`], [`ConnRef`]), so a hit takes no lock.
 
 use std::collections::HashMap;
 
 use crate::csum::Delta;
-use crate::ct::ConnHandle;
+use crate::ct::{ConnRef, Watch};
 use crate::drop::DropReason;
 use crate::iface::IfIdx;
 use crate::wire::{self, vxlan::EncapTemplate, Frag, Headers, Ipv4, L3, L4};
@@ -287,12 +288,14 @@ pub struct Flow {
     /// Why the flow drops, when it has no outputs.
     pub drop: Option<DropReason>,
     pub epoch: u64,
-    pub ct_generation: Option<u64>,
-    pub conn: Option<ConnHandle>,
-    /// The firewall connection the flow passes by, and the table generation when the
+    /// The NAT table's generation when the simulation found a mapping missing.
+    pub ct_absent: Option<Watch>,
+    /// The NAT connection the flow belongs to.
+    pub conn: Option<ConnRef>,
+    /// The firewall connection the flow passes by, and the firewall table's generation when the
     /// simulation found none (SPEC §6.2).
-    pub fw_conn: Option<(rules::compile::RouterRef, ConnHandle)>,
-    pub fw_absent: Option<(rules::compile::RouterRef, u64)>,
+    pub fw_conn: Option<ConnRef>,
+    pub fw_absent: Option<Watch>,
     /// A deny the flow logs for every packet (§8).
     pub fw_log: Option<crate::sim::firewall::FwLog>,
     /// Packets that took this flow from the cache.

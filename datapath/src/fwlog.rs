@@ -70,11 +70,18 @@ impl Event {
     }
 }
 
-/// The sending side, owned by the datapath. Dropping it flushes and joins the writer.
+/// The sending side, shared by the datapath's workers. [`FwLogger::finish`] (or dropping it)
+/// flushes and joins the writer.
 pub struct FwLogger {
-    tx: Option<Sender<Event>>,
-    writer: Option<JoinHandle<()>>,
+    tx: Sender<Msg>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
+}
+
+/// What the writer receives: events, then one `Finish`.
+enum Msg {
+    Event(Event),
+    Finish,
 }
 
 impl FwLogger {
@@ -84,12 +91,13 @@ impl FwLogger {
     }
 
     fn start_with(dir: PathBuf, capacity: usize) -> FwLogger {
-        let (tx, rx) = crossbeam_channel::bounded::<Event>(capacity);
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(capacity);
         let writer = std::thread::Builder::new()
             .name("fw-log".into())
             .spawn(move || {
                 let mut files: HashMap<String, std::io::BufWriter<std::fs::File>> = HashMap::new();
-                for ev in rx {
+                for msg in rx {
+                    let Msg::Event(ev) = msg else { break };
                     let (_, fw) = &ev.topo.firewalls[ev.firewall];
                     let line = ev.line();
                     for log in &fw.logs {
@@ -117,16 +125,14 @@ impl FwLogger {
                 }
             })
             .ok();
-        FwLogger { tx: Some(tx), writer, dropped: Arc::new(AtomicU64::new(0)) }
+        FwLogger { tx, writer: std::sync::Mutex::new(writer), dropped: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Queue an event; never blocks.
     #[inline]
     pub fn log(&self, ev: Event) {
-        if let Some(tx) = &self.tx {
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(ev) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Event(ev)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -135,10 +141,12 @@ impl FwLogger {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Write everything queued and stop the writer.
-    pub fn finish(&mut self) {
-        self.tx = None;
-        if let Some(w) = self.writer.take() {
+    /// Write everything queued and stop the writer; events logged after this are dropped and
+    /// counted.
+    pub fn finish(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = writer {
+            let _ = self.tx.send(Msg::Finish);
             let _ = w.join();
         }
     }
@@ -184,8 +192,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fwlog-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         // A queue of one with no writer draining it: the first event is queued, the rest dropped.
-        let (tx, rx) = crossbeam_channel::bounded::<Event>(1);
-        let mut l = FwLogger { tx: Some(tx), writer: None, dropped: Arc::new(AtomicU64::new(0)) };
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(1);
+        let l = FwLogger { tx, writer: std::sync::Mutex::new(None), dropped: Arc::new(AtomicU64::new(0)) };
         for t in 0..5 {
             l.log(event(&topo, t));
         }
@@ -193,7 +201,7 @@ mod tests {
         assert_eq!(rx.len(), 1);
         l.finish();
         // And a real writer writes what it is given, one line per event.
-        let mut l = FwLogger::start_with(dir.clone(), 16);
+        let l = FwLogger::start_with(dir.clone(), 16);
         l.log(event(&topo, 1_000_000));
         l.finish();
         let text = std::fs::read_to_string(dir.join("fw-x.log")).expect("log");

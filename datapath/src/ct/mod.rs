@@ -14,10 +14,16 @@
 //! their port is wanted, and by a small sweep per packet; none of these changes what a packet
 //! sees, so replay stays deterministic.
 //!
-//! Thread safety: the table is owned by one datapath and taken `&mut`.
+//! Thread safety: the table lives in the datapath's shared state and is changed under its lock
+//! (the slow path). What the hit path needs without the lock is shared through `Arc`s of atomics:
+//! a connection's per-packet state ([`ConnLive`], held by the flows of both directions, on any
+//! worker) and the table's generation ([`Watch`]). A clone of the table (a trace's scratch copy)
+//! copies those too, so touching the clone changes nothing of the original.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rules::compile::RouterRef;
@@ -84,15 +90,76 @@ pub enum Dir {
     Reply,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TcpState {
-    Opening,
-    Established,
-    Closing,
+// TCP progress bits of [`ConnLive::tcp`]: opening until the reply direction was seen and the
+// original direction ACKs (established); closing once a FIN or RST is seen, whatever came before.
+const SEEN_REPLY: u8 = 1;
+const ESTABLISHED: u8 = 2;
+const CLOSING: u8 = 4;
+
+/// What changes with every packet of a connection: when it was last seen and how far TCP got.
+/// Shared between the table and the flows of both directions; updated with atomics, so workers
+/// touch a connection without the state lock.
+#[derive(Debug)]
+pub struct ConnLive {
+    proto: u8,
+    /// Packet clock, nanoseconds; only moves forward.
+    last_seen: AtomicU64,
+    tcp: AtomicU8,
+    /// Set when the table lets the connection go; flows holding it are stale from then on.
+    gone: AtomicBool,
+}
+
+impl ConnLive {
+    fn new(proto: u8, now: Instant) -> ConnLive {
+        ConnLive { proto, last_seen: AtomicU64::new(now.0), tcp: AtomicU8::new(0), gone: AtomicBool::new(false) }
+    }
+
+    /// An unshared copy (for a scratch copy of the table).
+    fn copy(&self) -> ConnLive {
+        ConnLive {
+            proto: self.proto,
+            last_seen: AtomicU64::new(self.last_seen.load(Ordering::Relaxed)),
+            tcp: AtomicU8::new(self.tcp.load(Ordering::Relaxed)),
+            gone: AtomicBool::new(self.gone.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        let tcp = self.tcp.load(Ordering::Relaxed);
+        match self.proto {
+            IPPROTO_TCP if tcp & (ESTABLISHED | CLOSING) == ESTABLISHED => TCP_ESTABLISHED_TIMEOUT,
+            IPPROTO_TCP => TCP_TRANSITORY_TIMEOUT,
+            IPPROTO_ICMP => ICMP_TIMEOUT,
+            _ => UDP_TIMEOUT,
+        }
+    }
+
+    fn last_seen(&self) -> Instant {
+        Instant(self.last_seen.load(Ordering::Relaxed))
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        now.since(self.last_seen()) > self.timeout()
+    }
+
+    /// Record a packet travelling `dir` with TCP `flags` at `now`.
+    fn record(&self, dir: Dir, flags: u8, now: Instant) {
+        self.last_seen.fetch_max(now.0, Ordering::Relaxed);
+        if self.proto != IPPROTO_TCP {
+            return;
+        }
+        if flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+            self.tcp.fetch_or(CLOSING, Ordering::Relaxed);
+        } else if dir == Dir::Reply {
+            self.tcp.fetch_or(SEEN_REPLY, Ordering::Relaxed);
+        } else if flags & tcp_flags::ACK != 0 && self.tcp.load(Ordering::Relaxed) & SEEN_REPLY != 0 {
+            self.tcp.fetch_or(ESTABLISHED, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A tracked connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Conn {
     /// The original direction, as the inside host sent it.
     pub orig: CtKey,
@@ -100,42 +167,58 @@ pub struct Conn {
     pub reply: CtKey,
     pub kind: SnatKind,
     pub router: RouterRef,
-    last_seen: Instant,
-    tcp: TcpState,
-    seen_reply: bool,
+    live: Arc<ConnLive>,
+}
+
+impl Clone for Conn {
+    /// A copy with its own per-packet state, sharing nothing with the original.
+    fn clone(&self) -> Conn {
+        Conn { orig: self.orig, reply: self.reply, kind: self.kind, router: self.router, live: Arc::new(self.live.copy()) }
+    }
 }
 
 impl Conn {
-    fn timeout(&self) -> Duration {
-        match self.orig.proto {
-            IPPROTO_TCP if self.tcp == TcpState::Established => TCP_ESTABLISHED_TIMEOUT,
-            IPPROTO_TCP => TCP_TRANSITORY_TIMEOUT,
-            IPPROTO_ICMP => ICMP_TIMEOUT,
-            _ => UDP_TIMEOUT,
-        }
-    }
-
     fn expired(&self, now: Instant) -> bool {
-        now.since(self.last_seen) > self.timeout()
+        self.live.expired(now)
     }
 
     /// The translated source of the original direction.
     pub fn nat_src(&self) -> (Ipv4Addr, u16) {
         (self.reply.dst, self.reply.dport)
     }
+}
 
-    fn touch(&mut self, dir: Dir, flags: u8, now: Instant) {
-        self.last_seen = now;
-        if self.orig.proto != IPPROTO_TCP {
-            return;
+/// A flow's hold on its connection, from one direction: what a worker touches on a cache hit.
+#[derive(Debug, Clone)]
+pub struct ConnRef {
+    live: Arc<ConnLive>,
+    dir: Dir,
+}
+
+impl ConnRef {
+    /// Record a packet of the connection, without the state lock. False when the connection is
+    /// gone or expired: the caller simulates again, and the table removes it then.
+    #[inline]
+    pub fn touch(&self, flags: u8, now: Instant) -> bool {
+        if self.live.gone.load(Ordering::Acquire) || self.live.expired(now) {
+            return false;
         }
-        if flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
-            self.tcp = TcpState::Closing;
-        } else if dir == Dir::Reply {
-            self.seen_reply = true;
-        } else if self.tcp == TcpState::Opening && self.seen_reply && flags & tcp_flags::ACK != 0 {
-            self.tcp = TcpState::Established;
-        }
+        self.live.record(self.dir, flags, now);
+        true
+    }
+}
+
+/// A table generation as a flow saw it: still the same while no connection was created since.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    cell: Arc<AtomicU64>,
+    seen: u64,
+}
+
+impl Watch {
+    #[inline]
+    pub fn unchanged(&self) -> bool {
+        self.cell.load(Ordering::Acquire) == self.seen
     }
 }
 
@@ -158,7 +241,7 @@ struct Slot {
 pub struct PortsExhausted;
 
 /// The connection table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -167,7 +250,22 @@ pub struct ConnTable {
     sweep_at: usize,
     live: usize,
     /// Bumped whenever a connection is created: flows that saw a mapping missing depend on it.
-    generation: u64,
+    generation: Arc<AtomicU64>,
+}
+
+impl Clone for ConnTable {
+    /// A scratch copy: connections and generation are its own.
+    fn clone(&self) -> ConnTable {
+        ConnTable {
+            slots: self.slots.clone(),
+            free: self.free.clone(),
+            by_key: self.by_key.clone(),
+            pool: self.pool,
+            sweep_at: self.sweep_at,
+            live: self.live,
+            generation: Arc::new(AtomicU64::new(self.generation())),
+        }
+    }
 }
 
 impl Default for ConnTable {
@@ -179,7 +277,15 @@ impl Default for ConnTable {
 impl ConnTable {
     /// A table allocating SNAT ports from `lo..=hi` (tests use small pools).
     pub fn with_pool(pool: (u16, u16)) -> Self {
-        ConnTable { slots: Vec::new(), free: Vec::new(), by_key: HashMap::default(), pool, sweep_at: 0, live: 0, generation: 0 }
+        ConnTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::default(),
+            pool,
+            sweep_at: 0,
+            live: 0,
+            generation: Default::default(),
+        }
     }
 
     /// Live connections.
@@ -192,7 +298,22 @@ impl ConnTable {
     }
 
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The generation now, for a flow to depend on.
+    pub fn watch(&self) -> Watch {
+        self.watch_from(self.generation())
+    }
+
+    /// A watch of this table that saw generation `seen`.
+    pub fn watch_from(&self, seen: u64) -> Watch {
+        Watch { cell: self.generation.clone(), seen }
+    }
+
+    /// A flow's hold on the connection behind `h`, if it is still the same live entry.
+    pub fn conn_ref(&self, h: ConnHandle) -> Option<ConnRef> {
+        self.get(h).map(|c| ConnRef { live: c.live.clone(), dir: h.dir })
     }
 
     /// The live connection a packet with `key` belongs to, and its direction; expired entries
@@ -234,7 +355,7 @@ impl ConnTable {
             self.remove(h.idx);
             return false;
         }
-        conn.touch(h.dir, flags, now);
+        conn.live.record(h.dir, flags, now);
         true
     }
 
@@ -284,8 +405,8 @@ impl ConnTable {
 
     /// Store a new connection under both its keys, which are free.
     fn insert(&mut self, orig: CtKey, reply: CtKey, kind: SnatKind, router: RouterRef, flags: u8, now: Instant) -> ConnHandle {
-        let mut conn = Conn { orig, reply, kind, router, last_seen: now, tcp: TcpState::Opening, seen_reply: false };
-        conn.touch(Dir::Orig, flags, now);
+        let conn = Conn { orig, reply, kind, router, live: Arc::new(ConnLive::new(orig.proto, now)) };
+        conn.live.record(Dir::Orig, flags, now);
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -298,13 +419,13 @@ impl ConnTable {
         self.by_key.insert(orig, (idx, Dir::Orig));
         self.by_key.insert(reply, (idx, Dir::Reply));
         self.live += 1;
-        self.generation += 1;
+        self.generation.fetch_add(1, Ordering::Release);
         ConnHandle { idx, gen: slot.gen, dir: Dir::Orig }
     }
 
     /// Every live connection, in slot order, with how long it has been idle.
     pub fn iter(&self, now: Instant) -> impl Iterator<Item = (&Conn, Duration)> {
-        self.slots.iter().filter_map(move |s| s.conn.as_ref().map(|c| (c, now.since(c.last_seen))))
+        self.slots.iter().filter_map(move |s| s.conn.as_ref().map(|c| (c, now.since(c.live.last_seen()))))
     }
 
     /// Keep only the connections `keep` approves (a new snapshot cutting what its rules deny).
@@ -334,6 +455,7 @@ impl ConnTable {
     fn remove(&mut self, idx: u32) {
         let slot = &mut self.slots[idx as usize];
         if let Some(c) = slot.conn.take() {
+            c.live.gone.store(true, Ordering::Release);
             self.by_key.remove(&c.orig);
             self.by_key.remove(&c.reply);
             slot.gen = slot.gen.wrapping_add(1);
