@@ -47,6 +47,28 @@ pub struct Stats {
     pub per_iface: Vec<(u64, u64)>,
 }
 
+impl Stats {
+    /// Add another worker's counters to these (SPEC §9: per worker, summed on read).
+    pub fn add(&mut self, o: &Stats) {
+        self.rx += o.rx;
+        self.tx += o.tx;
+        self.forwarded += o.forwarded;
+        self.handled += o.handled;
+        self.drops.add(&o.drops);
+        self.flow_hits += o.flow_hits;
+        self.flow_misses += o.flow_misses;
+        self.fw_log_dropped += o.fw_log_dropped;
+        self.tx_errors += o.tx_errors;
+        if self.per_iface.len() < o.per_iface.len() {
+            self.per_iface.resize(o.per_iface.len(), (0, 0));
+        }
+        for (a, b) in self.per_iface.iter_mut().zip(&o.per_iface) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+    }
+}
+
 /// Frames sent for one input, in order; reused between packets.
 #[derive(Debug, Default)]
 pub struct TxBuf {

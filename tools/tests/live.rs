@@ -72,9 +72,10 @@ struct Running {
 }
 
 impl Running {
-    fn start(snapshot: &Path, host: &str, control: &Path) -> Running {
+    fn start(snapshot: &Path, host: &str, control: &Path, threads: usize) -> Running {
         let child = Command::new(env!("CARGO_BIN_EXE_edgepath"))
             .args(["run", "--snapshot", snapshot.to_str().expect("utf8"), "--host", host, "--control", control.to_str().expect("utf8")])
+            .args(["--threads", &threads.to_string()])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -137,8 +138,10 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
             ask(&ctl_a, "status").1.contains(&want)
         })
     };
-    let a = Running::start(&snap_path, "host-a", &ctl_a);
-    let b = Running::start(&snap_path, "host-b", &ctl_b);
+    // host-a runs four workers (its connections' two directions land where the kernel's fanout
+    // hash puts them), host-b one.
+    let a = Running::start(&snap_path, "host-a", &ctl_a, 4);
+    let b = Running::start(&snap_path, "host-b", &ctl_b, 1);
     std::thread::sleep(Duration::from_millis(500));
 
     let ping_in = in_ns(&ext, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
@@ -232,6 +235,20 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
         "{stats:?}"
     );
     assert!(flows.1.contains(&format!("in {tag}up ")) && flows.1.contains("ip_dst=10.0.0.3") && flows.1.contains("hits="), "{flows:?}");
+    // Per-worker counters, summed on read: four workers, each with its packet rate, and traffic
+    // spread over more than one of them.
+    let worker_in: Vec<u64> = (0..4)
+        .map(|k| {
+            let line =
+                stats.1.lines().find(|l| l.starts_with(&format!("worker {k}: in "))).unwrap_or_else(|| panic!("worker {k}: {stats:?}"));
+            assert!(line.contains("packets/s"), "{line}");
+            line[format!("worker {k}: in ").len()..].split(',').next().and_then(|n| n.parse().ok()).expect("count")
+        })
+        .collect();
+    let frames_in: u64 = stats.1.lines().find_map(|l| l.strip_prefix("frames in: ")).and_then(|n| n.parse().ok()).expect("frames in");
+    assert_eq!(worker_in.iter().sum::<u64>(), frames_in, "the workers' counters add up: {stats:?}");
+    assert!(worker_in.iter().filter(|&&n| n > 0).count() >= 2, "traffic spread over workers: {worker_in:?}");
+    assert!(status0.1.contains("4 workers"), "{status0:?}");
     assert!(
         traced.contains("POSTROUTING 5 default SNAT to 203.0.113.2")
             && traced.contains(&format!("→ {tag}up: "))

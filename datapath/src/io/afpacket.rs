@@ -1,16 +1,20 @@
-//! Live I/O (SPEC §2): every interface of the host bound with an AF_PACKET socket
+//! Live I/O (SPEC §2): every interface of the host bound with AF_PACKET sockets
 //! ([`super::rawsock`]), in promiscuous mode; pnet lists the interfaces and their MACs.
 //!
-//! One receive thread per interface reads up to [`BATCH`] frames per `recvmmsg()` straight into
-//! pooled buffers and hands the batch, in arrival order, to the datapath thread through a bounded
-//! channel; the datapath thread completes checksums the kernel left pending (veth and tap hand
-//! frames over that way when the sender offloads them), processes each frame (the clock read once
-//! per batch), stages what it outputs per interface, sends each interface's frames with
-//! `sendmmsg()`, and returns the buffers to the pool. No allocation per packet once the pool is
-//! full. Frames this host itself sent on an interface are ignored.
+//! **Workers** (SPEC §9). `--threads N` runs N workers, each a [`Datapath`] worker on the same
+//! shared state, run to completion: every worker has its own socket on every interface, and the
+//! sockets of one interface form a `PACKET_FANOUT_HASH` group, so the kernel spreads frames over
+//! workers by flow hash (both directions of a connection may reach different workers; the
+//! shared state is built for that). A worker polls its sockets, reads up to [`BATCH`] frames per
+//! `recvmmsg()` into its own buffers, completes checksums the kernel left pending (veth and tap
+//! hand frames over that way when the sender offloads them), processes each frame (the clock
+//! read once per batch), stages what it outputs per interface and sends each interface's frames
+//! with one `sendmmsg()` on its own socket. No allocation per packet; no lock on a cache hit.
+//! Frames this host itself sent on an interface are ignored.
 //!
-//! Batching cuts the syscalls per packet (STYLE.md's measurements); TPACKET_V3 rings and several
-//! datapath workers come next.
+//! **The main thread** watches for a reload (SIGHUP or a changed file), swaps the snapshot into
+//! the shared state, and answers the control socket: it asks each worker, between batches, for
+//! its counters and flows, and sums them (per-worker counters summed on read).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,21 +26,17 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rules::compile::Topology;
 use rules::model::Mac;
 
-use super::rawsock::RawSocket;
-use crate::datapath::Datapath;
+use super::rawsock::{PollSet, RawSocket};
+use crate::datapath::{Datapath, Shared, Stats};
 use crate::iface::{IfIdx, Ifaces};
+use crate::io::pcap::{ReplaySummary, WorkerLoad};
 use crate::time::Instant;
 
-/// Batches waiting between the receive threads and the datapath.
-const QUEUE: usize = 256;
 /// Frames per `recvmmsg()` and per batch.
 pub const BATCH: usize = 64;
 /// Bytes per receive buffer: MTU-sized frames, jumbo frames included.
 const BUF: usize = 16384;
-
-/// Frames received together on one interface.
-type Batch = Vec<(IfIdx, Vec<u8>, super::rawsock::Received)>;
-/// How often blocked threads look at the stop flag.
+/// How often idle threads look at the stop flag and at questions.
 const TICK: Duration = Duration::from_millis(100);
 
 /// Why live mode cannot start; each is the one line the CLI prints.
@@ -50,6 +50,8 @@ pub enum LiveError {
     Permission(String),
     #[error("interface {0:?}: {1}")]
     Io(String, String),
+    #[error("--threads 0: at least one worker is needed")]
+    Threads,
 }
 
 fn now() -> Instant {
@@ -67,6 +69,8 @@ pub struct LiveOptions {
     pub stop: Arc<AtomicBool>,
     /// Set to read the snapshot again (SIGHUP).
     pub reload: Arc<AtomicBool>,
+    /// Workers.
+    pub threads: usize,
 }
 
 /// What the running datapath answers for: its snapshot and since when.
@@ -83,132 +87,208 @@ fn mtime(p: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// Run the datapath on the host's interfaces until `stop` is set; returns its counters, with the
-/// snapshot version it ended on and the interface names.
-pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<crate::io::pcap::ReplaySummary, LiveError> {
+/// A question for a worker, answered between batches.
+enum Ask {
+    /// Its counters, cached flows and packet rate.
+    Load(Sender<(Stats, WorkerLoad)>),
+    /// Its flows, one per line.
+    Flows(Sender<String>),
+}
+
+/// Packets per second received by one worker, over about the last second.
+#[derive(Default)]
+struct Rate {
+    at: Instant,
+    rx: u64,
+    pps: f64,
+}
+
+impl Rate {
+    fn update(&mut self, now: Instant, rx: u64) {
+        let dt = now.since(self.at);
+        if dt >= Duration::from_secs(1) {
+            self.pps = if self.at.0 == 0 { 0.0 } else { (rx - self.rx) as f64 / dt.as_secs_f64() };
+            self.at = now;
+            self.rx = rx;
+        }
+    }
+}
+
+fn open(name: &str) -> Result<RawSocket, LiveError> {
+    match RawSocket::open(name, TICK) {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(LiveError::Permission(name.to_string())),
+        Err(e) => Err(LiveError::Io(name.to_string(), e.to_string())),
+    }
+}
+
+/// One socket per worker on interface `name`, all in one fanout group when there are several.
+fn open_group(name: &str, workers: usize) -> Result<Vec<RawSocket>, LiveError> {
+    let socks = (0..workers).map(|_| open(name)).collect::<Result<Vec<_>, _>>()?;
+    if workers > 1 {
+        // A group id is per network namespace: start from one derived from the process and the
+        // interface, and move on if another process holds it for another device.
+        let base = (std::process::id() as u16) ^ name.bytes().fold(0u16, |h, b| h.rotate_left(5) ^ b as u16);
+        let mut joined = Err(std::io::Error::from(std::io::ErrorKind::AddrInUse));
+        for k in 0..64u16 {
+            joined = socks[0].join_fanout(base.wrapping_add(k)).map(|()| base.wrapping_add(k));
+            if joined.is_ok() {
+                break;
+            }
+        }
+        let group = joined.map_err(|e| LiveError::Io(name.to_string(), format!("PACKET_FANOUT: {e}")))?;
+        for s in &socks[1..] {
+            s.join_fanout(group).map_err(|e| LiveError::Io(name.to_string(), format!("PACKET_FANOUT: {e}")))?;
+        }
+        for s in &socks {
+            s.drain();
+        }
+    }
+    Ok(socks)
+}
+
+/// Run the datapath on the host's interfaces until `stop` is set; returns its counters (summed
+/// over the workers), with the snapshot version it ended on and the interface names.
+pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, LiveError> {
+    if opts.threads == 0 {
+        return Err(LiveError::Threads);
+    }
     let host = opts.host.clone();
     let host = host.as_str();
     let stop = opts.stop.clone();
     let names: Vec<String> = Ifaces::for_host(&topo, host, &HashMap::new())?.list.iter().map(|i| i.name.clone()).collect();
     let system = pnet_datalink::interfaces();
     let mut macs = HashMap::new();
-    let mut found = Vec::new();
     for name in &names {
         let Some(ni) = system.iter().find(|i| &i.name == name) else { return Err(LiveError::Missing(name.clone())) };
         if let Some(m) = ni.mac {
             macs.insert(name.clone(), Mac(m.octets()));
         }
-        found.push(ni.clone());
     }
-    let mut dp = Datapath::new(topo, host, &macs)?;
-    let (frames_tx, frames_rx) = bounded::<Batch>(QUEUE);
-    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(QUEUE * BATCH);
-    for _ in 0..QUEUE * BATCH / 16 {
-        let _ = pool_tx.try_send(vec![0u8; BUF]);
+    let first = Datapath::new(topo, host, &macs)?;
+    let shared = first.shared().clone();
+    // sockets[w][i]: worker w's socket on interface i.
+    let mut sockets: Vec<Vec<RawSocket>> = (0..opts.threads).map(|_| Vec::new()).collect();
+    for name in &names {
+        for (w, s) in open_group(name, opts.threads)?.into_iter().enumerate() {
+            sockets[w].push(s);
+        }
     }
-    let mut senders: Vec<Arc<RawSocket>> = Vec::new();
+    let mut dps = vec![first];
+    while dps.len() < opts.threads {
+        let w = dps[0].worker();
+        dps.push(w);
+    }
+    let mut asks = Vec::new();
     let mut threads = Vec::new();
-    for (k, ni) in found.iter().enumerate() {
-        let sock = match RawSocket::open(&ni.name, TICK) {
-            Ok(s) => Arc::new(s),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(LiveError::Permission(ni.name.clone())),
-            Err(e) => return Err(LiveError::Io(ni.name.clone(), e.to_string())),
-        };
-        senders.push(sock.clone());
-        let (out, pool, stop) = (frames_tx.clone(), pool_rx.clone(), stop.clone());
-        let idx = IfIdx(k as u16);
-        let name = ni.name.clone();
-        threads.push(std::thread::Builder::new().name(format!("rx-{name}")).spawn(move || {
-            let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
-            let mut meta = Vec::with_capacity(BATCH);
-            while !stop.load(Ordering::Relaxed) {
-                match sock.recv_many(&mut bufs, &mut meta) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        let mut batch: Batch = Vec::with_capacity(n);
-                        for (k, r) in meta.iter().enumerate().take(n) {
-                            if r.outgoing {
-                                continue;
-                            }
-                            let next = pool.try_recv().unwrap_or_else(|_| vec![0u8; BUF]);
-                            batch.push((idx, std::mem::replace(&mut bufs[k], next), *r));
-                        }
-                        if !batch.is_empty() && out.send_timeout(batch, TICK).is_err() {
-                            tracing::trace!(interface = %name, "batch dropped: datapath queue full");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(interface = %name, error = %e, "receive failed");
-                        break;
-                    }
-                }
-            }
-        }));
+    for (k, (dp, socks)) in dps.into_iter().zip(sockets).enumerate() {
+        let (tx, rx) = bounded::<Ask>(4);
+        asks.push(tx);
+        let stop = stop.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("worker-{k}"))
+            .spawn(move || worker(dp, socks, rx, stop))
+            .map_err(|e| LiveError::Io(names.join(","), e.to_string()))?;
+        threads.push(t);
     }
-    drop(frames_tx);
     let control = match &opts.control {
         Some(p) => Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Io(p.display().to_string(), e.to_string()))?),
         None => None,
     };
-    tracing::info!(host, interfaces = ?names, version = dp.topology().version, "datapath running");
-    let version = dp.topology().version;
+    let version = shared.snapshot().topo.version;
+    tracing::info!(host, interfaces = ?names, version, workers = opts.threads, "datapath running");
     let mut running = Running { mtime: mtime(&opts.snapshot), opts, version, since: SystemTime::now(), checked: SystemTime::now(), names };
     let requests = control.as_ref().map(|(_, rx)| rx.clone());
-    process(&mut dp, &frames_rx, &pool_tx, &mut senders, &mut running, requests.as_ref());
-    drop(control);
-    for t in threads.into_iter().flatten() {
-        let _ = t.join();
+    while !running.opts.stop.load(Ordering::Relaxed) {
+        reload_if_asked(&shared, &mut running);
+        match &requests {
+            Some(rx) => {
+                if let Ok(req) = rx.recv_timeout(TICK) {
+                    let _ = req.reply.send(answer(&shared, &asks, &running, &req.command));
+                }
+            }
+            None => std::thread::sleep(TICK),
+        }
     }
-    dp.finish();
-    Ok(crate::io::pcap::ReplaySummary {
-        version: running.version,
-        stats: dp.stats().clone(),
-        interfaces: running.names,
-        workers: Vec::new(),
-    })
+    drop(control);
+    let mut done: Vec<Datapath> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
+    let mut stats = Stats::default();
+    let mut workers = Vec::new();
+    if let Some(d) = done.first_mut() {
+        d.finish();
+    }
+    for d in &done {
+        stats.add(d.stats());
+        workers.push(WorkerLoad { rx: d.stats().rx, tx: d.stats().tx, flows: d.flow_count(), pps: None });
+    }
+    Ok(ReplaySummary { version: running.version, stats, interfaces: running.names, workers: Vec::new(), live: workers })
 }
 
-fn process(
-    dp: &mut Datapath,
-    frames: &Receiver<Batch>,
-    pool: &Sender<Vec<u8>>,
-    senders: &mut [Arc<RawSocket>],
-    running: &mut Running,
-    requests: Option<&Receiver<super::control::Request>>,
-) {
+/// One worker: poll its sockets, process what arrives in batches, send per interface, and
+/// answer questions between batches, until `stop`.
+fn worker(mut dp: Datapath, socks: Vec<RawSocket>, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> Datapath {
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
+    let mut meta = Vec::with_capacity(BATCH);
     let mut staged = Staged::default();
-    while !running.opts.stop.load(Ordering::Relaxed) {
-        if let Some(rx) = requests {
-            while let Ok(req) = rx.try_recv() {
-                let _ = req.reply.send(answer(dp, running, &req.command));
+    let mut poll = PollSet::new(&socks);
+    let mut rate = Rate::default();
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(ask) = asks.try_recv() {
+            match ask {
+                Ask::Load(reply) => {
+                    let s = dp.stats();
+                    let load = WorkerLoad { rx: s.rx, tx: s.tx, flows: dp.flow_count(), pps: Some(rate.pps) };
+                    let _ = reply.send((s.clone(), load));
+                }
+                Ask::Flows(reply) => {
+                    let _ = reply.send(dp.flows_report());
+                }
             }
         }
-        reload_if_asked(dp, running);
-        let Ok(batch) = frames.recv_timeout(Duration::from_millis(20)) else { continue };
+        if let Err(e) = poll.wait(TICK) {
+            tracing::error!(error = %e, "poll failed");
+            break;
+        }
         let at = now();
-        staged.clear();
-        for (i, mut buf, r) in batch {
-            let frame = &mut buf[..r.len];
-            if r.csum_pending {
-                crate::wire::complete_pending_checksum(frame);
+        rate.update(at, dp.stats().rx);
+        for (k, sock) in socks.iter().enumerate() {
+            if !poll.ready(k) {
+                continue;
             }
-            dp.process(i, frame, at);
-            for (o, f) in dp.tx().iter() {
-                staged.push(o, f);
+            let n = match sock.recv_many(&mut bufs, &mut meta, false) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(interface = %dp.interfaces().get(IfIdx(k as u16)).name, error = %e, "receive failed");
+                    continue;
+                }
+            };
+            staged.clear();
+            for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
+                if r.outgoing {
+                    continue;
+                }
+                let frame = &mut buf[..r.len];
+                if r.csum_pending {
+                    crate::wire::complete_pending_checksum(frame);
+                }
+                dp.process(IfIdx(k as u16), frame, at);
+                for (o, f) in dp.tx().iter() {
+                    staged.push(o, f);
+                }
             }
-            let _ = pool.try_send(buf);
-        }
-        let mut refused = 0;
-        for (o, frames) in staged.by_iface() {
-            if let Some(s) = senders.get(o) {
-                refused += s.send_many(&frames);
+            let mut refused = 0;
+            for (o, frames) in staged.by_iface() {
+                if let Some(s) = socks.get(o) {
+                    refused += s.send_many(&frames);
+                }
+            }
+            if refused > 0 {
+                tracing::debug!(refused, "sends refused");
+                dp.count_tx_errors(refused as u64);
             }
         }
-        if refused > 0 {
-            tracing::debug!(refused, "sends refused");
-        }
-        dp.count_tx_errors(refused as u64);
     }
+    dp
 }
 
 /// Frames to send, staged per interface for one `sendmmsg()` each.
@@ -248,7 +328,7 @@ impl Staged {
 /// Hot reload (SPEC §9): on SIGHUP, or when the snapshot file's modification time changes
 /// (looked at once a second), the new snapshot is read, validated and compiled off the packet
 /// path and swapped in; a bad one is refused with a log line and the running one stays.
-fn reload_if_asked(dp: &mut Datapath, running: &mut Running) {
+fn reload_if_asked(shared: &Shared, running: &mut Running) {
     let asked = running.opts.reload.swap(false, Ordering::Relaxed);
     let now = SystemTime::now();
     let changed = if now.duration_since(running.checked).unwrap_or_default() >= Duration::from_secs(1) {
@@ -267,7 +347,7 @@ fn reload_if_asked(dp: &mut Datapath, running: &mut Running) {
         Err(e) => tracing::error!("snapshot refused, version {} keeps running: {e}", running.version),
         Ok(t) => {
             let v = t.version;
-            match dp.set_topology(Arc::new(t)) {
+            match shared.set_topology(Arc::new(t)) {
                 Ok(()) => {
                     running.version = v;
                     running.since = SystemTime::now();
@@ -279,37 +359,62 @@ fn reload_if_asked(dp: &mut Datapath, running: &mut Running) {
     }
 }
 
+/// Ask every worker the same question and collect the answers (a worker that does not answer
+/// within two seconds is left out).
+fn ask_all<T>(asks: &[Sender<Ask>], make: impl Fn(Sender<T>) -> Ask) -> Vec<T> {
+    let mut waits = Vec::new();
+    for a in asks {
+        let (tx, rx) = bounded(1);
+        if a.send_timeout(make(tx), Duration::from_secs(2)).is_ok() {
+            waits.push(rx);
+        }
+    }
+    waits.into_iter().filter_map(|rx| rx.recv_timeout(Duration::from_secs(2)).ok()).collect()
+}
+
 /// The answer to one control command.
-fn answer(dp: &Datapath, running: &Running, command: &str) -> String {
+fn answer(shared: &Shared, asks: &[Sender<Ask>], running: &Running, command: &str) -> String {
     match command {
         "status" => format!(
-            "host {} running snapshot version {} since {} ({})",
+            "host {} running snapshot version {} since {} ({}), {} workers",
             running.opts.host,
             running.version,
             humantime::format_rfc3339_seconds(running.since),
-            running.opts.snapshot.display()
+            running.opts.snapshot.display(),
+            asks.len()
         ),
         "stats" => {
-            let s = dp.stats();
-            let summary = crate::io::pcap::ReplaySummary {
+            let answers = ask_all(asks, Ask::Load);
+            let mut stats = Stats::default();
+            for (s, _) in &answers {
+                stats.add(s);
+            }
+            let flows: usize = answers.iter().map(|(_, l)| l.flows).sum();
+            let summary = ReplaySummary {
                 version: running.version,
-                stats: s.clone(),
+                stats,
                 interfaces: running.names.clone(),
                 workers: Vec::new(),
+                live: answers.into_iter().map(|(_, l)| l).collect(),
             };
-            format!("{}flows: {}\nconnections: {}", summary.render(), dp.flow_count(), dp.connection_count())
+            format!("{}flows: {flows}\nconnections: {}", summary.render(), shared.connection_count())
         }
-        "flows" => dp.flows_report(),
-        "conntrack" => dp.conntrack_report(now()),
+        "flows" => ask_all(asks, Ask::Flows)
+            .into_iter()
+            .enumerate()
+            .map(|(k, f)| if f.is_empty() { format!("worker {k}: no flows") } else { format!("worker {k}:\n{f}") })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        "conntrack" => shared.conntrack_report(now()),
         c if c.starts_with("trace ") => {
             // `trace IFACE HEX`: a frame as hex, simulated on a copy of the state.
             let mut words = c.split_whitespace().skip(1);
             let (Some(name), Some(hex)) = (words.next(), words.next()) else { return "error: trace IFACE HEXFRAME".into() };
-            let Some(i) = dp.interfaces().by_name(name) else { return format!("error: interface {name:?} is not bound") };
+            let Some(i) = shared.snapshot().ifs.by_name(name) else { return format!("error: interface {name:?} is not bound") };
             let frame: Option<Vec<u8>> =
                 (0..hex.len()).step_by(2).map(|k| hex.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
             match frame {
-                Some(f) => dp.trace_packet(i, &f, now()).join("\n"),
+                Some(f) => shared.trace_packet(i, &f, now()).join("\n"),
                 None => "error: the frame is not hex".into(),
             }
         }

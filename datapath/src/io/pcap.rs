@@ -75,8 +75,21 @@ pub struct ReplaySummary {
     pub stats: Stats,
     /// Interface names, by [`IfIdx`].
     pub interfaces: Vec<String>,
-    /// Frames each worker applied (empty with one thread).
+    /// Frames each replay worker applied (empty with one thread).
     pub workers: Vec<u64>,
+    /// Each live worker's load (empty in replay).
+    pub live: Vec<WorkerLoad>,
+}
+
+/// What one live worker did.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerLoad {
+    pub rx: u64,
+    pub tx: u64,
+    /// Flows in its cache.
+    pub flows: usize,
+    /// Frames received per second over about the last second, while running.
+    pub pps: Option<f64>,
 }
 
 impl ReplaySummary {
@@ -107,6 +120,10 @@ impl ReplaySummary {
         }
         for (k, n) in self.workers.iter().enumerate() {
             out.push_str(&format!("worker {k}: {n} cached frames applied\n"));
+        }
+        for (k, w) in self.live.iter().enumerate() {
+            let rate = w.pps.map(|p| format!(", {p:.0} packets/s")).unwrap_or_default();
+            out.push_str(&format!("worker {k}: in {}, out {}, flows {}{rate}\n", w.rx, w.tx, w.flows));
         }
         out
     }
@@ -209,7 +226,7 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
         let mut inner = w.into_writer();
         std::io::Write::flush(&mut inner).map_err(|e| ReplayError::Io(cfg.out_dir.clone(), e))?;
     }
-    Ok(ReplaySummary { version, stats: dp.stats().clone(), interfaces: names, workers: per_worker })
+    Ok(ReplaySummary { version, stats: dp.stats().clone(), interfaces: names, workers: per_worker, live: Vec::new() })
 }
 
 /// Every frame of every `*.pcap` in `dir`, in processing order.

@@ -15,6 +15,9 @@ const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_OUTGOING: u8 = 4;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_HASH: libc::c_int = 0;
+const PACKET_FANOUT_FLAG_DEFRAG: libc::c_int = 0x8000;
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -113,6 +116,36 @@ impl RawSocket {
         Ok(RawSocket { fd, ifindex })
     }
 
+    /// Join fanout group `group` of this interface: the kernel spreads the interface's frames over
+    /// the group's sockets by a hash of the flow (`PACKET_FANOUT_HASH`; with
+    /// `PACKET_FANOUT_FLAG_DEFRAG`, fragments of one datagram are reassembled for the hash and
+    /// reach the same socket). The group is made by its first member.
+    pub fn join_fanout(&self, group: u16) -> io::Result<()> {
+        let arg: libc::c_int = group as libc::c_int | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16;
+        // SAFETY: the option value is a live c_int of the stated size.
+        check(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_FANOUT,
+                &arg as *const _ as *const libc::c_void,
+                size_of::<libc::c_int>() as u32,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Throw away what is queued now (frames a socket received before it joined its fanout
+    /// group, which its peers saw too).
+    pub fn drain(&self) {
+        let mut buf = [0u8; 64];
+        // SAFETY: buf is live for the call and its length is given; MSG_TRUNC only reports.
+        while unsafe {
+            libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+        } >= 0
+        {}
+    }
+
     /// Receive one frame into `buf`; `None` when the read timed out.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         // SAFETY: plain data, zeroed then filled by recvmsg.
@@ -153,10 +186,10 @@ impl RawSocket {
         Ok(Some(Received { len: (n as usize).min(buf.len()), csum_pending, outgoing: from.sll_pkttype == PACKET_OUTGOING }))
     }
 
-    /// Receive up to `bufs.len()` frames with one `recvmmsg()`, waiting for the first only (up to
-    /// the socket's timeout). `out` receives one entry per frame, in `bufs` order; returns how
-    /// many (0 on timeout).
-    pub fn recv_many(&self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
+    /// Receive up to `bufs.len()` frames with one `recvmmsg()`: with `wait`, waiting for the first
+    /// only (up to the socket's timeout), else only what is queued. `out` receives one entry per
+    /// frame, in `bufs` order; returns how many (0 on timeout or when none was queued).
+    pub fn recv_many(&self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>, wait: bool) -> io::Result<usize> {
         const MAX: usize = 64;
         let n = bufs.len().min(MAX);
         out.clear();
@@ -177,7 +210,8 @@ impl RawSocket {
         }
         // SAFETY: msgs[..n] point at live locals (from, iov → bufs, control), each sized as
         // stated; recvmmsg writes within those bounds and returns how many it filled.
-        let got = unsafe { libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
+        let got = unsafe { libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, flags, std::ptr::null_mut()) };
         if got < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -259,5 +293,32 @@ impl RawSocket {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Several sockets waited on together with `poll()`.
+pub struct PollSet {
+    fds: Vec<libc::pollfd>,
+}
+
+impl PollSet {
+    pub fn new(socks: &[RawSocket]) -> PollSet {
+        PollSet { fds: socks.iter().map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect() }
+    }
+
+    /// Wait until a socket has frames or `timeout` passes; returns how many have.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<usize> {
+        // SAFETY: fds points at self.fds.len() pollfd entries owned by self; poll writes revents.
+        let n = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, timeout.as_millis() as libc::c_int) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) };
+        }
+        Ok(n as usize)
+    }
+
+    /// Whether socket `k` had frames at the last wait.
+    pub fn ready(&self, k: usize) -> bool {
+        self.fds.get(k).is_some_and(|f| f.revents & libc::POLLIN != 0)
     }
 }

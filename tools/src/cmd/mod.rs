@@ -10,6 +10,11 @@ pub fn out(line: impl std::fmt::Display) {
     }
 }
 
+/// The number of cores: the default number of workers.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 pub mod control;
 pub mod pcap;
 pub mod replay;

@@ -24,9 +24,9 @@ pub struct ReplayArgs {
     /// Directory for firewall logs.
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// Worker threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Worker threads (default: the number of cores; the output is the same for any number).
+    #[arg(long)]
+    threads: Option<usize>,
     /// An interface's own MAC, `IFNAME=MAC` (repeatable; default 02:00:00:00:00:01).
     #[arg(long = "mac", value_parser = parse_mac_arg)]
     macs: Vec<(String, Mac)>,
@@ -53,7 +53,7 @@ pub fn run(a: ReplayArgs) -> Result<(), String> {
         in_dir: a.in_dir,
         out_dir: a.out_dir,
         log_dir: a.log_dir,
-        threads: a.threads,
+        threads: a.threads.unwrap_or_else(super::cores),
         macs: a.macs.into_iter().collect::<HashMap<_, _>>(),
         flow_cache: !a.no_flow_cache,
     };

@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// The control socket, for `edgepath status|stats|flows|conntrack` (owner-only).
     #[arg(long, default_value = DEFAULT_CONTROL)]
     control: PathBuf,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// Where the control socket is unless `--control` says otherwise.
@@ -33,7 +36,9 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
-    let opts = datapath::io::afpacket::LiveOptions { snapshot: a.snapshot.clone(), host: a.host, control: Some(a.control), stop, reload };
+    let threads = a.threads.unwrap_or_else(super::cores);
+    let opts =
+        datapath::io::afpacket::LiveOptions { snapshot: a.snapshot.clone(), host: a.host, control: Some(a.control), stop, reload, threads };
     let summary = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     tracing::info!("stopped");
     super::out(summary.render().trim_end());
