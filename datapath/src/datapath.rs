@@ -199,10 +199,12 @@ impl Shared {
     }
 
     /// Run a new snapshot from the next packet on (SPEC §9): every cached flow is stale from
-    /// then on; learned entries and connections are kept. Refused, and the old snapshot kept,
-    /// when this host is not in it. The new snapshot must bind the same interfaces: they are
-    /// numbered by name, and the I/O is bound to them.
-    pub fn set_topology(&self, topo: Arc<Topology>) -> Result<(), IfaceError> {
+    /// then on; learned entries and connections are carried over where their resources and
+    /// rules remain (`carry.rs`). Refused, and the old snapshot kept, when this host is not in
+    /// it. The new snapshot must bind the same interfaces: they are numbered by name, and the I/O
+    /// is bound to them. Returns how many packets waiting for ARP were let go
+    /// ([`DropReason::SnapshotRemoved`]).
+    pub fn set_topology(&self, topo: Arc<Topology>) -> Result<u64, IfaceError> {
         let ifs = Ifaces::for_host(&topo, &self.host, &self.macs)?;
         let mut core = self.lock();
         let old = &core.snap.ifs;
@@ -210,6 +212,8 @@ impl Shared {
         if !same {
             return Err(IfaceError::InterfacesChanged);
         }
+        let old_topo = core.snap.topo.clone();
+        let dropped = crate::carry::carry_over(&mut core.state, &old_topo, &topo);
         // Connections a firewall accepted stay only if the new rules still accept them (§6.2);
         // a router that no longer has a firewall keeps its state unused.
         for (&r, table) in core.state.fw.iter_mut() {
@@ -228,9 +232,10 @@ impl Shared {
         }
         let qos = QosBuckets::for_topology(&topo);
         core.snap = Arc::new(Snap { topo, ifs, qos });
+        self.timers_due.store(core.timers_due(), Ordering::Release);
         // Flows remember the epoch they were made in: every one is stale now.
         self.epoch.fetch_add(1, Ordering::Release);
-        Ok(())
+        Ok(dropped)
     }
 
     /// Write firewall logs under `dir` (SPEC §8), through a bounded queue and a writer thread.
@@ -385,9 +390,11 @@ impl Datapath {
         &self.shared
     }
 
-    /// See [`Shared::set_topology`]; this worker takes the new snapshot at once.
+    /// See [`Shared::set_topology`]; this worker takes the new snapshot at once, and counts the
+    /// packets let go.
     pub fn set_topology(&mut self, topo: Arc<Topology>) -> Result<(), IfaceError> {
-        self.shared.set_topology(topo)?;
+        let dropped = self.shared.set_topology(topo)?;
+        self.stats.drops.add_n(DropReason::SnapshotRemoved, dropped);
         self.snap = self.shared.snapshot();
         Ok(())
     }

@@ -68,6 +68,7 @@ drop_reasons! {
     FwRejected => "fw_rejected", "a firewall rule with action reject matched (RST or ICMP port unreachable sent)";
     FwDefaultDrop => "fw_default_drop", "no firewall rule matched, or the firewall is administratively down";
     QosPoliced => "qos_policed", "over the port's bandwidth limit (token bucket empty)";
+    SnapshotRemoved => "snapshot_removed", "waiting for ARP on a port a new snapshot removed";
 }
 
 /// Counters indexed by [`DropReason`].
@@ -92,6 +93,11 @@ impl DropCounters {
 
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
+    }
+
+    /// Count `n` drops for one reason at once.
+    pub fn add_n(&mut self, r: DropReason, n: u64) {
+        self.0[r as usize] += n;
     }
 
     /// Add another set of counters (another worker's) to these.

@@ -95,3 +95,35 @@ impl Learned {
         self.arp.get(&(scope, ip)).copied()
     }
 }
+
+impl Learned {
+    /// Carry the entries over to a new snapshot's numbering, letting go of those whose network,
+    /// port or router is gone; returns how many waiting packets were let go (`carry.rs`).
+    pub fn remap(&mut self, m: &crate::carry::Remap) -> u64 {
+        let loc = |l: Location| match l {
+            Location::Port(p) => m.port(p).map(Location::Port),
+            Location::Tunnel(t) => m.tunnel(t).map(Location::Tunnel),
+        };
+        let scope = |s: ArpScope| match s {
+            ArpScope::RouterPort(p) => m.port(p).map(ArpScope::RouterPort),
+            ArpScope::Underlay => Some(ArpScope::Underlay),
+        };
+        self.macs = std::mem::take(&mut self.macs).into_iter().filter_map(|((n, mac), l)| Some(((m.net(n)?, mac), loc(l)?))).collect();
+        self.arp = std::mem::take(&mut self.arp).into_iter().filter_map(|((s, ip), mac)| Some(((scope(s)?, ip), mac))).collect();
+        let mut dropped = 0;
+        for ((s, ip), mut p) in std::mem::take(&mut self.pending) {
+            let emit = match p.emit {
+                Emit::Iface(i) => Some(Emit::Iface(i)),
+                Emit::RouterPort(port) => m.port(port).map(Emit::RouterPort),
+            };
+            match (scope(s), emit) {
+                (Some(s), Some(e)) => {
+                    p.emit = e;
+                    self.pending.insert((s, ip), p);
+                }
+                _ => dropped += p.frames.len() as u64,
+            }
+        }
+        dropped
+    }
+}

@@ -8,6 +8,7 @@
 //! for cached flows); [`io::afpacket`] runs it on the host's interfaces, with hot reload and the
 //! control socket of [`io::control`].
 
+pub mod carry;
 pub mod csum;
 pub mod ct;
 pub mod datapath;

@@ -115,3 +115,74 @@ fn a_new_firewall_policy_cuts_what_it_denies() {
     assert!(passes(&mut dp, vm3, &ping(false)), "the ICMP connection stays");
     assert_eq!(dp.stats().drops.get(datapath::DropReason::FwDenied), 1);
 }
+
+/// SPEC §9: a new snapshot may number networks, ports and routers differently (here every
+/// collection in reverse order); learned ARP entries and NAT mappings follow their resources by
+/// id. A mapping whose rule is gone (default SNAT turned off) is cut.
+#[test]
+fn state_follows_resources_by_id_and_goes_with_its_rule() {
+    const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
+    const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
+    let load = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let text = std::fs::read_to_string(repo_root().join("pcaps/default-snat/snapshot.json")).expect("snapshot");
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        edit(&mut v);
+        Arc::new(rules::Topology::compile(rules::load_str(&v.to_string()).expect("valid")).expect("compiles"))
+    };
+    let mut dp = Datapath::new(load(&|_| {}), "host-a", &HashMap::new()).expect("datapath");
+    let (tap, up) = (dp.interfaces().by_name("tap-vm3").expect("tap"), dp.interfaces().by_name("uplink0").expect("uplink"));
+    // The upstream router announces itself: an ARP entry of edge's uplink port.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&UPSTREAM);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&UPSTREAM);
+    arp.extend_from_slice(&[198, 51, 100, 1, 0, 0, 0, 0, 0, 0, 198, 51, 100, 2]);
+    dp.process(up, &arp, Instant(0));
+    let out = |dp: &mut Datapath, t: u64| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(VM3, R1_B).ipv4([10, 1, 0, 3], [192, 0, 2, 50], 64).udp(5000, 53).write(&mut f, b"q").expect("build");
+        dp.process(tap, &f, Instant(t));
+        dp.tx().iter().next().map(|(i, f)| (i, f.to_vec()))
+    };
+    let (i, sent) = out(&mut dp, 1).expect("SNATed out");
+    assert_eq!(i, up);
+    let nat_of = |f: &[u8]| -> [u8; 6] { [f[26], f[27], f[28], f[29], f[34], f[35]] };
+    let (router_mac, nat): ([u8; 6], [u8; 6]) = (sent[6..12].try_into().expect("mac"), nat_of(&sent));
+    let answer = |dp: &mut Datapath, t: u64| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(UPSTREAM, router_mac)
+            .ipv4([192, 0, 2, 50], [nat[0], nat[1], nat[2], nat[3]], 60)
+            .udp(53, u16::from_be_bytes([nat[4], nat[5]]))
+            .write(&mut f, b"a")
+            .expect("build");
+        dp.process(up, &f, Instant(t));
+        dp.tx().iter().next().map(|(i, f)| (i, [f[30], f[31], f[32], f[33]], u16::from_be_bytes([f[36], f[37]])))
+    };
+    assert_eq!(answer(&mut dp, 2), Some((tap, [10, 1, 0, 3], 5000)));
+
+    // Version 2: the same resources, every collection reversed.
+    let v2 = load(&|s| {
+        s["version"] = 2.into();
+        for c in ["networks", "subnets", "ports", "routers"] {
+            if let Some(a) = s[c].as_array_mut() {
+                a.reverse();
+            }
+        }
+    });
+    dp.set_topology(v2).expect("same interfaces");
+    let again = out(&mut dp, 3).expect("still leaves at once: the ARP entry followed edge's uplink port");
+    assert_eq!((again.0, nat_of(&again.1)), (up, nat), "the same mapping");
+    assert_eq!(answer(&mut dp, 4).map(|a| (a.0, a.1, a.2)), Some((tap, [10, 1, 0, 3], 5000)), "the answer still finds vm3");
+    assert_eq!(dp.connection_count(), 1);
+    let ct = dp.conntrack_report(Instant(4));
+    assert!(ct.contains("router r1 Default"), "the connection still names its router: {ct}");
+
+    // Version 3 turns r1's default SNAT off: the mapping's rule is gone, so is the mapping.
+    let v3 = load(&|s| {
+        s["version"] = 3.into();
+        s["routers"][0]["external_gateway_info"]["enable_snat"] = false.into();
+    });
+    dp.set_topology(v3).expect("same interfaces");
+    assert_eq!(dp.connection_count(), 0, "the connection went with its rule");
+    assert_eq!(answer(&mut dp, 5), None, "nothing answers to the old mapping");
+}

@@ -438,6 +438,18 @@ impl ConnTable {
         }
     }
 
+    /// Keep the connections `to` gives a router for (moved to it), let the others go (a new
+    /// snapshot, `carry.rs`).
+    pub fn remap(&mut self, mut to: impl FnMut(&Conn) -> Option<RouterRef>) {
+        for idx in 0..self.slots.len() {
+            let Some(c) = self.slots[idx].conn.as_mut() else { continue };
+            match to(c) {
+                Some(r) => c.router = r,
+                None => self.remove(idx as u32),
+            }
+        }
+    }
+
     /// Whether `key` is unused, reclaiming it from an expired entry.
     fn key_free(&mut self, key: &CtKey, now: Instant) -> bool {
         match self.by_key.get(key) {

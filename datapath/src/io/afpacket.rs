@@ -81,6 +81,8 @@ struct Running {
     mtime: Option<SystemTime>,
     checked: SystemTime,
     names: Vec<String>,
+    /// Packets waiting for ARP that reloads let go (the main thread's own counter).
+    reload_drops: u64,
 }
 
 fn mtime(p: &std::path::Path) -> Option<SystemTime> {
@@ -197,7 +199,15 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     };
     let version = shared.snapshot().topo.version;
     tracing::info!(host, interfaces = ?names, version, workers = opts.threads, "datapath running");
-    let mut running = Running { mtime: mtime(&opts.snapshot), opts, version, since: SystemTime::now(), checked: SystemTime::now(), names };
+    let mut running = Running {
+        mtime: mtime(&opts.snapshot),
+        opts,
+        version,
+        since: SystemTime::now(),
+        checked: SystemTime::now(),
+        names,
+        reload_drops: 0,
+    };
     let requests = control.as_ref().map(|(_, rx)| rx.clone());
     while !running.opts.stop.load(Ordering::Relaxed) {
         reload_if_asked(&shared, &mut running);
@@ -213,6 +223,7 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     drop(control);
     let mut done: Vec<Datapath> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
     let mut stats = Stats::default();
+    stats.drops.add_n(crate::DropReason::SnapshotRemoved, running.reload_drops);
     let mut workers = Vec::new();
     if let Some(d) = done.first_mut() {
         d.finish();
@@ -348,7 +359,8 @@ fn reload_if_asked(shared: &Shared, running: &mut Running) {
         Ok(t) => {
             let v = t.version;
             match shared.set_topology(Arc::new(t)) {
-                Ok(()) => {
+                Ok(dropped) => {
+                    running.reload_drops += dropped;
                     running.version = v;
                     running.since = SystemTime::now();
                     tracing::info!(version = v, "snapshot activated");
@@ -386,6 +398,7 @@ fn answer(shared: &Shared, asks: &[Sender<Ask>], running: &Running, command: &st
         "stats" => {
             let answers = ask_all(asks, Ask::Load);
             let mut stats = Stats::default();
+            stats.drops.add_n(crate::DropReason::SnapshotRemoved, running.reload_drops);
             for (s, _) in &answers {
                 stats.add(s);
             }

@@ -1,0 +1,91 @@
+//! What the running state keeps across a new snapshot (SPEC §9). Learned entries, packets waiting
+//! for ARP and connections name networks, ports and routers by their position in the compiled
+//! snapshot; a new snapshot may number them differently, so each is carried over by id and let go
+//! when its resource is gone:
+//!
+//! - a learned MAC, when its network and its location (a port, or a router VTEP's tunnel) remain;
+//! - an ARP entry or waiting packets of a router port, when the port remains (the underlay's
+//!   always); waiting packets let go are dropped and counted (`snapshot_removed`);
+//! - a NAT connection, when its rule remains (SPEC §9 "when their rules still exist"): default
+//!   SNAT (§6.1 POSTROUTING 5, 6) while the router still has default SNAT to the same gw-ip;
+//!   same-subnet SNAT (POSTROUTING 7) while the router still has a port with that address;
+//! - a firewall connection, when its router remains; the firewall's new rules then decide
+//!   (`Shared::set_topology`).
+
+use std::collections::HashMap;
+
+use rules::compile::{LocalVtep, NetRef, PortRef, RouterRef, Topology, Tunnel};
+
+use crate::ct::{ConnTable, SnatKind};
+use crate::sim::State;
+
+/// Old positions to new ones, by id; `None` where the resource is gone.
+pub struct Remap {
+    nets: Vec<Option<NetRef>>,
+    ports: Vec<Option<PortRef>>,
+    routers: Vec<Option<RouterRef>>,
+}
+
+fn by_id<'a, T: 'a, R>(old: impl Iterator<Item = &'a str>, new: &'a [T], id: impl Fn(&T) -> &str, mk: impl Fn(u32) -> R) -> Vec<Option<R>> {
+    let index: HashMap<&str, u32> = new.iter().enumerate().map(|(k, t)| (id(t), k as u32)).collect();
+    old.map(|i| index.get(i).map(|&k| mk(k))).collect()
+}
+
+impl Remap {
+    pub fn between(old: &Topology, new: &Topology) -> Remap {
+        Remap {
+            nets: by_id(old.networks.iter().map(|n| n.id.as_str()), &new.networks, |n| &n.id, NetRef),
+            ports: by_id(old.ports.iter().map(|p| p.id.as_str()), &new.ports, |p| &p.id, PortRef),
+            routers: by_id(old.routers.iter().map(|r| r.id.as_str()), &new.routers, |r| &r.id, RouterRef),
+        }
+    }
+
+    pub fn net(&self, n: NetRef) -> Option<NetRef> {
+        self.nets.get(n.idx()).copied().flatten()
+    }
+
+    pub fn port(&self, p: PortRef) -> Option<PortRef> {
+        self.ports.get(p.idx()).copied().flatten()
+    }
+
+    pub fn router(&self, r: RouterRef) -> Option<RouterRef> {
+        self.routers.get(r.idx()).copied().flatten()
+    }
+
+    pub fn tunnel(&self, t: Tunnel) -> Option<Tunnel> {
+        let local = match t.local {
+            LocalVtep::Host => LocalVtep::Host,
+            LocalVtep::Router { router, addr } => LocalVtep::Router { router: self.router(router)?, addr },
+        };
+        Some(Tunnel { local, ..t })
+    }
+}
+
+/// Carry `state`, made under `old`, over to `new`; returns how many waiting packets were let go.
+pub fn carry_over(state: &mut State, old: &Topology, new: &Topology) -> u64 {
+    let m = Remap::between(old, new);
+    let dropped = state.learned.remap(&m);
+    carry_nat(&mut state.ct, &m, new);
+    let fw = std::mem::take(&mut state.fw);
+    for (r, mut table) in fw {
+        let Some(nr) = m.router(r) else { continue };
+        table.remap(|c| m.router(c.router));
+        state.fw.insert(nr, table);
+    }
+    dropped
+}
+
+/// NAT connections whose rule still exists, on their router's new position.
+fn carry_nat(ct: &mut ConnTable, m: &Remap, new: &Topology) {
+    ct.remap(|c| {
+        let r = m.router(c.router)?;
+        let router = new.router(r);
+        let nat_ip = c.reply.dst;
+        let kept = match c.kind {
+            SnatKind::Default => router.default_snat && router.gw_ip == Some(nat_ip),
+            SnatKind::SameSubnet => router.ports.iter().any(|&p| new.port(p).has_ip(nat_ip)),
+            SnatKind::Untranslated => true,
+        };
+        kept.then_some(r)
+    });
+}
