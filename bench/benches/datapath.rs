@@ -11,7 +11,11 @@
 //!   matching;
 //! - `slowpath/miss/firewall-N-rules`: a new connection every packet through that firewall;
 //! - `slowpath/miss/default-snat`: a new connection every packet, through the full simulation
-//!   with default SNAT (connection created, port allocated, flow installed).
+//!   with default SNAT (connection created, port allocated, flow installed);
+//! - `workers/snat-both-ways/N`: N worker threads on one shared state, each sending cached
+//!   packets of 64 default-SNAT connections out and answers to another worker's connections back
+//!   (both directions of a connection on different workers); throughput is for all of them. The
+//!   packet clock moves once per 64 packets, as live mode reads it once per batch.
 //!
 //! After the timings, each hit bench counts heap allocations per packet with a counting global
 //! allocator and prints them (STYLE.md item 12): the hit path must not allocate.
@@ -221,9 +225,72 @@ fn default_snat_miss(c: &mut Criterion) {
     g.finish();
 }
 
+fn workers(c: &mut Criterion) {
+    const CONNS: u16 = 64;
+    let mut g = c.benchmark_group("workers/snat-both-ways");
+    for n in [1usize, 2, 4] {
+        // Connections opened by the first worker; the answers' frames from the mappings it made.
+        let mut dp = datapath("default-snat", "host-a", &[]);
+        let (up, tap) = (iface(&dp, "uplink0"), iface(&dp, "tap-vm3"));
+        dp.process(up, &arp(1, UPSTREAM, [198, 51, 100, 1], [0; 6], [198, 51, 100, 2], [0xff; 6]), Instant(SEC));
+        let mut outs = Vec::new();
+        let mut answers = Vec::new();
+        for k in 0..CONNS {
+            let f = udp(VM3, R1_B, [10, 1, 0, 3], [192, 0, 2, 50], 20_000 + k, 53);
+            must_forward(&mut dp, tap, &f, 2 * SEC);
+            let (_, o) = dp.tx().iter().next().expect("out");
+            let (mac, ip, port) =
+                (o[6..12].try_into().expect("mac"), o[26..30].try_into().expect("ip"), u16::from_be_bytes([o[34], o[35]]));
+            answers.push(udp(UPSTREAM, mac, [192, 0, 2, 50], ip, 53, port));
+            outs.push(f);
+        }
+        // Worker w sends the connections k ≡ w (mod n) out and the answers of k ≡ w + 1 back.
+        let mut ws: Vec<Datapath> = (0..n).map(|_| dp.worker()).collect();
+        let jobs: Vec<Vec<(IfIdx, Vec<u8>)>> = (0..n)
+            .map(|w| {
+                let mine = (0..CONNS as usize).filter(|k| k % n == w).map(|k| (tap, outs[k].clone()));
+                let theirs = (0..CONNS as usize).filter(|k| k % n == (w + 1) % n).map(|k| (up, answers[k].clone()));
+                mine.chain(theirs).collect()
+            })
+            .collect();
+        for (w, job) in ws.iter_mut().zip(&jobs) {
+            for (i, f) in job {
+                must_forward(w, *i, f, 3 * SEC);
+            }
+        }
+        let warm: u64 = ws.iter().map(|w| w.stats().flow_misses).sum();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("{n}"), |b| {
+            b.iter_custom(|iters| {
+                let start = std::sync::Barrier::new(n + 1);
+                let took = std::thread::scope(|s| {
+                    for (w, job) in ws.iter_mut().zip(&jobs) {
+                        let start = &start;
+                        s.spawn(move || {
+                            start.wait();
+                            for k in 0..iters as usize {
+                                let (i, f) = &job[k % job.len()];
+                                // The clock moves once per batch of 64, as in live mode.
+                                w.process(*i, black_box(f), Instant(4 * SEC + (k / 64) as u64));
+                            }
+                        });
+                    }
+                    start.wait();
+                    StdInstant::now()
+                });
+                took.elapsed()
+            })
+        });
+        let hits: u64 = ws.iter().map(|w| w.stats().flow_hits).sum();
+        let misses: u64 = ws.iter().map(|w| w.stats().flow_misses).sum();
+        assert_eq!(misses, warm, "every packet of the bench is a cache hit ({hits} hits)");
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, remote_mac_encap, vxlan_decap, qos_hit, firewall, default_snat_miss }
+criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, remote_mac_encap, vxlan_decap, qos_hit, firewall, default_snat_miss, workers }
 criterion_main!(benches);

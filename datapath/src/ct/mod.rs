@@ -143,17 +143,29 @@ impl ConnLive {
     }
 
     /// Record a packet travelling `dir` with TCP `flags` at `now`.
+    ///
+    /// Writes only what changes: live mode reads the clock once per batch, so most packets find
+    /// the connection already stamped, and workers on both directions keep its cache line shared
+    /// instead of passing it back and forth.
     fn record(&self, dir: Dir, flags: u8, now: Instant) {
-        self.last_seen.fetch_max(now.0, Ordering::Relaxed);
+        if self.last_seen.load(Ordering::Relaxed) < now.0 {
+            self.last_seen.fetch_max(now.0, Ordering::Relaxed);
+        }
         if self.proto != IPPROTO_TCP {
             return;
         }
-        if flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
-            self.tcp.fetch_or(CLOSING, Ordering::Relaxed);
+        let tcp = self.tcp.load(Ordering::Relaxed);
+        let bit = if flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+            CLOSING
         } else if dir == Dir::Reply {
-            self.tcp.fetch_or(SEEN_REPLY, Ordering::Relaxed);
-        } else if flags & tcp_flags::ACK != 0 && self.tcp.load(Ordering::Relaxed) & SEEN_REPLY != 0 {
-            self.tcp.fetch_or(ESTABLISHED, Ordering::Relaxed);
+            SEEN_REPLY
+        } else if flags & tcp_flags::ACK != 0 && tcp & SEEN_REPLY != 0 {
+            ESTABLISHED
+        } else {
+            0
+        };
+        if tcp & bit != bit {
+            self.tcp.fetch_or(bit, Ordering::Relaxed);
         }
     }
 }
