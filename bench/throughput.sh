@@ -9,9 +9,13 @@
 #       DNAT) → vm1;
 #   (b) the Linux kernel doing the same job: a router namespace with ip_forward, nftables DNAT and
 #       SNAT for the floating IP, and conntrack;
-#   (c) Open vSwitch's userspace datapath (datapath_type=netdev, AF_PACKET ports) with ct(nat)
-#       flows for the floating IP, when openvswitch-switch is installed (skipped otherwise).
-# It prints frames sent, delivered, packets per second delivered, loss, and the ratios.
+#   (c) Open vSwitch's userspace datapath (datapath_type=netdev) with ct(nat) flows for the
+#       floating IP, with AF_PACKET ports and, where its build has them, AF_XDP ports, when
+#       openvswitch-switch is installed (skipped otherwise).
+# edgepath runs with one worker and with one per core (or the counts in EDGEPATH_THREADS, e.g.
+# EDGEPATH_THREADS="1 4 8"), receiving from TPACKET_V3 rings (or the modes in EDGEPATH_RX, e.g.
+# EDGEPATH_RX="ring mmsg"). It prints frames sent, delivered, packets per second delivered, loss,
+# and the ratios of the best edgepath run to the others.
 set -euo pipefail
 secs=${1:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,7 +54,7 @@ measure() {
 report() {
     local name=$1 sent=$2 got=$3
     awk -v n="$name" -v s="$sent" -v g="$got" -v t="$secs" \
-        'BEGIN { printf "%-10s sent %10d  delivered %10d  %8.3f Mpps delivered  loss %5.1f %%\n", n, s, g, g / t / 1e6, (s ? 100 * (s - g) / s : 0) }'
+        'BEGIN { printf "%-18s sent %10d  delivered %10d  %8.3f Mpps delivered  loss %5.1f %%\n", n, s, g, g / t / 1e6, (s ? 100 * (s - g) / s : 0) }'
 }
 
 # (a) edgepath
@@ -65,16 +69,28 @@ table ip sink {
     }
 }
 EOF
-"$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" >"$dir/ep.out" 2>"$dir/ep.log" &
-ep=$!
-sleep 1
-read -r ep_sent ep_got < <(measure fa:16:3e:bb:00:02)
-kill "$ep"
-wait "$ep" 2>/dev/null || true
-ep=
+ep_best=0
+ep_lines=()
+for rx in ${EDGEPATH_RX:-ring}; do
+    for n in ${EDGEPATH_THREADS:-1 $(nproc)}; do
+        "$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" --threads "$n" --rx "$rx" \
+            >"$dir/ep.out" 2>"$dir/ep.log" &
+        ep=$!
+        sleep 1
+        read -r ep_sent ep_got < <(measure fa:16:3e:bb:00:02)
+        kill "$ep"
+        wait "$ep" 2>/dev/null || true
+        ep=
+        grep -q "no TPACKET_V3 ring" "$dir/ep.log" && echo "edgepath: $(grep -m1 'no TPACKET_V3 ring' "$dir/ep.log")"
+        ep_lines+=("$(report "edgepath-$rx-${n}w" "$ep_sent" "$ep_got")")
+        [ "$ep_got" -gt "$ep_best" ] && ep_best=$ep_got
+    done
+done
 
-# (c) Open vSwitch userspace, on the same interfaces: ct(nat) for the floating IP both ways.
-ovs_sent=; ovs_got=
+# (c) Open vSwitch userspace, on the same interfaces: ct(nat) for the floating IP both ways; one
+# run per port type its build offers (AF_PACKET: "system"; AF_XDP: "afxdp").
+ovs_lines=()
+ovs_best=0
 if command -v ovs-vswitchd >/dev/null 2>&1; then
     mkdir -p "$dir/ovs"
     export OVS_RUNDIR="$dir/ovs" OVS_DBDIR="$dir/ovs" OVS_LOGDIR="$dir/ovs"
@@ -82,18 +98,31 @@ if command -v ovs-vswitchd >/dev/null 2>&1; then
     ovsdb-server "$dir/ovs/conf.db" --remote="punix:$dir/ovs/db.sock" --pidfile="$dir/ovs/ovsdb.pid" --detach --log-file="$dir/ovs/ovsdb.log"
     ovs --no-wait init
     ovs-vswitchd "unix:$dir/ovs/db.sock" --pidfile="$dir/ovs/vswitchd.pid" --detach --log-file="$dir/ovs/vswitchd.log"
-    ovs add-br "ep$$" -- set bridge "ep$$" datapath_type=netdev
-    ovs add-port "ep$$" "${tag}up" -- add-port "ep$$" "${tag}v1"
-    up=$(ovs get interface "${tag}up" ofport)
-    v1=$(ovs get interface "${tag}v1" ofport)
+    types=system
+    ovs get Open_vSwitch . iface_types | grep -q afxdp && types="system afxdp"
     ip -n "$tag-vm1" neigh replace 10.0.0.1 lladdr fa:16:3e:aa:00:01 dev eth0
-    printf '%s\n' \
-        "table=0,priority=10,in_port=$up,ip,nw_dst=203.0.113.10,actions=ct(commit,zone=1,nat(dst=10.0.0.3)),mod_dl_src:fa:16:3e:aa:00:01,mod_dl_dst:fa:16:3e:00:00:03,dec_ttl,output:$v1" \
-        "table=0,priority=10,in_port=$v1,ip,nw_src=10.0.0.3,actions=ct(commit,zone=1,nat(src=203.0.113.10)),mod_dl_src:fa:16:3e:bb:00:02,mod_dl_dst:02:aa:00:00:00:01,dec_ttl,output:$up" \
-        | ovs-ofctl add-flows "ep$$" -
-    sleep 1
-    read -r ovs_sent ovs_got < <(measure fa:16:3e:bb:00:02)
-    ovs del-br "ep$$"
+    for type in $types; do
+        ovs add-br "ep$$" -- set bridge "ep$$" datapath_type=netdev
+        ovs add-port "ep$$" "${tag}up" -- set interface "${tag}up" type="$type" \
+            -- add-port "ep$$" "${tag}v1" -- set interface "${tag}v1" type="$type"
+        up=$(ovs get interface "${tag}up" ofport)
+        v1=$(ovs get interface "${tag}v1" ofport)
+        if [ "$up" -lt 1 ] || [ "$v1" -lt 1 ]; then
+            ovs_lines+=("ovs-$type   ports could not be added: $(ovs get interface "${tag}up" error)")
+            ovs del-br "ep$$"
+            continue
+        fi
+        printf '%s\n' \
+            "table=0,priority=10,in_port=$up,ip,nw_dst=203.0.113.10,actions=ct(commit,zone=1,nat(dst=10.0.0.3)),mod_dl_src:fa:16:3e:aa:00:01,mod_dl_dst:fa:16:3e:00:00:03,dec_ttl,output:$v1" \
+            "table=0,priority=10,in_port=$v1,ip,nw_src=10.0.0.3,actions=ct(commit,zone=1,nat(src=203.0.113.10)),mod_dl_src:fa:16:3e:bb:00:02,mod_dl_dst:02:aa:00:00:00:01,dec_ttl,output:$up" \
+            | ovs-ofctl add-flows "ep$$" -
+        sleep 1
+        read -r ovs_sent ovs_got < <(measure fa:16:3e:bb:00:02)
+        ovs_lines+=("$(report "ovs-$type" "$ovs_sent" "$ovs_got")")
+        [ "$ovs_got" -gt "$ovs_best" ] && ovs_best=$ovs_got
+        ovs del-br "ep$$"
+        sleep 0.5
+    done
     kill "$(cat "$dir/ovs/vswitchd.pid")" "$(cat "$dir/ovs/ovsdb.pid")" 2>/dev/null || true
     sleep 0.5
 fi
@@ -126,14 +155,12 @@ ip -n "$tag-rt" neigh replace 10.0.0.3 lladdr fa:16:3e:00:00:03 dev "${tag}v1"
 read -r k_sent k_got < <(measure "$rt_mac")
 
 echo "floating-IP path, 64-byte UDP, 64 flows, $secs s per run, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-report edgepath "$ep_sent" "$ep_got"
+printf '%s\n' "${ep_lines[@]}"
 report kernel "$k_sent" "$k_got"
-if [ -n "$ovs_got" ]; then
-    report ovs-netdev "$ovs_sent" "$ovs_got"
+if [ ${#ovs_lines[@]} -gt 0 ]; then
+    printf '%s\n' "${ovs_lines[@]}"
 else
     echo "ovs-netdev skipped: openvswitch-switch is not installed"
 fi
-awk -v a="$ep_got" -v b="$k_got" 'BEGIN { if (b) printf "edgepath / kernel: %.2f\n", a / b }'
-if [ -n "$ovs_got" ]; then
-    awk -v a="$ep_got" -v b="$ovs_got" 'BEGIN { if (b) printf "edgepath / ovs-netdev: %.2f\n", a / b }'
-fi
+awk -v a="$ep_best" -v b="$k_got" 'BEGIN { if (b) printf "edgepath (best) / kernel: %.2f\n", a / b }'
+awk -v a="$ep_best" -v b="$ovs_best" 'BEGIN { if (b) printf "edgepath (best) / ovs (best): %.2f\n", a / b }'

@@ -72,10 +72,10 @@ struct Running {
 }
 
 impl Running {
-    fn start(snapshot: &Path, host: &str, control: &Path, threads: usize) -> Running {
+    fn start(snapshot: &Path, host: &str, control: &Path, threads: usize, rx: &str) -> Running {
         let child = Command::new(env!("CARGO_BIN_EXE_edgepath"))
             .args(["run", "--snapshot", snapshot.to_str().expect("utf8"), "--host", host, "--control", control.to_str().expect("utf8")])
-            .args(["--threads", &threads.to_string()])
+            .args(["--threads", &threads.to_string(), "--rx", rx])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -139,9 +139,9 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
         })
     };
     // host-a runs four workers (its connections' two directions land where the kernel's fanout
-    // hash puts them), host-b one.
-    let a = Running::start(&snap_path, "host-a", &ctl_a, 4);
-    let b = Running::start(&snap_path, "host-b", &ctl_b, 1);
+    // hash puts them) reading TPACKET_V3 rings; host-b one, with recvmmsg.
+    let a = Running::start(&snap_path, "host-a", &ctl_a, 4, "ring");
+    let b = Running::start(&snap_path, "host-b", &ctl_b, 1, "mmsg");
     std::thread::sleep(Duration::from_millis(500));
 
     let ping_in = in_ns(&ext, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
@@ -228,6 +228,7 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
         "the counters are printed on exit:\n{stdout}"
     );
     assert!(stderr.contains("datapath running"), "tracing logs on stderr:\n{stderr}");
+    assert!(!stderr.contains("no TPACKET_V3 ring"), "host-a read rings:\n{stderr}");
     assert_eq!(mode, 0o600, "the control socket is owner-only");
     assert!(status0.1.contains("host host-a running snapshot version 5 since"), "{status0:?}");
     assert!(

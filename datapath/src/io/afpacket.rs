@@ -5,12 +5,14 @@
 //! shared state, run to completion: every worker has its own socket on every interface, and the
 //! sockets of one interface form a `PACKET_FANOUT_HASH` group, so the kernel spreads frames over
 //! workers by flow hash (both directions of a connection may reach different workers; the
-//! shared state is built for that). A worker polls its sockets, reads up to [`BATCH`] frames per
-//! `recvmmsg()` into its own buffers, completes checksums the kernel left pending (veth and tap
-//! hand frames over that way when the sender offloads them), processes each frame (the clock
-//! read once per batch), stages what it outputs per interface and sends each interface's frames
-//! with one `sendmmsg()` on its own socket. No allocation per packet; no lock on a cache hit.
-//! Frames this host itself sent on an interface are ignored.
+//! shared state is built for that). A worker polls its sockets and reads what arrived — in place
+//! from each socket's `TPACKET_V3` ring ([`RxMode::Ring`], the default: no copy and no system
+//! call per frame), or up to [`BATCH`] frames per `recvmmsg()` into its own buffers
+//! ([`RxMode::Mmsg`]) — completes checksums the kernel left pending (veth and tap hand frames over
+//! that way when the sender offloads them), processes each frame (the clock read once per poll),
+//! stages what it outputs per interface and sends each interface's frames with one `sendmmsg()`
+//! per [`BATCH`] on its own socket (past the qdisc layer). No allocation per packet; no lock on a
+//! cache hit. Frames this host itself sent on an interface are ignored.
 //!
 //! **The main thread** watches for a reload (SIGHUP or a changed file), swaps the snapshot into
 //! the shared state, and answers the control socket: it asks each worker, between batches, for
@@ -26,7 +28,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rules::compile::Topology;
 use rules::model::Mac;
 
-use super::rawsock::{PollSet, RawSocket};
+use super::rawsock::{PollSet, RawSocket, RxRing};
 use crate::datapath::{Datapath, Shared, Stats};
 use crate::iface::{IfIdx, Ifaces};
 use crate::io::pcap::{ReplaySummary, WorkerLoad};
@@ -71,7 +73,28 @@ pub struct LiveOptions {
     pub reload: Arc<AtomicBool>,
     /// Workers.
     pub threads: usize,
+    /// How frames are received.
+    pub rx: RxMode,
 }
+
+/// How a worker receives frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RxMode {
+    /// A `TPACKET_V3` ring per socket, read in place ([`RING_BLOCK`] × [`RING_BLOCKS`] bytes);
+    /// where the kernel refuses one, `recvmmsg()` on that socket.
+    #[default]
+    Ring,
+    /// `recvmmsg()` into the worker's buffers, [`BATCH`] frames per call.
+    Mmsg,
+}
+
+/// Bytes per ring block: MTU-sized frames and jumbo frames fit.
+pub const RING_BLOCK: usize = 1 << 18;
+/// Blocks per ring (4 MiB per socket).
+pub const RING_BLOCKS: usize = 16;
+/// How long a block the kernel has started filling waits for more frames before it is handed over
+/// (the ring's added latency at low rates).
+const RING_RETIRE: Duration = Duration::from_millis(1);
 
 /// What the running datapath answers for: its snapshot and since when.
 struct Running {
@@ -124,9 +147,19 @@ fn open(name: &str) -> Result<RawSocket, LiveError> {
     }
 }
 
-/// One socket per worker on interface `name`, all in one fanout group when there are several.
-fn open_group(name: &str, workers: usize) -> Result<Vec<RawSocket>, LiveError> {
+/// One socket per worker on interface `name` (with its receive ring, in ring mode), all in one
+/// fanout group when there are several.
+fn open_group(name: &str, workers: usize, mode: RxMode) -> Result<Vec<(RawSocket, Option<RxRing>)>, LiveError> {
     let socks = (0..workers).map(|_| open(name)).collect::<Result<Vec<_>, _>>()?;
+    let mut rings: Vec<Option<RxRing>> = socks
+        .iter()
+        .map(|s| match mode {
+            RxMode::Mmsg => None,
+            RxMode::Ring => RxRing::new(s, RING_BLOCK, RING_BLOCKS, RING_RETIRE)
+                .map_err(|e| tracing::warn!(interface = %name, error = %e, "no TPACKET_V3 ring; receiving with recvmmsg"))
+                .ok(),
+        })
+        .collect();
     if workers > 1 {
         // A group id is per network namespace: start from one derived from the process and the
         // interface, and move on if another process holds it for another device.
@@ -142,11 +175,15 @@ fn open_group(name: &str, workers: usize) -> Result<Vec<RawSocket>, LiveError> {
         for s in &socks[1..] {
             s.join_fanout(group).map_err(|e| LiveError::Io(name.to_string(), format!("PACKET_FANOUT: {e}")))?;
         }
-        for s in &socks {
+        // What a socket received before it joined, every other one received too: let it go.
+        for (s, ring) in socks.iter().zip(rings.iter_mut()) {
             s.drain();
+            if let Some(r) = ring {
+                r.read(RING_BLOCKS, |_, _| {});
+            }
         }
     }
-    Ok(socks)
+    Ok(socks.into_iter().zip(rings).collect())
 }
 
 /// Run the datapath on the host's interfaces until `stop` is set; returns its counters (summed
@@ -169,11 +206,13 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     }
     let first = Datapath::new(topo, host, &macs)?;
     let shared = first.shared().clone();
-    // sockets[w][i]: worker w's socket on interface i.
+    // sockets[w][i], rings[w][i]: worker w's socket on interface i, and its receive ring.
     let mut sockets: Vec<Vec<RawSocket>> = (0..opts.threads).map(|_| Vec::new()).collect();
+    let mut rings: Vec<Vec<Option<RxRing>>> = (0..opts.threads).map(|_| Vec::new()).collect();
     for name in &names {
-        for (w, s) in open_group(name, opts.threads)?.into_iter().enumerate() {
+        for (w, (s, r)) in open_group(name, opts.threads, opts.rx)?.into_iter().enumerate() {
             sockets[w].push(s);
+            rings[w].push(r);
         }
     }
     let mut dps = vec![first];
@@ -183,13 +222,13 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     }
     let mut asks = Vec::new();
     let mut threads = Vec::new();
-    for (k, (dp, socks)) in dps.into_iter().zip(sockets).enumerate() {
+    for (k, ((dp, socks), rings)) in dps.into_iter().zip(sockets).zip(rings).enumerate() {
         let (tx, rx) = bounded::<Ask>(4);
         asks.push(tx);
         let stop = stop.clone();
         let t = std::thread::Builder::new()
             .name(format!("worker-{k}"))
-            .spawn(move || worker(dp, socks, rx, stop))
+            .spawn(move || worker(dp, socks, rings, rx, stop))
             .map_err(|e| LiveError::Io(names.join(","), e.to_string()))?;
         threads.push(t);
     }
@@ -198,7 +237,7 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
         None => None,
     };
     let version = shared.snapshot().topo.version;
-    tracing::info!(host, interfaces = ?names, version, workers = opts.threads, "datapath running");
+    tracing::info!(host, interfaces = ?names, version, workers = opts.threads, rx = ?opts.rx, "datapath running");
     let mut running = Running {
         mtime: mtime(&opts.snapshot),
         opts,
@@ -236,8 +275,9 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
 }
 
 /// One worker: poll its sockets, process what arrives in batches, send per interface, and
-/// answer questions between batches, until `stop`.
-fn worker(mut dp: Datapath, socks: Vec<RawSocket>, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> Datapath {
+/// answer questions between batches, until `stop`. `rings[k]` is socket k's receive ring, if it
+/// has one.
+fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>>, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> Datapath {
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
     let mut meta = Vec::with_capacity(BATCH);
     let mut staged = Staged::default();
@@ -266,40 +306,68 @@ fn worker(mut dp: Datapath, socks: Vec<RawSocket>, asks: Receiver<Ask>, stop: Ar
             if !poll.ready(k) {
                 continue;
             }
-            let n = match sock.recv_many(&mut bufs, &mut meta, false) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(interface = %dp.interfaces().get(IfIdx(k as u16)).name, error = %e, "receive failed");
-                    continue;
-                }
-            };
+            let i = IfIdx(k as u16);
             staged.clear();
-            for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
-                if r.outgoing {
-                    continue;
-                }
-                let frame = &mut buf[..r.len];
-                if r.csum_pending {
-                    crate::wire::complete_pending_checksum(frame);
-                }
-                dp.process(IfIdx(k as u16), frame, at);
-                for (o, f) in dp.tx().iter() {
-                    staged.push(o, f);
+            if let Some(ring) = rings.get_mut(k).and_then(Option::as_mut) {
+                // Frames are processed in place in the ring; what they send is flushed every
+                // BATCH frames and at the end.
+                let mut n = 0;
+                ring.read(RING_BLOCKS, |frame, r| {
+                    if r.outgoing {
+                        return;
+                    }
+                    receive(&mut dp, &mut staged, i, frame, r.csum_pending, at);
+                    n += 1;
+                    if n % BATCH == 0 {
+                        flush(&mut dp, &mut staged, &socks);
+                    }
+                });
+            } else {
+                let n = match sock.recv_many(&mut bufs, &mut meta, false) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(interface = %dp.interfaces().get(i).name, error = %e, "receive failed");
+                        continue;
+                    }
+                };
+                for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
+                    if !r.outgoing {
+                        receive(&mut dp, &mut staged, i, &mut buf[..r.len], r.csum_pending, at);
+                    }
                 }
             }
-            let mut refused = 0;
-            for (o, frames) in staged.by_iface() {
-                if let Some(s) = socks.get(o) {
-                    refused += s.send_many(&frames);
-                }
-            }
-            if refused > 0 {
-                tracing::debug!(refused, "sends refused");
-                dp.count_tx_errors(refused as u64);
-            }
+            flush(&mut dp, &mut staged, &socks);
         }
     }
     dp
+}
+
+/// One frame that arrived on `i`: its pending checksum completed, processed, and what it sends
+/// staged.
+#[inline]
+fn receive(dp: &mut Datapath, staged: &mut Staged, i: IfIdx, frame: &mut [u8], csum_pending: bool, at: Instant) {
+    if csum_pending {
+        crate::wire::complete_pending_checksum(frame);
+    }
+    dp.process(i, frame, at);
+    for (o, f) in dp.tx().iter() {
+        staged.push(o, f);
+    }
+}
+
+/// Send what is staged, one `sendmmsg()` per interface, and count what was refused.
+fn flush(dp: &mut Datapath, staged: &mut Staged, socks: &[RawSocket]) {
+    let mut refused = 0;
+    for (o, frames) in staged.by_iface() {
+        if let Some(s) = socks.get(o) {
+            refused += s.send_many(&frames);
+        }
+    }
+    staged.clear();
+    if refused > 0 {
+        tracing::debug!(refused, "sends refused");
+        dp.count_tx_errors(refused as u64);
+    }
 }
 
 /// Frames to send, staged per interface for one `sendmmsg()` each.

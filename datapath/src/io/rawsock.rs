@@ -2,7 +2,12 @@
 //! whether the kernel left a frame's L4 checksum pending (`TP_STATUS_CSUMNOTREADY`, read from
 //! `PACKET_AUXDATA`), and whether a frame is one this host sent (`PACKET_OUTGOING`).
 //!
-//! This is the one module with `unsafe`: the socket calls of libc. Each block says why it is sound.
+//! Frames are read either with `recvmmsg()` into the caller's buffers or, with [`RxRing`], from a
+//! `TPACKET_V3` ring the kernel fills and the process reads in place: no copy to a buffer and no
+//! system call per frame, one `poll()` wake-up per block of frames.
+//!
+//! This is the one module with `unsafe`: the socket calls of libc and the ring's shared memory.
+//! Each block says why it is sound.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -16,6 +21,13 @@ const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_OUTGOING: u8 = 4;
 const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const TPACKET_V3: libc::c_int = 2;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_KERNEL: u32 = 0;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
 const PACKET_FANOUT_FLAG_DEFRAG: libc::c_int = 0x8000;
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
@@ -105,6 +117,18 @@ impl RawSocket {
                 &one as *const _ as *const libc::c_void,
                 size_of::<libc::c_int>() as u32,
             ))?;
+            // Frames this host sends are not wanted back (Linux 4.20+; older kernels refuse the
+            // option, and the packet type still marks them). Frames sent go straight to the
+            // driver, past the qdisc layer, as a switch's ports do (Linux 3.14+; best effort).
+            for opt in [PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS] {
+                let _ = libc::setsockopt(
+                    fd.as_raw_fd(),
+                    SOL_PACKET,
+                    opt,
+                    &one as *const _ as *const libc::c_void,
+                    size_of::<libc::c_int>() as u32,
+                );
+            }
             check(libc::setsockopt(
                 fd.as_raw_fd(),
                 libc::SOL_SOCKET,
@@ -320,5 +344,169 @@ impl PollSet {
     /// Whether socket `k` had frames at the last wait.
     pub fn ready(&self, k: usize) -> bool {
         self.fds.get(k).is_some_and(|f| f.revents & libc::POLLIN != 0)
+    }
+}
+
+#[repr(C)]
+struct TpacketReq3 {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+    tp_retire_blk_tov: u32,
+    tp_sizeof_priv: u32,
+    tp_feature_req_word: u32,
+}
+
+// Offsets in the ring (linux/if_packet.h): a block starts with `tpacket_block_desc`, whose
+// `tpacket_hdr_v1` has the block status at byte 8, the number of frames at 12 and the offset of
+// the first frame at 16. A frame starts with `tpacket3_hdr`: the offset of the next frame at 0,
+// the captured length at 12, the status at 20 and the offset of the Ethernet header at 24; its
+// `sockaddr_ll` follows at 48 (`TPACKET_ALIGN(sizeof(tpacket3_hdr))`), packet type at 10 there.
+const BLOCK_STATUS: usize = 8;
+const BLOCK_NUM_PKTS: usize = 12;
+const BLOCK_FIRST: usize = 16;
+const PKT_NEXT: usize = 0;
+const PKT_SNAPLEN: usize = 12;
+const PKT_STATUS: usize = 20;
+const PKT_MAC: usize = 24;
+const PKT_SLL_PKTTYPE: usize = 48 + 10;
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// A `TPACKET_V3` receive ring on a socket: blocks of frames the kernel fills and hands over
+/// (a full block, or one whose `retire` time passed), read in place and handed back.
+pub struct RxRing {
+    map: *mut u8,
+    block_size: usize,
+    blocks: usize,
+    next: usize,
+}
+
+// SAFETY: the mapping is owned by the ring alone (no other Rust value points into it) and the
+// kernel synchronises through each block's status word; moving the ring to another thread moves
+// that ownership.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    /// Put a ring of `blocks` blocks of `block_size` bytes on `sock` (which must have no ring
+    /// yet); a block is handed over when full or `retire` after its first frame.
+    pub fn new(sock: &RawSocket, block_size: usize, blocks: usize, retire: Duration) -> io::Result<RxRing> {
+        let fd = sock.fd.as_raw_fd();
+        let v3: libc::c_int = TPACKET_V3;
+        // SAFETY: the option values are live locals of the stated sizes.
+        unsafe {
+            check(libc::setsockopt(
+                fd,
+                SOL_PACKET,
+                PACKET_VERSION,
+                &v3 as *const _ as *const libc::c_void,
+                size_of::<libc::c_int>() as u32,
+            ))?;
+        }
+        let frame = 2048u32;
+        let req = TpacketReq3 {
+            tp_block_size: block_size as u32,
+            tp_block_nr: blocks as u32,
+            tp_frame_size: frame,
+            tp_frame_nr: (block_size * blocks) as u32 / frame,
+            tp_retire_blk_tov: retire.as_millis().max(1) as u32,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        // SAFETY: as above.
+        unsafe {
+            check(libc::setsockopt(
+                fd,
+                SOL_PACKET,
+                PACKET_RX_RING,
+                &req as *const _ as *const libc::c_void,
+                size_of::<TpacketReq3>() as u32,
+            ))?;
+        }
+        let len = block_size * blocks;
+        // SAFETY: a fresh shared mapping of the ring the kernel just made for this socket, of the
+        // length it was asked for; checked for failure below and unmapped once, in Drop.
+        let map = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, fd, 0)
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RxRing { map: map as *mut u8, block_size, blocks, next: 0 })
+    }
+
+    /// The status word of block `b`.
+    fn status(&self, b: usize) -> *mut u32 {
+        // SAFETY: b < blocks, so the offset is inside the mapping; the word is 4-byte aligned
+        // (blocks are page-aligned).
+        unsafe { self.map.add(b * self.block_size + BLOCK_STATUS) as *mut u32 }
+    }
+
+    /// Read the blocks the kernel has handed over, up to `max_blocks`, in order: `f` gets each
+    /// frame (writable in place), whether its L4 checksum is pending, and whether this host sent
+    /// it; each block goes back to the kernel after its last frame. Returns the frames read.
+    pub fn read(&mut self, max_blocks: usize, mut f: impl FnMut(&mut [u8], Received)) -> usize {
+        let mut frames = 0;
+        for _ in 0..max_blocks {
+            let b = self.next;
+            // SAFETY: the status word is inside the mapping (see `status`); a volatile read, as
+            // the kernel writes it.
+            let st = unsafe { std::ptr::read_volatile(self.status(b)) };
+            if st & TP_STATUS_USER == 0 {
+                break;
+            }
+            // Nothing of the block is read before its status said it is ours.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            // SAFETY: block b is inside the mapping, and while its status is TP_STATUS_USER the
+            // kernel does not touch it: this is the only reference to it until it is handed back
+            // below.
+            let block = unsafe { std::slice::from_raw_parts_mut(self.map.add(b * self.block_size), self.block_size) };
+            let n = u32_at(block, BLOCK_NUM_PKTS).unwrap_or(0);
+            let mut at = u32_at(block, BLOCK_FIRST).unwrap_or(0) as usize;
+            for _ in 0..n {
+                let (Some(next), Some(snap), Some(status), Some(mac)) = (
+                    u32_at(block, at + PKT_NEXT),
+                    u32_at(block, at + PKT_SNAPLEN),
+                    u32_at(block, at + PKT_STATUS),
+                    u16_at(block, at + PKT_MAC),
+                ) else {
+                    break;
+                };
+                let outgoing = block.get(at + PKT_SLL_PKTTYPE) == Some(&PACKET_OUTGOING);
+                let start = at + mac as usize;
+                if let Some(frame) = block.get_mut(start..start + snap as usize) {
+                    let len = frame.len();
+                    f(frame, Received { len, csum_pending: status & TP_STATUS_CSUMNOTREADY != 0, outgoing });
+                    frames += 1;
+                }
+                if next == 0 {
+                    break;
+                }
+                at += next as usize;
+            }
+            // Hand the block back once everything above is done with it.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            // SAFETY: as in the read above; from here on the kernel owns the block again.
+            unsafe { std::ptr::write_volatile(self.status(b), TP_STATUS_KERNEL) };
+            self.next = (b + 1) % self.blocks;
+        }
+        frames
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, of that length, unmapped once; no slice into it
+        // outlives `read`.
+        unsafe {
+            libc::munmap(self.map as *mut libc::c_void, self.block_size * self.blocks);
+        }
     }
 }

@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// How frames are received: `ring` (TPACKET_V3 rings, read in place) or `mmsg` (recvmmsg).
+    #[arg(long, default_value = "ring", value_parser = ["ring", "mmsg"])]
+    rx: String,
 }
 
 /// Where the control socket is unless `--control` says otherwise.
@@ -37,8 +40,16 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
     let threads = a.threads.unwrap_or_else(super::cores);
-    let opts =
-        datapath::io::afpacket::LiveOptions { snapshot: a.snapshot.clone(), host: a.host, control: Some(a.control), stop, reload, threads };
+    let rx = if a.rx == "mmsg" { datapath::io::afpacket::RxMode::Mmsg } else { datapath::io::afpacket::RxMode::Ring };
+    let opts = datapath::io::afpacket::LiveOptions {
+        snapshot: a.snapshot.clone(),
+        host: a.host,
+        control: Some(a.control),
+        stop,
+        reload,
+        threads,
+        rx,
+    };
     let summary = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     tracing::info!("stopped");
     super::out(summary.render().trim_end());
