@@ -246,6 +246,11 @@ impl Shared {
         }
     }
 
+    /// Firewall log lines dropped so far because the writer's queue was full.
+    pub fn fw_log_dropped(&self) -> u64 {
+        self.fwlog.get().map_or(0, FwLogger::dropped)
+    }
+
     /// Connections tracked now (NAT and firewall).
     pub fn connection_count(&self) -> usize {
         let core = self.lock();

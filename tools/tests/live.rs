@@ -72,10 +72,11 @@ struct Running {
 }
 
 impl Running {
-    fn start(snapshot: &Path, host: &str, control: &Path, threads: usize, rx: &str) -> Running {
+    fn start(snapshot: &Path, host: &str, control: &Path, threads: usize, extra: &[&str]) -> Running {
         let child = Command::new(env!("CARGO_BIN_EXE_edgepath"))
             .args(["run", "--snapshot", snapshot.to_str().expect("utf8"), "--host", host, "--control", control.to_str().expect("utf8")])
-            .args(["--threads", &threads.to_string(), "--rx", rx])
+            .args(["--threads", &threads.to_string()])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -138,10 +139,18 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
             ask(&ctl_a, "status").1.contains(&want)
         })
     };
+    // r1 gets a firewall that allows everything and logs what it accepts (SPEC §6.2, §8).
+    snap["firewall_rules"] = serde_json::json!([{"id": "all", "action": "allow"}]);
+    snap["firewall_policies"] = serde_json::json!([{"id": "p", "firewall_rules": ["all"]}]);
+    snap["firewalls"] = serde_json::json!([{"id": "fw", "firewall_policy_id": "p", "router_ids": ["r1"]}]);
+    snap["logging_resources"] =
+        serde_json::json!([{"id": "l", "firewall_logs": [{"id": "accepts", "firewall_id": "fw", "fw_event": "ACCEPT"}]}]);
+    std::fs::write(&snap_path, snap.to_string()).expect("write snapshot");
+    let logs = tmp.path().join("logs");
     // host-a runs four workers (its connections' two directions land where the kernel's fanout
     // hash puts them) reading TPACKET_V3 rings; host-b one, with recvmmsg.
-    let a = Running::start(&snap_path, "host-a", &ctl_a, 4, "ring");
-    let b = Running::start(&snap_path, "host-b", &ctl_b, 1, "mmsg");
+    let a = Running::start(&snap_path, "host-a", &ctl_a, 4, &["--rx", "ring", "--log-dir", logs.to_str().expect("utf8")]);
+    let b = Running::start(&snap_path, "host-b", &ctl_b, 1, &["--rx", "mmsg"]);
     std::thread::sleep(Duration::from_millis(500));
 
     let ping_in = in_ns(&ext, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
@@ -229,6 +238,11 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     );
     assert!(stderr.contains("datapath running"), "tracing logs on stderr:\n{stderr}");
     assert!(!stderr.contains("no TPACKET_V3 ring"), "host-a read rings:\n{stderr}");
+    let fw_log = std::fs::read_to_string(logs.join("fw-accepts.log")).unwrap_or_default();
+    assert!(
+        fw_log.lines().any(|l| l.contains("firewall_id=fw") && l.contains("dst_ip=192.0.2.50") && l.contains("protocol=6 action=ACCEPT")),
+        "the firewall logged the accepted TCP connections:\n{fw_log}"
+    );
     assert_eq!(mode, 0o600, "the control socket is owner-only");
     assert!(status0.1.contains("host host-a running snapshot version 5 since"), "{status0:?}");
     assert!(

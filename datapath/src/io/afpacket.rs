@@ -54,6 +54,8 @@ pub enum LiveError {
     Io(String, String),
     #[error("--threads 0: at least one worker is needed")]
     Threads,
+    #[error("{0}: {1}")]
+    Path(String, String),
 }
 
 fn now() -> Instant {
@@ -73,6 +75,8 @@ pub struct LiveOptions {
     pub reload: Arc<AtomicBool>,
     /// Workers.
     pub threads: usize,
+    /// Where firewall logs are written (SPEC §8), if anywhere.
+    pub log_dir: Option<PathBuf>,
     /// How frames are received.
     pub rx: RxMode,
 }
@@ -206,6 +210,10 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     }
     let first = Datapath::new(topo, host, &macs)?;
     let shared = first.shared().clone();
+    if let Some(d) = &opts.log_dir {
+        std::fs::create_dir_all(d).map_err(|e| LiveError::Path(d.display().to_string(), e.to_string()))?;
+        shared.set_fw_log_dir(d.clone());
+    }
     // sockets[w][i], rings[w][i]: worker w's socket on interface i, and its receive ring.
     let mut sockets: Vec<Vec<RawSocket>> = (0..opts.threads).map(|_| Vec::new()).collect();
     let mut rings: Vec<Vec<Option<RxRing>>> = (0..opts.threads).map(|_| Vec::new()).collect();
@@ -229,11 +237,11 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
         let t = std::thread::Builder::new()
             .name(format!("worker-{k}"))
             .spawn(move || worker(dp, socks, rings, rx, stop))
-            .map_err(|e| LiveError::Io(names.join(","), e.to_string()))?;
+            .map_err(|e| LiveError::Path("starting a worker thread".into(), e.to_string()))?;
         threads.push(t);
     }
     let control = match &opts.control {
-        Some(p) => Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Io(p.display().to_string(), e.to_string()))?),
+        Some(p) => Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Path(p.display().to_string(), e.to_string()))?),
         None => None,
     };
     let version = shared.snapshot().topo.version;
@@ -467,6 +475,7 @@ fn answer(shared: &Shared, asks: &[Sender<Ask>], running: &Running, command: &st
             let answers = ask_all(asks, Ask::Load);
             let mut stats = Stats::default();
             stats.drops.add_n(crate::DropReason::SnapshotRemoved, running.reload_drops);
+            stats.fw_log_dropped = shared.fw_log_dropped();
             for (s, _) in &answers {
                 stats.add(s);
             }

@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Directory for firewall logs (`fw-<firewall_log_id>.log`).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
     /// How frames are received: `ring` (TPACKET_V3 rings, read in place) or `mmsg` (recvmmsg).
     #[arg(long, default_value = "ring", value_parser = ["ring", "mmsg"])]
     rx: String,
@@ -48,6 +51,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         stop,
         reload,
         threads,
+        log_dir: a.log_dir,
         rx,
     };
     let summary = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
