@@ -366,9 +366,9 @@ fn receive(dp: &mut Datapath, staged: &mut Staged, i: IfIdx, frame: &mut [u8], c
 /// Send what is staged, one `sendmmsg()` per interface, and count what was refused.
 fn flush(dp: &mut Datapath, staged: &mut Staged, socks: &[RawSocket]) {
     let mut refused = 0;
-    for (o, frames) in staged.by_iface() {
+    for (o, data, frames) in staged.by_iface() {
         if let Some(s) = socks.get(o) {
-            refused += s.send_many(&frames);
+            refused += s.send_many(data, frames);
         }
     }
     staged.clear();
@@ -402,13 +402,14 @@ impl Staged {
         self.ranges[k].push(start..self.data[k].len());
     }
 
-    /// Each interface with frames, and its frames.
-    fn by_iface(&self) -> impl Iterator<Item = (usize, Vec<&[u8]>)> + '_ {
-        self.ranges
+    /// Each interface with frames: its staged bytes and where each frame lies in them.
+    fn by_iface(&self) -> impl Iterator<Item = (usize, &[u8], &[std::ops::Range<usize>])> + '_ {
+        self.data
             .iter()
+            .zip(&self.ranges)
             .enumerate()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(k, r)| (k, r.iter().map(|x| &self.data[k][x.clone()]).collect()))
+            .filter(|(_, (_, r))| !r.is_empty())
+            .map(|(k, (d, r))| (k, d.as_slice(), r.as_slice()))
     }
 }
 

@@ -263,30 +263,38 @@ impl RawSocket {
         Ok(got as usize)
     }
 
-    /// Send frames with as few `sendmmsg()` calls as it takes; returns how many were refused.
-    pub fn send_many(&self, frames: &[&[u8]]) -> usize {
+    /// Send the frames at `frames` in `data` with as few `sendmmsg()` calls as it takes; returns
+    /// how many were refused.
+    pub fn send_many(&self, data: &[u8], frames: &[std::ops::Range<usize>]) -> usize {
         const MAX: usize = 64;
         let mut refused = 0;
         for chunk in frames.chunks(MAX) {
             // SAFETY: plain data arrays, zeroed, then filled in below.
             let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
             let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
-            for (k, f) in chunk.iter().enumerate() {
-                iov[k] = libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() };
-                msgs[k].msg_hdr.msg_iov = &mut iov[k];
-                msgs[k].msg_hdr.msg_iovlen = 1;
+            let mut n = 0;
+            for r in chunk {
+                // A range outside the data is counted as refused, never read.
+                let Some(f) = data.get(r.clone()) else {
+                    refused += 1;
+                    continue;
+                };
+                iov[n] = libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() };
+                msgs[n].msg_hdr.msg_iov = &mut iov[n];
+                msgs[n].msg_hdr.msg_iovlen = 1;
+                n += 1;
             }
             let mut done = 0;
-            while done < chunk.len() {
-                // SAFETY: msgs[done..len] point at iovecs of frames that live across the call;
-                // the socket is bound, so no address is needed.
-                let n = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (chunk.len() - done) as u32, 0) };
-                if n <= 0 {
+            while done < n {
+                // SAFETY: msgs[done..n] point at iovecs of frames in `data`, which lives across
+                // the call; the socket is bound, so no address is needed.
+                let sent = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (n - done) as u32, 0) };
+                if sent <= 0 {
                     // The frame at `done` was refused (too large, link down): count it, go on.
                     refused += 1;
                     done += 1;
                 } else {
-                    done += n as usize;
+                    done += sent as usize;
                 }
             }
         }
