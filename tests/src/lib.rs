@@ -4,6 +4,22 @@ use std::path::{Path, PathBuf};
 
 use pcap_file::pcap::PcapReader;
 
+/// The upstream router of the scenario snapshots (198.51.100.1 on the uplink).
+pub const UPSTREAM_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+
+/// The upstream router asking for the edge router's uplink address (198.51.100.2): a broadcast
+/// ARP request the edge router learns the upstream router's MAC from.
+pub fn upstream_arp_request() -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&UPSTREAM_MAC);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&UPSTREAM_MAC);
+    f.extend_from_slice(&[198, 51, 100, 1]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&[198, 51, 100, 2]);
+    f
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()

@@ -4,14 +4,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datapath::{Datapath, Instant};
-use edgepath_tests::repo_root;
+use edgepath_tests::{repo_root, upstream_arp_request};
 use etherparse::PacketBuilder;
 
-const UPSTREAM: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+use edgepath_tests::UPSTREAM_MAC as UPSTREAM;
 const EDGE_UP: [u8; 6] = [0xfa, 0x16, 0x3e, 0xbb, 0, 2];
 
 fn topology(edit: impl Fn(&mut serde_json::Value)) -> Arc<rules::Topology> {
-    let text = std::fs::read_to_string(repo_root().join("pcaps/fip-dnat-inbound/snapshot.json")).expect("snapshot");
+    topology_of("fip-dnat-inbound", edit)
+}
+
+/// A scenario's snapshot changed by `edit`, compiled.
+fn topology_of(case: &str, edit: impl Fn(&mut serde_json::Value)) -> Arc<rules::Topology> {
+    let text = std::fs::read_to_string(repo_root().join("pcaps").join(case).join("snapshot.json")).expect("snapshot");
     let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
     edit(&mut v);
     let snap = rules::load_str(&v.to_string()).expect("valid");
@@ -123,21 +128,11 @@ fn a_new_firewall_policy_cuts_what_it_denies() {
 fn state_follows_resources_by_id_and_goes_with_its_rule() {
     const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
     const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
-    let load = |edit: &dyn Fn(&mut serde_json::Value)| {
-        let text = std::fs::read_to_string(repo_root().join("pcaps/default-snat/snapshot.json")).expect("snapshot");
-        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        edit(&mut v);
-        Arc::new(rules::Topology::compile(rules::load_str(&v.to_string()).expect("valid")).expect("compiles"))
-    };
+    let load = |edit: &dyn Fn(&mut serde_json::Value)| topology_of("default-snat", edit);
     let mut dp = Datapath::new(load(&|_| {}), "host-a", &HashMap::new()).expect("datapath");
     let (tap, up) = (dp.interfaces().by_name("tap-vm3").expect("tap"), dp.interfaces().by_name("uplink0").expect("uplink"));
-    // The upstream router announces itself: an ARP entry of edge's uplink port.
-    let mut arp = vec![0xff; 6];
-    arp.extend_from_slice(&UPSTREAM);
-    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    arp.extend_from_slice(&UPSTREAM);
-    arp.extend_from_slice(&[198, 51, 100, 1, 0, 0, 0, 0, 0, 0, 198, 51, 100, 2]);
-    dp.process(up, &arp, Instant(0));
+    // The upstream router asks for edge: an ARP entry of edge's uplink port.
+    dp.process(up, &upstream_arp_request(), Instant(0));
     let out = |dp: &mut Datapath, t: u64| {
         let mut f = Vec::new();
         PacketBuilder::ethernet2(VM3, R1_B).ipv4([10, 1, 0, 3], [192, 0, 2, 50], 64).udp(5000, 53).write(&mut f, b"q").expect("build");

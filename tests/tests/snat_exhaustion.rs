@@ -8,28 +8,16 @@ use std::sync::Arc;
 
 use datapath::ct::ConnTable;
 use datapath::{Datapath, DropReason, Instant};
-use edgepath_tests::repo_root;
+use edgepath_tests::{repo_root, upstream_arp_request};
 use etherparse::PacketBuilder;
 
 const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
 const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
-const UPSTREAM: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
 
 fn udp(sport: u16, dst: [u8; 4]) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(VM3, R1_B).ipv4([10, 1, 0, 3], dst, 64).udp(sport, 53).write(&mut v, b"q").expect("build");
     v
-}
-
-fn arp_announce() -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&UPSTREAM);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&UPSTREAM);
-    f.extend_from_slice(&[198, 51, 100, 1]);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&[198, 51, 100, 2]);
-    f
 }
 
 /// The translated source port of what left on the uplink.
@@ -44,7 +32,7 @@ fn a_full_pool_drops_new_connections_and_keeps_live_ones() {
     let mut dp =
         Datapath::new(Arc::new(topo), "host-a", &HashMap::new()).expect("datapath").with_conn_table(ConnTable::with_pool((2000, 2001)));
     let (tap, up) = (dp.interfaces().by_name("tap-vm3").expect("tap"), dp.interfaces().by_name("uplink0").expect("uplink"));
-    dp.process(up, &arp_announce(), Instant(0));
+    dp.process(up, &upstream_arp_request(), Instant(0));
     let t = |s: u64| Instant(s * 1_000_000_000);
 
     dp.process(tap, &udp(5000, [192, 0, 2, 50]), t(1));

@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datapath::{Datapath, Instant};
-use edgepath_tests::repo_root;
+use edgepath_tests::{repo_root, upstream_arp_request};
 use etherparse::PacketBuilder;
 
 const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
 const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
-const UPSTREAM: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+use edgepath_tests::UPSTREAM_MAC as UPSTREAM;
 const SERVER: [u8; 4] = [192, 0, 2, 50];
 
 fn secs(s: u64) -> Instant {
@@ -30,17 +30,6 @@ fn reply_udp(router_mac: [u8; 6], nat_ip: [u8; 4], nat_port: u16) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(UPSTREAM, router_mac).ipv4(SERVER, nat_ip, 60).udp(53, nat_port).write(&mut v, b"a").expect("build");
     v
-}
-
-fn arp_announce() -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&UPSTREAM);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&UPSTREAM);
-    f.extend_from_slice(&[198, 51, 100, 1]);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&[198, 51, 100, 2]);
-    f
 }
 
 /// The single frame a worker sent for its last input: (interface, source MAC, source address and
@@ -67,7 +56,7 @@ fn two_workers() -> (Datapath, Datapath, datapath::IfIdx, datapath::IfIdx) {
     let mut a = Datapath::new(Arc::new(topo), "host-a", &HashMap::new()).expect("datapath");
     let b = a.worker();
     let (tap, up) = (a.interfaces().by_name("tap-vm3").expect("tap"), a.interfaces().by_name("uplink0").expect("uplink"));
-    a.process(up, &arp_announce(), Instant(0));
+    a.process(up, &upstream_arp_request(), Instant(0));
     (a, b, tap, up)
 }
 

@@ -34,6 +34,7 @@ const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const ETH_P_ALL: u16 = 0x0003;
 
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct PacketMreq {
     mr_ifindex: libc::c_int,
     mr_type: libc::c_ushort,
@@ -77,6 +78,13 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// `setsockopt(fd, level, opt, value)`, the value being a plain C struct or integer.
+fn set_opt<T: Copy>(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `value`, a live plain-data value, for the call.
+    check(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, value as *const T as *const libc::c_void, size_of::<T>() as u32) })
+        .map(drop)
+}
+
 impl RawSocket {
     /// Open, bind to `name`, turn on promiscuous mode and auxiliary data; reads time out after
     /// `timeout`.
@@ -101,42 +109,14 @@ impl RawSocket {
         let mreq = PacketMreq { mr_ifindex: ifindex, mr_type: PACKET_MR_PROMISC, mr_alen: 0, mr_address: [0; 8] };
         let one: libc::c_int = 1;
         let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: timeout.subsec_micros() as libc::suseconds_t };
-        // SAFETY: each option value pointer and length describe a live local of the right type.
-        unsafe {
-            check(libc::setsockopt(
-                fd.as_raw_fd(),
-                SOL_PACKET,
-                PACKET_ADD_MEMBERSHIP,
-                &mreq as *const _ as *const libc::c_void,
-                size_of::<PacketMreq>() as u32,
-            ))?;
-            check(libc::setsockopt(
-                fd.as_raw_fd(),
-                SOL_PACKET,
-                PACKET_AUXDATA,
-                &one as *const _ as *const libc::c_void,
-                size_of::<libc::c_int>() as u32,
-            ))?;
-            // Frames this host sends are not wanted back (Linux 4.20+; older kernels refuse the
-            // option, and the packet type still marks them). Frames sent go straight to the
-            // driver, past the qdisc layer, as a switch's ports do (Linux 3.14+; best effort).
-            for opt in [PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS] {
-                let _ = libc::setsockopt(
-                    fd.as_raw_fd(),
-                    SOL_PACKET,
-                    opt,
-                    &one as *const _ as *const libc::c_void,
-                    size_of::<libc::c_int>() as u32,
-                );
-            }
-            check(libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                size_of::<libc::timeval>() as u32,
-            ))?;
-        }
+        set_opt(&fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)?;
+        set_opt(&fd, SOL_PACKET, PACKET_AUXDATA, &one)?;
+        // Frames this host sends are not wanted back (Linux 4.20+; older kernels refuse the
+        // option, and the packet type still marks them). Frames sent go straight to the driver,
+        // past the qdisc layer, as a switch's ports do (Linux 3.14+; best effort).
+        let _ = set_opt(&fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        let _ = set_opt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one);
+        set_opt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
         Ok(RawSocket { fd, ifindex })
     }
 
@@ -146,17 +126,7 @@ impl RawSocket {
     /// reach the same socket). The group is made by its first member.
     pub fn join_fanout(&self, group: u16) -> io::Result<()> {
         let arg: libc::c_int = group as libc::c_int | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16;
-        // SAFETY: the option value is a live c_int of the stated size.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                SOL_PACKET,
-                PACKET_FANOUT,
-                &arg as *const _ as *const libc::c_void,
-                size_of::<libc::c_int>() as u32,
-            )
-        })
-        .map(drop)
+        set_opt(&self.fd, SOL_PACKET, PACKET_FANOUT, &arg)
     }
 
     /// Throw away what is queued now (frames a socket received before it joined its fanout
@@ -356,6 +326,7 @@ impl PollSet {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct TpacketReq3 {
     tp_block_size: u32,
     tp_block_nr: u32,
@@ -406,18 +377,7 @@ impl RxRing {
     /// Put a ring of `blocks` blocks of `block_size` bytes on `sock` (which must have no ring
     /// yet); a block is handed over when full or `retire` after its first frame.
     pub fn new(sock: &RawSocket, block_size: usize, blocks: usize, retire: Duration) -> io::Result<RxRing> {
-        let fd = sock.fd.as_raw_fd();
-        let v3: libc::c_int = TPACKET_V3;
-        // SAFETY: the option values are live locals of the stated sizes.
-        unsafe {
-            check(libc::setsockopt(
-                fd,
-                SOL_PACKET,
-                PACKET_VERSION,
-                &v3 as *const _ as *const libc::c_void,
-                size_of::<libc::c_int>() as u32,
-            ))?;
-        }
+        set_opt(&sock.fd, SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
         let frame = 2048u32;
         let req = TpacketReq3 {
             tp_block_size: block_size as u32,
@@ -428,21 +388,19 @@ impl RxRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        // SAFETY: as above.
-        unsafe {
-            check(libc::setsockopt(
-                fd,
-                SOL_PACKET,
-                PACKET_RX_RING,
-                &req as *const _ as *const libc::c_void,
-                size_of::<TpacketReq3>() as u32,
-            ))?;
-        }
+        set_opt(&sock.fd, SOL_PACKET, PACKET_RX_RING, &req)?;
         let len = block_size * blocks;
         // SAFETY: a fresh shared mapping of the ring the kernel just made for this socket, of the
         // length it was asked for; checked for failure below and unmapped once, in Drop.
         let map = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, fd, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                sock.fd.as_raw_fd(),
+                0,
+            )
         };
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
