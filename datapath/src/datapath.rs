@@ -550,16 +550,32 @@ impl Datapath {
             Fate::Waiting => {}
             Fate::Dropped(r) => self.stats.drops.incr(r),
         }
+        self.count_sent(job.as_ref());
+        match job {
+            Some(j) => Step::Pure(j),
+            None => Step::Done,
+        }
+    }
+
+    /// Run the timers due at `now` without a packet (live mode, between polls): ARP retries and
+    /// give-ups. What they send is in [`Datapath::tx`], counted as sent.
+    pub fn tick(&mut self, now: Instant) {
+        self.tx.clear();
+        if now.0 < self.shared.timers_due.load(Ordering::Acquire) {
+            return;
+        }
+        self.run_timers(now);
+        self.count_sent(None);
+    }
+
+    /// Count what [`Datapath::tx`] holds, and the outputs of a deferred job, as sent.
+    fn count_sent(&mut self, job: Option<&PureJob>) {
         let deferred = job.iter().flat_map(|j| j.flow.outputs.iter().map(|o| o.iface));
         for i in self.tx.frames.iter().map(|(i, _)| *i).chain(deferred) {
             self.stats.tx += 1;
             if let Some(c) = self.stats.per_iface.get_mut(i.0 as usize) {
                 c.1 += 1;
             }
-        }
-        match job {
-            Some(j) => Step::Pure(j),
-            None => Step::Done,
         }
     }
 

@@ -310,6 +310,14 @@ fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>
         }
         let at = now();
         rate.update(at, dp.stats().rx);
+        // ARP retries and give-ups are due whether packets arrive or not.
+        dp.tick(at);
+        if !dp.tx().is_empty() {
+            for (o, f) in dp.tx().iter() {
+                staged.push(o, f);
+            }
+            flush(&mut dp, &mut staged, &socks);
+        }
         for (k, sock) in socks.iter().enumerate() {
             if !poll.ready(k) {
                 continue;
