@@ -16,8 +16,21 @@
 # EDGEPATH_THREADS="1 4 8"), receiving from TPACKET_V3 rings (or the modes in EDGEPATH_RX, e.g.
 # EDGEPATH_RX="ring mmsg"). It prints frames sent, delivered, packets per second delivered, loss,
 # and the ratios of the best edgepath run to the others.
+#
+# With PIN=1 (and two CPUs or more), the generator and the sink run on CPU 0 and the contender on
+# the others: edgepath and ovs-vswitchd under taskset, the kernel's forwarding moved there by RPS
+# on the router's ingress queue — the same CPUs for the forwarding work in every run.
 set -euo pipefail
 secs=${1:-5}
+cpus=$(nproc)
+pin=${PIN:-0}
+[ "$cpus" -lt 2 ] && pin=0
+gen=()
+dp=()
+if [ "$pin" = 1 ]; then
+    gen=(taskset -c 0)
+    dp=(taskset -c "1-$((cpus - 1))")
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 tag=tp$$
 tag=${tag:0:8}
@@ -42,11 +55,11 @@ trap cleanup EXIT
 
 # measure DST_MAC: blast from the external host to the floating IP; prints "sent delivered".
 measure() {
-    ip netns exec "$tag-vm1" "$blast" sink eth0 "$((secs + 2))" >"$dir/sink" &
+    ip netns exec "$tag-vm1" "${gen[@]}" "$blast" sink eth0 "$((secs + 2))" >"$dir/sink" &
     local sink=$!
     sleep 0.5
     local sent
-    sent=$(ip netns exec "$tag-ext" "$blast" send eth0 02:aa:00:00:00:01 "$1" 192.0.2.50 203.0.113.10 "$secs")
+    sent=$(ip netns exec "$tag-ext" "${gen[@]}" "$blast" send eth0 02:aa:00:00:00:01 "$1" 192.0.2.50 203.0.113.10 "$secs")
     wait "$sink"
     echo "$sent $(cat "$dir/sink")"
 }
@@ -72,8 +85,10 @@ EOF
 ep_best=0
 ep_lines=()
 for rx in ${EDGEPATH_RX:-ring}; do
-    for n in ${EDGEPATH_THREADS:-1 $(nproc)}; do
-        "$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" --threads "$n" --rx "$rx" \
+    most=$cpus
+    [ "$pin" = 1 ] && most=$((cpus - 1))
+    for n in ${EDGEPATH_THREADS:-$(printf '%s\n' 1 "$most" | sort -un)}; do
+        "${dp[@]}" "$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" --threads "$n" --rx "$rx" \
             >"$dir/ep.out" 2>"$dir/ep.log" &
         ep=$!
         sleep 1
@@ -97,7 +112,7 @@ if command -v ovs-vswitchd >/dev/null 2>&1; then
     ovsdb-tool create "$dir/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
     ovsdb-server "$dir/ovs/conf.db" --remote="punix:$dir/ovs/db.sock" --pidfile="$dir/ovs/ovsdb.pid" --detach --log-file="$dir/ovs/ovsdb.log"
     ovs --no-wait init
-    ovs-vswitchd "unix:$dir/ovs/db.sock" --pidfile="$dir/ovs/vswitchd.pid" --detach --log-file="$dir/ovs/vswitchd.log"
+    "${dp[@]}" ovs-vswitchd "unix:$dir/ovs/db.sock" --pidfile="$dir/ovs/vswitchd.pid" --detach --log-file="$dir/ovs/vswitchd.log"
     types=system
     ovs get Open_vSwitch . iface_types | grep -q afxdp && types="system afxdp"
     ip -n "$tag-vm1" neigh replace 10.0.0.1 lladdr fa:16:3e:aa:00:01 dev eth0
@@ -137,6 +152,11 @@ ip -n "$tag-rt" addr add 198.51.100.2/24 dev "${tag}up"
 ip -n "$tag-rt" link set "${tag}v1" up
 ip -n "$tag-rt" link set "${tag}up" up
 ip netns exec "$tag-rt" sysctl -qw net.ipv4.ip_forward=1
+if [ "$pin" = 1 ]; then
+    # Forward on the contender's CPUs: RPS steers the router's ingress there.
+    mask=$(printf '%x' $(( (1 << cpus) - 2 )))
+    ip netns exec "$tag-rt" sh -c "echo $mask > /sys/class/net/${tag}up/queues/rx-0/rps_cpus"
+fi
 ip netns exec "$tag-rt" nft -f - <<'EOF'
 table ip nat {
     chain prerouting {
@@ -154,7 +174,7 @@ rt_mac=$(ip -n "$tag-rt" -o link show "${tag}up" | grep -o 'link/ether [0-9a-f:]
 ip -n "$tag-rt" neigh replace 10.0.0.3 lladdr fa:16:3e:00:00:03 dev "${tag}v1"
 read -r k_sent k_got < <(measure "$rt_mac")
 
-echo "floating-IP path, 64-byte UDP, 64 flows, $secs s per run, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+echo "floating-IP path, 64-byte UDP, 64 flows, $secs s per run, $cpus CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))$([ "$pin" = 1 ] && echo ", generator and sink on CPU 0, contenders on CPUs 1-$((cpus - 1))")"
 printf '%s\n' "${ep_lines[@]}"
 report kernel "$k_sent" "$k_got"
 if [ ${#ovs_lines[@]} -gt 0 ]; then
