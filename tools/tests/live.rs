@@ -256,7 +256,7 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
         .map(|k| {
             let line =
                 stats.1.lines().find(|l| l.starts_with(&format!("worker {k}: in "))).unwrap_or_else(|| panic!("worker {k}: {stats:?}"));
-            assert!(line.contains("packets/s"), "{line}");
+            assert!(line.contains("packets/s") && line.contains(" batches of "), "{line}");
             line[format!("worker {k}: in ").len()..].split(',').next().and_then(|n| n.parse().ok()).expect("count")
         })
         .collect();

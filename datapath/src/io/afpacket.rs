@@ -268,24 +268,31 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
         }
     }
     drop(control);
-    let mut done: Vec<Datapath> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
+    let mut done: Vec<(Datapath, u64)> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
     let mut stats = Stats::default();
     stats.drops.add_n(crate::DropReason::SnapshotRemoved, running.reload_drops);
     let mut workers = Vec::new();
-    if let Some(d) = done.first_mut() {
+    if let Some((d, _)) = done.first_mut() {
         d.finish();
     }
-    for d in &done {
+    for (d, batches) in &done {
         stats.add(d.stats());
-        workers.push(WorkerLoad { rx: d.stats().rx, tx: d.stats().tx, flows: d.flow_count(), pps: None });
+        workers.push(WorkerLoad { rx: d.stats().rx, tx: d.stats().tx, flows: d.flow_count(), batches: *batches, pps: None });
     }
     Ok(ReplaySummary { version: running.version, stats, interfaces: running.names, workers: Vec::new(), live: workers })
 }
 
 /// One worker: poll its sockets, process what arrives in batches, send per interface, and
 /// answer questions between batches, until `stop`. `rings[k]` is socket k's receive ring, if it
-/// has one.
-fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>>, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> Datapath {
+/// has one. Returns the worker and how many batches it read.
+fn worker(
+    mut dp: Datapath,
+    socks: Vec<RawSocket>,
+    mut rings: Vec<Option<RxRing>>,
+    asks: Receiver<Ask>,
+    stop: Arc<AtomicBool>,
+) -> (Datapath, u64) {
+    let mut batches = 0u64;
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
     let mut meta = Vec::with_capacity(BATCH);
     let mut staged = Staged::default();
@@ -296,7 +303,7 @@ fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>
             match ask {
                 Ask::Load(reply) => {
                     let s = dp.stats();
-                    let load = WorkerLoad { rx: s.rx, tx: s.tx, flows: dp.flow_count(), pps: Some(rate.pps) };
+                    let load = WorkerLoad { rx: s.rx, tx: s.tx, flows: dp.flow_count(), batches, pps: Some(rate.pps) };
                     let _ = reply.send((s.clone(), load));
                 }
                 Ask::Flows(reply) => {
@@ -328,7 +335,7 @@ fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>
                 // Frames are processed in place in the ring; what they send is flushed every
                 // BATCH frames and at the end.
                 let mut n = 0;
-                ring.read(RING_BLOCKS, |frame, r| {
+                let read = ring.read(RING_BLOCKS, |frame, r| {
                     if r.outgoing {
                         return;
                     }
@@ -338,6 +345,7 @@ fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>
                         flush(&mut dp, &mut staged, &socks);
                     }
                 });
+                batches += (read > 0) as u64;
             } else {
                 let n = match sock.recv_many(&mut bufs, &mut meta, false) {
                     Ok(n) => n,
@@ -346,6 +354,7 @@ fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>
                         continue;
                     }
                 };
+                batches += (n > 0) as u64;
                 for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
                     if !r.outgoing {
                         receive(&mut dp, &mut staged, i, &mut buf[..r.len], r.csum_pending, at);
@@ -355,7 +364,7 @@ fn worker(mut dp: Datapath, socks: Vec<RawSocket>, mut rings: Vec<Option<RxRing>
             flush(&mut dp, &mut staged, &socks);
         }
     }
-    dp
+    (dp, batches)
 }
 
 /// One frame that arrived on `i`: its pending checksum completed, processed, and what it sends

@@ -88,6 +88,9 @@ pub struct WorkerLoad {
     pub tx: u64,
     /// Flows in its cache.
     pub flows: usize,
+    /// Reads that brought frames (a ring's ready blocks, or one `recvmmsg()`): `rx / batches` is
+    /// the average batch, VPP's vectors per call.
+    pub batches: u64,
     /// Frames received per second over about the last second, while running.
     pub pps: Option<f64>,
 }
@@ -123,7 +126,8 @@ impl ReplaySummary {
         }
         for (k, w) in self.live.iter().enumerate() {
             let rate = w.pps.map(|p| format!(", {p:.0} packets/s")).unwrap_or_default();
-            out.push_str(&format!("worker {k}: in {}, out {}, flows {}{rate}\n", w.rx, w.tx, w.flows));
+            let per = if w.batches > 0 { w.rx as f64 / w.batches as f64 } else { 0.0 };
+            out.push_str(&format!("worker {k}: in {}, out {}, flows {}, {} batches of {per:.1}{rate}\n", w.rx, w.tx, w.flows, w.batches));
         }
         out
     }
