@@ -43,6 +43,9 @@ pub struct Stats {
     pub fw_log_dropped: u64,
     /// Frames an interface refused to send (live mode: larger than its MTU, or a down link).
     pub tx_errors: u64,
+    /// TCP super-frames (segmentation offload) cut into segments at ingress (live mode); each
+    /// segment counts as a frame received.
+    pub gso_cut: u64,
     /// Frames received and sent per interface.
     pub per_iface: Vec<(u64, u64)>,
 }
@@ -59,6 +62,7 @@ impl Stats {
         self.flow_misses += o.flow_misses;
         self.fw_log_dropped += o.fw_log_dropped;
         self.tx_errors += o.tx_errors;
+        self.gso_cut += o.gso_cut;
         if self.per_iface.len() < o.per_iface.len() {
             self.per_iface.resize(o.per_iface.len(), (0, 0));
         }
@@ -439,6 +443,11 @@ impl Datapath {
     /// Frames the I/O layer could not send.
     pub fn count_tx_errors(&mut self, n: u64) {
         self.stats.tx_errors += n;
+    }
+
+    /// A super-frame the I/O layer cut into segments before processing them.
+    pub fn count_gso_cut(&mut self) {
+        self.stats.gso_cut += 1;
     }
 
     /// See [`Shared::trace_packet`].

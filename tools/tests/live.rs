@@ -238,6 +238,9 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     );
     assert!(stderr.contains("datapath running"), "tracing logs on stderr:\n{stderr}");
     assert!(!stderr.contains("no TPACKET_V3 ring"), "host-a read rings:\n{stderr}");
+    // Segmentation offload is on in the lab's namespaces: TCP arrives as super-frames to cut.
+    assert!(stdout.contains("super-frames cut into segments: "), "TCP super-frames were cut at ingress:\n{stdout}");
+    assert!(!stdout.contains("send errors"), "nothing was too large to send:\n{stdout}");
     let fw_log = std::fs::read_to_string(logs.join("fw-accepts.log")).unwrap_or_default();
     assert!(
         fw_log.lines().any(|l| l.contains("firewall_id=fw") && l.contains("dst_ip=192.0.2.50") && l.contains("protocol=6 action=ACCEPT")),

@@ -115,6 +115,9 @@ impl ReplaySummary {
         if s.tx_errors > 0 {
             out.push_str(&format!("send errors: {}\n", s.tx_errors));
         }
+        if s.gso_cut > 0 {
+            out.push_str(&format!("super-frames cut into segments: {}\n", s.gso_cut));
+        }
         if s.fw_log_dropped > 0 {
             out.push_str(&format!("firewall log lines dropped (queue full): {}\n", s.fw_log_dropped));
         }

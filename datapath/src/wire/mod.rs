@@ -14,6 +14,7 @@
 
 pub mod arp;
 pub mod describe;
+pub mod gso;
 pub mod icmp;
 pub mod tcp;
 pub mod vxlan;
@@ -141,7 +142,9 @@ pub mod tcp_flags {
     pub const FIN: u8 = 0x01;
     pub const SYN: u8 = 0x02;
     pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
+    pub const CWR: u8 = 0x80;
 }
 
 /// Parse a frame's headers. Checks: Ethernet length, no VLAN tag, ARP shape, IPv4 version, IHL,
