@@ -8,6 +8,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and
+    // 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    (f[11] + f[12]) / 100.0
+}
+
 fn sh(args: &[&str]) -> Result<String, String> {
     let o = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
     if o.status.success() {
@@ -217,6 +227,18 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     std::fs::write(&snap_path, snap.to_string()).expect("write v7");
     let watched = status_version(7);
     let after = in_ns(&ext, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
+    // An interface going down reports an error on its sockets: edgepath reads it and waits again,
+    // rather than spinning on it; when it is back, traffic flows.
+    let stats_before_down = ask(&ctl_a, "stats").1;
+    let v2 = format!("{tag}v2");
+    sh(&["ip", "link", "set", &v2, "down"]).expect("down");
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu_before = cpu_seconds(a.child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu_down = cpu_seconds(a.child.id()) - cpu_before;
+    sh(&["ip", "link", "set", &v2, "up"]).expect("up");
+    std::thread::sleep(Duration::from_millis(500));
+    let back = in_ns(&vm2, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "192.0.2.50"]);
 
     let (clean_a, stdout, stderr) = a.stop();
     let (clean_b, _, stderr_b) = b.stop();
@@ -240,7 +262,10 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     assert!(!stderr.contains("no TPACKET_V3 ring"), "host-a read rings:\n{stderr}");
     // Segmentation offload is on in the lab's namespaces: TCP arrives as super-frames to cut.
     assert!(stdout.contains("super-frames cut into segments: "), "TCP super-frames were cut at ingress:\n{stdout}");
-    assert!(!stdout.contains("send errors"), "nothing was too large to send:\n{stdout}");
+    assert!(
+        stats_before_down.contains("frames in:") && !stats_before_down.contains("send errors"),
+        "nothing was too large to send:\n{stats_before_down}"
+    );
     let fw_log = std::fs::read_to_string(logs.join("fw-accepts.log")).unwrap_or_default();
     assert!(
         fw_log.lines().any(|l| l.contains("firewall_id=fw") && l.contains("dst_ip=192.0.2.50") && l.contains("protocol=6 action=ACCEPT")),
@@ -280,6 +305,9 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     assert!(stderr.contains("snapshot refused, version 6 keeps running"), "{stderr}");
     assert!(watched, "a changed file was not picked up\n{stderr}");
     assert!(after.is_ok(), "traffic after the reloads: {after:?}");
+    assert!(cpu_down < 0.5, "idle with an interface down, edgepath used {cpu_down:.2} s of CPU in 1 s\n{stderr}");
+    assert!(stderr.contains("interface error"), "the interface's error was logged:\n{stderr}");
+    assert!(back.is_ok(), "traffic once the interface is back: {back:?}");
     drop(lab);
 }
 

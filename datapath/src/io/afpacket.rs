@@ -329,6 +329,11 @@ fn worker(
             flush(&mut dp, &mut staged, &socks);
         }
         for (k, sock) in socks.iter().enumerate() {
+            if poll.failed(k) {
+                if let Some(e) = sock.take_error() {
+                    tracing::warn!(interface = %dp.interfaces().get(IfIdx(k as u16)).name, error = %e, "interface error");
+                }
+            }
             if !poll.ready(k) {
                 continue;
             }

@@ -129,6 +129,17 @@ impl RawSocket {
         set_opt(&self.fd, SOL_PACKET, PACKET_FANOUT, &arg)
     }
 
+    /// The socket's pending error (`SO_ERROR`), cleared by reading it.
+    pub fn take_error(&self) -> Option<io::Error> {
+        let mut err: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: err and len are live locals; the kernel writes at most len bytes into err.
+        let r = unsafe {
+            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, &mut err as *mut _ as *mut libc::c_void, &mut len)
+        };
+        (r == 0 && err != 0).then(|| io::Error::from_raw_os_error(err))
+    }
+
     /// Throw away what is queued now (frames a socket received before it joined its fanout
     /// group, which its peers saw too).
     pub fn drain(&self) {
@@ -322,6 +333,12 @@ impl PollSet {
     /// Whether socket `k` had frames at the last wait.
     pub fn ready(&self, k: usize) -> bool {
         self.fds.get(k).is_some_and(|f| f.revents & libc::POLLIN != 0)
+    }
+
+    /// Whether socket `k` reported an error at the last wait (its interface went down): until
+    /// [`RawSocket::take_error`] reads it, every wait returns at once.
+    pub fn failed(&self, k: usize) -> bool {
+        self.fds.get(k).is_some_and(|f| f.revents & libc::POLLERR != 0)
     }
 }
 
