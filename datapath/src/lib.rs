@@ -5,8 +5,9 @@
 //! the virtual topology ([`sim`]: bridging, routing, NAT with connection tracking ([`ct`]),
 //! VXLAN) and caches the result. Every drop is counted under a [`drop::DropReason`]; every timer
 //! reads the packet clock ([`time`]). [`io::pcap`] replays pcap files through it (with workers
-//! for cached flows); [`io::afpacket`] runs it on the host's interfaces, with hot reload and the
-//! control socket of [`io::control`].
+//! for cached flows); [`io::afpacket`] runs workers on the host's interfaces — each a `Datapath`
+//! with its own flow cache, all on one [`datapath::Shared`] state — with hot reload ([`carry`]
+//! says what a new snapshot keeps) and the control socket of [`io::control`].
 
 pub mod carry;
 pub mod csum;

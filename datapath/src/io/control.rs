@@ -1,7 +1,7 @@
 //! The control socket of a running datapath: a Unix stream socket, owner-only (mode 0600), one
-//! command per connection — `status`, `stats`, `flows`, `conntrack` — answered as text by the
-//! datapath thread between packets. A listener thread accepts and forwards; nothing the
-//! socket does can block the datapath.
+//! command per connection — `status`, `stats`, `flows`, `conntrack`, `trace` — answered as text by
+//! the main thread, which asks the workers between batches for what is theirs. A listener thread
+//! accepts and forwards; nothing the socket does can block a worker.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
