@@ -1,11 +1,11 @@
 //! Simulation: the first packet of a flow walks the virtual topology (SPEC §5–§7).
 //!
 //! Read it top to bottom: [`Sim::ingress`] dispatches on what the interface is bound to;
-//! a VM port goes through [`Sim::port_in`] (admin state, port security, learning) into
-//! [`Sim::bridge`] (ARP suppression, forwarding by MAC, flooding); a frame for a router port
-//! enters [`Sim::router_in`] → [`Sim::route`] (PREROUTING, local delivery, TTL, route lookup,
-//! POSTROUTING) → [`Sim::router_out`] (next-hop MAC) → [`Sim::router_emit`]; frames for other
-//! hosts leave by [`Sim::tunnel_out`]; VXLAN from the underlay comes in by [`Sim::underlay_in`].
+//! a VM port goes through `Sim::port_in` (admin state, port security, learning) into
+//! `Sim::bridge` (ARP suppression, forwarding by MAC, flooding); a frame for a router port
+//! enters `Sim::router_in` → `Sim::route` (PREROUTING, local delivery, TTL, route lookup,
+//! POSTROUTING) → `Sim::router_out` (next-hop MAC) → `Sim::router_emit`; frames for other
+//! hosts leave by `Sim::tunnel_out`; VXLAN from the underlay comes in by `Sim::underlay_in`.
 //!
 //! The simulation works on an owned copy of the packet and records every frame it sends in
 //! [`SimResult::outputs`]; the caller turns a cacheable result into a flow (`flow.rs`). Anything
