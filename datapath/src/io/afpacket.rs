@@ -323,9 +323,7 @@ fn worker(
         // ARP retries and give-ups are due whether packets arrive or not.
         dp.tick(at);
         if !dp.tx().is_empty() {
-            for (o, f) in dp.tx().iter() {
-                staged.push(o, f);
-            }
+            staged.take(&dp);
             flush(&mut dp, &mut staged, &socks);
         }
         for (k, sock) in socks.iter().enumerate() {
@@ -396,9 +394,7 @@ fn receive(dp: &mut Datapath, staged: &mut Staged, gso: &mut Gso, i: IfIdx, mtu:
             for r in &gso.segs {
                 let seg = gso.data.get(r.clone()).unwrap_or_default();
                 dp.process(i, seg, at);
-                for (o, f) in dp.tx().iter() {
-                    staged.push(o, f);
-                }
+                staged.take(dp);
             }
             return;
         }
@@ -407,9 +403,7 @@ fn receive(dp: &mut Datapath, staged: &mut Staged, gso: &mut Gso, i: IfIdx, mtu:
         crate::wire::complete_pending_checksum(frame);
     }
     dp.process(i, frame, at);
-    for (o, f) in dp.tx().iter() {
-        staged.push(o, f);
-    }
+    staged.take(dp);
 }
 
 /// An interface's MTU (`/sys/class/net/NAME/mtu`), 1500 when it cannot be read.
@@ -443,6 +437,13 @@ impl Staged {
     fn clear(&mut self) {
         self.data.iter_mut().for_each(Vec::clear);
         self.ranges.iter_mut().for_each(Vec::clear);
+    }
+
+    /// Stage what the worker sent for its last input.
+    fn take(&mut self, dp: &Datapath) {
+        for (o, f) in dp.tx().iter() {
+            self.push(o, f);
+        }
     }
 
     fn push(&mut self, o: IfIdx, f: &[u8]) {

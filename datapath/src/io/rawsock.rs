@@ -67,7 +67,6 @@ pub struct Received {
 /// One interface's raw socket.
 pub struct RawSocket {
     fd: OwnedFd,
-    ifindex: libc::c_int,
 }
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -117,7 +116,7 @@ impl RawSocket {
         let _ = set_opt(&fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
         let _ = set_opt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one);
         set_opt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
-        Ok(RawSocket { fd, ifindex })
+        Ok(RawSocket { fd })
     }
 
     /// Join fanout group `group` of this interface: the kernel spreads the interface's frames over
@@ -149,46 +148,6 @@ impl RawSocket {
             libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC)
         } >= 0
         {}
-    }
-
-    /// Receive one frame into `buf`; `None` when the read timed out.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        // SAFETY: plain data, zeroed then filled by recvmsg.
-        let mut from: libc::sockaddr_ll = unsafe { zeroed() };
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
-        let mut control = [0u64; 16];
-        // SAFETY: msghdr is plain data; zeroed is valid and the fields are set below.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
-        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = size_of::<[u64; 16]>();
-        // SAFETY: every pointer in msg refers to a live local (from, iov → buf, control) sized as
-        // stated; recvmsg writes within those bounds.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
-        }
-        let mut csum_pending = false;
-        // SAFETY: the CMSG_* helpers walk the control buffer recvmsg filled, within
-        // msg_controllen; the auxdata is read unaligned into a local copy.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
-                    let aux = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const TpacketAuxdata);
-                    csum_pending = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-        }
-        Ok(Some(Received { len: (n as usize).min(buf.len()), csum_pending, outgoing: from.sll_pkttype == PACKET_OUTGOING }))
     }
 
     /// Receive up to `bufs.len()` frames with one `recvmmsg()`: with `wait`, waiting for the first
@@ -226,7 +185,8 @@ impl RawSocket {
         }
         for k in 0..got as usize {
             let mut csum_pending = false;
-            // SAFETY: as in `recv`: the control buffer of message k, within its msg_controllen.
+            // SAFETY: the control buffer of message k, which recvmmsg filled within its
+            // msg_controllen; the cmsg macros stay inside it.
             unsafe {
                 let h = &msgs[k].msg_hdr;
                 let mut c = libc::CMSG_FIRSTHDR(h);
@@ -280,32 +240,6 @@ impl RawSocket {
             }
         }
         refused
-    }
-
-    /// Send one frame out of the interface.
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: plain data, zeroed then filled in.
-        let mut to: libc::sockaddr_ll = unsafe { zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_ifindex = self.ifindex;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(frame.get(0..6).unwrap_or(&[0; 6]));
-        // SAFETY: frame and `to` are live for the call; lengths are theirs.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &to as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
     }
 }
 
