@@ -153,8 +153,9 @@ enum Fate {
     Dropped(DropReason),
 }
 
-/// One snapshot as the datapath runs it: the compiled topology, this host's interfaces (numbered
-/// by name, the same in every version) and the QoS buckets of its ports.
+/// One snapshot as the datapath runs it: the compiled topology, this host's interfaces (each in
+/// the slot it keeps while snapshots bind it, with whether it exists now) and the QoS buckets of
+/// its ports.
 pub struct Snap {
     pub topo: Arc<Topology>,
     pub ifs: Ifaces,
@@ -182,10 +183,16 @@ impl Core {
 pub struct Shared {
     host: String,
     macs: HashMap<String, Mac>,
+    /// Set by live mode, which follows the kernel's links: interfaces a new snapshot adds start
+    /// absent until their link is seen ([`Shared::set_link`]). Replay's always exist.
+    follow_links: std::sync::atomic::AtomicBool,
     core: Mutex<Core>,
-    /// Bumped under the lock by a new snapshot and by every learned MAC or ARP entry; flows
-    /// remember the value they were made at.
+    /// Bumped under the lock by a new snapshot, an interface that comes or goes, and every
+    /// learned MAC or ARP entry; flows remember the value they were made at.
     epoch: AtomicU64,
+    /// Bumped under the lock whenever [`Core::snap`] is replaced, so a worker sees without the
+    /// lock that it should take the new one ([`Datapath::refresh`]).
+    snap_gen: AtomicU64,
     /// [`Core::timers_due`], kept up to date under the lock.
     timers_due: AtomicU64,
     fwlog: OnceLock<FwLogger>,
@@ -205,19 +212,18 @@ impl Shared {
     /// Run a new snapshot from the next packet on (SPEC §9): every cached flow is stale from
     /// then on; learned entries and connections are carried over where their resources and
     /// rules remain (`carry.rs`). Refused, and the old snapshot kept, when this host is not in
-    /// it. The new snapshot must bind the same interfaces: they are numbered by name, and the I/O
-    /// is bound to them. Returns how many packets waiting for ARP were let go
+    /// it. The new snapshot may bind other interfaces (VMs created, deleted, migrated): those that
+    /// stay keep their slot ([`Ifaces::rebind`]), released ones lose what waited to leave by
+    /// them, and new ones are absent until [`Shared::set_link`] sees them when links are
+    /// followed. Returns how many packets waiting for ARP were let go
     /// ([`DropReason::SnapshotRemoved`]).
     pub fn set_topology(&self, topo: Arc<Topology>) -> Result<u64, IfaceError> {
-        let ifs = Ifaces::for_host(&topo, &self.host, &self.macs)?;
         let mut core = self.lock();
-        let old = &core.snap.ifs;
-        let same = ifs.list.len() == old.list.len() && ifs.list.iter().zip(&old.list).all(|(a, b)| a.name == b.name);
-        if !same {
-            return Err(IfaceError::InterfacesChanged);
-        }
+        let present = !self.follow_links.load(Ordering::Relaxed);
+        let (ifs, released) = core.snap.ifs.rebind(&topo, &self.host, &self.macs, present)?;
         let old_topo = core.snap.topo.clone();
-        let dropped = crate::carry::carry_over(&mut core.state, &old_topo, &topo);
+        let mut dropped = crate::carry::carry_over(&mut core.state, &old_topo, &topo);
+        dropped += core.state.learned.release_ifaces(&released);
         // Connections a firewall accepted stay only if the new rules still accept them (§6.2);
         // a router that no longer has a firewall keeps its state unused.
         for (&r, table) in core.state.fw.iter_mut() {
@@ -235,11 +241,40 @@ impl Shared {
             });
         }
         let qos = QosBuckets::for_topology(&topo);
-        core.snap = Arc::new(Snap { topo, ifs, qos });
-        self.timers_due.store(core.timers_due(), Ordering::Release);
-        // Flows remember the epoch they were made in: every one is stale now.
-        self.epoch.fetch_add(1, Ordering::Release);
+        self.replace_snap(&mut core, Snap { topo, ifs, qos });
         Ok(dropped)
+    }
+
+    /// Put `snap` in place of the running snapshot: flows remember the epoch they were made in,
+    /// so every one is stale from the next packet on, and workers take the new one.
+    fn replace_snap(&self, core: &mut Core, snap: Snap) {
+        core.snap = Arc::new(snap);
+        self.timers_due.store(core.timers_due(), Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.snap_gen.fetch_add(1, Ordering::Release);
+    }
+
+    /// Follow the machine's links (live mode): interfaces new snapshots add start absent.
+    pub fn follow_links(&self) {
+        self.follow_links.store(true, Ordering::Relaxed);
+    }
+
+    /// Interface `name` exists now (with its own MAC, when it has one) or not (SPEC §2): frames
+    /// toward an absent one are dropped (`port_absent`); flows made before are stale. False when
+    /// the running snapshot binds no such interface.
+    pub fn set_link(&self, name: &str, present: bool, mac: Option<Mac>) -> bool {
+        let mut core = self.lock();
+        let mut ifs = core.snap.ifs.clone();
+        let Some(iface) = ifs.by_name(name).and_then(|i| ifs.slot_mut(i)) else { return false };
+        let mac = mac.or(self.macs.get(name).copied()).unwrap_or(iface.mac);
+        if iface.present == present && iface.mac == mac {
+            return true;
+        }
+        iface.present = present;
+        iface.mac = mac;
+        let (topo, qos) = (core.snap.topo.clone(), core.snap.qos.clone());
+        self.replace_snap(&mut core, Snap { topo, ifs, qos });
+        true
     }
 
     /// Write firewall logs under `dir` (SPEC §8), through a bounded queue and a writer thread.
@@ -348,6 +383,10 @@ pub struct Datapath {
     /// The snapshot this worker last took from the shared state. A flow it made is fresh only
     /// while the epoch has not moved, so a fresh flow was made under this snapshot.
     snap: Arc<Snap>,
+    /// [`Shared::snap_gen`] when this worker last took the snapshot.
+    snap_gen: u64,
+    /// The [`crate::iface::Iface::gen`] of each slot its per-interface counters are for.
+    iface_gens: Vec<u64>,
     flows: FlowTable,
     cache: bool,
     stats: Stats,
@@ -365,8 +404,10 @@ impl Datapath {
         let shared = Arc::new(Shared {
             host: host.to_string(),
             macs: macs.clone(),
+            follow_links: Default::default(),
             core: Mutex::new(Core { snap: snap.clone(), state: State::default() }),
             epoch: AtomicU64::new(0),
+            snap_gen: AtomicU64::new(0),
             timers_due: AtomicU64::new(u64::MAX),
             fwlog: OnceLock::new(),
         });
@@ -375,7 +416,10 @@ impl Datapath {
 
     fn on(shared: Arc<Shared>, snap: Arc<Snap>) -> Datapath {
         let n = snap.ifs.len();
+        let iface_gens = snap.ifs.list.iter().map(|i| i.gen).collect();
         Datapath {
+            snap_gen: shared.snap_gen.load(Ordering::Acquire),
+            iface_gens,
             shared,
             snap,
             flows: FlowTable::default(),
@@ -404,8 +448,36 @@ impl Datapath {
     pub fn set_topology(&mut self, topo: Arc<Topology>) -> Result<(), IfaceError> {
         let dropped = self.shared.set_topology(topo)?;
         self.stats.drops.add_n(DropReason::SnapshotRemoved, dropped);
-        self.snap = self.shared.snapshot();
+        self.refresh();
         Ok(())
+    }
+
+    /// Take the running snapshot if it changed since this worker last did (live workers call
+    /// it once per poll; the slow path does too): one atomic load when nothing changed.
+    pub fn refresh(&mut self) {
+        if self.shared.snap_gen.load(Ordering::Acquire) != self.snap_gen {
+            let core = self.shared.lock();
+            let (snap, g) = (core.snap.clone(), self.shared.snap_gen.load(Ordering::Acquire));
+            drop(core);
+            self.adopt(snap, g);
+        }
+    }
+
+    /// Run `snap` (generation `g`) from now on. Per-interface counters follow the slots: a slot
+    /// given to another interface starts again from zero.
+    fn adopt(&mut self, snap: Arc<Snap>, g: u64) {
+        let n = snap.ifs.len();
+        self.stats.per_iface.resize(n.max(self.stats.per_iface.len()), (0, 0));
+        self.iface_gens.resize(n, u64::MAX);
+        for (k, i) in snap.ifs.list.iter().enumerate() {
+            if self.iface_gens[k] != i.gen {
+                self.iface_gens[k] = i.gen;
+                self.stats.per_iface[k] = (0, 0);
+            }
+        }
+        self.stats.per_iface.truncate(n);
+        self.snap = snap;
+        self.snap_gen = g;
     }
 
     /// See [`Shared::set_fw_log_dir`].
@@ -659,7 +731,8 @@ impl Datapath {
         let shared = self.shared.clone();
         let mut core = shared.lock();
         if !Arc::ptr_eq(&core.snap, &self.snap) {
-            self.snap = core.snap.clone();
+            let g = shared.snap_gen.load(Ordering::Acquire);
+            self.adopt(core.snap.clone(), g);
         }
         let snap = self.snap.clone();
         let mut sim = Sim::new(&snap.topo, &snap.ifs, &mut core.state, &snap.qos, now, self.trace);
@@ -706,7 +779,8 @@ impl Datapath {
         let shared = self.shared.clone();
         let mut core = shared.lock();
         if !Arc::ptr_eq(&core.snap, &self.snap) {
-            self.snap = core.snap.clone();
+            let g = shared.snap_gen.load(Ordering::Acquire);
+            self.adopt(core.snap.clone(), g);
         }
         let due: Vec<_> = core.state.learned.pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
         let snap = self.snap.clone();

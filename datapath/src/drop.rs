@@ -47,6 +47,7 @@ drop_reasons! {
     SpoofedIp => "spoofed_ip", "source IPv4 or ARP sender IP is not the port's (port security)";
     NoDestination => "no_destination", "nothing to deliver to (flood with no other port, unbound port)";
     PortUnbound => "port_unbound", "destination port is bound to no host or to no interface";
+    PortAbsent => "port_absent", "destination port's interface does not exist on this host now (a VM not yet plugged, or gone)";
     NoTunnelVni => "no_tunnel_vni", "destination on another host, but its network has no VNI";
     NotForRouter => "not_for_router", "frame at a router port not addressed to its MAC, or not IPv4/ARP";
     ArpNotHandled => "arp_not_handled", "ARP at a router that is neither for its addresses nor a reply";

@@ -97,6 +97,20 @@ impl Learned {
 }
 
 impl Learned {
+    /// Let go of the packets waiting to leave by interfaces a new snapshot released (their slot
+    /// may go to another interface); returns how many.
+    pub fn release_ifaces(&mut self, released: &[IfIdx]) -> u64 {
+        let mut dropped = 0;
+        self.pending.retain(|_, p| {
+            let gone = matches!(p.emit, Emit::Iface(i) if released.contains(&i));
+            if gone {
+                dropped += p.frames.len() as u64;
+            }
+            !gone
+        });
+        dropped
+    }
+
     /// Carry the entries over to a new snapshot's numbering, letting go of those whose network,
     /// port or router is gone; returns how many waiting packets were let go (`carry.rs`).
     pub fn remap(&mut self, m: &crate::carry::Remap) -> u64 {

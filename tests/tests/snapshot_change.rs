@@ -54,10 +54,16 @@ fn a_new_snapshot_redirects_cached_flows() {
     assert_eq!(deliver(&mut dp, 3), ("tap-vm2".to_string(), [10, 0, 0, 4]));
     assert_eq!(dp.stats().flow_hits, 1, "the old flow was not used");
 
-    // A snapshot that binds other interfaces is refused, and the running one stays.
-    let other = topology(|s| s["ports"][0]["binding:profile"]["interface_name"] = "tap-other".into());
-    assert!(dp.set_topology(other).is_err());
-    assert_eq!(deliver(&mut dp, 4), ("tap-vm2".to_string(), [10, 0, 0, 4]));
+    // Version 3 binds vm2's port to another interface (Nova re-plugged it): FIP-A follows.
+    let v3 = topology(|s| {
+        s["version"] = 3.into();
+        s["floatingips"][0]["port_id"] = "vm2".into();
+        s["floatingips"][0]["fixed_ip_address"] = "10.0.0.4".into();
+        s["ports"][1]["binding:profile"]["interface_name"] = "tap-other".into();
+    });
+    dp.set_topology(v3).expect("a rebound port");
+    assert_eq!(deliver(&mut dp, 4), ("tap-other".to_string(), [10, 0, 0, 4]));
+    assert!(dp.interfaces().by_name("tap-vm2").is_none(), "the old interface was released");
 }
 
 /// SPEC §6.2 and issue 4: a rule change in a new snapshot applies to new connections, and the
@@ -180,4 +186,70 @@ fn state_follows_resources_by_id_and_goes_with_its_rule() {
     dp.set_topology(v3).expect("same interfaces");
     assert_eq!(dp.connection_count(), 0, "the connection went with its rule");
     assert_eq!(answer(&mut dp, 5), None, "nothing answers to the old mapping");
+}
+
+/// SPEC §2 and §9 (issue 9): a new snapshot adds a VM, removes one (migrated to host-b) and
+/// rebinds a third, without a restart. The interfaces that stay keep their slots; the NAT
+/// mapping, the learned ARP entry and the traffic of the VM that stays go on; the new VM is
+/// reachable; a port whose interface is absent drops what goes to it, counted as `port_absent`,
+/// until its link appears.
+#[test]
+fn ports_come_and_go_and_the_others_keep_their_state() {
+    const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
+    const VM9: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x09];
+    const R1_B: [u8; 6] = [0xfa, 0x16, 0x3e, 0xaa, 0, 2];
+    let load = |edit: &dyn Fn(&mut serde_json::Value)| topology_of("default-snat", edit);
+    let mut dp = Datapath::new(load(&|_| {}), "host-a", &HashMap::new()).expect("datapath");
+    let (tap, up) = (dp.interfaces().by_name("tap-vm3").expect("tap"), dp.interfaces().by_name("uplink0").expect("uplink"));
+    let slots = dp.interfaces().len();
+    dp.process(up, &upstream_arp_request(), Instant(0));
+    let udp = |dst_mac: [u8; 6], dst: [u8; 4]| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(VM3, dst_mac).ipv4([10, 1, 0, 3], dst, 64).udp(5000, 53).write(&mut f, b"q").expect("build");
+        f
+    };
+    let send = |dp: &mut Datapath, f: &[u8], t: u64| {
+        dp.process(tap, f, Instant(t));
+        dp.tx().iter().next().map(|(i, f)| (dp.interfaces().get(i).name.clone(), f[26..36].to_vec()))
+    };
+    let out = udp(R1_B, [192, 0, 2, 50]);
+    let (name, nat) = send(&mut dp, &out, 1).expect("SNATed out");
+    assert_eq!(name, "uplink0");
+
+    // Version 2: vm9 on net-b joins on tap-vm9; vm2 moves to host-b; vm1 is re-plugged as tap-vm1b.
+    let v2 = load(&|s| {
+        s["version"] = 2.into();
+        let mut vm9 = s["ports"][2].clone();
+        vm9["id"] = "vm9".into();
+        vm9["mac_address"] = "fa:16:3e:00:01:09".into();
+        vm9["fixed_ips"][0]["ip_address"] = "10.1.0.9".into();
+        vm9["binding:profile"]["interface_name"] = "tap-vm9".into();
+        s["ports"].as_array_mut().expect("ports").push(vm9);
+        s["ports"][1]["binding:host_id"] = "host-b".into();
+        s["ports"][0]["binding:profile"]["interface_name"] = "tap-vm1b".into();
+    });
+    dp.shared().follow_links();
+    dp.set_topology(v2).expect("ports added, moved and rebound");
+    let ifs = dp.interfaces();
+    assert_eq!((ifs.by_name("tap-vm3"), ifs.by_name("uplink0")), (Some(tap), Some(up)), "the interfaces that stay keep their slots");
+    assert!(ifs.by_name("tap-vm2").is_none(), "vm2's interface was released");
+    assert!(ifs.by_name("tap-vm1b").is_some() && ifs.by_name("tap-vm9").is_some());
+    assert_eq!(ifs.len(), slots, "the new interfaces took the released slots");
+    let again = send(&mut dp, &out, 2).expect("leaves at once: the ARP entry of the uplink port stayed");
+    assert_eq!(again, ("uplink0".to_string(), nat), "the same mapping");
+    assert_eq!(dp.connection_count(), 1);
+
+    // vm9's tap is not plugged yet: what goes to it is dropped as port_absent, then delivered
+    // once its link appears.
+    let to_vm9 = udp(VM9, [10, 1, 0, 9]);
+    assert_eq!(send(&mut dp, &to_vm9, 3), None);
+    assert_eq!(dp.stats().drops.get(datapath::DropReason::PortAbsent), 1);
+    assert!(dp.shared().set_link("tap-vm9", true, None));
+    assert_eq!(send(&mut dp, &to_vm9, 4).map(|(n, _)| n), Some("tap-vm9".to_string()));
+    // And it goes again: the flow made while it was there is not used once it is gone.
+    assert_eq!(send(&mut dp, &to_vm9, 5).map(|(n, _)| n), Some("tap-vm9".to_string()));
+    assert!(dp.shared().set_link("tap-vm9", false, None));
+    assert_eq!(send(&mut dp, &to_vm9, 6), None);
+    assert_eq!(dp.stats().drops.get(datapath::DropReason::PortAbsent), 2);
+    assert!(!dp.shared().set_link("tap-vm2", true, None), "a released interface is no one's");
 }

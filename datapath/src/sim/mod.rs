@@ -206,6 +206,11 @@ impl<'a> Sim<'a> {
                 f.buf.drain(..vxlan::ENCAP_LEN);
             }
         }
+        if !self.ifs.get(iface).present {
+            // SPEC §2: the port's interface does not exist now.
+            note!(self, "output {}: absent", self.ifs.get(iface).name);
+            return self.drop(DropReason::PortAbsent);
+        }
         note!(
             self,
             "output {}{}",
@@ -250,6 +255,7 @@ impl<'a> Sim<'a> {
             Binding::Underlay => self.underlay_in(i, f),
             Binding::Port(p) => self.port_in(p, f),
             Binding::RouterPort(p) => self.router_in(p, f),
+            Binding::Released => self.drop(DropReason::PortUnbound),
         }
     }
 
@@ -316,6 +322,14 @@ impl<'a> Sim<'a> {
         if let L3::Arp(a) = f.h.l3 {
             if a.op == wire::ARP_REQUEST && a.spa != a.tpa {
                 if let Some(&mac) = network.arp_answers.get(&a.tpa) {
+                    // A router port's own address is answered by the port itself, which learns
+                    // the asker on the way (RFC 826): an upstream that asks for gw-ip is a
+                    // neighbour the router sends to.
+                    if let Some(&rp) = network.mac_to_port.get(&mac) {
+                        if self.topo.port(rp).router.is_some() && Attach::Port(rp) != from {
+                            return self.router_in(rp, f);
+                        }
+                    }
                     if mac != Mac(a.sha) {
                         note!(self, "ARP suppression: {} is at {mac}", a.tpa);
                         self.uncacheable();
@@ -530,6 +544,12 @@ impl<'a> Sim<'a> {
         if let L3::Arp(a) = f.h.l3 {
             self.uncacheable();
             if a.tpa != my_ip {
+                // The merge rule (RFC 826), as at router ports: a known neighbour's announcement
+                // updates its entry.
+                if self.learned.arp(ArpScope::Underlay, a.spa).is_some() {
+                    self.res.handled = true;
+                    return self.learn_arp(ArpScope::Underlay, a.spa, Mac(a.sha));
+                }
                 return self.drop(DropReason::ArpNotForUnderlay);
             }
             self.res.handled = true;
@@ -584,7 +604,12 @@ impl<'a> Sim<'a> {
         let vtep =
             port.router.is_some_and(|r| self.topo.vxlan.is_router_vtep(r, a.tpa)) && port.ips.iter().any(|i| i.subnet.contains(&a.tpa));
         let for_me = port.has_ip(a.tpa) || port.owned_fips.iter().any(|&fi| self.topo.fip(fi).addr == a.tpa) || vtep;
-        if on_link && (for_me || a.op == wire::ARP_REPLY) {
+        // RFC 826's merge rule: a sender already in the table is updated by whatever it sends —
+        // a gratuitous request or reply (sender IP = target IP) announcing a new MAC after a
+        // failover included; a request for this port's addresses and a reply create the entry.
+        let known = self.learned.arp(ArpScope::RouterPort(p), a.spa).is_some();
+        let learns = on_link && (for_me || a.op == wire::ARP_REPLY || known);
+        if learns {
             self.learn_arp(ArpScope::RouterPort(p), a.spa, Mac(a.sha));
         }
         if a.op == wire::ARP_REQUEST && for_me {
@@ -593,7 +618,7 @@ impl<'a> Sim<'a> {
             if let Ok(reply) = Frame::parse(arp::reply(&a, port.mac.0, a.tpa)) {
                 self.generated(|s| s.router_emit(p, reply));
             }
-        } else if a.op == wire::ARP_REPLY && on_link {
+        } else if learns {
             self.res.handled = true;
         } else {
             self.drop(DropReason::ArpNotHandled);

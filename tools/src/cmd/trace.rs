@@ -71,7 +71,7 @@ pub fn run(a: TraceArgs) -> Result<(), String> {
     };
     let port = match dp.interfaces().get(i).binding {
         datapath::iface::Binding::Port(p) | datapath::iface::Binding::RouterPort(p) => Some(p),
-        datapath::iface::Binding::Underlay => None,
+        datapath::iface::Binding::Underlay | datapath::iface::Binding::Released => None,
     };
     let src_mac = a.src_mac.or(port.map(|p| topo.port(p).mac)).unwrap_or(Mac([0x02, 0, 0, 0, 0, 0x99]));
     let dst_mac = a.dst_mac.or_else(|| {
