@@ -31,8 +31,9 @@ enum Command {
     Pcap(cmd::pcap::PcapArgs),
     /// Show what the datapath does with one packet: every device, rule and NAT step.
     Trace(cmd::trace::TraceArgs),
-    /// The running datapath's snapshot version and since when.
-    Status(cmd::control::ControlArgs),
+    /// The running datapath's snapshot version and since when, and every port bound on the
+    /// host: interface, ifindex, up / down / absent, since when.
+    Status(cmd::control::StatusArgs),
     /// The running datapath's counters: per interface, per drop reason, flows, connections.
     Stats(cmd::control::ControlArgs),
     /// The running datapath's cached flows, their actions and hit counts.
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Pcap(args) => cmd::pcap::run(args),
         Command::Trace(args) => cmd::trace::run(args),
-        Command::Status(args) => cmd::control::run("status", args),
+        Command::Status(args) => cmd::control::status(args),
         Command::Stats(args) => cmd::control::run("stats", args),
         Command::Flows(args) => cmd::control::run("flows", args),
         Command::Conntrack(args) => cmd::control::run("conntrack", args),

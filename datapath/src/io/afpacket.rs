@@ -15,9 +15,14 @@
 //! per [`BATCH`] on its own socket (past the qdisc layer). No allocation per packet; no lock on a
 //! cache hit. Frames this host itself sent on an interface are ignored.
 //!
-//! **The main thread** watches for a reload (SIGHUP or a changed file), swaps the snapshot into
-//! the shared state, and answers the control socket: it asks each worker, between batches, for
-//! its counters and flows, and sums them (per-worker counters summed on read).
+//! **The main thread** supervises: it follows the machine's links ([`super::links`], netlink)
+//! and binds each interface of the snapshot when it appears — a socket per worker in the
+//! interface's fanout group, handed to each worker between batches — and releases it when it is
+//! deleted, re-created under another index, or no longer in the snapshot (SPEC §2); an interface
+//! that does not exist leaves its port absent. It watches for a reload (SIGHUP or a changed
+//! file), swaps the snapshot into the shared state and binds and releases what changed, and it
+//! answers the control socket: it asks each worker, between batches, for its counters and flows,
+//! and sums them (per-worker counters summed on read).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,7 +32,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use rules::compile::Topology;
-use rules::model::Mac;
 
 use super::rawsock::{PollSet, RawSocket, RxRing};
 use crate::datapath::{Datapath, Shared, Stats};
@@ -47,8 +51,6 @@ const TICK: Duration = Duration::from_millis(100);
 pub enum LiveError {
     #[error("{0}")]
     Host(#[from] crate::iface::IfaceError),
-    #[error("interface {0:?} does not exist on this machine")]
-    Missing(String),
     #[error("interface {0:?}: opening a raw socket needs CAP_NET_RAW (run as root or grant the capability)")]
     Permission(String),
     #[error("interface {0:?}: {1}")]
@@ -101,16 +103,206 @@ pub const RING_BLOCKS: usize = 16;
 /// (the ring's added latency at low rates).
 const RING_RETIRE: Duration = Duration::from_millis(1);
 
-/// What the running datapath answers for: its snapshot and since when.
+/// What the running datapath answers for: its snapshot and since when, and its ports' links.
 struct Running {
     opts: LiveOptions,
     version: u64,
     since: SystemTime,
     mtime: Option<SystemTime>,
     checked: SystemTime,
-    names: Vec<String>,
     /// Packets waiting for ARP that reloads let go (the main thread's own counter).
     reload_drops: u64,
+    links: Links,
+}
+
+/// A bound interface's state, as `status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// Sockets on it, in `slot`, on the link with this index.
+    Bound { slot: IfIdx, index: u32, up: bool },
+    /// The snapshot binds it, the machine does not have it.
+    Absent,
+}
+
+/// The supervisor's view of the interfaces the snapshot binds, and of the machine's links.
+struct Links {
+    monitor: super::links::LinkMonitor,
+    /// The machine's links, by name, as netlink last said.
+    kernel: HashMap<String, super::links::Link>,
+    /// Each interface of the snapshot (and each still bound), with since when it is in its state.
+    ours: HashMap<String, (LinkState, SystemTime)>,
+    rx: RxMode,
+    workers: usize,
+}
+
+impl Links {
+    fn slot(&self, name: &str) -> Option<IfIdx> {
+        match self.ours.get(name) {
+            Some((LinkState::Bound { slot, .. }, _)) => Some(*slot),
+            _ => None,
+        }
+    }
+
+    /// Release `name`: its port becomes absent, every worker closes its socket.
+    fn release(&mut self, shared: &Shared, asks: &[Sender<Ask>], name: &str, why: &str) {
+        let Some(slot) = self.slot(name) else { return };
+        shared.set_link(name, false, None);
+        ask_all(asks, |tx| Ask::Unbind(slot, tx));
+        self.ours.insert(name.to_string(), (LinkState::Absent, SystemTime::now()));
+        tracing::info!(interface = %name, "{why}: released");
+    }
+
+    /// Bring `name` in line with the kernel and the running snapshot: bind it if it exists and is
+    /// not bound, release it if it went, was re-created, or the snapshot no longer binds it, and
+    /// follow it up and down.
+    fn reconcile(&mut self, shared: &Shared, asks: &[Sender<Ask>], name: &str) -> Result<(), LiveError> {
+        let snap = shared.snapshot();
+        let wanted = snap.ifs.by_name(name);
+        let link = self.kernel.get(name).cloned();
+        let now = SystemTime::now();
+        let state = self.ours.get(name).map(|(s, _)| *s);
+        if let Some(LinkState::Bound { slot, index, up }) = state {
+            let gone = match (&link, wanted) {
+                (None, _) => Some("interface deleted"),
+                (Some(l), _) if l.index != index => Some("interface re-created"),
+                (_, None) => Some("no longer in the snapshot"),
+                (_, Some(w)) if w != slot => Some("moved to another slot"),
+                _ => None,
+            };
+            match (gone, &link) {
+                (Some(why), _) => self.release(shared, asks, name, why),
+                (None, Some(l)) => {
+                    if l.up != up {
+                        tracing::info!(interface = %name, up = l.up, "link {}", if l.up { "up" } else { "down" });
+                        self.ours.insert(name.to_string(), (LinkState::Bound { slot, index, up: l.up }, now));
+                    }
+                    shared.set_link(name, true, l.mac);
+                    return Ok(());
+                }
+                (None, None) => {}
+            }
+        }
+        let Some(slot) = wanted else {
+            self.ours.remove(name);
+            return Ok(());
+        };
+        match link {
+            None => {
+                if state.is_none() {
+                    tracing::info!(interface = %name, "interface absent: its port waits for it");
+                    self.ours.insert(name.to_string(), (LinkState::Absent, now));
+                }
+                shared.set_link(name, false, None);
+            }
+            Some(l) => {
+                let group = open_group(name, l.index, self.workers, self.rx)?;
+                let mtu = l.mtu.map_or_else(|| mtu(name), |m| m as usize);
+                let mut group = group.into_iter();
+                // Every worker takes its socket before the port is marked present.
+                let acks = ask_all(asks, |tx| {
+                    let (sock, ring) = group.next().expect("one socket per worker");
+                    Ask::Bind(slot, Box::new(Port { sock, ring, mtu }), tx)
+                });
+                if acks.len() != asks.len() {
+                    tracing::warn!(interface = %name, "a worker did not take its socket");
+                }
+                shared.set_link(name, true, l.mac);
+                self.ours.insert(name.to_string(), (LinkState::Bound { slot, index: l.index, up: l.up }, now));
+                tracing::info!(interface = %name, ifindex = l.index, up = l.up, "interface bound");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconcile every interface the snapshot binds or that is still bound: the ones to release
+    /// first, so that a slot a new snapshot gave to another interface is free before it is bound.
+    fn reconcile_all(&mut self, shared: &Shared, asks: &[Sender<Ask>]) -> Result<(), LiveError> {
+        let snap = shared.snapshot();
+        let mut names: Vec<String> = self.ours.keys().cloned().collect();
+        names.extend(snap.ifs.bound().map(|(_, i)| i.name.clone()).filter(|n| !self.ours.contains_key(n)));
+        names.sort();
+        let (go, stay): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| {
+            self.slot(n).is_some_and(|s| snap.ifs.by_name(n) != Some(s) || self.kernel.get(n).is_none())
+        });
+        for n in go.iter().chain(&stay) {
+            self.reconcile(shared, asks, n)?;
+        }
+        Ok(())
+    }
+
+    /// Read what netlink says and act on it; a lost notification reads the whole list again.
+    fn follow(&mut self, shared: &Shared, asks: &[Sender<Ask>], wait: Duration) {
+        let changes = match self.monitor.wait(wait) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reading link notifications");
+                std::thread::sleep(wait);
+                return;
+            }
+        };
+        let mut touched = Vec::new();
+        for c in changes {
+            match c {
+                super::links::Change::New(name, link) => {
+                    self.kernel.insert(name.clone(), link);
+                    touched.push(name);
+                }
+                super::links::Change::Del(name, index) => {
+                    if self.kernel.get(&name).is_some_and(|l| l.index == index) {
+                        self.kernel.remove(&name);
+                    }
+                    touched.push(name);
+                }
+                super::links::Change::Lost => {
+                    tracing::warn!("link notifications were lost: listing the links again");
+                    match self.monitor.list() {
+                        Ok(all) => self.kernel = all,
+                        Err(e) => tracing::error!(error = %e, "listing links"),
+                    }
+                    touched.extend(self.kernel.keys().cloned());
+                    touched.extend(self.ours.keys().cloned());
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for name in touched {
+            if self.ours.contains_key(&name) || shared.snapshot().ifs.by_name(&name).is_some() {
+                if let Err(e) = self.reconcile(shared, asks, &name) {
+                    tracing::error!("binding {name}: {e}");
+                }
+            }
+        }
+    }
+
+    /// `status`: every interface of the snapshot, by port, in slot order.
+    fn ports(&self, shared: &Shared) -> Vec<PortStatus> {
+        let snap = shared.snapshot();
+        snap.ifs
+            .bound()
+            .map(|(_, i)| {
+                let port = match i.binding {
+                    crate::iface::Binding::Port(p) | crate::iface::Binding::RouterPort(p) => snap.topo.port(p).id.clone(),
+                    _ => "underlay".to_string(),
+                };
+                let (state, since) = self.ours.get(&i.name).copied().unwrap_or((LinkState::Absent, SystemTime::now()));
+                let (ifindex, state) = match state {
+                    LinkState::Bound { index, up, .. } => (Some(index), if up { "up" } else { "down" }),
+                    LinkState::Absent => (None, "absent"),
+                };
+                PortStatus { port, interface: i.name.clone(), ifindex, state, since }
+            })
+            .collect()
+    }
+}
+
+/// One line of `status`.
+struct PortStatus {
+    port: String,
+    interface: String,
+    ifindex: Option<u32>,
+    state: &'static str,
+    since: SystemTime,
 }
 
 fn mtime(p: &std::path::Path) -> Option<SystemTime> {
@@ -123,6 +315,17 @@ enum Ask {
     Load(Sender<(Stats, WorkerLoad)>),
     /// Its flows, one per line.
     Flows(Sender<String>),
+    /// Take this socket for the interface in this slot (answered once it is polled).
+    Bind(IfIdx, Box<Port>, Sender<()>),
+    /// Close the socket of this slot (answered once it is closed).
+    Unbind(IfIdx, Sender<()>),
+}
+
+/// A worker's socket on one interface.
+pub struct Port {
+    sock: RawSocket,
+    ring: Option<RxRing>,
+    mtu: usize,
 }
 
 /// Packets per second received by one worker, over about the last second.
@@ -144,8 +347,8 @@ impl Rate {
     }
 }
 
-fn open(name: &str) -> Result<RawSocket, LiveError> {
-    match RawSocket::open(name, TICK) {
+fn open(name: &str, ifindex: u32) -> Result<RawSocket, LiveError> {
+    match RawSocket::open_index(ifindex, TICK) {
         Ok(s) => Ok(s),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(LiveError::Permission(name.to_string())),
         Err(e) => Err(LiveError::Io(name.to_string(), e.to_string())),
@@ -154,8 +357,8 @@ fn open(name: &str) -> Result<RawSocket, LiveError> {
 
 /// One socket per worker on interface `name` (with its receive ring, in ring mode), all in one
 /// fanout group when there are several.
-fn open_group(name: &str, workers: usize, mode: RxMode) -> Result<Vec<(RawSocket, Option<RxRing>)>, LiveError> {
-    let socks = (0..workers).map(|_| open(name)).collect::<Result<Vec<_>, _>>()?;
+fn open_group(name: &str, ifindex: u32, workers: usize, mode: RxMode) -> Result<Vec<(RawSocket, Option<RxRing>)>, LiveError> {
+    let socks = (0..workers).map(|_| open(name, ifindex)).collect::<Result<Vec<_>, _>>()?;
     let mut rings: Vec<Option<RxRing>> = socks
         .iter()
         .map(|s| match mode {
@@ -192,7 +395,8 @@ fn open_group(name: &str, workers: usize, mode: RxMode) -> Result<Vec<(RawSocket
 }
 
 /// Run the datapath on the host's interfaces until `stop` is set; returns its counters (summed
-/// over the workers), with the snapshot version it ended on and the interface names.
+/// over the workers), with the snapshot version it ended on and the interface names. It starts
+/// on whatever subset of the interfaces exists, none included (SPEC §2).
 pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, LiveError> {
     if opts.threads == 0 {
         return Err(LiveError::Threads);
@@ -200,29 +404,14 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     let host = opts.host.clone();
     let host = host.as_str();
     let stop = opts.stop.clone();
-    let names: Vec<String> = Ifaces::for_host(&topo, host, &HashMap::new())?.list.iter().map(|i| i.name.clone()).collect();
-    let system = pnet_datalink::interfaces();
-    let mut macs = HashMap::new();
-    for name in &names {
-        let Some(ni) = system.iter().find(|i| &i.name == name) else { return Err(LiveError::Missing(name.clone())) };
-        if let Some(m) = ni.mac {
-            macs.insert(name.clone(), Mac(m.octets()));
-        }
-    }
-    let first = Datapath::new(topo, host, &macs)?;
+    let mut monitor = super::links::LinkMonitor::open().map_err(|e| LiveError::Io("netlink".into(), e.to_string()))?;
+    let kernel = monitor.list().map_err(|e| LiveError::Io("netlink".into(), e.to_string()))?;
+    let first = Datapath::new(topo, host, &HashMap::new())?;
     let shared = first.shared().clone();
+    shared.follow_links();
     if let Some(d) = &opts.log_dir {
         std::fs::create_dir_all(d).map_err(|e| LiveError::Path(d.display().to_string(), e.to_string()))?;
         shared.set_fw_log_dir(d.clone());
-    }
-    // sockets[w][i], rings[w][i]: worker w's socket on interface i, and its receive ring.
-    let mut sockets: Vec<Vec<RawSocket>> = (0..opts.threads).map(|_| Vec::new()).collect();
-    let mut rings: Vec<Vec<Option<RxRing>>> = (0..opts.threads).map(|_| Vec::new()).collect();
-    for name in &names {
-        for (w, (s, r)) in open_group(name, opts.threads, opts.rx)?.into_iter().enumerate() {
-            sockets[w].push(s);
-            rings[w].push(r);
-        }
     }
     let mut dps = vec![first];
     while dps.len() < opts.threads {
@@ -231,41 +420,45 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     }
     let mut asks = Vec::new();
     let mut threads = Vec::new();
-    for (k, ((dp, socks), rings)) in dps.into_iter().zip(sockets).zip(rings).enumerate() {
-        let (tx, rx) = bounded::<Ask>(4);
+    for (k, dp) in dps.into_iter().enumerate() {
+        let (tx, rx) = bounded::<Ask>(16);
         asks.push(tx);
         let stop = stop.clone();
         let t = std::thread::Builder::new()
             .name(format!("worker-{k}"))
-            .spawn(move || worker(dp, socks, rings, rx, stop))
+            .spawn(move || worker(dp, rx, stop))
             .map_err(|e| LiveError::Path("starting a worker thread".into(), e.to_string()))?;
         threads.push(t);
     }
-    let control = match &opts.control {
-        Some(p) => Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Path(p.display().to_string(), e.to_string()))?),
-        None => None,
+    let mut links = Links { monitor, kernel, ours: HashMap::new(), rx: opts.rx, workers: opts.threads };
+    let bound = links.reconcile_all(&shared, &asks);
+    let control = match (&bound, &opts.control) {
+        (Ok(()), Some(p)) => Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Path(p.display().to_string(), e.to_string()))),
+        _ => None,
+    };
+    let control = match (bound, control) {
+        (Err(e), _) | (Ok(()), Some(Err(e))) => {
+            stop.store(true, Ordering::Relaxed);
+            threads.into_iter().for_each(|t| drop(t.join()));
+            return Err(e);
+        }
+        (Ok(()), c) => c.and_then(Result::ok),
     };
     let version = shared.snapshot().topo.version;
+    let mut names: Vec<&String> = links.ours.keys().collect();
+    names.sort();
     tracing::info!(host, interfaces = ?names, version, workers = opts.threads, rx = ?opts.rx, "datapath running");
-    let mut running = Running {
-        mtime: mtime(&opts.snapshot),
-        opts,
-        version,
-        since: SystemTime::now(),
-        checked: SystemTime::now(),
-        names,
-        reload_drops: 0,
-    };
+    let mut running =
+        Running { mtime: mtime(&opts.snapshot), opts, version, since: SystemTime::now(), checked: SystemTime::now(), reload_drops: 0, links };
     let requests = control.as_ref().map(|(_, rx)| rx.clone());
     while !running.opts.stop.load(Ordering::Relaxed) {
-        reload_if_asked(&shared, &mut running);
-        match &requests {
-            Some(rx) => {
-                if let Ok(req) = rx.recv_timeout(TICK) {
-                    let _ = req.reply.send(answer(&shared, &asks, &running, &req.command));
-                }
+        reload_if_asked(&shared, &asks, &mut running);
+        // Link changes wake the supervisor at once; questions wait at most this long.
+        running.links.follow(&shared, &asks, Duration::from_millis(20));
+        if let Some(rx) = &requests {
+            while let Ok(req) = rx.try_recv() {
+                let _ = req.reply.send(answer(&shared, &asks, &running, &req.command));
             }
-            None => std::thread::sleep(TICK),
         }
     }
     drop(control);
@@ -280,28 +473,31 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
         stats.add(d.stats());
         workers.push(WorkerLoad { rx: d.stats().rx, tx: d.stats().tx, flows: d.flow_count(), batches: *batches, pps: None });
     }
-    Ok(ReplaySummary { version: running.version, stats, interfaces: running.names, workers: Vec::new(), live: workers })
+    Ok(ReplaySummary { version: running.version, stats, interfaces: slot_names(&shared), workers: Vec::new(), live: workers })
+}
+
+/// The running snapshot's interface names by slot (released slots empty), for the summary.
+fn slot_names(shared: &Shared) -> Vec<String> {
+    shared.snapshot().ifs.list.iter().map(|i| i.name.clone()).collect()
 }
 
 /// One worker: poll its sockets, process what arrives in batches, send per interface, and
-/// answer questions between batches, until `stop`. `rings[k]` is socket k's receive ring, if it
-/// has one. Returns the worker and how many batches it read.
-fn worker(
-    mut dp: Datapath,
-    socks: Vec<RawSocket>,
-    mut rings: Vec<Option<RxRing>>,
-    asks: Receiver<Ask>,
-    stop: Arc<AtomicBool>,
-) -> (Datapath, u64) {
+/// answer questions — and take or close sockets as interfaces come and go — between batches,
+/// until `stop`. Returns the worker and how many batches it read.
+fn worker(mut dp: Datapath, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> (Datapath, u64) {
     let mut batches = 0u64;
-    let mtus: Vec<usize> = dp.interfaces().list.iter().map(|i| mtu(&i.name)).collect();
+    // ports[slot]: this worker's socket on the interface in that slot, if it is bound.
+    let mut ports: Vec<Option<Box<Port>>> = Vec::new();
     let mut gso = Gso::default();
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
     let mut meta = Vec::with_capacity(BATCH);
     let mut staged = Staged::default();
-    let mut poll = PollSet::new(&socks);
+    // The poll set and, for each of its entries, the slot it is for.
+    let mut order: Vec<usize> = Vec::new();
+    let mut poll = PollSet::new([]);
     let mut rate = Rate::default();
     while !stop.load(Ordering::Relaxed) {
+        let mut rebuilt = false;
         while let Ok(ask) = asks.try_recv() {
             match ask {
                 Ask::Load(reply) => {
@@ -312,63 +508,88 @@ fn worker(
                 Ask::Flows(reply) => {
                     let _ = reply.send(dp.flows_report());
                 }
+                Ask::Bind(slot, port, done) => {
+                    let k = slot.0 as usize;
+                    if ports.len() <= k {
+                        ports.resize_with(k + 1, || None);
+                    }
+                    ports[k] = Some(port);
+                    rebuilt = true;
+                    let _ = done.send(());
+                }
+                Ask::Unbind(slot, done) => {
+                    if let Some(p) = ports.get_mut(slot.0 as usize) {
+                        *p = None;
+                    }
+                    rebuilt = true;
+                    let _ = done.send(());
+                }
             }
+        }
+        if rebuilt {
+            order = ports.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(k, _)| k).collect();
+            poll = PollSet::new(ports.iter().flatten().map(|p| &p.sock));
         }
         if let Err(e) = poll.wait(TICK) {
             tracing::error!(error = %e, "poll failed");
             break;
         }
+        dp.refresh();
         let at = now();
         rate.update(at, dp.stats().rx);
         // ARP retries and give-ups are due whether packets arrive or not.
         dp.tick(at);
         if !dp.tx().is_empty() {
             staged.take(&dp);
-            flush(&mut dp, &mut staged, &socks);
+            flush(&mut dp, &mut staged, &ports, None);
         }
-        for (k, sock) in socks.iter().enumerate() {
-            if poll.failed(k) {
-                if let Some(e) = sock.take_error() {
-                    tracing::warn!(interface = %dp.interfaces().get(IfIdx(k as u16)).name, error = %e, "interface error");
-                }
-            }
-            if !poll.ready(k) {
-                continue;
-            }
+        for (e, &k) in order.iter().enumerate() {
             let i = IfIdx(k as u16);
-            let mtu = mtus.get(k).copied().unwrap_or(1500);
-            staged.clear();
-            if let Some(ring) = rings.get_mut(k).and_then(Option::as_mut) {
-                // Frames are processed in place in the ring; what they send is flushed every
-                // BATCH frames and at the end.
-                let mut n = 0;
-                let read = ring.read(RING_BLOCKS, |frame, r| {
-                    if r.outgoing {
-                        return;
-                    }
-                    receive(&mut dp, &mut staged, &mut gso, i, mtu, frame, r.csum_pending, at);
-                    n += 1;
-                    if n % BATCH == 0 {
-                        flush(&mut dp, &mut staged, &socks);
-                    }
-                });
-                batches += (read > 0) as u64;
-            } else {
-                let n = match sock.recv_many(&mut bufs, &mut meta, false) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!(interface = %dp.interfaces().get(i).name, error = %e, "receive failed");
-                        continue;
-                    }
-                };
-                batches += (n > 0) as u64;
-                for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
-                    if !r.outgoing {
-                        receive(&mut dp, &mut staged, &mut gso, i, mtu, &mut buf[..r.len], r.csum_pending, at);
-                    }
+            // Taken out while its frames are read, so that what they send can be flushed to
+            // every port, this one included.
+            let Some(mut port) = ports.get_mut(k).and_then(Option::take) else { continue };
+            let Port { sock, ring, mtu } = &mut *port;
+            if poll.failed(e) {
+                if let Some(err) = sock.take_error() {
+                    tracing::warn!(interface = %dp.interfaces().get(i).name, error = %err, "interface error");
                 }
             }
-            flush(&mut dp, &mut staged, &socks);
+            if poll.ready(e) {
+                staged.clear();
+                let mtu = *mtu;
+                if let Some(ring) = ring.as_mut() {
+                    // Frames are processed in place in the ring; what they send is flushed every
+                    // BATCH frames and at the end.
+                    let mut n = 0;
+                    let read = ring.read(RING_BLOCKS, |frame, r| {
+                        if r.outgoing {
+                            return;
+                        }
+                        receive(&mut dp, &mut staged, &mut gso, i, mtu, frame, r.csum_pending, at);
+                        n += 1;
+                        if n % BATCH == 0 {
+                            flush(&mut dp, &mut staged, &ports, Some((k, sock)));
+                        }
+                    });
+                    batches += (read > 0) as u64;
+                } else {
+                    match sock.recv_many(&mut bufs, &mut meta, false) {
+                        Ok(n) => {
+                            batches += (n > 0) as u64;
+                            for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
+                                if !r.outgoing {
+                                    receive(&mut dp, &mut staged, &mut gso, i, mtu, &mut buf[..r.len], r.csum_pending, at);
+                                }
+                            }
+                        }
+                        Err(e) => tracing::error!(interface = %dp.interfaces().get(i).name, error = %e, "receive failed"),
+                    }
+                }
+                flush(&mut dp, &mut staged, &ports, Some((k, sock)));
+            }
+            if let Some(p) = ports.get_mut(k) {
+                *p = Some(port);
+            }
         }
     }
     (dp, batches)
@@ -412,12 +633,19 @@ fn mtu(name: &str) -> usize {
 }
 
 /// Send what is staged, one `sendmmsg()` per interface, and count what was refused.
-fn flush(dp: &mut Datapath, staged: &mut Staged, socks: &[RawSocket]) {
+/// `taken` is a port the caller holds out of `ports` while it reads it. Frames for an interface
+/// this worker has no socket on (it went between the flow's making and now) count as refused.
+fn flush(dp: &mut Datapath, staged: &mut Staged, ports: &[Option<Box<Port>>], taken: Option<(usize, &RawSocket)>) {
     let mut refused = 0;
     for (o, data, frames) in staged.by_iface() {
-        if let Some(s) = socks.get(o) {
-            refused += s.send_many(data, frames);
-        }
+        let sock = match taken {
+            Some((k, s)) if k == o => Some(s),
+            _ => ports.get(o).and_then(Option::as_ref).map(|p| &p.sock),
+        };
+        refused += match sock {
+            Some(s) => s.send_many(data, frames),
+            None => frames.len(),
+        };
     }
     staged.clear();
     if refused > 0 {
@@ -471,7 +699,7 @@ impl Staged {
 /// Hot reload (SPEC §9): on SIGHUP, or when the snapshot file's modification time changes
 /// (looked at once a second), the new snapshot is read, validated and compiled off the packet
 /// path and swapped in; a bad one is refused with a log line and the running one stays.
-fn reload_if_asked(shared: &Shared, running: &mut Running) {
+fn reload_if_asked(shared: &Shared, asks: &[Sender<Ask>], running: &mut Running) {
     let asked = running.opts.reload.swap(false, Ordering::Relaxed);
     let now = SystemTime::now();
     let changed = if now.duration_since(running.checked).unwrap_or_default() >= Duration::from_secs(1) {
@@ -490,12 +718,23 @@ fn reload_if_asked(shared: &Shared, running: &mut Running) {
         Err(e) => tracing::error!("snapshot refused, version {} keeps running: {e}", running.version),
         Ok(t) => {
             let v = t.version;
+            // Interfaces the new version no longer binds are closed before it runs, so that no
+            // frame of theirs is taken for another interface's.
+            if let Ok(next) = Ifaces::for_host(&t, &running.opts.host, &HashMap::new()) {
+                let going: Vec<String> = running.links.ours.keys().filter(|n| next.by_name(n).is_none()).cloned().collect();
+                for n in going {
+                    running.links.release(shared, asks, &n, "no longer in the snapshot");
+                }
+            }
             match shared.set_topology(Arc::new(t)) {
                 Ok(dropped) => {
                     running.reload_drops += dropped;
                     running.version = v;
                     running.since = SystemTime::now();
                     tracing::info!(version = v, "snapshot activated");
+                    if let Err(e) = running.links.reconcile_all(shared, asks) {
+                        tracing::error!("binding the new version's interfaces: {e}");
+                    }
                 }
                 Err(e) => tracing::error!("snapshot refused, version {} keeps running: {e}", running.version),
             }
@@ -505,7 +744,7 @@ fn reload_if_asked(shared: &Shared, running: &mut Running) {
 
 /// Ask every worker the same question and collect the answers (a worker that does not answer
 /// within two seconds is left out).
-fn ask_all<T>(asks: &[Sender<Ask>], make: impl Fn(Sender<T>) -> Ask) -> Vec<T> {
+fn ask_all<T>(asks: &[Sender<Ask>], mut make: impl FnMut(Sender<T>) -> Ask) -> Vec<T> {
     let mut waits = Vec::new();
     for a in asks {
         let (tx, rx) = bounded(1);
@@ -519,14 +758,49 @@ fn ask_all<T>(asks: &[Sender<Ask>], make: impl Fn(Sender<T>) -> Ask) -> Vec<T> {
 /// The answer to one control command.
 fn answer(shared: &Shared, asks: &[Sender<Ask>], running: &Running, command: &str) -> String {
     match command {
-        "status" => format!(
-            "host {} running snapshot version {} since {} ({}), {} workers",
-            running.opts.host,
-            running.version,
-            humantime::format_rfc3339_seconds(running.since),
-            running.opts.snapshot.display(),
-            asks.len()
-        ),
+        "status" => {
+            let mut out = format!(
+                "host {} running snapshot version {} since {} ({}), {} workers",
+                running.opts.host,
+                running.version,
+                humantime::format_rfc3339_seconds(running.since),
+                running.opts.snapshot.display(),
+                asks.len()
+            );
+            for p in running.links.ports(shared) {
+                let ifindex = p.ifindex.map_or("-".to_string(), |i| i.to_string());
+                out.push_str(&format!(
+                    "\nport {} interface {} ifindex {ifindex} {} since {}",
+                    p.port,
+                    p.interface,
+                    p.state,
+                    humantime::format_rfc3339_seconds(p.since)
+                ));
+            }
+            out
+        }
+        "status json" => {
+            let ports: Vec<serde_json::Value> = running
+                .links
+                .ports(shared)
+                .into_iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "port": p.port, "interface": p.interface, "ifindex": p.ifindex, "state": p.state,
+                        "since": humantime::format_rfc3339_seconds(p.since).to_string(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "host": running.opts.host,
+                "version": running.version,
+                "since": humantime::format_rfc3339_seconds(running.since).to_string(),
+                "snapshot": running.opts.snapshot.display().to_string(),
+                "workers": asks.len(),
+                "ports": ports,
+            })
+            .to_string()
+        }
         "stats" => {
             let answers = ask_all(asks, Ask::Load);
             let mut stats = Stats::default();
@@ -539,7 +813,7 @@ fn answer(shared: &Shared, asks: &[Sender<Ask>], running: &Running, command: &st
             let summary = ReplaySummary {
                 version: running.version,
                 stats,
-                interfaces: running.names.clone(),
+                interfaces: slot_names(shared),
                 workers: Vec::new(),
                 live: answers.into_iter().map(|(_, l)| l).collect(),
             };

@@ -121,7 +121,7 @@ impl ReplaySummary {
         if s.fw_log_dropped > 0 {
             out.push_str(&format!("firewall log lines dropped (queue full): {}\n", s.fw_log_dropped));
         }
-        for (name, (rx, tx)) in self.interfaces.iter().zip(s.per_iface.iter()) {
+        for (name, (rx, tx)) in self.interfaces.iter().zip(s.per_iface.iter()).filter(|(n, _)| !n.is_empty()) {
             out.push_str(&format!("interface {name}: in {rx}, out {tx}\n"));
         }
         for (k, n) in self.workers.iter().enumerate() {

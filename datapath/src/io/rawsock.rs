@@ -90,10 +90,17 @@ impl RawSocket {
     pub fn open(name: &str, timeout: Duration) -> io::Result<RawSocket> {
         let cname = std::ffi::CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
         // SAFETY: cname is a valid NUL-terminated string for the duration of the call.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) } as libc::c_int;
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
         if ifindex == 0 {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}")));
         }
+        RawSocket::open_index(ifindex, timeout)
+    }
+
+    /// A socket on the interface with index `ifindex` — the link netlink reported, not whatever
+    /// holds its name by the time the socket is bound.
+    pub fn open_index(ifindex: u32, timeout: Duration) -> io::Result<RawSocket> {
+        let ifindex = ifindex as libc::c_int;
         // SAFETY: plain socket(2); the returned descriptor is owned by the OwnedFd below.
         let raw = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, ETH_P_ALL.to_be() as libc::c_int) })?;
         // SAFETY: raw is a fresh descriptor we own and close exactly once through OwnedFd.
@@ -249,8 +256,8 @@ pub struct PollSet {
 }
 
 impl PollSet {
-    pub fn new(socks: &[RawSocket]) -> PollSet {
-        PollSet { fds: socks.iter().map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect() }
+    pub fn new<'a>(socks: impl IntoIterator<Item = &'a RawSocket>) -> PollSet {
+        PollSet { fds: socks.into_iter().map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect() }
     }
 
     /// Wait until a socket has frames or `timeout` passes; returns how many have.
