@@ -4,6 +4,8 @@
 #
 #   tools/netns-lab.sh up   [TAG] [DIR]   build it; write DIR/snapshot.json (default ./netns-lab-TAG)
 #   tools/netns-lab.sh down [TAG]         remove it
+#   tools/netns-lab.sh unplug TAG VM      delete a VM's tap, as Nova does when the VM goes
+#   tools/netns-lab.sh plug TAG VM        create it again (its namespace too, for vm3)
 #
 # TAG (default "lab", at most 8 characters) prefixes every name. The topology is the scenarios'
 # (pcaps/gen/src/lib.rs): host-a is an edge and compute host, host-b a second compute host.
@@ -13,6 +15,8 @@
 #   TAG-vm1  vm1 10.0.0.3 with floating IP 203.0.113.10 — on TAGv1 (host-a)
 #   TAG-vm2  vm2 10.0.0.4, reaches out through default SNAT as 203.0.113.2 — on TAGv2 (host-a)
 #   TAG-vm4  vm4 10.0.0.5 on host-b — on TAGv4 (host-b)
+#   TAG-vm3  vm3 10.1.0.3 on net-b: not bound by the snapshot, and not plugged until `plug TAG vm3`
+#            (its tap would be TAGv3) — a VM to add by a reload
 #   TAGua <-> TAGub   the underlay between host-a (192.168.50.1) and host-b (192.168.50.2)
 #
 # Then, as root, in two terminals:
@@ -38,11 +42,12 @@ if [ ${#tag} -gt 8 ]; then
     exit 2
 fi
 
-# host NS ROOT-IFACE MAC ADDRESS ROUTE... : a namespace with eth0, its other end left here.
+# host NS ROOT-IFACE MAC ADDRESS ROUTE... : a namespace (made if missing) with eth0, its other
+# end left here.
 host() {
     local ns=$1 root=$2 mac=$3 addr=$4
     shift 4
-    ip netns add "$ns"
+    [ -e "/run/netns/$ns" ] || ip netns add "$ns"
     ip link add "$root" type veth peer name "${root}p"
     ip link set "${root}p" netns "$ns" name eth0
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
@@ -55,10 +60,24 @@ host() {
     ip link set "$root" up
 }
 
+# plug VM: the VM's namespace and tap.
+plug() {
+    case "$1" in
+        vm1) host "$tag-vm1" "${tag}v1" fa:16:3e:00:00:03 10.0.0.3/24 default via 10.0.0.1 ;;
+        vm2) host "$tag-vm2" "${tag}v2" fa:16:3e:00:00:04 10.0.0.4/24 default via 10.0.0.1 ;;
+        vm3) host "$tag-vm3" "${tag}v3" fa:16:3e:00:01:03 10.1.0.3/24 default via 10.1.0.1 ;;
+        vm4) host "$tag-vm4" "${tag}v4" fa:16:3e:00:00:05 10.0.0.5/24 default via 10.0.0.1 ;;
+        *)
+            echo "netns-lab: no VM $1 (vm1, vm2, vm3, vm4)" >&2
+            exit 2
+            ;;
+    esac
+}
+
 up() {
-    host "$tag-vm1" "${tag}v1" fa:16:3e:00:00:03 10.0.0.3/24 default via 10.0.0.1
-    host "$tag-vm2" "${tag}v2" fa:16:3e:00:00:04 10.0.0.4/24 default via 10.0.0.1
-    host "$tag-vm4" "${tag}v4" fa:16:3e:00:00:05 10.0.0.5/24 default via 10.0.0.1
+    plug vm1
+    plug vm2
+    plug vm4
     host "$tag-ext" "${tag}up" 02:aa:00:00:00:01 198.51.100.1/24 203.0.113.0/24 via 198.51.100.2
     ip -n "$tag-ext" addr add 192.0.2.50/32 dev lo
     ip link add "${tag}ua" type veth peer name "${tag}ub"
@@ -86,10 +105,10 @@ EOF
 }
 
 down() {
-    for l in "${tag}v1" "${tag}v2" "${tag}v4" "${tag}up" "${tag}ua"; do
+    for l in "${tag}v1" "${tag}v2" "${tag}v3" "${tag}v4" "${tag}up" "${tag}ua"; do
         ip link del "$l" 2>/dev/null || true
     done
-    for n in vm1 vm2 vm4 ext; do
+    for n in vm1 vm2 vm3 vm4 ext; do
         ip netns del "$tag-$n" 2>/dev/null || true
     done
 }
@@ -97,8 +116,10 @@ down() {
 case "$cmd" in
     up) up ;;
     down) down ;;
+    plug) plug "${3:?VM}" ;;
+    unplug) ip link del "${tag}v${3#vm}" ;;
     *)
-        echo "usage: $0 up [TAG] [DIR] | down [TAG]" >&2
+        echo "usage: $0 up [TAG] [DIR] | down [TAG] | plug|unplug TAG VM" >&2
         exit 2
         ;;
 esac

@@ -98,8 +98,7 @@ impl Ifaces {
                 return Err(IfaceError::UnknownMacInterface(name.clone()));
             }
         }
-        let mut ifs =
-            Ifaces { host: h, list: Vec::new(), by_name: HashMap::new(), by_port: HashMap::new(), underlay: None, next_gen: 0 };
+        let mut ifs = Ifaces { host: h, list: Vec::new(), by_name: HashMap::new(), by_port: HashMap::new(), underlay: None, next_gen: 0 };
         for (name, binding) in named {
             let mac = macs.get(&name).copied().unwrap_or(DEFAULT_MAC);
             ifs.take_slot(name, mac, binding, true);
@@ -112,7 +111,13 @@ impl Ifaces {
     /// [`Ifaces`]). Interfaces that stay keep their MAC and presence; new ones take their MAC
     /// from `macs` and start present or not as `present` says. Also returns the slots whose
     /// interface went or changed.
-    pub fn rebind(&self, topo: &Topology, host: &str, macs: &HashMap<String, Mac>, present: bool) -> Result<(Ifaces, Vec<IfIdx>), IfaceError> {
+    pub fn rebind(
+        &self,
+        topo: &Topology,
+        host: &str,
+        macs: &HashMap<String, Mac>,
+        present: bool,
+    ) -> Result<(Ifaces, Vec<IfIdx>), IfaceError> {
         let (h, named) = bound(topo, host)?;
         let mut ifs = Ifaces { host: h, by_name: HashMap::new(), by_port: HashMap::new(), underlay: None, ..self.clone() };
         let wanted: HashMap<&str, Binding> = named.iter().map(|(n, b)| (n.as_str(), *b)).collect();

@@ -65,7 +65,7 @@ fn main() {
                 eprintln!("{}: ring: {e}", arg(2));
                 std::process::exit(2)
             });
-            let mut poll = PollSet::new(std::slice::from_ref(&sock));
+            let mut poll = PollSet::new(std::slice::from_ref(&sock), None);
             let mut got: u64 = 0;
             while Instant::now() < end {
                 let _ = poll.wait(Duration::from_millis(50));

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use rules::compile::Topology;
 
-use super::rawsock::{PollSet, RawSocket, RxRing};
+use super::rawsock::{PollSet, RawSocket, RxRing, Waker};
 use crate::datapath::{Datapath, Shared, Stats};
 use crate::iface::{IfIdx, Ifaces};
 use crate::io::pcap::{ReplaySummary, WorkerLoad};
@@ -144,7 +144,7 @@ impl Links {
     }
 
     /// Release `name`: its port becomes absent, every worker closes its socket.
-    fn release(&mut self, shared: &Shared, asks: &[Sender<Ask>], name: &str, why: &str) {
+    fn release(&mut self, shared: &Shared, asks: &[Asker], name: &str, why: &str) {
         let Some(slot) = self.slot(name) else { return };
         shared.set_link(name, false, None);
         ask_all(asks, |tx| Ask::Unbind(slot, tx));
@@ -155,7 +155,7 @@ impl Links {
     /// Bring `name` in line with the kernel and the running snapshot: bind it if it exists and is
     /// not bound, release it if it went, was re-created, or the snapshot no longer binds it, and
     /// follow it up and down.
-    fn reconcile(&mut self, shared: &Shared, asks: &[Sender<Ask>], name: &str) -> Result<(), LiveError> {
+    fn reconcile(&mut self, shared: &Shared, asks: &[Asker], name: &str) -> Result<(), LiveError> {
         let snap = shared.snapshot();
         let wanted = snap.ifs.by_name(name);
         let link = self.kernel.get(name).cloned();
@@ -216,14 +216,13 @@ impl Links {
 
     /// Reconcile every interface the snapshot binds or that is still bound: the ones to release
     /// first, so that a slot a new snapshot gave to another interface is free before it is bound.
-    fn reconcile_all(&mut self, shared: &Shared, asks: &[Sender<Ask>]) -> Result<(), LiveError> {
+    fn reconcile_all(&mut self, shared: &Shared, asks: &[Asker]) -> Result<(), LiveError> {
         let snap = shared.snapshot();
         let mut names: Vec<String> = self.ours.keys().cloned().collect();
         names.extend(snap.ifs.bound().map(|(_, i)| i.name.clone()).filter(|n| !self.ours.contains_key(n)));
         names.sort();
-        let (go, stay): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| {
-            self.slot(n).is_some_and(|s| snap.ifs.by_name(n) != Some(s) || self.kernel.get(n).is_none())
-        });
+        let (go, stay): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| self.slot(n).is_some_and(|s| snap.ifs.by_name(n) != Some(s) || self.kernel.get(n).is_none()));
         for n in go.iter().chain(&stay) {
             self.reconcile(shared, asks, n)?;
         }
@@ -231,7 +230,7 @@ impl Links {
     }
 
     /// Read what netlink says and act on it; a lost notification reads the whole list again.
-    fn follow(&mut self, shared: &Shared, asks: &[Sender<Ask>], wait: Duration) {
+    fn follow(&mut self, shared: &Shared, asks: &[Asker], wait: Duration) {
         let changes = match self.monitor.wait(wait) {
             Ok(c) => c,
             Err(e) => {
@@ -319,6 +318,12 @@ enum Ask {
     Bind(IfIdx, Box<Port>, Sender<()>),
     /// Close the socket of this slot (answered once it is closed).
     Unbind(IfIdx, Sender<()>),
+}
+
+/// Where a worker's questions go, and how it is woken to read them.
+struct Asker {
+    tx: Sender<Ask>,
+    waker: Arc<Waker>,
 }
 
 /// A worker's socket on one interface.
@@ -422,18 +427,21 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     let mut threads = Vec::new();
     for (k, dp) in dps.into_iter().enumerate() {
         let (tx, rx) = bounded::<Ask>(16);
-        asks.push(tx);
+        let waker = Arc::new(Waker::new().map_err(|e| LiveError::Path("eventfd".into(), e.to_string()))?);
+        asks.push(Asker { tx, waker: waker.clone() });
         let stop = stop.clone();
         let t = std::thread::Builder::new()
             .name(format!("worker-{k}"))
-            .spawn(move || worker(dp, rx, stop))
+            .spawn(move || worker(dp, rx, &waker, stop))
             .map_err(|e| LiveError::Path("starting a worker thread".into(), e.to_string()))?;
         threads.push(t);
     }
     let mut links = Links { monitor, kernel, ours: HashMap::new(), rx: opts.rx, workers: opts.threads };
     let bound = links.reconcile_all(&shared, &asks);
     let control = match (&bound, &opts.control) {
-        (Ok(()), Some(p)) => Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Path(p.display().to_string(), e.to_string()))),
+        (Ok(()), Some(p)) => {
+            Some(super::control::serve(p, stop.clone()).map_err(|e| LiveError::Path(p.display().to_string(), e.to_string())))
+        }
         _ => None,
     };
     let control = match (bound, control) {
@@ -448,8 +456,15 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     let mut names: Vec<&String> = links.ours.keys().collect();
     names.sort();
     tracing::info!(host, interfaces = ?names, version, workers = opts.threads, rx = ?opts.rx, "datapath running");
-    let mut running =
-        Running { mtime: mtime(&opts.snapshot), opts, version, since: SystemTime::now(), checked: SystemTime::now(), reload_drops: 0, links };
+    let mut running = Running {
+        mtime: mtime(&opts.snapshot),
+        opts,
+        version,
+        since: SystemTime::now(),
+        checked: SystemTime::now(),
+        reload_drops: 0,
+        links,
+    };
     let requests = control.as_ref().map(|(_, rx)| rx.clone());
     while !running.opts.stop.load(Ordering::Relaxed) {
         reload_if_asked(&shared, &asks, &mut running);
@@ -484,7 +499,7 @@ fn slot_names(shared: &Shared) -> Vec<String> {
 /// One worker: poll its sockets, process what arrives in batches, send per interface, and
 /// answer questions — and take or close sockets as interfaces come and go — between batches,
 /// until `stop`. Returns the worker and how many batches it read.
-fn worker(mut dp: Datapath, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> (Datapath, u64) {
+fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop: Arc<AtomicBool>) -> (Datapath, u64) {
     let mut batches = 0u64;
     // ports[slot]: this worker's socket on the interface in that slot, if it is bound.
     let mut ports: Vec<Option<Box<Port>>> = Vec::new();
@@ -494,10 +509,11 @@ fn worker(mut dp: Datapath, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> (Data
     let mut staged = Staged::default();
     // The poll set and, for each of its entries, the slot it is for.
     let mut order: Vec<usize> = Vec::new();
-    let mut poll = PollSet::new([]);
+    let mut poll = PollSet::new([], Some(waker));
     let mut rate = Rate::default();
     while !stop.load(Ordering::Relaxed) {
         let mut rebuilt = false;
+        waker.clear();
         while let Ok(ask) = asks.try_recv() {
             match ask {
                 Ask::Load(reply) => {
@@ -528,7 +544,7 @@ fn worker(mut dp: Datapath, asks: Receiver<Ask>, stop: Arc<AtomicBool>) -> (Data
         }
         if rebuilt {
             order = ports.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(k, _)| k).collect();
-            poll = PollSet::new(ports.iter().flatten().map(|p| &p.sock));
+            poll = PollSet::new(ports.iter().flatten().map(|p| &p.sock), Some(waker));
         }
         if let Err(e) = poll.wait(TICK) {
             tracing::error!(error = %e, "poll failed");
@@ -699,7 +715,7 @@ impl Staged {
 /// Hot reload (SPEC §9): on SIGHUP, or when the snapshot file's modification time changes
 /// (looked at once a second), the new snapshot is read, validated and compiled off the packet
 /// path and swapped in; a bad one is refused with a log line and the running one stays.
-fn reload_if_asked(shared: &Shared, asks: &[Sender<Ask>], running: &mut Running) {
+fn reload_if_asked(shared: &Shared, asks: &[Asker], running: &mut Running) {
     let asked = running.opts.reload.swap(false, Ordering::Relaxed);
     let now = SystemTime::now();
     let changed = if now.duration_since(running.checked).unwrap_or_default() >= Duration::from_secs(1) {
@@ -744,11 +760,12 @@ fn reload_if_asked(shared: &Shared, asks: &[Sender<Ask>], running: &mut Running)
 
 /// Ask every worker the same question and collect the answers (a worker that does not answer
 /// within two seconds is left out).
-fn ask_all<T>(asks: &[Sender<Ask>], mut make: impl FnMut(Sender<T>) -> Ask) -> Vec<T> {
+fn ask_all<T>(asks: &[Asker], mut make: impl FnMut(Sender<T>) -> Ask) -> Vec<T> {
     let mut waits = Vec::new();
     for a in asks {
         let (tx, rx) = bounded(1);
-        if a.send_timeout(make(tx), Duration::from_secs(2)).is_ok() {
+        if a.tx.send_timeout(make(tx), Duration::from_secs(2)).is_ok() {
+            a.waker.wake();
             waits.push(rx);
         }
     }
@@ -756,7 +773,7 @@ fn ask_all<T>(asks: &[Sender<Ask>], mut make: impl FnMut(Sender<T>) -> Ask) -> V
 }
 
 /// The answer to one control command.
-fn answer(shared: &Shared, asks: &[Sender<Ask>], running: &Running, command: &str) -> String {
+fn answer(shared: &Shared, asks: &[Asker], running: &Running, command: &str) -> String {
     match command {
         "status" => {
             let mut out = format!(

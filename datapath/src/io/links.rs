@@ -90,7 +90,8 @@ impl LinkMonitor {
     /// Every link of the machine now, by name.
     pub fn list(&mut self) -> io::Result<HashMap<String, Link>> {
         self.seq = self.seq.wrapping_add(1);
-        let mut req = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())));
+        let mut req =
+            NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())));
         req.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
         req.header.sequence_number = self.seq;
         req.finalize();

@@ -1,7 +1,7 @@
 //! Packet I/O backends: pcap replay (SPEC §4) and live AF_PACKET (SPEC §2).
 
 pub mod afpacket;
-pub mod links;
 pub mod control;
+pub mod links;
 pub mod pcap;
 pub mod rawsock;

@@ -255,9 +255,41 @@ pub struct PollSet {
     fds: Vec<libc::pollfd>,
 }
 
+/// A way to wake a thread out of [`PollSet::wait`] (an eventfd): the supervisor rings it after it
+/// gives a worker something to do, so a new interface is taken at once rather than at the next
+/// tick.
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: plain eventfd(2); the returned descriptor is owned by the OwnedFd below.
+        let raw = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: raw is a fresh descriptor we own and close exactly once through OwnedFd.
+        Ok(Waker { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+    }
+
+    /// Wake the thread polling it.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of `one`, which lives across the call.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+    }
+
+    /// Take the wake-ups that came.
+    pub fn clear(&self) {
+        let mut n: u64 = 0;
+        // SAFETY: reads at most 8 bytes into `n`, which lives across the call.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), &mut n as *mut u64 as *mut libc::c_void, 8) };
+    }
+}
+
 impl PollSet {
-    pub fn new<'a>(socks: impl IntoIterator<Item = &'a RawSocket>) -> PollSet {
-        PollSet { fds: socks.into_iter().map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect() }
+    /// The sockets, then `waker` if any (its entry is past the sockets').
+    pub fn new<'a>(socks: impl IntoIterator<Item = &'a RawSocket>, waker: Option<&Waker>) -> PollSet {
+        let fds = socks.into_iter().map(|s| s.fd.as_raw_fd()).chain(waker.map(|w| w.fd.as_raw_fd()));
+        PollSet { fds: fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect() }
     }
 
     /// Wait until a socket has frames or `timeout` passes; returns how many have.
