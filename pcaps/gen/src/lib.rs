@@ -506,6 +506,64 @@ fn cases() -> Vec<Case> {
     c.input(4.0, "tap-vm3", p.bytes()).expect(4.0, "uplink0", p.with_src(IP_GW, None).routed(2, EDGE_UP, new_mac).bytes());
     all.push(c);
 
+    // Story: neighbours that move (RFC 826's merge rule). The upstream router fails over and its
+    // standby announces the address from a new MAC by gratuitous ARP — a request, or a reply, with
+    // sender IP = target IP — which updates edge's entry: traffic cached toward the old MAC goes
+    // to the new one from the next packet on. Nothing answers an announcement.
+    let new_mac: Mac = [0x02, 0xaa, 0, 0, 0, 2];
+    for (name, story, garp) in [
+        (
+            "garp-request",
+            "a gratuitous ARP request from the upstream's new MAC moves edge's traffic to it",
+            arp_request(new_mac, IP_UPSTREAM, IP_UPSTREAM),
+        ),
+        (
+            "garp-reply",
+            "a gratuitous ARP reply from the upstream's new MAC moves edge's traffic to it",
+            arp_reply(new_mac, IP_UPSTREAM, BCAST, IP_UPSTREAM),
+        ),
+    ] {
+        let mut c = Case::new(name, story, base());
+        arp_announce(&mut c, 1.0);
+        let p = P::udp(VM3, R1_B, IP_VM3, EXT_HOST, 4000, 53, b"query");
+        for t in [2.0, 2.5] {
+            c.input(t, "tap-vm3", p.bytes()).expect(t, "uplink0", p.with_src(IP_GW, None).routed(2, EDGE_UP, UPSTREAM).bytes());
+        }
+        c.input(3.0, "uplink0", garp);
+        c.input(4.0, "tap-vm3", p.bytes()).expect(4.0, "uplink0", p.with_src(IP_GW, None).routed(2, EDGE_UP, new_mac).bytes());
+        all.push(c);
+    }
+
+    // Story: an upstream on the external network itself (a plain uplink port of a `local`
+    // ext-net, no edge router) asks for gw-ip. ARP suppression does not hide the request from r1's
+    // gateway port: the port answers it and learns the asker, so vm2's default-SNAT traffic leaves
+    // at once, with no ARP request of its own. After a failover the standby asks from a new MAC,
+    // and traffic follows it.
+    let mut s = without_fips(base());
+    let up_ext: Mac = [0x02, 0xbb, 0, 0, 0, 1];
+    let up_ext2: Mac = [0x02, 0xbb, 0, 0, 0, 2];
+    let ext_gw: Ip = [203, 0, 113, 1];
+    s["networks"][2] = json!({"id": "ext-net", "router:external": true, "provider:network_type": "local"});
+    let ports: Vec<Value> = s["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter(|p| !p["id"].as_str().is_some_and(|i| i.starts_with("edge")))
+        .cloned()
+        .collect();
+    s["ports"] = json!(ports);
+    let mut uplink = port("uplink-ext", "ext-net", [0x02, 0xbb, 0, 0, 0, 0xff], [203, 0, 113, 250], "network:uplink", "", Some("uplink1"));
+    uplink["port_security_enabled"] = json!(false);
+    s["ports"].as_array_mut().expect("ports").push(uplink);
+    s["routers"] = json!([{"id": "r1", "external_gateway_info": {"network_id": "ext-net", "enable_snat": true}}]);
+    let mut c = Case::new("arp-request-for-gw-ip", "the upstream asks for gw-ip on ext-net: r1's gateway port answers and learns it", s);
+    let p = P::udp(VM2, R1_A, IP_VM2, EXT_HOST, 4000, 53, b"query");
+    c.input(1.0, "uplink1", arp_request(up_ext, ext_gw, IP_GW)).expect(1.0, "uplink1", arp_reply(R1_GW, IP_GW, up_ext, ext_gw));
+    c.input(2.0, "tap-vm2", p.bytes()).expect(2.0, "uplink1", p.with_src(IP_GW, None).routed(1, R1_GW, up_ext).bytes());
+    c.input(3.0, "uplink1", arp_request(up_ext2, ext_gw, IP_GW)).expect(3.0, "uplink1", arp_reply(R1_GW, IP_GW, up_ext2, ext_gw));
+    c.input(4.0, "tap-vm2", p.bytes()).expect(4.0, "uplink1", p.with_src(IP_GW, None).routed(1, R1_GW, up_ext2).bytes());
+    all.push(c);
+
     // Story: inbound floating IP (§6.1 PREROUTING 1): from the uplink through the edge router
     // to r1's gateway port, DNAT to vm1's fixed IP; vm1's reply leaves as the floating IP.
     let mut c = Case::new("fip-dnat-inbound", "192.0.2.50 reaches vm1 at FIP-A through the edge and r1, UDP and ping", base());
