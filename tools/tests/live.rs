@@ -76,6 +76,30 @@ impl Drop for Lab {
     }
 }
 
+impl Lab {
+    /// The lab, tagged `prefix` and the process id, with its snapshot in a new temporary
+    /// directory; `None` (and a line saying why) where it cannot be built: it needs root.
+    fn up(prefix: &str) -> Option<(Lab, tempfile::TempDir)> {
+        if effective_uid() != 0 {
+            eprintln!("skipped: needs root for network namespaces, veth and raw sockets (CI runs as root)");
+            return None;
+        }
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+        let tag = format!("{prefix}{}", std::process::id() % 100000);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let lab = Lab { script: repo.join("tools/netns-lab.sh"), tag: tag.clone() };
+        lab.run(&["up", &tag, tmp.path().to_str().expect("utf8")]).expect("netns-lab up");
+        Some((lab, tmp))
+    }
+
+    /// `tools/netns-lab.sh ARGS...`.
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let mut full = vec![self.script.to_str().expect("utf8")];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+}
+
 /// A running `edgepath run`.
 struct Running {
     child: std::process::Child,
@@ -124,15 +148,8 @@ impl Running {
 /// and hot reloads, one of them during a transfer that keeps its connection.
 #[test]
 fn a_live_edgepath_with_real_stacks_on_each_side() {
-    if effective_uid() != 0 {
-        eprintln!("skipped: needs root for network namespaces, veth and raw sockets (CI runs as root)");
-        return;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
-    let tag = format!("e{}", std::process::id() % 100000);
-    let tmp = tempfile::tempdir().expect("tmp");
-    let lab = Lab { script: repo.join("tools/netns-lab.sh"), tag: tag.clone() };
-    sh(&[lab.script.to_str().expect("utf8"), "up", &tag, tmp.path().to_str().expect("utf8")]).expect("netns-lab up");
+    let Some((lab, tmp)) = Lab::up("e") else { return };
+    let tag = lab.tag.clone();
     let (vm1, vm2, ext) = (format!("{tag}-vm1"), format!("{tag}-vm2"), format!("{tag}-ext"));
     let snap_path = tmp.path().join("snapshot.json");
     let mut snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&snap_path).expect("snapshot")).expect("json");
@@ -378,21 +395,9 @@ fn first_answer(since: Instant, ns: &str, dst: &str) -> Option<f64> {
 /// sockets; 50 create/delete cycles leave the descriptor count and memory where they were.
 #[test]
 fn a_living_host_whose_vms_come_and_go() {
-    if effective_uid() != 0 {
-        eprintln!("skipped: needs root for network namespaces, veth and raw sockets (CI runs as root)");
-        return;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
-    let tag = format!("g{}", std::process::id() % 100000);
-    let tmp = tempfile::tempdir().expect("tmp");
-    let lab = Lab { script: repo.join("tools/netns-lab.sh"), tag: tag.clone() };
-    let script = lab.script.to_str().expect("utf8").to_string();
-    let lab_do = |args: &[&str]| {
-        let mut full = vec![script.as_str()];
-        full.extend_from_slice(args);
-        sh(&full)
-    };
-    lab_do(&["up", &tag, tmp.path().to_str().expect("utf8")]).expect("netns-lab up");
+    let Some((lab, tmp)) = Lab::up("g") else { return };
+    let tag = lab.tag.clone();
+    let lab_do = |args: &[&str]| lab.run(args);
     let (vm1, vm2, vm3, ext) = (format!("{tag}-vm1"), format!("{tag}-vm2"), format!("{tag}-vm3"), format!("{tag}-ext"));
     lab_do(&["unplug", &tag, "vm1"]).expect("unplug vm1");
     let snap_path = tmp.path().join("snapshot.json");

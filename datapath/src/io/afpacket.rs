@@ -222,7 +222,7 @@ impl Links {
         names.extend(snap.ifs.bound().map(|(_, i)| i.name.clone()).filter(|n| !self.ours.contains_key(n)));
         names.sort();
         let (go, stay): (Vec<String>, Vec<String>) =
-            names.into_iter().partition(|n| self.slot(n).is_some_and(|s| snap.ifs.by_name(n) != Some(s) || self.kernel.get(n).is_none()));
+            names.into_iter().partition(|n| self.slot(n).is_some_and(|s| snap.ifs.by_name(n) != Some(s) || !self.kernel.contains_key(n)));
         for n in go.iter().chain(&stay) {
             self.reconcile(shared, asks, n)?;
         }
