@@ -1,5 +1,6 @@
 //! Live I/O (SPEC §2): every interface of the host bound with AF_PACKET sockets
-//! ([`super::rawsock`]), in promiscuous mode; pnet lists the interfaces and their MACs.
+//! ([`super::rawsock`]), in promiscuous mode; netlink ([`super::links`]) says which interfaces
+//! exist, their index, state and MAC.
 //!
 //! **Workers** (SPEC §9). `--threads N` runs N workers, each a [`Datapath`] worker on the same
 //! shared state, run to completion: every worker has its own socket on every interface, and the
