@@ -149,9 +149,48 @@ pub fn bound_interface(port: &Port) -> Result<Option<&str>, SnapshotError> {
             "binding:profile",
             format!("names two interfaces ({a:?} and {b:?}); a port is bound to exactly one"),
         )),
-        (Some(""), _) | (_, Some("")) => Err(SnapshotError::new("ports", &port.id, "binding:profile", "empty interface name")),
-        (Some(a), _) | (_, Some(a)) => Ok(Some(a)),
+        (Some(a), _) | (_, Some(a)) => match interface_name_problem(a) {
+            Some(why) => Err(SnapshotError::new("ports", &port.id, "binding:profile", format!("interface name {a:?} {why}"))),
+            None => Ok(Some(a)),
+        },
         (None, None) => Ok(None),
+    }
+}
+
+/// Why `name` cannot be a Linux interface name, if it cannot: the kernel's own rule
+/// (`dev_valid_name`) — 1 to 15 bytes, no `/`, no NUL, no white space, not `.` or `..`. It names a
+/// replay's files too, so this is also what keeps `replay --out` inside its directory.
+pub fn interface_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 15 {
+        Some("is longer than 15 bytes (Linux's IFNAMSIZ)")
+    } else if name == "." || name == ".." {
+        Some("is not a name")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.chars().any(|c| c == '\0' || c.is_whitespace() || c == ':') {
+        Some("contains NUL, white space or ':'")
+    } else {
+        None
+    }
+}
+
+/// Why `id` cannot name a file in a directory, if it cannot (firewall log ids name
+/// `fw-<id>.log`).
+pub fn file_name_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("is empty")
+    } else if id.len() > 240 {
+        Some("is longer than 240 bytes")
+    } else if id == "." || id == ".." {
+        Some("is not a name")
+    } else if id.contains('/') {
+        Some("contains '/'")
+    } else if id.contains('\0') {
+        Some("contains NUL")
+    } else {
+        None
     }
 }
 
@@ -222,6 +261,9 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
     let mut bound: HashMap<(&str, &str), String> = HashMap::new();
     for h in &s.hosts {
         if let Some(ifn) = &h.underlay_interface {
+            if let Some(why) = interface_name_problem(ifn) {
+                return Err(SnapshotError::new("hosts", &h.id, "underlay_interface", format!("interface name {ifn:?} {why}")));
+            }
             bound.insert((h.id.as_str(), ifn.as_str()), format!("the underlay of host {}", h.id));
         }
     }
@@ -366,6 +408,14 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
     let mut log_ids = HashSet::new();
     for lr in &s.logging_resources {
         for (i, fl) in lr.firewall_logs.iter().enumerate() {
+            if let Some(why) = file_name_problem(&fl.id) {
+                return Err(SnapshotError::new(
+                    "logging_resources",
+                    &lr.id,
+                    format!("firewall_logs[{i}].id"),
+                    format!("{:?} {why}: it names the log file fw-<id>.log", fl.id),
+                ));
+            }
             if !log_ids.insert(fl.id.as_str()) {
                 return Err(SnapshotError::new(
                     "logging_resources",

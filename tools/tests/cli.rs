@@ -100,6 +100,37 @@ fn snapshot_check_names_file_resource_and_attribute() {
             Box::new(|s| s["routers"][1]["routes"][0]["nexthop"] = "192.0.2.1".into()),
             "routers/edge: routes[0].nexthop: 192.0.2.1 is not on a subnet of one of the router's ports",
         ),
+        // Issue 10: names that would escape `replay --out` or that Linux refuses.
+        (
+            "path-escaping interface name",
+            Box::new(|s| s["ports"][0]["binding:profile"]["interface_name"] = "../../x".into()),
+            "ports/vm1: binding:profile: interface name \"../../x\" contains '/'",
+        ),
+        (
+            "interface name longer than IFNAMSIZ",
+            Box::new(|s| s["ports"][0]["binding:profile"]["interface_name"] = "tap-0123456789ab".into()),
+            "ports/vm1: binding:profile: interface name \"tap-0123456789ab\" is longer than 15 bytes (Linux's IFNAMSIZ)",
+        ),
+        (
+            "interface name with NUL",
+            Box::new(|s| s["ports"][0]["binding:profile"]["interface_name"] = "tap\u{0}x".into()),
+            "ports/vm1: binding:profile: interface name \"tap\\0x\" contains NUL, white space or ':'",
+        ),
+        (
+            "underlay named ..",
+            Box::new(|s| s["hosts"][0]["underlay_interface"] = "..".into()),
+            "hosts/host-a: underlay_interface: interface name \"..\" is not a name",
+        ),
+        (
+            "firewall log id with /",
+            Box::new(|s| {
+                s["firewall_rules"] = serde_json::json!([{"id": "a", "action": "allow"}]);
+                s["firewall_policies"] = serde_json::json!([{"id": "p", "firewall_rules": ["a"]}]);
+                s["firewalls"] = serde_json::json!([{"id": "fw", "firewall_policy_id": "p"}]);
+                s["logging_resources"] = serde_json::json!([{"id": "l", "firewall_logs": [{"id": "../x", "firewall_id": "fw"}]}]);
+            }),
+            "logging_resources/l: firewall_logs[0].id: \"../x\" contains '/': it names the log file fw-<id>.log",
+        ),
     ];
     let tmp = tempfile::tempdir().expect("tmp");
     for (what, edit, want) in cases {

@@ -530,3 +530,33 @@ fn a_living_host_whose_vms_come_and_go() {
     assert!(clean, "stopped cleanly\n{stderr}");
     drop(lab);
 }
+
+/// Issue 10: a second `run` with the same control socket is refused with one line before it
+/// binds anything, and the first keeps its socket and answers (no root needed: no interface of
+/// the snapshot exists).
+#[test]
+fn a_second_instance_is_refused_and_the_first_keeps_running() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ctl = tmp.path().join("ctl.sock");
+    let snap = repo.join("pcaps/l2-local/snapshot.json");
+    let first = Running::start(&snap, "host-a", &ctl, 1, &[]);
+    let status = || Command::new(env!("CARGO_BIN_EXE_edgepath")).args(["status", "--control"]).arg(&ctl).output().expect("status");
+    assert!(until(5.0, || status().status.success()), "the first instance answers");
+    let second = Command::new(env!("CARGO_BIN_EXE_edgepath"))
+        .args(["run", "--snapshot", snap.to_str().expect("utf8"), "--host", "host-a", "--control", ctl.to_str().expect("utf8")])
+        .output()
+        .expect("second run");
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    let still = status();
+    let (clean, _, _) = first.stop();
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("ctl.sock.lock: another edgepath (pid ") && err.contains("runs with this control socket"),
+        "one line naming the lock and the other instance: {err}"
+    );
+    assert!(still.status.success() && String::from_utf8_lossy(&still.stdout).contains("host host-a running"), "the first still answers");
+    assert!(clean);
+    assert!(!ctl.exists(), "the first removed its own socket when it stopped");
+}

@@ -58,6 +58,8 @@ pub enum LiveError {
     Io(String, String),
     #[error("--threads 0: at least one worker is needed")]
     Threads,
+    #[error("{0}")]
+    Lock(String),
     #[error("{0}: {1}")]
     Path(String, String),
 }
@@ -410,6 +412,11 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     let host = opts.host.clone();
     let host = host.as_str();
     let stop = opts.stop.clone();
+    // One instance per control socket, claimed before any interface is bound.
+    let _instance = match &opts.control {
+        Some(p) => Some(super::control::lock(p).map_err(|e| LiveError::Lock(e.to_string()))?),
+        None => None,
+    };
     let mut monitor = super::links::LinkMonitor::open().map_err(|e| LiveError::Io("netlink".into(), e.to_string()))?;
     let kernel = monitor.list().map_err(|e| LiveError::Io("netlink".into(), e.to_string()))?;
     let first = Datapath::new(topo, host, &HashMap::new())?;

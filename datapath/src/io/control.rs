@@ -2,9 +2,14 @@
 //! command per connection — `status`, `stats`, `flows`, `conntrack`, `trace` — answered as text by
 //! the main thread, which asks the workers between batches for what is theirs. A listener thread
 //! accepts and forwards; nothing the socket does can block a worker.
+//!
+//! One instance per control socket: [`InstanceLock`] holds `<socket>.lock` (an advisory lock,
+//! `flock`) for the process's life, taken before any interface is bound, so a second `run` for the
+//! same host is refused before it can duplicate a frame; and a socket file is unlinked only by
+//! the instance that made it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +28,11 @@ pub struct Request {
     pub reply: Sender<String>,
 }
 
-/// The listening side; removes its socket file when dropped.
+/// The listening side; removes its socket file when dropped, if the file is still the one it made.
 pub struct Server {
     path: PathBuf,
+    /// The socket file's inode, as bound.
+    inode: Option<u64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -34,8 +41,49 @@ impl Drop for Server {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        if self.inode.is_some() && std::fs::metadata(&self.path).ok().map(|m| m.ino()) == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+/// This process's claim to a control socket, held until it is dropped (the process ends).
+pub struct InstanceLock {
+    _file: std::fs::File,
+}
+
+/// Why an instance cannot start beside another.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{}: another edgepath (pid {}) runs with this control socket; stop it first, or give this one another --control", .0.display(), .1)]
+    Held(PathBuf, String),
+    #[error("{}: {}", .0.display(), .1)]
+    Io(PathBuf, std::io::Error),
+}
+
+/// Take `<control>.lock`, or say who holds it.
+pub fn lock(control: &Path) -> Result<InstanceLock, LockError> {
+    let mut name = control.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| LockError::Io(path.clone(), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+            return Err(LockError::Held(path, if pid.is_empty() { "?".into() } else { pid }));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(path, e)),
+    }
+    let _ = file.set_len(0);
+    let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+    Ok(InstanceLock { _file: file })
 }
 
 /// Listen on `path` until `stop`; requests arrive on the returned receiver.
@@ -43,6 +91,7 @@ pub fn serve(path: &Path, stop: Arc<AtomicBool>) -> std::io::Result<(Server, Rec
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let inode = std::fs::metadata(path).ok().map(|m| m.ino());
     listener.set_nonblocking(true)?;
     let (tx, rx) = bounded::<Request>(16);
     let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
@@ -54,7 +103,7 @@ pub fn serve(path: &Path, stop: Arc<AtomicBool>) -> std::io::Result<(Server, Rec
             }
         }
     })?;
-    Ok((Server { path: path.to_path_buf(), thread: Some(thread) }, rx))
+    Ok((Server { path: path.to_path_buf(), inode, thread: Some(thread) }, rx))
 }
 
 fn answer(stream: UnixStream, tx: &Sender<Request>) {

@@ -66,6 +66,8 @@ pub enum ReplayError {
     LinkType(PathBuf, DataLink),
     #[error("{}: interface {:?} is not bound by any port of host {}", .0.display(), .1, .2)]
     UnboundInterface(PathBuf, String, String),
+    #[error("{}: no output file for interface name {:?}: it {}", .0.display(), .1, .2)]
+    UnsafeName(PathBuf, String, &'static str),
 }
 
 /// What a replay did.
@@ -281,7 +283,12 @@ impl Outputs {
         let w = match self.writers.get_mut(&oi) {
             Some(w) => w,
             None => {
-                let path = self.dir.join(format!("{}.pcap", self.names[oi.0 as usize]));
+                let name = &self.names[oi.0 as usize];
+                // Validation refuses such names; this holds whatever the snapshot says.
+                if let Some(why) = rules::validate::interface_name_problem(name) {
+                    return Err(ReplayError::UnsafeName(self.dir.clone(), name.clone(), why));
+                }
+                let path = self.dir.join(format!("{name}.pcap"));
                 let f = File::create(&path).map_err(|e| ReplayError::Io(path.clone(), e))?;
                 let w = PcapWriter::with_header(BufWriter::new(f), OUTPUT_HEADER)
                     .map_err(|e| ReplayError::Pcap(path.clone(), e.to_string()))?;
