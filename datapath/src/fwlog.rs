@@ -182,6 +182,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts() {
         let snap = serde_json::json!({
+            "version": 1,
             "routers": [{"id": "r"}],
             "firewall_rules": [{"id": "a", "action": "allow"}],
             "firewall_policies": [{"id": "p", "firewall_rules": ["a"]}],

@@ -51,7 +51,11 @@ pub fn load_str(text: &str) -> Result<Snapshot, SnapshotError> {
         return Err(SnapshotError::Document("the snapshot is not a JSON object".into()));
     };
     let version = match obj.get("version") {
-        None | Some(Value::Null) => 0,
+        None | Some(Value::Null) => {
+            return Err(SnapshotError::Document(
+                "version: missing; a snapshot carries an integer version that grows with every change".into(),
+            ))
+        }
         Some(v) => v.as_u64().ok_or_else(|| SnapshotError::Document(format!("version: {v} is not a non-negative integer")))?,
     };
     let snap = Snapshot {
@@ -248,8 +252,32 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
         }
     }
 
+    // Hosts: a unicast tunnel IP of their own.
+    let mut tunnel_ips: HashMap<std::net::Ipv4Addr, &str> = HashMap::new();
+    for h in &s.hosts {
+        let ip = h.tunnel_ip;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+            return Err(SnapshotError::new("hosts", &h.id, "tunnel_ip", format!("{ip} is not a unicast address")));
+        }
+        if let Some(other) = tunnel_ips.insert(ip, &h.id) {
+            return Err(SnapshotError::new("hosts", &h.id, "tunnel_ip", format!("{ip} is already the tunnel IP of host {other}")));
+        }
+    }
+
+    let mut cidrs: HashMap<&str, Vec<(&str, ipnet::Ipv4Net)>> = HashMap::new();
     for sn in &s.subnets {
         must_exist(&networks, &sn.network_id, "subnets", &sn.id, "network_id", "network")?;
+        let net = sn.cidr.trunc();
+        let others = cidrs.entry(sn.network_id.as_str()).or_default();
+        if let Some((o, oc)) = others.iter().find(|(_, c)| c.contains(&net.network()) || net.contains(&c.network())) {
+            return Err(SnapshotError::new(
+                "subnets",
+                &sn.id,
+                "cidr",
+                format!("{net} overlaps subnet {o} ({oc}) on network {}", sn.network_id),
+            ));
+        }
+        others.push((&sn.id, net));
         if let Some(gw) = sn.gateway_ip {
             if !sn.cidr.trunc().contains(&gw) {
                 return Err(SnapshotError::new("subnets", &sn.id, "gateway_ip", format!("{gw} is not in {}", sn.cidr.trunc())));
@@ -268,8 +296,46 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
         }
     }
     let mut macs: HashMap<(&str, Mac), &str> = HashMap::new();
+    let mut fixed: HashMap<(&str, std::net::Ipv4Addr), &str> = HashMap::new();
     for p in &s.ports {
         must_exist(&networks, &p.network_id, "ports", &p.id, "network_id", "network")?;
+        if p.mac_address.is_multicast() || p.mac_address.0 == [0; 6] {
+            return Err(SnapshotError::new("ports", &p.id, "mac_address", format!("{} is not a unicast MAC address", p.mac_address)));
+        }
+        for (i, fip) in p.fixed_ips.iter().enumerate() {
+            if let Some(prev) = fixed.insert((p.network_id.as_str(), fip.ip_address), &p.id) {
+                return Err(SnapshotError::new(
+                    "ports",
+                    &p.id,
+                    format!("fixed_ips[{i}].ip_address"),
+                    format!("{} is already a fixed IP of port {prev} on network {}", fip.ip_address, p.network_id),
+                ));
+            }
+            // A subnet's network and broadcast addresses are no host's (below /31).
+            let on = s
+                .subnets
+                .iter()
+                .filter(|sn| sn.network_id == p.network_id)
+                .map(|sn| (sn, sn.cidr.trunc()))
+                .find(|(_, c)| c.contains(&fip.ip_address));
+            if let Some((sn, c)) = on.filter(|(_, c)| c.prefix_len() < 31) {
+                let which = if fip.ip_address == c.network() {
+                    Some("network")
+                } else if fip.ip_address == c.broadcast() {
+                    Some("broadcast")
+                } else {
+                    None
+                };
+                if let Some(which) = which {
+                    return Err(SnapshotError::new(
+                        "ports",
+                        &p.id,
+                        format!("fixed_ips[{i}].ip_address"),
+                        format!("{} is the {which} address of subnet {} ({c})", fip.ip_address, sn.id),
+                    ));
+                }
+            }
+        }
         if let Some(prev) = macs.insert((p.network_id.as_str(), p.mac_address), &p.id) {
             return Err(SnapshotError::new(
                 "ports",
@@ -349,8 +415,29 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
 
     // Floating IPs: the address lies in a subnet of the floating network, and the router has a
     // port on that network (its gateway port or a router interface).
+    let mut fip_addrs: HashMap<std::net::Ipv4Addr, &str> = HashMap::new();
+    for q in &s.qos_policies {
+        for (i, r) in q.rules.iter().enumerate() {
+            if let crate::model::QosRule::BandwidthLimit { max_kbps: 0, .. } = r {
+                return Err(SnapshotError::new(
+                    "qos_policies",
+                    &q.id,
+                    format!("rules[{i}].max_kbps"),
+                    "0 is not a rate: a bandwidth limit is at least 1 kbit/s",
+                ));
+            }
+        }
+    }
     for f in &s.floatingips {
         must_exist(&networks, &f.floating_network_id, "floatingips", &f.id, "floating_network_id", "network")?;
+        if let Some(other) = fip_addrs.insert(f.floating_ip_address, &f.id) {
+            return Err(SnapshotError::new(
+                "floatingips",
+                &f.id,
+                "floating_ip_address",
+                format!("{} is already floating IP {other}", f.floating_ip_address),
+            ));
+        }
         let inside = s.subnets.iter().any(|sn| sn.network_id == f.floating_network_id && sn.cidr.trunc().contains(&f.floating_ip_address));
         if !inside {
             return Err(SnapshotError::new(
@@ -515,6 +602,7 @@ mod tests {
     /// A snapshot with one of each gateway resource, valid as it stands.
     fn gateways() -> Value {
         json!({
+            "version": 1,
             "networks": [{"id": "n1", "provider:segmentation_id": 10}],
             "routers": [{"id": "r1"}],
             "gateway_devices": [

@@ -178,7 +178,8 @@ fn vxlan_captures_decapsulate_as_one_of_their_vteps() {
                  "binding:host_id": "me", "binding:profile": {"interface_name": format!("tap{i}")}})
             })
             .collect();
-        let snap = serde_json::json!({"hosts": hosts, "networks": [{"id": "n", "provider:segmentation_id": vni}], "ports": ports});
+        let snap =
+            serde_json::json!({"version": 1, "hosts": hosts, "networks": [{"id": "n", "provider:segmentation_id": vni}], "ports": ports});
         let tmp = tempfile::tempdir().expect("tmp");
         let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
         std::fs::create_dir_all(&input).expect("mkdir");

@@ -100,6 +100,82 @@ fn snapshot_check_names_file_resource_and_attribute() {
             Box::new(|s| s["routers"][1]["routes"][0]["nexthop"] = "192.0.2.1".into()),
             "routers/edge: routes[0].nexthop: 192.0.2.1 is not on a subnet of one of the router's ports",
         ),
+        // Issue 10: what `snapshot check` used to accept.
+        (
+            "tunnel IP 0.0.0.0",
+            Box::new(|s| s["hosts"][0]["tunnel_ip"] = "0.0.0.0".into()),
+            "hosts/host-a: tunnel_ip: 0.0.0.0 is not a unicast address",
+        ),
+        (
+            "tunnel IP broadcast",
+            Box::new(|s| s["hosts"][1]["tunnel_ip"] = "255.255.255.255".into()),
+            "hosts/host-b: tunnel_ip: 255.255.255.255 is not a unicast address",
+        ),
+        (
+            "tunnel IP shared",
+            Box::new(|s| s["hosts"][1]["tunnel_ip"] = "192.168.50.1".into()),
+            "hosts/host-b: tunnel_ip: 192.168.50.1 is already the tunnel IP of host host-a",
+        ),
+        (
+            "fixed IP = network address",
+            Box::new(|s| s["ports"][0]["fixed_ips"][0]["ip_address"] = "10.0.0.0".into()),
+            "ports/vm1: fixed_ips[0].ip_address: 10.0.0.0 is the network address of subnet sub-a (10.0.0.0/24)",
+        ),
+        (
+            "fixed IP = broadcast address",
+            Box::new(|s| s["ports"][0]["fixed_ips"][0]["ip_address"] = "10.0.0.255".into()),
+            "ports/vm1: fixed_ips[0].ip_address: 10.0.0.255 is the broadcast address of subnet sub-a (10.0.0.0/24)",
+        ),
+        (
+            "broadcast MAC",
+            Box::new(|s| s["ports"][0]["mac_address"] = "ff:ff:ff:ff:ff:ff".into()),
+            "ports/vm1: mac_address: ff:ff:ff:ff:ff:ff is not a unicast MAC address",
+        ),
+        (
+            "multicast MAC",
+            Box::new(|s| s["ports"][0]["mac_address"] = "01:00:5e:00:00:01".into()),
+            "ports/vm1: mac_address: 01:00:5e:00:00:01 is not a unicast MAC address",
+        ),
+        (
+            "zero MAC",
+            Box::new(|s| s["ports"][0]["mac_address"] = "00:00:00:00:00:00".into()),
+            "ports/vm1: mac_address: 00:00:00:00:00:00 is not a unicast MAC address",
+        ),
+        (
+            "one fixed IP on two ports",
+            Box::new(|s| s["ports"][1]["fixed_ips"][0]["ip_address"] = "10.0.0.3".into()),
+            "ports/vm2: fixed_ips[0].ip_address: 10.0.0.3 is already a fixed IP of port vm1 on network net-a",
+        ),
+        (
+            "one floating IP address twice",
+            Box::new(|s| {
+                let mut f = s["floatingips"][0].clone();
+                f["id"] = "fip-c".into();
+                s["floatingips"].as_array_mut().expect("fips").push(f);
+            }),
+            "floatingips/fip-c: floating_ip_address: 203.0.113.10 is already floating IP fip-a",
+        ),
+        (
+            "overlapping subnets",
+            Box::new(|s| {
+                let mut sn = s["subnets"][0].clone();
+                sn["id"] = "sub-a2".into();
+                sn["cidr"] = "10.0.0.128/25".into();
+                sn["gateway_ip"] = serde_json::Value::Null;
+                s["subnets"].as_array_mut().expect("subnets").push(sn);
+            }),
+            "subnets/sub-a2: cidr: 10.0.0.128/25 overlaps subnet sub-a (10.0.0.0/24) on network net-a",
+        ),
+        (
+            "missing version",
+            Box::new(|s| drop(s.as_object_mut().expect("object").remove("version"))),
+            "version: missing; a snapshot carries an integer version that grows with every change",
+        ),
+        (
+            "max_kbps 0",
+            Box::new(|s| s["qos_policies"] = serde_json::json!([{"id": "q", "rules": [{"type": "bandwidth_limit", "max_kbps": 0}]}])),
+            "qos_policies/q: rules[0].max_kbps: 0 is not a rate: a bandwidth limit is at least 1 kbit/s",
+        ),
         // Issue 10: names that would escape `replay --out` or that Linux refuses.
         (
             "path-escaping interface name",

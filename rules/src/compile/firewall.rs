@@ -260,6 +260,7 @@ mod tests {
             }
             let ids: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
             let snap = serde_json::json!({
+                "version": 1,
                 "routers": [{"id": "r"}],
                 "firewall_rules": rules,
                 "firewall_policies": [{"id": "p", "firewall_rules": ids}],

@@ -62,6 +62,7 @@ mod tests {
     #[test]
     fn a_port_takes_its_policy_else_its_networks() {
         let snap = serde_json::json!({
+            "version": 1,
             "networks": [{"id": "n", "qos_policy_id": "net"}],
             "subnets": [{"id": "s", "network_id": "n", "cidr": "10.0.0.0/24"}],
             "qos_policies": [
