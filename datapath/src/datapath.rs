@@ -21,6 +21,7 @@ use crate::flow::{Flow, FlowKey, FlowOut, FlowTable, Rewrite};
 use crate::fwlog::{Event, FwLogger};
 use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::learn::{ARP_RETRY, ARP_TRIES};
+use crate::limits::{Limits, TableFill};
 use crate::qos::QosBuckets;
 use crate::sim::{frame::Frame, Sim, SimResult, State};
 use crate::time::Instant;
@@ -46,6 +47,8 @@ pub struct Stats {
     /// TCP super-frames (segmentation offload) cut into segments at ingress (live mode); each
     /// segment counts as a frame received.
     pub gso_cut: u64,
+    /// Flows the cache let go (least recently used) to make room for new ones.
+    pub flows_evicted: u64,
     /// Frames received and sent per interface.
     pub per_iface: Vec<(u64, u64)>,
 }
@@ -63,6 +66,7 @@ impl Stats {
         self.fw_log_dropped += o.fw_log_dropped;
         self.tx_errors += o.tx_errors;
         self.gso_cut += o.gso_cut;
+        self.flows_evicted += o.flows_evicted;
         if self.per_iface.len() < o.per_iface.len() {
             self.per_iface.resize(o.per_iface.len(), (0, 0));
         }
@@ -170,9 +174,10 @@ struct Core {
 }
 
 impl Core {
-    /// The earliest ARP retry due, as packet-clock nanoseconds (`u64::MAX`: none).
+    /// The earliest ARP retry or MAC aging due, as packet-clock nanoseconds (`u64::MAX`: none).
     fn timers_due(&self) -> u64 {
-        self.state.learned.pending.values().map(|p| p.next_try.0).min().unwrap_or(u64::MAX)
+        let arp = self.state.learned.pending.values().map(|p| p.next_try.0).min().unwrap_or(u64::MAX);
+        arp.min(self.state.learned.aging_due(&self.state.limits))
     }
 }
 
@@ -288,6 +293,39 @@ impl Shared {
     /// Firewall log lines dropped so far because the writer's queue was full.
     pub fn fw_log_dropped(&self) -> u64 {
         self.fwlog.get().map_or(0, FwLogger::dropped)
+    }
+
+    /// The bounds of the tables (SPEC §9).
+    pub fn limits(&self) -> Limits {
+        self.lock().state.limits
+    }
+
+    /// Each table's fill against its bound; `flows` is each worker's flow count.
+    pub fn tables(&self, flows: Vec<usize>) -> TableFill {
+        let core = self.lock();
+        let st = &core.state;
+        let mut per_router: HashMap<rules::compile::RouterRef, usize> = HashMap::new();
+        for (r, t) in &st.fw {
+            *per_router.entry(*r).or_default() += t.len();
+        }
+        for r in 0..core.snap.topo.routers.len() {
+            let r = rules::compile::RouterRef(r as u32);
+            *per_router.entry(r).or_default() += st.ct.count(r);
+        }
+        let (macs, arps) = st.learned.sizes();
+        let (fullest_network_macs, fullest_router_arps) = st.learned.fullest();
+        TableFill {
+            limits: st.limits,
+            connections: st.ct.len() + st.fw.values().map(|t| t.len()).sum::<usize>(),
+            fullest_router_connections: per_router.values().copied().max().unwrap_or(0),
+            macs,
+            fullest_network_macs,
+            arps,
+            fullest_router_arps,
+            waiting: st.learned.pending.len(),
+            flows,
+            refused: st.learned.refused,
+        }
     }
 
     /// Connections tracked now (NAT and firewall).
@@ -416,13 +454,14 @@ impl Datapath {
 
     fn on(shared: Arc<Shared>, snap: Arc<Snap>) -> Datapath {
         let n = snap.ifs.len();
+        let flows = FlowTable::with_limit(shared.limits().flows_per_worker);
         let iface_gens = snap.ifs.list.iter().map(|i| i.gen).collect();
         Datapath {
             snap_gen: shared.snap_gen.load(Ordering::Acquire),
             iface_gens,
             shared,
             snap,
-            flows: FlowTable::default(),
+            flows,
             cache: true,
             stats: Stats { per_iface: vec![(0, 0); n], ..Default::default() },
             tx: TxBuf::default(),
@@ -489,6 +528,18 @@ impl Datapath {
     pub fn with_conn_table(self, ct: ConnTable) -> Self {
         self.shared.lock().state.ct = ct;
         self
+    }
+
+    /// Set the tables' bounds (before traffic: the flow cache starts again empty).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.shared.lock().state.limits = limits;
+        self.flows = FlowTable::with_limit(limits.flows_per_worker);
+        self
+    }
+
+    /// See [`Shared::tables`], for this worker alone.
+    pub fn tables(&self) -> TableFill {
+        self.shared.tables(vec![self.flows.len()])
     }
 
     /// Turn the flow cache off (every packet simulated) or on.
@@ -668,11 +719,8 @@ impl Datapath {
             self.stats.fw_log_dropped = l.dropped();
         }
         let mut core = self.shared.lock();
-        for (_, p) in std::mem::take(&mut core.state.learned.pending) {
-            for _ in p.frames {
-                self.stats.drops.incr(DropReason::ArpPendingAtExit);
-            }
-        }
+        let dropped = core.state.learned.let_go_all();
+        self.stats.drops.add_n(DropReason::ArpPendingAtExit, dropped);
         self.shared.timers_due.store(u64::MAX, Ordering::Release);
     }
 
@@ -711,6 +759,9 @@ impl Datapath {
                     && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
                     && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now));
                 if fresh {
+                    if let Some(m) = &flow.mac_seen {
+                        m.touch(now);
+                    }
                     self.stats.flow_hits += 1;
                     flow.hits.fetch_add(1, Ordering::Relaxed);
                     if defer && flow.is_pure() {
@@ -744,6 +795,10 @@ impl Datapath {
             }
         }
         self.stats.forwarded += res.released;
+        if let Some(input) = res.input.filter(|_| !matches!(fate_of(&res), Fate::Waiting)) {
+            // Sent or dropped now: the copies that wait count nothing more.
+            core.state.learned.counted(input);
+        }
         core.state.ct.sweep(now, 2);
         if res.learned {
             shared.epoch.fetch_add(1, Ordering::Release);
@@ -766,6 +821,7 @@ impl Datapath {
                 let fate = apply(&flow, body, bh, &mut self.tx, |b| qos.conforms(b, body.len(), now));
                 if self.cache {
                     self.flows.insert(k, Arc::new(flow));
+                    self.stats.flows_evicted = self.flows.evicted;
                 }
                 return Received::Fate(fate);
             }
@@ -774,7 +830,7 @@ impl Datapath {
         Received::Fate(fate_of(&res))
     }
 
-    /// ARP retries and give-ups, on the packet clock (SPEC §6.4).
+    /// ARP retries and give-ups (SPEC §6.4), and MAC aging (§9), on the packet clock.
     fn run_timers(&mut self, now: Instant) {
         let shared = self.shared.clone();
         let mut core = shared.lock();
@@ -791,9 +847,8 @@ impl Datapath {
             };
             if p.tries >= ARP_TRIES {
                 if let Some(p) = sim.learned.pending.remove(&k) {
-                    for _ in p.frames {
-                        self.stats.drops.incr(DropReason::ArpUnresolved);
-                    }
+                    let dropped = sim.learned.let_go(&p.frames);
+                    self.stats.drops.add_n(DropReason::ArpUnresolved, dropped);
                 }
                 continue;
             }
@@ -803,6 +858,11 @@ impl Datapath {
             sim.send_arp_request(emit, req);
         }
         let res = sim.res;
+        let limits = core.state.limits;
+        if core.state.learned.age(now, &limits) {
+            // Flows that reach an aged-out MAC flood again.
+            shared.epoch.fetch_add(1, Ordering::Release);
+        }
         shared.timers_due.store(core.timers_due(), Ordering::Release);
         drop(core);
         emit_all(&res, &mut self.tx);
@@ -854,6 +914,7 @@ fn make_flow(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8
         fw_conn,
         fw_absent,
         fw_log: res.fw_log_each_packet,
+        mac_seen: res.mac_seen.clone(),
         hits: Default::default(),
     })
 }

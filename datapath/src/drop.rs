@@ -57,6 +57,8 @@ drop_reasons! {
     LoopGuard => "loop_guard", "the walk through the topology passed 16 devices";
     ArpUnresolved => "arp_unresolved", "next hop did not answer 3 ARP requests; waiting packets dropped";
     ArpQueueFull => "arp_queue_full", "already 3 packets waiting for this next hop's ARP";
+    ArpWaitingFull => "arp_waiting_full", "too many next hops wait for ARP already (the host's bound, `--max-arp-waiting`)";
+    ConntrackFull => "conntrack_full", "connection table full (`--max-connections`, per router or in all) and every connection answered";
     ArpPendingAtExit => "arp_pending_at_exit", "still waiting for ARP when the replay ended";
     SnatUntranslatable => "snat_untranslatable", "dynamic SNAT cannot translate it (other protocol, non-first fragment)";
     SnatPortsExhausted => "snat_ports_exhausted", "no free SNAT port for a new connection";

@@ -13,12 +13,11 @@
 //!
 //! **Validity.** A flow remembers the datapath epoch (bumped by a new snapshot and by every learned
 //! MAC or ARP entry), the connection table generation when the simulation saw a mapping missing,
-//! and the connection it belongs to. A hit whose dependencies changed is simulated again.
+//! and the connection it belongs to. A hit whose dependencies changed is simulated again. A hit
+//! also stamps the learned entry of its source MAC, so a talking MAC does not age out.
 //!
 //! Thread safety: a flow table belongs to one worker and is taken `&mut`; what a flow depends on
 //! is read through atomics (the epoch, [`Watch`], [`ConnRef`]), so a hit takes no lock.
-
-use std::collections::HashMap;
 
 use crate::csum::Delta;
 use crate::ct::{ConnRef, Watch};
@@ -298,6 +297,8 @@ pub struct Flow {
     pub fw_absent: Option<Watch>,
     /// A deny the flow logs for every packet (§8).
     pub fw_log: Option<crate::sim::firewall::FwLog>,
+    /// The learned entry of the packets' source MAC: each hit keeps it from aging out.
+    pub mac_seen: Option<crate::learn::MacSeen>,
     /// Packets that took this flow from the cache.
     pub hits: std::sync::atomic::AtomicU64,
 }
@@ -314,34 +315,58 @@ impl Flow {
     }
 }
 
-/// Flows a table holds before it starts over (a full table is cleared, not evicted piecemeal).
-pub const FLOW_TABLE_MAX: usize = 1 << 18;
-
-/// One worker's flows.
-#[derive(Debug, Default)]
+/// One worker's flows, at most [`crate::limits::Limits::flows_per_worker`] of them: a new flow
+/// in a full table takes the place of the least recently used one (SPEC §9), as OVS's flow
+/// limit evicts idle flows rather than flushing. A hit moves its flow to the front of the
+/// recency list — a few pointer stores, no allocation (the `lru` crate).
 pub struct FlowTable {
-    map: HashMap<FlowKey, std::sync::Arc<Flow>, ahash::RandomState>,
+    map: lru::LruCache<FlowKey, std::sync::Arc<Flow>, ahash::RandomState>,
+    limit: usize,
+    /// Flows let go to make room.
+    pub evicted: u64,
+}
+
+impl std::fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowTable").field("len", &self.map.len()).field("limit", &self.limit).finish()
+    }
+}
+
+impl Default for FlowTable {
+    fn default() -> Self {
+        FlowTable::with_limit(crate::limits::Limits::default().flows_per_worker)
+    }
 }
 
 impl FlowTable {
+    pub fn with_limit(limit: usize) -> FlowTable {
+        FlowTable { map: lru::LruCache::unbounded_with_hasher(ahash::RandomState::default()), limit: limit.max(1), evicted: 0 }
+    }
+
+    /// The flow of `k`, now the most recently used.
     #[inline]
-    pub fn get(&self, k: &FlowKey) -> Option<&std::sync::Arc<Flow>> {
+    pub fn get(&mut self, k: &FlowKey) -> Option<&std::sync::Arc<Flow>> {
         self.map.get(k)
     }
 
     pub fn insert(&mut self, k: FlowKey, f: std::sync::Arc<Flow>) {
-        if self.map.len() >= FLOW_TABLE_MAX {
-            self.map.clear();
+        if self.map.len() >= self.limit && !self.map.contains(&k) {
+            self.map.pop_lru();
+            self.evicted += 1;
         }
-        self.map.insert(k, f);
+        self.map.put(k, f);
     }
 
     pub fn remove(&mut self, k: &FlowKey) {
-        self.map.remove(k);
+        self.map.pop(k);
     }
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     pub fn is_empty(&self) -> bool {
@@ -352,7 +377,7 @@ impl FlowTable {
         self.map.clear();
     }
 
-    /// Every flow, in no particular order.
+    /// Every flow, most recently used first.
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
         self.map.iter().map(|(k, f)| (k, &**f))
     }

@@ -19,6 +19,7 @@ pub mod fwlog;
 pub mod iface;
 pub mod io;
 pub mod learn;
+pub mod limits;
 pub mod qos;
 pub mod sim;
 pub mod time;

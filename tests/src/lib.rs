@@ -54,6 +54,7 @@ pub fn replay_dir(
         threads: 1,
         macs: std::collections::HashMap::new(),
         flow_cache: true,
+        limits: Default::default(),
     })
 }
 

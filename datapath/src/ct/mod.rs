@@ -8,7 +8,8 @@
 //! its SNAT port: ports cannot leak.
 //!
 //! Port choice is deterministic: the original port when free (port-preserving), else the next
-//! free one upward in the pool, wrapping. Timeouts read the packet clock (`now` is an argument):
+//! free one upward in the pool, wrapping; [`ports`] finds it without probing the pool, so a full
+//! pool costs a new connection as little as an empty one. Timeouts read the packet clock (`now` is an argument):
 //! UDP 300 s (RFC 4787 REQ-5), ICMP query 60 s (RFC 5508), TCP established 2 h 4 min and TCP
 //! opening or closing 4 min (RFC 5382). Expired entries are removed lazily when looked up, when
 //! their port is wanted, and by a small sweep per packet; none of these changes what a packet
@@ -20,7 +21,7 @@
 //! worker) and the table's generation ([`Watch`]). A clone of the table (a trace's scratch copy)
 //! copies those too, so touching the clone changes nothing of the original.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub const UDP_TIMEOUT: Duration = Duration::from_secs(300);
 pub const ICMP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const TCP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 pub const TCP_TRANSITORY_TIMEOUT: Duration = Duration::from_secs(4 * 60);
+
+mod ports;
+use ports::{PortKey, PortSets};
 
 /// Firewall connection state: one table per router with a firewall (SPEC §6.2).
 pub type FwConns = HashMap<RouterRef, ConnTable>;
@@ -90,8 +94,9 @@ pub enum Dir {
     Reply,
 }
 
-// TCP progress bits of [`ConnLive::tcp`]: opening until the reply direction was seen and the
-// original direction ACKs (established); closing once a FIN or RST is seen, whatever came before.
+// Progress bits of [`ConnLive::tcp`]. Any protocol: the reply direction was seen. TCP: opening
+// until then and until the original direction ACKs (established); closing once a FIN or RST is
+// seen, whatever came before.
 const SEEN_REPLY: u8 = 1;
 const ESTABLISHED: u8 = 2;
 const CLOSING: u8 = 4;
@@ -138,6 +143,11 @@ impl ConnLive {
         Instant(self.last_seen.load(Ordering::Relaxed))
     }
 
+    /// Whether the other end ever answered.
+    fn replied(&self) -> bool {
+        self.tcp.load(Ordering::Relaxed) & SEEN_REPLY != 0
+    }
+
     fn expired(&self, now: Instant) -> bool {
         now.since(self.last_seen()) > self.timeout()
     }
@@ -151,10 +161,14 @@ impl ConnLive {
         if self.last_seen.load(Ordering::Relaxed) < now.0 {
             self.last_seen.fetch_max(now.0, Ordering::Relaxed);
         }
+        let tcp = self.tcp.load(Ordering::Relaxed);
         if self.proto != IPPROTO_TCP {
+            // Other protocols only note a reply: a replied connection is not early-dropped.
+            if dir == Dir::Reply && tcp & SEEN_REPLY == 0 {
+                self.tcp.fetch_or(SEEN_REPLY, Ordering::Relaxed);
+            }
             return;
         }
-        let tcp = self.tcp.load(Ordering::Relaxed);
         let bit = if flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
             CLOSING
         } else if dir == Dir::Reply {
@@ -252,6 +266,12 @@ struct Slot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortsExhausted;
 
+/// Connections that were never answered, oldest first: what early drop takes when the table is
+/// full (as Linux's `early_drop` takes a connection that is not assured). Entries are `(slot,
+/// generation)`; those answered or gone since are skipped when met, and the queue is compacted
+/// when it holds more than twice the router's connections, so it stays bounded.
+type Unreplied = VecDeque<(u32, u32)>;
+
 /// The connection table.
 #[derive(Debug)]
 pub struct ConnTable {
@@ -259,6 +279,11 @@ pub struct ConnTable {
     free: Vec<u32>,
     by_key: HashMap<CtKey, (u32, Dir), ahash::RandomState>,
     pool: (u16, u16),
+    /// SNAT ports taken, per remote end and translated address.
+    ports: PortSets,
+    /// Live connections per router, and the early-drop candidates of each (ordered maps, so a
+    /// replay drops the same connection on every run).
+    per_router: BTreeMap<RouterRef, (usize, Unreplied)>,
     sweep_at: usize,
     live: usize,
     /// Bumped whenever a connection is created: flows that saw a mapping missing depend on it.
@@ -273,6 +298,8 @@ impl Clone for ConnTable {
             free: self.free.clone(),
             by_key: self.by_key.clone(),
             pool: self.pool,
+            ports: self.ports.clone(),
+            per_router: self.per_router.clone(),
             sweep_at: self.sweep_at,
             live: self.live,
             generation: Arc::new(AtomicU64::new(self.generation())),
@@ -294,6 +321,8 @@ impl ConnTable {
             free: Vec::new(),
             by_key: HashMap::default(),
             pool,
+            ports: PortSets::new(pool),
+            per_router: BTreeMap::new(),
             sweep_at: 0,
             live: 0,
             generation: Default::default(),
@@ -307,6 +336,11 @@ impl ConnTable {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+
+    /// Live connections of one router.
+    pub fn count(&self, r: RouterRef) -> usize {
+        self.per_router.get(&r).map_or(0, |(n, _)| *n)
     }
 
     pub fn generation(&self) -> u64 {
@@ -371,7 +405,10 @@ impl ConnTable {
         true
     }
 
-    /// Make a new mapping for `orig`, translating its source to `nat_ip` and a port from the pool.
+    /// Make a new mapping for `orig`, translating its source to `nat_ip` and a port from the pool:
+    /// the original port when it is free for this remote end (an expired holder gives it up),
+    /// else the next free one upward, wrapping. The taken ports are looked up in [`PortSets`], so
+    /// a pool with no free port is known without looking at its ports.
     pub fn create(
         &mut self,
         orig: CtKey,
@@ -382,16 +419,22 @@ impl ConnTable {
         now: Instant,
     ) -> Result<ConnHandle, PortsExhausted> {
         let (lo, hi) = self.pool;
-        let span = (hi - lo) as u32 + 1;
-        let first = if (lo..=hi).contains(&orig.sport) { orig.sport } else { lo };
-        let mut chosen = None;
-        for i in 0..span {
-            let port = lo + (((first - lo) as u32 + i) % span) as u16;
-            let reply = CtKey { proto: orig.proto, src: orig.dst, sport: orig.dport, dst: nat_ip, dport: port };
-            if self.key_free(&reply, now) {
-                chosen = Some(reply);
+        let reply_at = |port| CtKey { proto: orig.proto, src: orig.dst, sport: orig.dport, dst: nat_ip, dport: port };
+        let preferred = if (lo..=hi).contains(&orig.sport) { orig.sport } else { lo };
+        let pk = PortKey::of_reply(&reply_at(preferred));
+        let mut chosen = self.key_free(&reply_at(preferred), now).then(|| reply_at(preferred));
+        // A free port in the set can still be a key of another kind (an original tuple that
+        // happens to match); those are rare, so a few tries settle it.
+        let mut from = preferred;
+        for _ in 0..8 {
+            if chosen.is_some() {
                 break;
             }
+            let port = self.ports.first_free(&pk, from).ok_or(PortsExhausted)?;
+            if self.key_free(&reply_at(port), now) {
+                chosen = Some(reply_at(port));
+            }
+            from = if port == hi { lo } else { port + 1 };
         }
         let reply = chosen.ok_or(PortsExhausted)?;
         if !self.key_free(&orig, now) {
@@ -426,13 +469,50 @@ impl ConnTable {
                 (self.slots.len() - 1) as u32
             }
         };
+        if kind != SnatKind::Untranslated {
+            self.ports.take(PortKey::of_reply(&reply), reply.dport);
+        }
         let slot = &mut self.slots[idx as usize];
         slot.conn = Some(conn);
+        let gen = slot.gen;
         self.by_key.insert(orig, (idx, Dir::Orig));
         self.by_key.insert(reply, (idx, Dir::Reply));
         self.live += 1;
+        let (n, unreplied) = self.per_router.entry(router).or_default();
+        *n += 1;
+        unreplied.push_back((idx, gen));
+        if unreplied.len() > 2 * *n + 64 {
+            let slots = &self.slots;
+            unreplied.retain(|&(i, g)| slots[i as usize].gen == g && slots[i as usize].conn.as_ref().is_some_and(|c| !c.live.replied()));
+        }
         self.generation.fetch_add(1, Ordering::Release);
-        ConnHandle { idx, gen: slot.gen, dir: Dir::Orig }
+        ConnHandle { idx, gen, dir: Dir::Orig }
+    }
+
+    /// Make room for a new connection of `router` (or of any router, `None`): remove its oldest
+    /// connection that expired or was never answered. False when every connection is answered
+    /// and live — then the new one is refused, and no established connection is lost to a flood.
+    /// True with `early` set when a live unanswered connection was let go.
+    pub fn make_room(&mut self, router: Option<RouterRef>, now: Instant) -> Option<Room> {
+        let routers: Vec<RouterRef> = match router {
+            Some(r) => vec![r],
+            None => self.per_router.keys().copied().collect(),
+        };
+        for r in routers {
+            while let Some((idx, gen)) = self.per_router.get_mut(&r).and_then(|(_, q)| q.pop_front()) {
+                let slot = &self.slots[idx as usize];
+                let Some(c) = slot.conn.as_ref().filter(|_| slot.gen == gen) else { continue };
+                if c.expired(now) {
+                    self.remove(idx);
+                    return Some(Room::Expired);
+                }
+                if !c.live.replied() {
+                    self.remove(idx);
+                    return Some(Room::EarlyDrop);
+                }
+            }
+        }
+        None
     }
 
     /// Every live connection, in slot order, with how long it has been idle.
@@ -453,13 +533,29 @@ impl ConnTable {
     /// Keep the connections `to` gives a router for (moved to it), let the others go (a new
     /// snapshot, `carry.rs`).
     pub fn remap(&mut self, mut to: impl FnMut(&Conn) -> Option<RouterRef>) {
+        let old = std::mem::take(&mut self.per_router);
         for idx in 0..self.slots.len() {
             let Some(c) = self.slots[idx].conn.as_mut() else { continue };
             match to(c) {
-                Some(r) => c.router = r,
-                None => self.remove(idx as u32),
+                Some(r) => {
+                    c.router = r;
+                    self.per_router.entry(r).or_default().0 += 1;
+                }
+                None => {
+                    // Counted under its old router until removed.
+                    self.per_router.entry(c.router).or_default().0 += 1;
+                    self.remove(idx as u32);
+                }
             }
         }
+        // The early-drop candidates keep their order under their connection's new router.
+        for (idx, gen) in old.into_values().flat_map(|(_, q)| q) {
+            let slot = &self.slots[idx as usize];
+            if let Some(c) = slot.conn.as_ref().filter(|c| slot.gen == gen && !c.live.replied()) {
+                self.per_router.entry(c.router).or_default().1.push_back((idx, gen));
+            }
+        }
+        self.per_router.retain(|_, (n, _)| *n > 0);
     }
 
     /// Whether `key` is unused, reclaiming it from an expired entry.
@@ -482,6 +578,16 @@ impl ConnTable {
             c.live.gone.store(true, Ordering::Release);
             self.by_key.remove(&c.orig);
             self.by_key.remove(&c.reply);
+            if c.kind != SnatKind::Untranslated {
+                self.ports.release(&PortKey::of_reply(&c.reply), c.reply.dport);
+            }
+            if let Some((n, q)) = self.per_router.get_mut(&c.router) {
+                *n -= 1;
+                if *n == 0 {
+                    q.clear();
+                    self.per_router.remove(&c.router);
+                }
+            }
             slot.gen = slot.gen.wrapping_add(1);
             self.free.push(idx);
             self.live -= 1;
@@ -501,6 +607,15 @@ impl ConnTable {
             }
         }
     }
+}
+
+/// How [`ConnTable::make_room`] made room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// An expired connection not yet swept.
+    Expired,
+    /// A live connection that was never answered (early drop).
+    EarlyDrop,
 }
 
 /// Whether a protocol can get a new dynamic mapping (TCP, UDP, ICMP echo request).

@@ -85,6 +85,8 @@ pub struct LiveOptions {
     pub log_dir: Option<PathBuf>,
     /// How frames are received.
     pub rx: RxMode,
+    /// The tables' bounds (SPEC §9).
+    pub limits: crate::limits::Limits,
 }
 
 /// How a worker receives frames.
@@ -419,7 +421,7 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     };
     let mut monitor = super::links::LinkMonitor::open().map_err(|e| LiveError::Io("netlink".into(), e.to_string()))?;
     let kernel = monitor.list().map_err(|e| LiveError::Io("netlink".into(), e.to_string()))?;
-    let first = Datapath::new(topo, host, &HashMap::new())?;
+    let first = Datapath::new(topo, host, &HashMap::new())?.with_limits(opts.limits);
     let shared = first.shared().clone();
     shared.follow_links();
     if let Some(d) = &opts.log_dir {
@@ -496,7 +498,8 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
         stats.add(d.stats());
         workers.push(WorkerLoad { rx: d.stats().rx, tx: d.stats().tx, flows: d.flow_count(), batches: *batches, pps: None });
     }
-    Ok(ReplaySummary { version: running.version, stats, interfaces: slot_names(&shared), workers: Vec::new(), live: workers })
+    let tables = Some(shared.tables(workers.iter().map(|w| w.flows).collect()));
+    Ok(ReplaySummary { version: running.version, stats, interfaces: slot_names(&shared), workers: Vec::new(), live: workers, tables })
 }
 
 /// The running snapshot's interface names by slot (released slots empty), for the summary.
@@ -840,6 +843,7 @@ fn answer(shared: &Shared, asks: &[Asker], running: &Running, command: &str) -> 
                 stats,
                 interfaces: slot_names(shared),
                 workers: Vec::new(),
+                tables: Some(shared.tables(answers.iter().map(|(_, l)| l.flows).collect())),
                 live: answers.into_iter().map(|(_, l)| l).collect(),
             };
             format!("{}flows: {flows}\nconnections: {}", summary.render(), shared.connection_count())

@@ -47,6 +47,8 @@ pub struct ReplayConfig {
     pub macs: HashMap<String, Mac>,
     /// Off: every packet is simulated (the flow cache's own test).
     pub flow_cache: bool,
+    /// The tables' bounds (SPEC §9).
+    pub limits: crate::limits::Limits,
 }
 
 /// Why a replay could not run; each renders as the one line the CLI prints.
@@ -81,6 +83,8 @@ pub struct ReplaySummary {
     pub workers: Vec<u64>,
     /// Each live worker's load (empty in replay).
     pub live: Vec<WorkerLoad>,
+    /// Each table's fill against its bound, at the end.
+    pub tables: Option<crate::limits::TableFill>,
 }
 
 /// What one live worker did.
@@ -119,6 +123,12 @@ impl ReplaySummary {
         }
         if s.gso_cut > 0 {
             out.push_str(&format!("super-frames cut into segments: {}\n", s.gso_cut));
+        }
+        if let Some(t) = &self.tables {
+            out.push_str(&t.render());
+            if s.flows_evicted > 0 {
+                out.push_str(&format!("flows evicted (least recently used): {}\n", s.flows_evicted));
+            }
         }
         if s.fw_log_dropped > 0 {
             out.push_str(&format!("firewall log lines dropped (queue full): {}\n", s.fw_log_dropped));
@@ -168,7 +178,9 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
     }
     let topo = Arc::new(rules::load_topology(&cfg.snapshot)?);
     let version = topo.version;
-    let mut dp = Datapath::new(topo, &cfg.host, &cfg.macs).map_err(|error| ReplayError::Host { snapshot: cfg.snapshot.clone(), error })?;
+    let mut dp = Datapath::new(topo, &cfg.host, &cfg.macs)
+        .map_err(|error| ReplayError::Host { snapshot: cfg.snapshot.clone(), error })?
+        .with_limits(cfg.limits);
     dp.set_flow_cache(cfg.flow_cache);
     dp.set_trace(trace.is_some());
     let inputs = read_inputs(&cfg.in_dir, &dp, &cfg.host)?;
@@ -235,7 +247,8 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
         let mut inner = w.into_writer();
         std::io::Write::flush(&mut inner).map_err(|e| ReplayError::Io(cfg.out_dir.clone(), e))?;
     }
-    Ok(ReplaySummary { version, stats: dp.stats().clone(), interfaces: names, workers: per_worker, live: Vec::new() })
+    let tables = Some(dp.tables());
+    Ok(ReplaySummary { version, stats: dp.stats().clone(), interfaces: names, workers: per_worker, live: Vec::new(), tables })
 }
 
 /// Every frame of every `*.pcap` in `dir`, in processing order.

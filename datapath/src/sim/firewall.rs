@@ -88,6 +88,9 @@ pub(super) fn filter(sim: &mut Sim, r: RouterRef, inport: PortRef, orig: &Frame,
             FirewallAction::Allow => {
                 sim.res.fw_events.push(log);
                 if let Some(k) = ck {
+                    if !sim.room_for_conn(r) {
+                        return Err(DropReason::ConntrackFull);
+                    }
                     let h = sim.fw.entry(r).or_default().track(k, r, tcp_flags(f), sim.now);
                     sim.depend_fw_conn(r, h);
                 }

@@ -24,7 +24,8 @@ use rules::model::{Mac, NetworkType};
 use crate::ct::{ConnHandle, ConnTable, FwConns};
 use crate::drop::DropReason;
 use crate::iface::{Binding, IfIdx, Ifaces};
-use crate::learn::{ArpScope, Emit, Learned, Location, Pending, ARP_RETRY, PENDING_MAX};
+use crate::learn::{ArpOwner, ArpScope, Emit, Learned, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
+use crate::limits::Limits;
 use crate::time::Instant;
 use crate::wire::{self, arp, icmp, vxlan, Arp, L3, L4};
 use frame::Frame;
@@ -68,6 +69,10 @@ pub struct SimResult {
     pub ct_absent: bool,
     /// A MAC or ARP entry was learned: cached flows are stale.
     pub learned: bool,
+    /// The learned entry of the packet's source MAC, kept alive by the flow's hits.
+    pub mac_seen: Option<MacSeen>,
+    /// The number [`Learned::new_input`] gave the packet when a copy of it was parked.
+    pub input: Option<u64>,
     /// The firewall connection the packet passed by (router, entry).
     pub fw_conn: Option<(rules::compile::RouterRef, ConnHandle)>,
     /// A firewall looked for the packet's connection and found none (router, table generation).
@@ -95,6 +100,8 @@ impl SimResult {
             police_in: None,
             ct_absent: false,
             learned: false,
+            mac_seen: None,
+            input: None,
             fw_conn: None,
             fw_absent: None,
             fw_events: Vec::new(),
@@ -114,12 +121,13 @@ pub enum Attach {
 }
 
 /// What the datapath keeps between packets and the simulation reads and changes: learned MAC
-/// and ARP entries, NAT connections, firewall connections.
+/// and ARP entries, NAT connections, firewall connections, and the bounds of each.
 #[derive(Debug, Default, Clone)]
 pub struct State {
     pub learned: Learned,
     pub ct: ConnTable,
     pub fw: FwConns,
+    pub limits: Limits,
 }
 
 /// The simulation of one packet.
@@ -132,6 +140,7 @@ pub struct Sim<'a> {
     pub fw: &'a mut FwConns,
     /// QoS buckets, to name the ones a packet meets.
     pub qos: &'a crate::qos::QosBuckets,
+    pub limits: Limits,
     pub now: Instant,
     pub res: SimResult,
     /// Above zero while sending frames the packet caused rather than the packet itself.
@@ -156,8 +165,8 @@ impl<'a> Sim<'a> {
         now: Instant,
         trace: bool,
     ) -> Self {
-        let State { learned, ct, fw } = state;
-        Sim { topo, ifs, learned, ct, fw, qos, now, res: SimResult::new(trace), generating: 0 }
+        let State { learned, ct, fw, limits } = state;
+        Sim { topo, ifs, learned, ct, fw, qos, limits: *limits, now, res: SimResult::new(trace), generating: 0 }
     }
 
     /// The packet passed a firewall by an accepted connection; a flow of it depends on that entry.
@@ -173,6 +182,37 @@ impl<'a> Sim<'a> {
         match self.res.fw_absent {
             Some((pr, _)) if pr != r => self.res.cacheable = false,
             _ => self.res.fw_absent = Some((r, generation)),
+        }
+    }
+
+    /// Whether router `r` may have one more connection (SPEC §9): under both bounds, or after
+    /// an expired or never-answered connection made room — the router's own first, then, when
+    /// only the total is reached, anyone's. Tables found full make the result not cacheable.
+    fn room_for_conn(&mut self, r: RouterRef) -> bool {
+        loop {
+            let mine = self.ct.count(r) + self.fw.get(&r).map_or(0, |t| t.len());
+            let all = self.ct.len() + self.fw.values().map(|t| t.len()).sum::<usize>();
+            let router_full = mine >= self.limits.connections_per_router;
+            if !router_full && all < self.limits.connections {
+                return true;
+            }
+            self.uncacheable();
+            let now = self.now;
+            let mut room = self.ct.make_room(Some(r), now).or_else(|| self.fw.get_mut(&r)?.make_room(None, now));
+            if room.is_none() && !router_full {
+                room = self.ct.make_room(None, now).or_else(|| self.fw.values_mut().find_map(|t| t.make_room(None, now)));
+            }
+            match room {
+                Some(crate::ct::Room::EarlyDrop) => {
+                    note!(self, "connection table full: the oldest unanswered connection goes");
+                    self.learned.refused.early_drops += 1;
+                }
+                Some(crate::ct::Room::Expired) => {}
+                None => {
+                    note!(self, "connection table full ({mine} of router, {all} in all)");
+                    return false;
+                }
+            }
         }
     }
 
@@ -300,9 +340,20 @@ impl<'a> Sim<'a> {
     }
 
     fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location) {
-        if self.learned.learn_mac(net, mac, loc) {
-            note!(self, "learn MAC {mac} behind {loc}");
-            self.res.learned = true;
+        let seen = match self.learned.learn_mac(net, mac, loc, self.now, &self.limits) {
+            MacLearn::News(seen) => {
+                note!(self, "learn MAC {mac} behind {loc}");
+                self.res.learned = true;
+                seen
+            }
+            MacLearn::Known(seen) => seen,
+            MacLearn::Refused => {
+                note!(self, "MAC table of network {} full: {mac} not learned", self.topo.network(net).id);
+                return;
+            }
+        };
+        if self.generating == 0 && self.res.mac_seen.is_none() {
+            self.res.mac_seen = Some(seen);
         }
     }
 
@@ -627,14 +678,21 @@ impl<'a> Sim<'a> {
 
     /// Learn an ARP entry and send whatever waited for it.
     fn learn_arp(&mut self, scope: ArpScope, ip: Ipv4Addr, mac: Mac) {
-        if self.learned.learn_arp(scope, ip, mac) {
+        let owner = match scope {
+            ArpScope::RouterPort(p) => self.topo.port(p).router.map_or(ArpOwner::Underlay, ArpOwner::Router),
+            ArpScope::Underlay => ArpOwner::Underlay,
+        };
+        if self.learned.learn_arp(scope, owner, ip, mac, &self.limits) {
             note!(self, "learn ARP {ip} is at {mac}");
             self.res.learned = true;
         }
         if let Some(pending) = self.learned.pending.remove(&(scope, ip)) {
             note!(self, "release {} packets waiting for {ip}", pending.frames.len());
-            self.res.released += pending.frames.len() as u64;
-            for mut frame in pending.frames {
+            for w in pending.frames {
+                if self.learned.leaves(&w) {
+                    self.res.released += 1;
+                }
+                let mut frame = w.frame;
                 wire::write_bytes(&mut frame, 0, &mac.0);
                 let Ok(f) = Frame::parse(frame) else { continue };
                 self.generated(|s| match pending.emit {
@@ -771,9 +829,12 @@ impl<'a> Sim<'a> {
     fn queue(&mut self, scope: ArpScope, ip: Ipv4Addr, frame: Vec<u8>, emit: Emit, request: Vec<u8>) {
         self.uncacheable();
         let now = self.now;
-        let entry = self.learned.pending.entry((scope, ip));
-        let first = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
-        let pending = entry.or_insert_with(|| Pending {
+        let first = !self.learned.pending.contains_key(&(scope, ip));
+        if first && self.learned.pending.len() >= self.limits.arp_waiting {
+            note!(self, "{} next hops wait for ARP already", self.learned.pending.len());
+            return self.drop(DropReason::ArpWaitingFull);
+        }
+        let pending = self.learned.pending.entry((scope, ip)).or_insert_with(|| Pending {
             frames: Vec::new(),
             emit,
             request: request.clone(),
@@ -783,8 +844,13 @@ impl<'a> Sim<'a> {
         if pending.frames.len() >= PENDING_MAX {
             return self.drop(DropReason::ArpQueueFull);
         }
-        pending.frames.push(frame);
-        note!(self, "wait for ARP of {ip} ({} waiting)", pending.frames.len());
+        let waiting = pending.frames.len() + 1;
+        let input = match self.res.input {
+            Some(i) => i,
+            None => *self.res.input.insert(self.learned.new_input()),
+        };
+        self.learned.park((scope, ip), frame, input);
+        note!(self, "wait for ARP of {ip} ({waiting} waiting)");
         self.res.queued = true;
         if first {
             self.send_arp_request(emit, request);

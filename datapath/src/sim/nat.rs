@@ -214,6 +214,9 @@ fn dynamic_snat(
             if !ct::can_originate(&ip) {
                 return untranslatable(sim);
             }
+            if !sim.room_for_conn(r) {
+                return Err(DropReason::ConntrackFull);
+            }
             match sim.ct.create(key, nat_ip, kind, r, flags, sim.now) {
                 Ok(h) => h,
                 Err(ct::PortsExhausted) => {

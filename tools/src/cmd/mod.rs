@@ -16,6 +16,7 @@ pub fn cores() -> usize {
 }
 
 pub mod control;
+pub mod limits;
 pub mod pcap;
 pub mod replay;
 pub mod run;

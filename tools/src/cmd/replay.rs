@@ -36,6 +36,8 @@ pub struct ReplayArgs {
     /// Print every input frame and the steps of its simulation: devices, NAT rules, outputs.
     #[arg(long)]
     trace: bool,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
 }
 
 pub fn parse_mac_arg(s: &str) -> Result<(String, Mac), String> {
@@ -56,6 +58,7 @@ pub fn run(a: ReplayArgs) -> Result<(), String> {
         threads: a.threads.unwrap_or_else(super::cores),
         macs: a.macs.into_iter().collect::<HashMap<_, _>>(),
         flow_cache: !a.no_flow_cache,
+        limits: a.limits.limits(),
     };
     let mut print = |line: String| super::out(line);
     // A progress bar on a terminal, for inputs large enough to wait for.

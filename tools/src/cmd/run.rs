@@ -28,6 +28,8 @@ pub struct RunArgs {
     /// How frames are received: `ring` (TPACKET_V3 rings, read in place) or `mmsg` (recvmmsg).
     #[arg(long, default_value = "ring", value_parser = ["ring", "mmsg"])]
     rx: String,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
 }
 
 /// Where the control socket is unless `--control` says otherwise.
@@ -54,6 +56,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         threads,
         log_dir: a.log_dir,
         rx,
+        limits: a.limits.limits(),
     };
     let summary = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     tracing::info!("stopped");
