@@ -232,7 +232,7 @@ pub enum QosDirection {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(try_from = "QosRuleFields")]
 pub enum QosRule {
     BandwidthLimit {
         max_kbps: u64,
@@ -244,6 +244,57 @@ pub enum QosRule {
     DscpMarking {
         dscp_mark: Dscp,
     },
+}
+
+/// A QoS rule as Neutron writes it: its `type` and the attributes of that type. Read field by
+/// field (not as an internally tagged enum), so an error names the attribute it is about.
+#[derive(Deserialize)]
+struct QosRuleFields {
+    #[serde(rename = "type")]
+    kind: QosRuleType,
+    #[serde(default)]
+    max_kbps: Option<u64>,
+    #[serde(default)]
+    max_burst_kbps: Option<u64>,
+    #[serde(default)]
+    direction: Option<QosDirection>,
+    #[serde(default)]
+    dscp_mark: Option<Dscp>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum QosRuleType {
+    BandwidthLimit,
+    DscpMarking,
+}
+
+impl TryFrom<QosRuleFields> for QosRule {
+    type Error = String;
+    fn try_from(f: QosRuleFields) -> Result<QosRule, String> {
+        match f.kind {
+            QosRuleType::BandwidthLimit => {
+                if f.dscp_mark.is_some() {
+                    return Err("dscp_mark: not an attribute of a bandwidth_limit rule".into());
+                }
+                let max_kbps = f.max_kbps.ok_or("max_kbps: missing; a bandwidth_limit rule needs it")?;
+                Ok(QosRule::BandwidthLimit { max_kbps, max_burst_kbps: f.max_burst_kbps, direction: f.direction.unwrap_or_default() })
+            }
+            QosRuleType::DscpMarking => {
+                for (name, set) in [
+                    ("max_kbps", f.max_kbps.is_some()),
+                    ("max_burst_kbps", f.max_burst_kbps.is_some()),
+                    ("direction", f.direction.is_some()),
+                ] {
+                    if set {
+                        return Err(format!("{name}: not an attribute of a dscp_marking rule"));
+                    }
+                }
+                let dscp_mark = f.dscp_mark.ok_or("dscp_mark: missing; a dscp_marking rule needs it")?;
+                Ok(QosRule::DscpMarking { dscp_mark })
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -518,17 +569,14 @@ impl fmt::Display for Vni {
 impl<'de> Deserialize<'de> for Vni {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Neutron clients send segmentation ids as numbers or as numeric strings.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum NumOrStr {
-            Num(i64),
-            Str(String),
-        }
-        let v = match NumOrStr::deserialize(d)? {
-            NumOrStr::Num(n) => n,
-            NumOrStr::Str(s) => s.trim().parse::<i64>().map_err(|_| serde::de::Error::custom(format!("{s:?} is not a VNI")))?,
+        let raw = serde_json::Value::deserialize(d)?;
+        let not_a_vni = || serde::de::Error::custom(format!("{raw} is not a VNI (an integer 1..=16777215, or one as a string)"));
+        let v = match &raw {
+            serde_json::Value::Number(n) => n.as_u64().ok_or_else(not_a_vni)?,
+            serde_json::Value::String(s) => s.trim().parse::<u64>().map_err(|_| not_a_vni())?,
+            _ => return Err(not_a_vni()),
         };
-        let v = u32::try_from(v).map_err(|_| serde::de::Error::custom(format!("{v} is not a VNI")))?;
+        let v = u32::try_from(v).map_err(|_| not_a_vni())?;
         Vni::new(v).map_err(serde::de::Error::custom)
     }
 }
@@ -596,17 +644,14 @@ impl FromStr for PortRange {
 
 impl<'de> Deserialize<'de> for PortRange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum NumOrStr {
-            Num(u64),
-            Str(String),
-        }
-        match NumOrStr::deserialize(d)? {
-            NumOrStr::Num(n) => {
-                u16::try_from(n).map(|p| PortRange { lo: p, hi: p }).map_err(|_| serde::de::Error::custom(format!("{n} is not a port")))
+        let raw = serde_json::Value::deserialize(d)?;
+        let not_a_port = || serde::de::Error::custom(format!("{raw} is not a port or a port range (`80`, `\"8000:8080\"`)"));
+        match &raw {
+            serde_json::Value::Number(n) => {
+                n.as_u64().and_then(|n| u16::try_from(n).ok()).map(|p| PortRange { lo: p, hi: p }).ok_or_else(not_a_port)
             }
-            NumOrStr::Str(s) => s.parse().map_err(serde::de::Error::custom),
+            serde_json::Value::String(s) => s.parse().map_err(serde::de::Error::custom),
+            _ => Err(not_a_port()),
         }
     }
 }

@@ -105,10 +105,34 @@ fn collection<T: DeserializeOwned>(obj: &serde_json::Map<String, Value>, name: &
                 // serde_json appends a position that means nothing inside a Value; drop it.
                 let message = inner.split(" at line ").next().unwrap_or(&inner).to_string();
                 let attribute = if path == "." { missing_field(&message).unwrap_or_else(|| ".".into()) } else { path };
+                // Say what was found, when serde's message does not (`invalid IPv4 address syntax`).
+                let message = match value_at(item, &attribute) {
+                    Some(v)
+                        if !matches!(v, Value::Object(_) | Value::Array(_)) && !message.contains(v.as_str().unwrap_or(&v.to_string())) =>
+                    {
+                        format!("{message} (found {v})")
+                    }
+                    _ => message,
+                };
                 SnapshotError::Resource { collection: name, id, attribute, message }
             })
         })
         .collect()
+}
+
+/// The value at an attribute path as serde_path_to_error writes it (`fixed_ips[0].ip_address`).
+fn value_at<'a>(item: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut v = item;
+    for part in path.split('.') {
+        let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
+        if !name.is_empty() {
+            v = v.get(name)?;
+        }
+        for ix in indexes.split('[').filter(|s| !s.is_empty()) {
+            v = v.get(ix.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
 }
 
 fn missing_field(message: &str) -> Option<String> {

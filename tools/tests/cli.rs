@@ -176,6 +176,47 @@ fn snapshot_check_names_file_resource_and_attribute() {
             Box::new(|s| s["qos_policies"] = serde_json::json!([{"id": "q", "rules": [{"type": "bandwidth_limit", "max_kbps": 0}]}])),
             "qos_policies/q: rules[0].max_kbps: 0 is not a rate: a bandwidth limit is at least 1 kbit/s",
         ),
+        // Issue 10: errors that did not say what was wrong.
+        (
+            "VNI of the wrong type",
+            Box::new(|s| s["networks"][0]["provider:segmentation_id"] = 1.5.into()),
+            "networks/net-a: provider:segmentation_id: 1.5 is not a VNI (an integer 1..=16777215, or one as a string)",
+        ),
+        (
+            "QoS rate of the wrong type",
+            Box::new(|s| s["qos_policies"] = serde_json::json!([{"id": "q", "rules": [{"type": "bandwidth_limit", "max_kbps": "fast"}]}])),
+            "qos_policies/q: rules[0].max_kbps: invalid type: string \"fast\", expected u64",
+        ),
+        (
+            "QoS direction unknown",
+            Box::new(|s| {
+                s["qos_policies"] =
+                    serde_json::json!([{"id": "q", "rules": [{"type": "bandwidth_limit", "max_kbps": 8, "direction": "up"}]}])
+            }),
+            "qos_policies/q: rules[0].direction: unknown variant `up`, expected `egress` or `ingress`",
+        ),
+        (
+            "QoS rule without its rate",
+            Box::new(|s| s["qos_policies"] = serde_json::json!([{"id": "q", "rules": [{"type": "bandwidth_limit"}]}])),
+            "qos_policies/q: rules[0]: max_kbps: missing; a bandwidth_limit rule needs it",
+        ),
+        (
+            "QoS attribute of another rule type",
+            Box::new(|s| {
+                s["qos_policies"] = serde_json::json!([{"id": "q", "rules": [{"type": "dscp_marking", "dscp_mark": 10, "max_kbps": 8}]}])
+            }),
+            "qos_policies/q: rules[0]: max_kbps: not an attribute of a dscp_marking rule",
+        ),
+        (
+            "address that does not parse",
+            Box::new(|s| s["ports"][0]["fixed_ips"][0]["ip_address"] = "10.0.0".into()),
+            "ports/vm1: fixed_ips[0].ip_address: invalid IPv4 address syntax (found \"10.0.0\")",
+        ),
+        (
+            "CIDR that does not parse",
+            Box::new(|s| s["subnets"][0]["cidr"] = "10.0.0.0/33".into()),
+            "subnets/sub-a: cidr: invalid IP address syntax (found \"10.0.0.0/33\")",
+        ),
         // Issue 10: names that would escape `replay --out` or that Linux refuses.
         (
             "path-escaping interface name",
