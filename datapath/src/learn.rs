@@ -283,11 +283,14 @@ impl Learned {
         self.next_input
     }
 
-    /// Park a copy of `input` for a next hop whose entry exists.
-    pub fn park(&mut self, key: (ArpScope, Ipv4Addr), frame: Vec<u8>, input: u64) {
+    /// Park a frame for a next hop whose entry exists: a copy of `input`, or (`None`) a frame the
+    /// datapath made.
+    pub fn park(&mut self, key: (ArpScope, Ipv4Addr), frame: Vec<u8>, input: Option<u64>) {
         if let Some(p) = self.pending.get_mut(&key) {
-            p.frames.push(Waiting { frame, input: Some(input) });
-            *self.uncounted.entry(input).or_default() += 1;
+            p.frames.push(Waiting { frame, input });
+            if let Some(i) = input {
+                *self.uncounted.entry(i).or_default() += 1;
+            }
         }
     }
 

@@ -845,13 +845,16 @@ impl<'a> Sim<'a> {
             return self.drop(DropReason::ArpQueueFull);
         }
         let waiting = pending.frames.len() + 1;
-        let input = match self.res.input {
-            Some(i) => i,
-            None => *self.res.input.insert(self.learned.new_input()),
+        // A frame the packet caused (an ICMP error, a reply) is not the packet: the packet's
+        // own fate counts it, and the waiting frame counts nothing.
+        let input = match (self.generating, self.res.input) {
+            (0, Some(i)) => Some(i),
+            (0, None) => Some(*self.res.input.insert(self.learned.new_input())),
+            _ => None,
         };
         self.learned.park((scope, ip), frame, input);
         note!(self, "wait for ARP of {ip} ({waiting} waiting)");
-        self.res.queued = true;
+        self.res.queued |= input.is_some();
         if first {
             self.send_arp_request(emit, request);
         }
