@@ -9,8 +9,11 @@
 //! - a NAT connection, when its rule remains (SPEC §9 "when their rules still exist"): default
 //!   SNAT (§6.1 POSTROUTING 5, 6) while the router still has default SNAT to the same gw-ip;
 //!   same-subnet SNAT (POSTROUTING 7) while the router still has a port with that address;
-//! - a firewall connection, when its router remains; the firewall's new rules then decide
-//!   (`Shared::set_topology`).
+//! - a firewall connection, when its router remains and the router's firewalls still accept it
+//!   (§6.2); a router that no longer has a firewall keeps its state unused.
+//!
+//! A reload carries the state from the old snapshot; a restart (`persist.rs`) from the ids the
+//! saved state was made under, by the same rules.
 
 use std::collections::HashMap;
 
@@ -31,12 +34,35 @@ fn by_id<'a, T: 'a, R>(old: impl Iterator<Item = &'a str>, new: &'a [T], id: imp
     old.map(|i| index.get(i).map(|&k| mk(k))).collect()
 }
 
+/// The ids of a snapshot's networks, ports and routers, in their compiled order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub networks: Vec<String>,
+    pub ports: Vec<String>,
+    pub routers: Vec<String>,
+}
+
+impl Ids {
+    pub fn of(t: &Topology) -> Ids {
+        Ids {
+            networks: t.networks.iter().map(|n| n.id.clone()).collect(),
+            ports: t.ports.iter().map(|p| p.id.clone()).collect(),
+            routers: t.routers.iter().map(|r| r.id.clone()).collect(),
+        }
+    }
+}
+
 impl Remap {
     pub fn between(old: &Topology, new: &Topology) -> Remap {
+        Remap::from_ids(&Ids::of(old), new)
+    }
+
+    /// From the positions of `old` (a snapshot's ids) to those of `new`.
+    pub fn from_ids(old: &Ids, new: &Topology) -> Remap {
         Remap {
-            nets: by_id(old.networks.iter().map(|n| n.id.as_str()), &new.networks, |n| &n.id, NetRef),
-            ports: by_id(old.ports.iter().map(|p| p.id.as_str()), &new.ports, |p| &p.id, PortRef),
-            routers: by_id(old.routers.iter().map(|r| r.id.as_str()), &new.routers, |r| &r.id, RouterRef),
+            nets: by_id(old.networks.iter().map(String::as_str), &new.networks, |n| &n.id, NetRef),
+            ports: by_id(old.ports.iter().map(String::as_str), &new.ports, |p| &p.id, PortRef),
+            routers: by_id(old.routers.iter().map(String::as_str), &new.routers, |r| &r.id, RouterRef),
         }
     }
 
@@ -61,18 +87,37 @@ impl Remap {
     }
 }
 
-/// Carry `state`, made under `old`, over to `new`; returns how many waiting packets were let go.
-pub fn carry_over(state: &mut State, old: &Topology, new: &Topology) -> u64 {
-    let m = Remap::between(old, new);
-    let dropped = state.learned.remap(&m);
-    carry_nat(&mut state.ct, &m, new);
+/// Carry `state` over to `new` through `m`; returns how many inputs the waiting packets let go
+/// drop.
+pub fn carry_over(state: &mut State, m: &Remap, new: &Topology) -> u64 {
+    let dropped = state.learned.remap(m);
+    carry_nat(&mut state.ct, m, new);
     let fw = std::mem::take(&mut state.fw);
     for (r, mut table) in fw {
         let Some(nr) = m.router(r) else { continue };
         table.remap(|c| m.router(c.router));
+        carry_fw(&mut table, nr, new);
         state.fw.insert(nr, table);
     }
     dropped
+}
+
+/// Firewall connections the new rules of router `r` still accept (a router with no firewall
+/// now accepts all: its state stays, unused).
+fn carry_fw(table: &mut ConnTable, r: RouterRef, new: &Topology) {
+    use rules::compile::firewall::{FwPacket, NO_PORT};
+    let fws: Vec<_> = new.firewalls.iter().filter(|(fr, _)| *fr == r).map(|(_, f)| f).collect();
+    table.retain(|c| {
+        let ports = c.orig.proto != crate::wire::IPPROTO_ICMP;
+        let p = FwPacket {
+            proto: c.orig.proto,
+            src: c.orig.src,
+            dst: c.orig.dst,
+            sport: if ports { c.orig.sport as u32 } else { NO_PORT },
+            dport: if ports { c.orig.dport as u32 } else { NO_PORT },
+        };
+        fws.iter().all(|fw| fw.admin_up && fw.classify(&p).is_some_and(|i| fw.rules[i].action == rules::model::FirewallAction::Allow))
+    });
 }
 
 /// NAT connections whose rule still exists, on their router's new position.

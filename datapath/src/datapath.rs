@@ -227,24 +227,8 @@ impl Shared {
         let present = !self.follow_links.load(Ordering::Relaxed);
         let (ifs, released) = core.snap.ifs.rebind(&topo, &self.host, &self.macs, present)?;
         let old_topo = core.snap.topo.clone();
-        let mut dropped = crate::carry::carry_over(&mut core.state, &old_topo, &topo);
+        let mut dropped = crate::carry::carry_over(&mut core.state, &crate::carry::Remap::between(&old_topo, &topo), &topo);
         dropped += core.state.learned.release_ifaces(&released);
-        // Connections a firewall accepted stay only if the new rules still accept them (§6.2);
-        // a router that no longer has a firewall keeps its state unused.
-        for (&r, table) in core.state.fw.iter_mut() {
-            let fws: Vec<_> = topo.firewalls.iter().filter(|(fr, _)| *fr == r).map(|(_, f)| f).collect();
-            table.retain(|c| {
-                let p = rules::compile::firewall::FwPacket {
-                    proto: c.orig.proto,
-                    src: c.orig.src,
-                    dst: c.orig.dst,
-                    sport: if c.orig.proto == 1 { rules::compile::firewall::NO_PORT } else { c.orig.sport as u32 },
-                    dport: if c.orig.proto == 1 { rules::compile::firewall::NO_PORT } else { c.orig.dport as u32 },
-                };
-                fws.iter()
-                    .all(|fw| fw.admin_up && fw.classify(&p).is_some_and(|i| fw.rules[i].action == rules::model::FirewallAction::Allow))
-            });
-        }
         let qos = QosBuckets::for_topology(&topo);
         self.replace_snap(&mut core, Snap { topo, ifs, qos });
         Ok(dropped)
@@ -326,6 +310,22 @@ impl Shared {
             flows,
             refused: st.learned.refused,
         }
+    }
+
+    /// The connections and learned entries, as `persist.rs` writes them.
+    pub fn save_state(&self) -> String {
+        let core = self.lock();
+        crate::persist::save(&core.state, &core.snap.topo)
+    }
+
+    /// Put back a saved state, carried over to the running snapshot (before traffic).
+    pub fn restore_state(&self, text: &str) -> Result<crate::persist::Restored, String> {
+        let mut core = self.lock();
+        let topo = core.snap.topo.clone();
+        let r = crate::persist::restore(text, &mut core.state, &topo)?;
+        self.timers_due.store(core.timers_due(), Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::Release);
+        Ok(r)
     }
 
     /// Connections tracked now (NAT and firewall).

@@ -275,6 +275,47 @@ impl Learned {
     }
 }
 
+/// A learned MAC as it is saved across a restart (`persist.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedMac {
+    pub net: NetRef,
+    pub mac: Mac,
+    pub loc: Location,
+    pub seen: Instant,
+}
+
+/// A learned ARP entry as it is saved across a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedArp {
+    pub scope: ArpScope,
+    pub owner: ArpOwner,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+}
+
+impl Learned {
+    /// The learned MACs and ARP entries, for saving (waiting packets are not saved).
+    pub fn export(&self) -> (Vec<SavedMac>, Vec<SavedArp>) {
+        let mut macs: Vec<_> = self.macs.iter().map(|(&(net, mac), e)| SavedMac { net, mac, loc: e.loc, seen: e.seen.get() }).collect();
+        macs.sort_by_key(|m| (m.net, m.mac));
+        let mut arps: Vec<_> = self.arp.iter().map(|(&(scope, ip), &(mac, owner))| SavedArp { scope, owner, ip, mac }).collect();
+        arps.sort_by_key(|a| (a.scope, a.ip));
+        (macs, arps)
+    }
+
+    /// Put saved entries back, within the bounds.
+    pub fn import(&mut self, macs: &[SavedMac], arps: &[SavedArp], limits: &Limits) {
+        for m in macs {
+            if let MacLearn::News(seen) | MacLearn::Known(seen) = self.learn_mac(m.net, m.mac, m.loc, m.seen, limits) {
+                seen.0.store(m.seen.0, Ordering::Relaxed);
+            }
+        }
+        for a in arps {
+            self.learn_arp(a.scope, a.owner, a.ip, a.mac, limits);
+        }
+    }
+}
+
 /// Packets waiting, and how each input is counted exactly once.
 impl Learned {
     /// A number for the input being simulated now, for the copies of it that wait.

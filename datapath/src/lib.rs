@@ -20,6 +20,7 @@ pub mod iface;
 pub mod io;
 pub mod learn;
 pub mod limits;
+pub mod persist;
 pub mod qos;
 pub mod sim;
 pub mod time;

@@ -26,7 +26,7 @@
 //! and sums them (per-worker counters summed on read).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -87,6 +87,8 @@ pub struct LiveOptions {
     pub rx: RxMode,
     /// The tables' bounds (SPEC §9).
     pub limits: crate::limits::Limits,
+    /// Where connections and learned entries are kept across a restart (`persist.rs`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// How a worker receives frames.
@@ -428,6 +430,9 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
         std::fs::create_dir_all(d).map_err(|e| LiveError::Path(d.display().to_string(), e.to_string()))?;
         shared.set_fw_log_dir(d.clone());
     }
+    if let Some(dir) = &opts.state_dir {
+        restore_state(&shared, dir);
+    }
     let mut dps = vec![first];
     while dps.len() < opts.threads {
         let w = dps[0].worker();
@@ -488,6 +493,9 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     }
     drop(control);
     let mut done: Vec<(Datapath, u64)> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
+    if let Some(dir) = &running.opts.state_dir {
+        save_state(&shared, dir);
+    }
     let mut stats = Stats::default();
     stats.drops.add_n(crate::DropReason::SnapshotRemoved, running.reload_drops);
     let mut workers = Vec::new();
@@ -726,6 +734,42 @@ impl Staged {
 /// Hot reload (SPEC §9): on SIGHUP, or when the snapshot file's modification time changes
 /// (looked at once a second), the new snapshot is read, validated and compiled off the packet
 /// path and swapped in; a bad one is refused with a log line and the running one stays.
+/// Put back what the last stop saved in `dir`, as a reload would carry it; a file that cannot
+/// be read is set aside (`state.json.bad`) and the datapath starts without it.
+fn restore_state(shared: &Shared, dir: &Path) {
+    let path = crate::persist::file(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => return tracing::warn!(file = %path.display(), error = %e, "saved state not read; starting without it"),
+    };
+    match shared.restore_state(&text) {
+        Ok(r) => {
+            let _ = std::fs::remove_file(&path);
+            tracing::info!(
+                file = %path.display(),
+                connections = ?r.connections,
+                macs = ?r.macs,
+                arp = ?r.arp,
+                "saved state restored (kept, of saved)"
+            );
+        }
+        Err(e) => {
+            let _ = std::fs::rename(&path, dir.join("state.json.bad"));
+            tracing::warn!(file = %path.display(), error = %e, "saved state refused; starting without it (set aside as state.json.bad)");
+        }
+    }
+}
+
+/// Write the connections and learned entries to `dir` for the next start.
+fn save_state(shared: &Shared, dir: &Path) {
+    let text = shared.save_state();
+    match crate::persist::write(dir, &text) {
+        Ok(()) => tracing::info!(file = %crate::persist::file(dir).display(), bytes = text.len(), "state saved"),
+        Err(e) => tracing::error!(dir = %dir.display(), error = %e, "state not saved"),
+    }
+}
+
 fn reload_if_asked(shared: &Shared, asks: &[Asker], running: &mut Running) {
     let asked = running.opts.reload.swap(false, Ordering::Relaxed);
     let now = SystemTime::now();

@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// How frames are received: `ring` (TPACKET_V3 rings, read in place) or `mmsg` (recvmmsg).
     #[arg(long, default_value = "ring", value_parser = ["ring", "mmsg"])]
     rx: String,
+    /// Keep connections (NAT mappings, firewall state) and learned MAC and ARP entries across a
+    /// restart: written to DIR/state.json on SIGTERM, put back at the next start where their
+    /// resources and rules still exist (as a reload would).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(flatten)]
     limits: super::limits::LimitArgs,
 }
@@ -57,6 +62,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         log_dir: a.log_dir,
         rx,
         limits: a.limits.limits(),
+        state_dir: a.state_dir,
     };
     let summary = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
     tracing::info!("stopped");
