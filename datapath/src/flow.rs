@@ -262,6 +262,9 @@ impl Rewrite {
         // ICMP checksum covers the identifier only.
         if let Some((c, udp)) = self.l4_csum {
             wire::patch_csum(b, l4 + c as usize, self.l4_delta, udp);
+            if let L4::Icmp { .. } = ip.l4 {
+                wire::icmp_zero_message(b, ip);
+            }
         }
     }
 }

@@ -266,6 +266,26 @@ pub fn run_datapath(data: &[u8]) {
     assert_eq!(on.stats().forwarded, off.stats().forwarded, "{}", sc.name);
 }
 
+/// The `snapshot` target: any text loads as a snapshot or gives one error line; what loads
+/// compiles or gives one line; every host of what compiles starts a datapath or gives one line.
+pub fn run_snapshot(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let snap = match rules::load_str(text) {
+        Ok(s) => s,
+        Err(e) => return assert!(!e.to_string().contains('\n'), "one line: {e}"),
+    };
+    let hosts: Vec<String> = snap.hosts.iter().map(|h| h.id.clone()).collect();
+    let topo = match rules::Topology::compile(snap) {
+        Ok(t) => Arc::new(t),
+        Err(e) => return assert!(!e.to_string().contains('\n'), "one line: {e}"),
+    };
+    for h in hosts {
+        if let Err(e) = Datapath::new(topo.clone(), &h, &HashMap::new()) {
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
+}
+
 /// Every frame of a classic pcap file, with its timestamp; nothing for a file that does not read.
 pub fn read_pcap(path: &Path) -> Vec<(Duration, Vec<u8>)> {
     let Ok(f) = std::fs::File::open(path) else { return Vec::new() };

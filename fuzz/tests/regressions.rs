@@ -17,3 +17,11 @@ fn datapath_regressions_pass() {
         edgepath_fuzz::run_datapath(&std::fs::read(&p).expect("read"));
     }
 }
+
+#[test]
+fn snapshot_regressions_pass() {
+    for p in inputs("snapshot") {
+        eprintln!("{}", p.display());
+        edgepath_fuzz::run_snapshot(&std::fs::read(&p).expect("read"));
+    }
+}

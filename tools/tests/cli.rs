@@ -217,6 +217,14 @@ fn snapshot_check_names_file_resource_and_attribute() {
             Box::new(|s| s["subnets"][0]["cidr"] = "10.0.0.0/33".into()),
             "subnets/sub-a: cidr: invalid IP address syntax (found \"10.0.0.0/33\")",
         ),
+        (
+            "an id with a newline",
+            Box::new(|s| {
+                s["subnets"][0]["id"] = "sub\na".into();
+                s["subnets"][0]["cidr"] = "10.0.0.0/33".into();
+            }),
+            "subnets/sub\\na: cidr: invalid IP address syntax (found \"10.0.0.0/33\")",
+        ),
         // Issue 10: names that would escape `replay --out` or that Linux refuses.
         (
             "path-escaping interface name",

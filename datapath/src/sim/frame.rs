@@ -147,6 +147,9 @@ impl Frame {
         if let Some(c) = at.l4 {
             wire::patch_csum(&mut self.buf, c, Delta::ZERO.word(old, port), at.udp);
         }
+        if let L4::Icmp { .. } = ip.l4 {
+            wire::icmp_zero_message(&mut self.buf, &ip);
+        }
     }
 
     fn quote(&self) -> Option<Quote> {
