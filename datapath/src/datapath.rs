@@ -243,9 +243,16 @@ impl Shared {
         self.snap_gen.fetch_add(1, Ordering::Release);
     }
 
-    /// Follow the machine's links (live mode): interfaces new snapshots add start absent.
+    /// Follow the machine's links (live mode): every interface is absent until its link is seen
+    /// and every worker has a socket on it ([`Shared::set_link`]), and so are those new snapshots
+    /// add. (Present from the start, a frame sent toward one not bound yet was a send error.)
     pub fn follow_links(&self) {
         self.follow_links.store(true, Ordering::Relaxed);
+        let mut core = self.lock();
+        let mut ifs = core.snap.ifs.clone();
+        ifs.list.iter_mut().for_each(|i| i.present = false);
+        let (topo, qos) = (core.snap.topo.clone(), core.snap.qos.clone());
+        self.replace_snap(&mut core, Snap { topo, ifs, qos });
     }
 
     /// Interface `name` exists now (with its own MAC, when it has one) or not (SPEC §2): frames

@@ -239,6 +239,7 @@ impl RawSocket {
                 let sent = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (n - done) as u32, 0) };
                 if sent <= 0 {
                     // The frame at `done` was refused (too large, link down): count it, go on.
+                    tracing::trace!(error = %std::io::Error::last_os_error(), len = iov[done].iov_len, "send refused");
                     refused += 1;
                     done += 1;
                 } else {
