@@ -243,11 +243,15 @@ impl Shared {
         self.snap_gen.fetch_add(1, Ordering::Release);
     }
 
-    /// Follow the machine's links (live mode): every interface is absent until its link is seen
-    /// and every worker has a socket on it ([`Shared::set_link`]), and so are those new snapshots
-    /// add. (Present from the start, a frame sent toward one not bound yet was a send error.)
+    /// Follow the machine's links (live mode): interfaces new snapshots add start absent.
     pub fn follow_links(&self) {
         self.follow_links.store(true, Ordering::Relaxed);
+    }
+
+    /// Mark every interface absent (live mode, at start): each becomes present when its link is
+    /// seen and every worker has a socket on it ([`Shared::set_link`]). Present from the start, a
+    /// frame sent toward one not bound yet was a send error.
+    pub fn all_absent(&self) {
         let mut core = self.lock();
         let mut ifs = core.snap.ifs.clone();
         ifs.list.iter_mut().for_each(|i| i.present = false);

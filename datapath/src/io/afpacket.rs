@@ -426,6 +426,7 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     let first = Datapath::new(topo, host, &HashMap::new())?.with_limits(opts.limits);
     let shared = first.shared().clone();
     shared.follow_links();
+    shared.all_absent();
     if let Some(d) = &opts.log_dir {
         std::fs::create_dir_all(d).map_err(|e| LiveError::Path(d.display().to_string(), e.to_string()))?;
         shared.set_fw_log_dir(d.clone());
