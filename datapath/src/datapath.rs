@@ -299,20 +299,14 @@ impl Shared {
     pub fn tables(&self, flows: Vec<usize>) -> TableFill {
         let core = self.lock();
         let st = &core.state;
-        let mut per_router: HashMap<rules::compile::RouterRef, usize> = HashMap::new();
-        for (r, t) in &st.fw {
-            *per_router.entry(*r).or_default() += t.len();
-        }
-        for r in 0..core.snap.topo.routers.len() {
-            let r = rules::compile::RouterRef(r as u32);
-            *per_router.entry(r).or_default() += st.ct.count(r);
-        }
+        let routers = (0..core.snap.topo.routers.len() as u32).map(rules::compile::RouterRef);
+        let fullest_router_connections = routers.map(|r| crate::ct::of_router(&st.ct, &st.fw, r)).max().unwrap_or(0);
         let (macs, arps) = st.learned.sizes();
         let (fullest_network_macs, fullest_router_arps) = st.learned.fullest();
         TableFill {
             limits: st.limits,
-            connections: st.ct.len() + st.fw.values().map(|t| t.len()).sum::<usize>(),
-            fullest_router_connections: per_router.values().copied().max().unwrap_or(0),
+            connections: crate::ct::total(&st.ct, &st.fw),
+            fullest_router_connections,
             macs,
             fullest_network_macs,
             arps,
@@ -342,7 +336,7 @@ impl Shared {
     /// Connections tracked now (NAT and firewall).
     pub fn connection_count(&self) -> usize {
         let core = self.lock();
-        core.state.ct.len() + core.state.fw.values().map(|t| t.len()).sum::<usize>()
+        crate::ct::total(&core.state.ct, &core.state.fw)
     }
 
     /// What the simulation would do with `frame` arriving on `iface` now, without changing

@@ -306,9 +306,7 @@ impl Learned {
     /// Put saved entries back, within the bounds.
     pub fn import(&mut self, macs: &[SavedMac], arps: &[SavedArp], limits: &Limits) {
         for m in macs {
-            if let MacLearn::News(seen) | MacLearn::Known(seen) = self.learn_mac(m.net, m.mac, m.loc, m.seen, limits) {
-                seen.0.store(m.seen.0, Ordering::Relaxed);
-            }
+            self.learn_mac(m.net, m.mac, m.loc, m.seen, limits);
         }
         for a in arps {
             self.learn_arp(a.scope, a.owner, a.ip, a.mac, limits);

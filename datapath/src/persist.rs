@@ -250,7 +250,7 @@ pub fn restore(text: &str, state: &mut State, topo: &Topology) -> Result<Restore
     *state = old;
     state.limits = limits;
     let (m, a) = state.learned.sizes();
-    let conns = state.ct.len() + state.fw.values().map(|t| t.len()).sum::<usize>();
+    let conns = crate::ct::total(&state.ct, &state.fw);
     Ok(Restored { connections: (conns, saved_conns), macs: (m, saved.macs.len()), arp: (a, saved.arp.len()) })
 }
 

@@ -220,6 +220,7 @@ pub fn run_datapath(data: &[u8]) {
     let mut now = Instant(1_767_225_600_000_000_000);
     let mut all_fixed = true;
     let mut buf = Vec::new();
+    let debug = std::env::var_os("EDGEPATH_FUZZ_DEBUG").is_some();
     for r in records(rest) {
         now = now.saturating_add(step(r.dt));
         let i = ifs[(r.ctl & 0x3f) as usize % ifs.len()];
@@ -233,7 +234,7 @@ pub fn run_datapath(data: &[u8]) {
         let (d_on, d_off) = (on.stats().drops.clone(), off.stats().drops.clone());
         on.process(i, &buf, now);
         off.process(i, &buf, now);
-        if std::env::var_os("EDGEPATH_FUZZ_DEBUG").is_some() {
+        if debug {
             let new = |dp: &Datapath, before: &datapath::drop::DropCounters| {
                 dp.stats().drops.nonzero().filter(|(r, n)| before.get(*r) != *n).map(|(r, _)| r.name()).collect::<Vec<_>>()
             };

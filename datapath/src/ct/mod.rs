@@ -661,6 +661,16 @@ pub enum Room {
     EarlyDrop,
 }
 
+/// Connections tracked in all: NAT mappings and every router's firewall connections.
+pub fn total(ct: &ConnTable, fw: &FwConns) -> usize {
+    ct.len() + fw.values().map(ConnTable::len).sum::<usize>()
+}
+
+/// Connections of router `r`: its NAT mappings and its firewall's connections.
+pub fn of_router(ct: &ConnTable, fw: &FwConns, r: RouterRef) -> usize {
+    ct.count(r) + fw.get(&r).map_or(0, ConnTable::len)
+}
+
 /// Whether a protocol can get a new dynamic mapping (TCP, UDP, ICMP echo request).
 pub fn can_originate(ip: &Ipv4) -> bool {
     matches!(ip.l4, L4::Tcp { .. } | L4::Udp { .. } | L4::Icmp { typ: ICMP_ECHO_REQUEST, .. })

@@ -190,8 +190,8 @@ impl<'a> Sim<'a> {
     /// only the total is reached, anyone's. Tables found full make the result not cacheable.
     fn room_for_conn(&mut self, r: RouterRef) -> bool {
         loop {
-            let mine = self.ct.count(r) + self.fw.get(&r).map_or(0, |t| t.len());
-            let all = self.ct.len() + self.fw.values().map(|t| t.len()).sum::<usize>();
+            let mine = crate::ct::of_router(self.ct, self.fw, r);
+            let all = crate::ct::total(self.ct, self.fw);
             let router_full = mine >= self.limits.connections_per_router;
             if !router_full && all < self.limits.connections {
                 return true;
