@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use rules::compile::{LocalVtep, NetRef, PortRef, RouterRef, Topology, Tunnel};
 
 use crate::ct::{ConnTable, SnatKind};
-use crate::sim::State;
+use crate::learn::Renumber;
+use crate::state::State;
 
 /// Old positions to new ones, by id; `None` where the resource is gone.
 pub struct Remap {
@@ -65,20 +66,22 @@ impl Remap {
             routers: by_id(old.routers.iter().map(String::as_str), &new.routers, |r| &r.id, RouterRef),
         }
     }
+}
 
-    pub fn net(&self, n: NetRef) -> Option<NetRef> {
+impl crate::learn::Renumber for Remap {
+    fn net(&self, n: NetRef) -> Option<NetRef> {
         self.nets.get(n.idx()).copied().flatten()
     }
 
-    pub fn port(&self, p: PortRef) -> Option<PortRef> {
+    fn port(&self, p: PortRef) -> Option<PortRef> {
         self.ports.get(p.idx()).copied().flatten()
     }
 
-    pub fn router(&self, r: RouterRef) -> Option<RouterRef> {
+    fn router(&self, r: RouterRef) -> Option<RouterRef> {
         self.routers.get(r.idx()).copied().flatten()
     }
 
-    pub fn tunnel(&self, t: Tunnel) -> Option<Tunnel> {
+    fn tunnel(&self, t: Tunnel) -> Option<Tunnel> {
         let local = match t.local {
             LocalVtep::Host => LocalVtep::Host,
             LocalVtep::Router { router, addr } => LocalVtep::Router { router: self.router(router)?, addr },

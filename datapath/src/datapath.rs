@@ -23,7 +23,8 @@ use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::learn::{ARP_RETRY, ARP_TRIES};
 use crate::limits::{Limits, TableFill};
 use crate::qos::QosBuckets;
-use crate::sim::{frame::Frame, Sim, SimResult, State};
+use crate::sim::{frame::Frame, Sim, SimResult};
+use crate::state::State;
 use crate::time::Instant;
 use crate::wire::{self, vxlan, Frag, L3};
 

@@ -25,7 +25,7 @@ use rules::compile::{NetRef, PortRef, RouterRef, Tunnel};
 use rules::model::Mac;
 
 use crate::iface::IfIdx;
-use crate::limits::Limits;
+use crate::limits::{Limits, Refusals};
 use crate::time::Instant;
 
 /// Where a learned MAC lives.
@@ -152,13 +152,13 @@ impl PartialEq for MacSeen {
 }
 impl Eq for MacSeen {}
 
-/// Entries a full table refused, and connections let go to make room (`edgepath stats`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Refusals {
-    pub macs: u64,
-    pub arps: u64,
-    /// Unanswered connections let go for new ones.
-    pub early_drops: u64,
+/// A new snapshot's positions for the resources learned entries name: `None` where one is gone.
+/// `carry::Remap` answers it by id.
+pub trait Renumber {
+    fn net(&self, n: NetRef) -> Option<NetRef>;
+    fn port(&self, p: PortRef) -> Option<PortRef>;
+    fn router(&self, r: RouterRef) -> Option<RouterRef>;
+    fn tunnel(&self, t: Tunnel) -> Option<Tunnel>;
 }
 
 #[derive(Debug, Default, Clone)]
@@ -377,8 +377,8 @@ impl Learned {
 
     /// Carry the entries over to a new snapshot's numbering, letting go of those whose network,
     /// port or router is gone; returns how many inputs the waiting packets let go drop
-    /// (`carry.rs`).
-    pub fn remap(&mut self, m: &crate::carry::Remap) -> u64 {
+    /// (`carry.rs` decides what remains; this applies it).
+    pub fn remap(&mut self, m: &impl Renumber) -> u64 {
         let loc = |l: Location| match l {
             Location::Port(p) => m.port(p).map(Location::Port),
             Location::Tunnel(t) => m.tunnel(t).map(Location::Tunnel),

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod persist;
 pub mod qos;
 pub mod sim;
+pub mod state;
 pub mod time;
 pub mod wire;
 

@@ -59,7 +59,7 @@ pub struct TableFill {
     pub waiting: usize,
     /// Cached flows of each worker.
     pub flows: Vec<usize>,
-    pub refused: crate::learn::Refusals,
+    pub refused: Refusals,
 }
 
 impl TableFill {
@@ -93,4 +93,13 @@ impl TableFill {
             l.flows_per_worker,
         )
     }
+}
+
+/// Entries a full table refused, and connections let go to make room (`edgepath stats`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Refusals {
+    pub macs: u64,
+    pub arps: u64,
+    /// Unanswered connections let go for new ones.
+    pub early_drops: u64,
 }

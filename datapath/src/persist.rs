@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::carry::{carry_over, Ids, Remap};
 use crate::ct::{CtKey, SavedConn, SnatKind};
 use crate::learn::{ArpOwner, ArpScope, Location, SavedArp, SavedMac};
-use crate::sim::State;
+use crate::state::State;
 use crate::time::Instant;
 
 /// This file's format; another is refused.

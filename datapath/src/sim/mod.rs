@@ -26,6 +26,7 @@ use crate::drop::DropReason;
 use crate::iface::{Binding, IfIdx, Ifaces};
 use crate::learn::{ArpOwner, ArpScope, Emit, Learned, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
 use crate::limits::Limits;
+use crate::state::State;
 use crate::time::Instant;
 use crate::wire::{self, arp, icmp, vxlan, Arp, L3, L4};
 use frame::Frame;
@@ -118,16 +119,6 @@ pub enum Attach {
     Port(PortRef),
     /// A VXLAN tunnel (to another host, a VTEP, a remote gateway).
     Tunnel(Tunnel),
-}
-
-/// What the datapath keeps between packets and the simulation reads and changes: learned MAC
-/// and ARP entries, NAT connections, firewall connections, and the bounds of each.
-#[derive(Debug, Default, Clone)]
-pub struct State {
-    pub learned: Learned,
-    pub ct: ConnTable,
-    pub fw: FwConns,
-    pub limits: Limits,
 }
 
 /// The simulation of one packet.
