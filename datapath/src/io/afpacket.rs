@@ -35,10 +35,11 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rules::compile::Topology;
 
 use super::rawsock::{PollSet, RawSocket, RxRing, Waker};
-use crate::datapath::{Datapath, Shared, Stats};
 use crate::iface::{IfIdx, Ifaces};
 use crate::io::pcap::{ReplaySummary, WorkerLoad};
+use crate::shared::Shared;
 use crate::time::Instant;
+use crate::{Datapath, Stats};
 
 /// Frames per `recvmmsg()` and per batch.
 pub const BATCH: usize = 64;

@@ -17,10 +17,11 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 use rules::model::Mac;
 
-use crate::datapath::{Datapath, PureJob, Stats, Step, TxBuf};
+use crate::fastpath::{Outcome, PureJob, TxBuf};
 use crate::iface::IfIdx;
 use crate::time::Instant;
 use crate::wire::describe::describe;
+use crate::{Datapath, Stats};
 
 /// The header of every file replay writes: classic pcap, little-endian, microseconds,
 /// Ethernet, snap length 65535 — the same bytes on every machine.
@@ -133,8 +134,8 @@ impl ReplaySummary {
         if s.fw_log_dropped > 0 {
             out.push_str(&format!("firewall log lines dropped (queue full): {}\n", s.fw_log_dropped));
         }
-        for (name, (rx, tx)) in self.interfaces.iter().zip(s.per_iface.iter()).filter(|(n, _)| !n.is_empty()) {
-            out.push_str(&format!("interface {name}: in {rx}, out {tx}\n"));
+        for (name, c) in self.interfaces.iter().zip(s.per_iface.iter()).filter(|(n, _)| !n.is_empty()) {
+            out.push_str(&format!("interface {name}: in {}, out {}\n", c.rx, c.tx));
         }
         for (k, n) in self.workers.iter().enumerate() {
             out.push_str(&format!("worker {k}: {n} cached frames applied\n"));
@@ -201,12 +202,9 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
         }
         let now = Instant::from_duration(input.ts);
         // With workers, pure cached flows are deferred to them; alone, everything is done here.
-        let step = match &workers {
+        let outcome = match &workers {
             Some(_) => dp.process_or_defer(input.iface, &input.data, now, true),
-            None => {
-                dp.process(input.iface, &input.data, now);
-                Step::Done
-            }
+            None => dp.process(input.iface, &input.data, now),
         };
         if let Some(t) = trace.as_mut() {
             let ts = input.ts;
@@ -221,7 +219,7 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
         match &mut workers {
             Some(w) => {
                 let sent: Vec<(IfIdx, Vec<u8>)> = dp.tx().iter().map(|(i, f)| (i, f.to_vec())).collect();
-                w.add(seq, input.ts, sent, step, input.data);
+                w.add(seq, input.ts, sent, outcome, input.data);
                 w.write_ready(&mut out, false)?;
             }
             None => {
@@ -367,10 +365,10 @@ impl Workers {
     }
 
     /// Record input `seq`: the frames the datapath sent, and a job for a worker when deferred.
-    fn add(&mut self, seq: usize, ts: Duration, frames: Vec<(IfIdx, Vec<u8>)>, step: Step, data: Vec<u8>) {
-        let waiting = matches!(step, Step::Pure(_));
+    fn add(&mut self, seq: usize, ts: Duration, frames: Vec<(IfIdx, Vec<u8>)>, outcome: Outcome, data: Vec<u8>) {
+        let waiting = matches!(outcome, Outcome::Deferred(_));
         self.slots.insert(seq, Slot { ts, frames, waiting });
-        if let Step::Pure(job) = step {
+        if let Outcome::Deferred(job) = outcome {
             let w = job.worker(self.jobs.len());
             if let Some(tx) = self.jobs.get(w) {
                 let _ = tx.send((seq, data, job));

@@ -26,6 +26,26 @@ pub struct FwLog {
     pub accept: bool,
 }
 
+impl FwLog {
+    /// The log event of this decision at `now`, for the writer (`fwlog.rs`).
+    pub fn event(&self, topo: &std::sync::Arc<rules::compile::Topology>, now: crate::time::Instant) -> crate::fwlog::Event {
+        let port = |p: u32| if p == NO_PORT { 0 } else { p as u16 };
+        crate::fwlog::Event {
+            at: now,
+            topo: topo.clone(),
+            firewall: self.firewall,
+            rule: self.rule,
+            router: self.router,
+            src: self.packet.src,
+            dst: self.packet.dst,
+            sport: port(self.packet.sport),
+            dport: port(self.packet.dport),
+            proto: self.packet.proto,
+            accept: self.accept,
+        }
+    }
+}
+
 fn fw_packet(f: &Frame) -> Option<FwPacket> {
     let ip = f.ipv4()?;
     let (sport, dport) = match ip.l4 {

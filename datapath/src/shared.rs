@@ -1,0 +1,365 @@
+//! The state every worker shares, and the one lock the slow path takes (SPEC §9).
+//!
+//! [`Shared`] holds the running snapshot and the learned, NAT and firewall state
+//! ([`crate::state::State`]) under its lock, and is the only thing that takes it: workers call
+//! its few operations — [`Shared::simulate`] a miss (and install its flow), [`Shared::run_timers`],
+//! [`Shared::finish`] (let go of what waits), [`Shared::set_topology`] (swap the snapshot),
+//! [`Shared::trace_packet`] (on a copy) — and a cache hit takes no lock at all: it reads the
+//! epoch and the timer deadline here, and the atomics its flow holds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use rules::compile::Topology;
+use rules::model::Mac;
+
+use crate::ct::ConnTable;
+use crate::fastpath::{send_simulated, TxBuf};
+use crate::fwlog::FwLogger;
+use crate::iface::{IfIdx, IfaceError, Ifaces};
+use crate::install::{install, Installed, Packet};
+use crate::limits::{Limits, TableFill};
+use crate::qos::QosBuckets;
+use crate::sim::{frame::Frame, Sim, SimResult};
+use crate::state::State;
+use crate::time::Instant;
+
+/// One snapshot as the datapath runs it: the compiled topology, this host's interfaces (each in
+/// the slot it keeps while snapshots bind it, with whether it exists now) and the QoS buckets of
+/// its ports.
+pub struct Snap {
+    pub topo: Arc<Topology>,
+    pub ifs: Ifaces,
+    pub qos: Arc<QosBuckets>,
+}
+
+/// What the slow path changes, under [`Shared`]'s lock: the running snapshot and the learned, NAT
+/// and firewall state.
+struct SlowPath {
+    snap: Arc<Snap>,
+    state: State,
+}
+
+impl SlowPath {
+    /// The earliest ARP retry or MAC aging due, as packet-clock nanoseconds (`u64::MAX`: none).
+    fn timers_due(&self) -> u64 {
+        let arp = self.state.learned.pending.values().map(|p| p.next_try.0).min().unwrap_or(u64::MAX);
+        arp.min(self.state.learned.aging_due(&self.state.limits))
+    }
+}
+
+/// The state every worker of one datapath shares (SPEC §9): both directions of a connection may
+/// reach different workers, so connections, NAT mappings, learned entries and the snapshot live
+/// here. The slow path (a miss, a timer, a reload, a report) takes the lock; a cache hit takes
+/// none — it reads the epoch and timer deadline below and the atomics its flow holds.
+pub struct Shared {
+    host: String,
+    macs: HashMap<String, Mac>,
+    /// Set by live mode, which follows the kernel's links: interfaces a new snapshot adds start
+    /// absent until their link is seen ([`Shared::set_link`]). Replay's always exist.
+    follow_links: std::sync::atomic::AtomicBool,
+    core: Mutex<SlowPath>,
+    /// Bumped under the lock by a new snapshot, an interface that comes or goes, and every
+    /// learned MAC or ARP entry; flows remember the value they were made at.
+    epoch: AtomicU64,
+    /// Bumped under the lock whenever [`SlowPath::snap`] is replaced, so a worker sees without the
+    /// lock that it should take the new one ([`crate::Datapath::refresh`]).
+    snap_gen: AtomicU64,
+    /// [`SlowPath::timers_due`], kept up to date under the lock.
+    timers_due: AtomicU64,
+    fwlog: OnceLock<FwLogger>,
+}
+
+impl Shared {
+    /// The shared state of a datapath for host `host` of `topo`; `macs` gives interfaces' own MACs
+    /// (SPEC §4 `--mac`).
+    pub fn new(topo: Arc<Topology>, host: &str, macs: &HashMap<String, Mac>) -> Result<Shared, IfaceError> {
+        let ifs = Ifaces::for_host(&topo, host, macs)?;
+        let qos = QosBuckets::for_topology(&topo);
+        let snap = Arc::new(Snap { topo, ifs, qos });
+        Ok(Shared {
+            host: host.to_string(),
+            macs: macs.clone(),
+            follow_links: Default::default(),
+            core: Mutex::new(SlowPath { snap, state: State::default() }),
+            epoch: AtomicU64::new(0),
+            snap_gen: AtomicU64::new(0),
+            timers_due: AtomicU64::new(u64::MAX),
+            fwlog: OnceLock::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlowPath> {
+        // A worker that panicked mid-update leaves tables that are still well-formed maps.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The snapshot running now.
+    pub fn snapshot(&self) -> Arc<Snap> {
+        self.lock().snap.clone()
+    }
+
+    /// Run a new snapshot from the next packet on (SPEC §9): every cached flow is stale from
+    /// then on; learned entries and connections are carried over where their resources and
+    /// rules remain (`carry.rs`). Refused, and the old snapshot kept, when this host is not in
+    /// it. The new snapshot may bind other interfaces (VMs created, deleted, migrated): those that
+    /// stay keep their slot ([`Ifaces::rebind`]), released ones lose what waited to leave by
+    /// them, and new ones are absent until [`Shared::set_link`] sees them when links are
+    /// followed. Returns how many packets waiting for ARP were let go
+    /// ([`DropReason::SnapshotRemoved`]).
+    pub fn set_topology(&self, topo: Arc<Topology>) -> Result<u64, IfaceError> {
+        let mut core = self.lock();
+        let present = !self.follow_links.load(Ordering::Relaxed);
+        let (ifs, released) = core.snap.ifs.rebind(&topo, &self.host, &self.macs, present)?;
+        let old_topo = core.snap.topo.clone();
+        let mut dropped = crate::carry::carry_over(&mut core.state, &crate::carry::Remap::between(&old_topo, &topo), &topo);
+        dropped += core.state.learned.release_ifaces(&released);
+        let qos = QosBuckets::for_topology(&topo);
+        self.replace_snap(&mut core, Snap { topo, ifs, qos });
+        Ok(dropped)
+    }
+
+    /// Put `snap` in place of the running snapshot: flows remember the epoch they were made in,
+    /// so every one is stale from the next packet on, and workers take the new one.
+    fn replace_snap(&self, core: &mut SlowPath, snap: Snap) {
+        core.snap = Arc::new(snap);
+        self.timers_due.store(core.timers_due(), Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.snap_gen.fetch_add(1, Ordering::Release);
+    }
+
+    /// Follow the machine's links (live mode): interfaces new snapshots add start absent.
+    pub fn follow_links(&self) {
+        self.follow_links.store(true, Ordering::Relaxed);
+    }
+
+    /// Mark every interface absent (live mode, at start): each becomes present when its link is
+    /// seen and every worker has a socket on it ([`Shared::set_link`]). Present from the start, a
+    /// frame sent toward one not bound yet was a send error.
+    pub fn all_absent(&self) {
+        let mut core = self.lock();
+        let mut ifs = core.snap.ifs.clone();
+        ifs.list.iter_mut().for_each(|i| i.present = false);
+        let (topo, qos) = (core.snap.topo.clone(), core.snap.qos.clone());
+        self.replace_snap(&mut core, Snap { topo, ifs, qos });
+    }
+
+    /// Interface `name` exists now (with its own MAC, when it has one) or not (SPEC §2): frames
+    /// toward an absent one are dropped (`port_absent`); flows made before are stale. False when
+    /// the running snapshot binds no such interface.
+    pub fn set_link(&self, name: &str, present: bool, mac: Option<Mac>) -> bool {
+        let mut core = self.lock();
+        let mut ifs = core.snap.ifs.clone();
+        let Some(iface) = ifs.by_name(name).and_then(|i| ifs.slot_mut(i)) else { return false };
+        let mac = mac.or(self.macs.get(name).copied()).unwrap_or(iface.mac);
+        if iface.present == present && iface.mac == mac {
+            return true;
+        }
+        iface.present = present;
+        iface.mac = mac;
+        let (topo, qos) = (core.snap.topo.clone(), core.snap.qos.clone());
+        self.replace_snap(&mut core, Snap { topo, ifs, qos });
+        true
+    }
+
+    /// Write firewall logs under `dir` (SPEC §8), through a bounded queue and a writer thread.
+    /// Set once, before packets flow.
+    pub fn set_fw_log_dir(&self, dir: std::path::PathBuf) {
+        if self.fwlog.get().is_none() {
+            let _ = self.fwlog.set(FwLogger::start(dir));
+        }
+    }
+
+    /// Firewall log lines dropped so far because the writer's queue was full.
+    pub fn fw_log_dropped(&self) -> u64 {
+        self.fwlog.get().map_or(0, FwLogger::dropped)
+    }
+
+    /// The bounds of the tables (SPEC §9).
+    pub fn limits(&self) -> Limits {
+        self.lock().state.limits
+    }
+
+    /// Each table's fill against its bound; `flows` is each worker's flow count.
+    pub fn tables(&self, flows: Vec<usize>) -> TableFill {
+        let core = self.lock();
+        let st = &core.state;
+        let routers = (0..core.snap.topo.routers.len() as u32).map(rules::compile::RouterRef);
+        let fullest_router_connections = routers.map(|r| crate::ct::of_router(&st.ct, &st.fw, r)).max().unwrap_or(0);
+        let (macs, arps) = st.learned.sizes();
+        let (fullest_network_macs, fullest_router_arps) = st.learned.fullest();
+        TableFill {
+            limits: st.limits,
+            connections: crate::ct::total(&st.ct, &st.fw),
+            fullest_router_connections,
+            macs,
+            fullest_network_macs,
+            arps,
+            fullest_router_arps,
+            waiting: st.learned.pending.len(),
+            flows,
+            refused: st.learned.refused,
+        }
+    }
+
+    /// The connections and learned entries, as `persist.rs` writes them.
+    pub fn save_state(&self) -> String {
+        let core = self.lock();
+        crate::persist::save(&core.state, &core.snap.topo)
+    }
+
+    /// Put back a saved state, carried over to the running snapshot (before traffic).
+    pub fn restore_state(&self, text: &str) -> Result<crate::persist::Restored, String> {
+        let mut core = self.lock();
+        let topo = core.snap.topo.clone();
+        let r = crate::persist::restore(text, &mut core.state, &topo)?;
+        self.timers_due.store(core.timers_due(), Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::Release);
+        Ok(r)
+    }
+
+    /// Connections tracked now (NAT and firewall).
+    pub fn connection_count(&self) -> usize {
+        let core = self.lock();
+        crate::ct::total(&core.state.ct, &core.state.fw)
+    }
+
+    /// What the simulation would do with `frame` arriving on `iface` now, without changing
+    /// anything: it runs on a copy of the learned, NAT and firewall state. The steps, then one line
+    /// per frame that would leave.
+    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+        let (snap, mut state) = {
+            let core = self.lock();
+            (core.snap.clone(), core.state.clone())
+        };
+        crate::report::trace(&snap, &mut state, iface, frame, now)
+    }
+
+    /// The connections (NAT mappings and firewall state), one per line, at `now`.
+    pub fn conntrack_report(&self, now: Instant) -> String {
+        let core = self.lock();
+        crate::report::conntrack(&core.state, &core.snap.topo, now)
+    }
+
+    /// Replace the connection table (tests use small SNAT pools).
+    pub fn set_conn_table(&self, ct: ConnTable) {
+        self.lock().state.ct = ct;
+    }
+
+    /// Set the tables' bounds (before traffic).
+    pub fn set_limits(&self, limits: Limits) {
+        self.lock().state.limits = limits;
+    }
+
+    // ---- what workers need ---------------------------------------------------------------
+
+    /// The running snapshot and its generation, when it is not generation `seen` (one atomic
+    /// load when nothing changed).
+    pub fn snapshot_since(&self, seen: u64) -> Option<(Arc<Snap>, u64)> {
+        if self.snap_gen.load(Ordering::Acquire) == seen {
+            return None;
+        }
+        Some(self.current())
+    }
+
+    /// The running snapshot and its generation.
+    pub fn current(&self) -> (Arc<Snap>, u64) {
+        let core = self.lock();
+        (core.snap.clone(), self.snap_gen.load(Ordering::Acquire))
+    }
+
+    /// The epoch flows are made at and checked against (without the lock).
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether a timer is due at `now` (without the lock).
+    #[inline]
+    pub fn timers_due(&self, now: Instant) -> bool {
+        now.0 >= self.timers_due.load(Ordering::Acquire)
+    }
+
+    /// The firewall log writer, when logs are written.
+    #[inline]
+    pub fn fwlog(&self) -> Option<&FwLogger> {
+        self.fwlog.get()
+    }
+
+    /// The slow path: simulate packet `p` on the snapshot running now, and when `keyed` (the frame
+    /// has a flow key) and the result may be cached, install its flow. Firewall events are logged,
+    /// the input counted once it left or was dropped, expired connections swept.
+    pub fn simulate(&self, p: &Packet, keyed: bool, trace: bool) -> Miss {
+        let now = p.now;
+        let mut core = self.lock();
+        let snap = core.snap.clone();
+        let snap_gen = self.snap_gen.load(Ordering::Acquire);
+        let state = &mut core.state;
+        let mut sim = Sim::new(&snap.topo, &snap.ifs, state, &snap.qos, now, trace);
+        sim.ingress(p.iface, Frame { buf: p.frame.to_vec(), h: *p.headers, encap_len: 0 });
+        let res = sim.res;
+        if let Some(logger) = self.fwlog.get() {
+            for log in &res.fw_events {
+                logger.log(log.event(&snap.topo, now));
+            }
+        }
+        if let Some(input) = res.input.filter(|_| !res.queued) {
+            // Sent or dropped now: the copies that wait count nothing more.
+            state.learned.counted(input);
+        }
+        state.ct.sweep(now, 2);
+        if res.learned {
+            self.epoch.fetch_add(1, Ordering::Release);
+        }
+        self.timers_due.store(core.timers_due(), Ordering::Release);
+        let flow = match keyed && res.cacheable {
+            true => install(&res, &core.state, self.epoch.load(Ordering::Acquire), p),
+            false => None,
+        };
+        Miss { snap, snap_gen, res, flow }
+    }
+
+    /// Run the timers due at `now` (SPEC §6.4 ARP retries and give-ups, §9 MAC aging), sending
+    /// what they send to `tx`. Returns the snapshot they ran on and how many waiting inputs were
+    /// given up (`arp_unresolved`).
+    pub fn run_timers(&self, now: Instant, tx: &mut TxBuf) -> (Arc<Snap>, u64, u64) {
+        let mut core = self.lock();
+        let snap = core.snap.clone();
+        let snap_gen = self.snap_gen.load(Ordering::Acquire);
+        let mut sim = Sim::new(&snap.topo, &snap.ifs, &mut core.state, &snap.qos, now, false);
+        let unresolved = sim.arp_timers();
+        let res = sim.res;
+        let limits = core.state.limits;
+        if core.state.learned.age(now, &limits) {
+            // Flows that reach an aged-out MAC flood again.
+            self.epoch.fetch_add(1, Ordering::Release);
+        }
+        self.timers_due.store(core.timers_due(), Ordering::Release);
+        drop(core);
+        send_simulated(&res, tx, false, |_| true);
+        (snap, snap_gen, unresolved)
+    }
+
+    /// The end of input: packets still waiting for ARP are let go (their count is returned,
+    /// `arp_pending_at_exit`; zero after the first call) and the firewall log is written out.
+    pub fn finish(&self) -> u64 {
+        if let Some(l) = self.fwlog.get() {
+            l.finish();
+        }
+        let mut core = self.lock();
+        let dropped = core.state.learned.let_go_all();
+        self.timers_due.store(u64::MAX, Ordering::Release);
+        dropped
+    }
+}
+
+/// What the slow path did with one packet.
+pub struct Miss {
+    /// The snapshot it ran on, and that snapshot's generation.
+    pub snap: Arc<Snap>,
+    pub snap_gen: u64,
+    pub res: SimResult,
+    /// The flow installed for it, when its result may be cached.
+    pub flow: Option<Installed>,
+}

@@ -1,0 +1,204 @@
+//! A network (SPEC §5): a frame from a VM port passes admin state and port security, its source
+//! MAC is learned, ARP for known addresses is answered, and it is forwarded by destination MAC or
+//! flooded — to local ports, to other hosts' ports through their tunnels, and to gateway devices.
+
+use super::*;
+
+impl Sim<'_> {
+    /// A frame from a bound port enters its network (§5.2): admin state, port security, learning.
+    pub(super) fn port_in(&mut self, p: PortRef, f: Frame) {
+        let port = self.topo.port(p);
+        let net = port.network;
+        note!(self, "port {} (network {})", port.id, self.topo.network(net).id);
+        if !port.admin_up {
+            return self.drop(DropReason::PortDown);
+        }
+        if port.port_security {
+            let src_mac = Mac(f.h.eth_src);
+            let mac_ok = src_mac == port.mac || port.allowed_pairs.iter().any(|(_, m)| *m == Some(src_mac));
+            if !mac_ok {
+                return self.drop(DropReason::SpoofedMac);
+            }
+            let src_ip = match &f.h.l3 {
+                L3::Ipv4(ip) => ip.src,
+                L3::Arp(a) => a.spa,
+            };
+            let ip_ok = (src_mac == port.mac && port.has_ip(src_ip))
+                || port.allowed_pairs.iter().any(|(net, m)| net.contains(&src_ip) && m.unwrap_or(port.mac) == src_mac);
+            if !ip_ok {
+                return self.drop(DropReason::SpoofedIp);
+            }
+        }
+        let src = Mac(f.h.eth_src);
+        if !self.topo.network(net).mac_to_port.contains_key(&src) && !src.is_multicast() {
+            self.learn_mac(net, src, Location::Port(p));
+        }
+        // SPEC §8 QoS of traffic leaving the VM: its bucket, and DSCP marking of IPv4.
+        if self.generating == 0 {
+            self.res.police_in = self.qos.bucket(p, crate::qos::Direction::Egress);
+        }
+        let mut f = f;
+        if let (Some(dscp), Some(_)) = (self.topo.qos[p.idx()].dscp, f.ipv4()) {
+            note!(self, "QoS: DSCP {dscp}");
+            f.set_dscp(dscp);
+        }
+        self.bridge(net, Attach::Port(p), f);
+    }
+
+    pub(super) fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location) {
+        let seen = match self.learned.learn_mac(net, mac, loc, self.now, &self.limits) {
+            MacLearn::News(seen) => {
+                note!(self, "learn MAC {mac} behind {loc}");
+                self.res.learned = true;
+                seen
+            }
+            MacLearn::Known(seen) => seen,
+            MacLearn::Refused => {
+                note!(self, "MAC table of network {} full: {mac} not learned", self.topo.network(net).id);
+                return;
+            }
+        };
+        if self.generating == 0 && self.res.mac_seen.is_none() {
+            self.res.mac_seen = Some(seen);
+        }
+    }
+
+    // ---- networks --------------------------------------------------------------------------
+
+    /// Forward a frame within network `net`, arriving from `from` (§5.3, §5.4).
+    pub(super) fn bridge(&mut self, net: NetRef, from: Attach, f: Frame) {
+        if !self.enter_device() {
+            return;
+        }
+        let network = self.topo.network(net);
+        note!(self, "network {}", network.id);
+        if !network.admin_up {
+            return self.drop(DropReason::NetworkDown);
+        }
+        // §5.4 ARP suppression: answer for addresses the network knows, on the ingress port.
+        if let L3::Arp(a) = f.h.l3 {
+            if a.op == wire::ARP_REQUEST && a.spa != a.tpa {
+                if let Some(&mac) = network.arp_answers.get(&a.tpa) {
+                    // A router port's own address is answered by the port itself, which learns
+                    // the asker on the way (RFC 826): an upstream that asks for gw-ip is a
+                    // neighbour the router sends to.
+                    if let Some(&rp) = network.mac_to_port.get(&mac) {
+                        if self.topo.port(rp).router.is_some() && Attach::Port(rp) != from {
+                            return self.router_in(rp, f);
+                        }
+                    }
+                    if mac != Mac(a.sha) {
+                        note!(self, "ARP suppression: {} is at {mac}", a.tpa);
+                        self.uncacheable();
+                        self.res.handled = true;
+                        if let Ok(reply) = Frame::parse(arp::reply(&a, mac.0, a.tpa)) {
+                            self.generated(|s| s.deliver(net, from, reply));
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        let dst = Mac(f.h.eth_dst);
+        if dst.is_multicast() {
+            return self.flood(net, from, f);
+        }
+        // Ports of the snapshot, then remote MACs (§7.2, §7.4), then what was learned.
+        let to = match network.mac_to_port.get(&dst) {
+            Some(&p) => Some(Attach::Port(p)),
+            None => match self.topo.vxlan.nets[net.idx()].remote_macs.get(&dst) {
+                Some(group) => Some(Attach::Tunnel(group.pick(flow_hash(&f)))),
+                None => match self.learned.mac(net, dst) {
+                    Some(Location::Port(p)) => Some(Attach::Port(p)),
+                    Some(Location::Tunnel(t)) => Some(Attach::Tunnel(t)),
+                    None => None,
+                },
+            },
+        };
+        match to {
+            Some(to) if to == from => self.drop(DropReason::NoDestination),
+            Some(to) => self.deliver(net, to, f),
+            None => {
+                note!(self, "unknown unicast {dst}: flood");
+                self.flood(net, from, f)
+            }
+        }
+    }
+
+    /// Broadcast, multicast and unknown unicast go to every other port of the network and to
+    /// every other host with a port on it, never back where they came from (§5.3). Frames from
+    /// a tunnel are not sent to tunnels again (split horizon).
+    pub(super) fn flood(&mut self, net: NetRef, from: Attach, f: Frame) {
+        let network = self.topo.network(net);
+        let me = self.ifs.host;
+        let mut sent = false;
+        let from_tunnel = matches!(from, Attach::Tunnel(_));
+        for &p in &network.ports {
+            if Attach::Port(p) == from {
+                continue;
+            }
+            let port = self.topo.port(p);
+            if port.router.is_some() {
+                // Routers take broadcast ARP only; they do not route broadcast IP.
+                if matches!(f.h.l3, L3::Arp(_)) {
+                    self.router_in(p, f.clone());
+                    sent = true;
+                }
+                continue;
+            }
+            if port.host == Some(me) && self.ifs.of_port(p).is_some() {
+                self.deliver(net, Attach::Port(p), f.clone());
+                sent = true;
+            }
+        }
+        if !from_tunnel {
+            for &h in &network.hosts {
+                if h == me {
+                    continue;
+                }
+                self.tunnel_to_host(net, h, f.clone());
+                sent = true;
+            }
+            // VTEPs that flood: hardware VTEPs, remote gateways with `flood` (§7); one member of
+            // a peered pair, by flow hash.
+            for group in &self.topo.vxlan.nets[net.idx()].flood {
+                self.tunnel_out(group.pick(flow_hash(&f)), f.clone());
+                sent = true;
+            }
+        }
+        if !sent {
+            self.drop(DropReason::NoDestination);
+        }
+    }
+
+    /// Hand a frame to one attachment of network `net`.
+    pub(super) fn deliver(&mut self, net: NetRef, to: Attach, f: Frame) {
+        let p = match to {
+            Attach::Tunnel(t) => return self.tunnel_out(t, f),
+            Attach::Port(p) => p,
+        };
+        let port = self.topo.port(p);
+        if port.router.is_some() {
+            return self.router_in(p, f);
+        }
+        if !port.admin_up {
+            return self.drop(DropReason::PortDown);
+        }
+        match port.host {
+            Some(h) if h == self.ifs.host => match self.ifs.of_port(p) {
+                Some(i) => {
+                    let police = self.qos.bucket(p, crate::qos::Direction::Ingress);
+                    self.output_policed(i, f, None, police)
+                }
+                None => self.drop(DropReason::PortUnbound),
+            },
+            Some(h) => {
+                note!(self, "port {} is on host {}", port.id, self.topo.host(h).id);
+                self.tunnel_to_host(net, h, f)
+            }
+            None => self.drop(DropReason::PortUnbound),
+        }
+    }
+
+    // ---- VXLAN -----------------------------------------------------------------------------
+}

@@ -1,0 +1,78 @@
+//! A worker's counters (SPEC §4, §9): kept per worker, written only by it, summed on read.
+
+use crate::drop::DropCounters;
+
+/// Frames received and sent on one interface slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IfaceCounts {
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// Counters of one datapath. Every frame received ends up in exactly one of `forwarded`,
+/// `handled` and `drops` — a frame waiting for ARP is counted when it leaves or is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub rx: u64,
+    pub tx: u64,
+    /// Frames that left on at least one interface.
+    pub forwarded: u64,
+    /// Frames the datapath consumed: ARP answered or learned, echo requests answered.
+    pub handled: u64,
+    pub drops: DropCounters,
+    pub flow_hits: u64,
+    pub flow_misses: u64,
+    /// Firewall log lines dropped because the writer's queue was full.
+    pub fw_log_dropped: u64,
+    /// Frames an interface refused to send (live mode: larger than its MTU, or a down link).
+    pub tx_errors: u64,
+    /// TCP super-frames (segmentation offload) cut into segments at ingress (live mode); each
+    /// segment counts as a frame received.
+    pub gso_cut: u64,
+    /// Flows the cache let go (least recently used) to make room for new ones.
+    pub flows_evicted: u64,
+    /// Per interface slot of the running snapshot ([`crate::iface::Ifaces`]).
+    pub per_iface: Vec<IfaceCounts>,
+}
+
+impl Stats {
+    /// Add another worker's counters to these (SPEC §9: per worker, summed on read).
+    pub fn add(&mut self, o: &Stats) {
+        self.rx += o.rx;
+        self.tx += o.tx;
+        self.forwarded += o.forwarded;
+        self.handled += o.handled;
+        self.drops.add(&o.drops);
+        self.flow_hits += o.flow_hits;
+        self.flow_misses += o.flow_misses;
+        self.fw_log_dropped += o.fw_log_dropped;
+        self.tx_errors += o.tx_errors;
+        self.gso_cut += o.gso_cut;
+        self.flows_evicted += o.flows_evicted;
+        if self.per_iface.len() < o.per_iface.len() {
+            self.per_iface.resize(o.per_iface.len(), IfaceCounts::default());
+        }
+        for (a, b) in self.per_iface.iter_mut().zip(&o.per_iface) {
+            a.rx += b.rx;
+            a.tx += b.tx;
+        }
+    }
+
+    /// One frame received on slot `slot`.
+    #[inline]
+    pub fn count_rx(&mut self, slot: crate::IfIdx) {
+        self.rx += 1;
+        if let Some(c) = self.per_iface.get_mut(slot.0 as usize) {
+            c.rx += 1;
+        }
+    }
+
+    /// One frame sent on slot `slot`.
+    #[inline]
+    pub fn count_tx(&mut self, slot: crate::IfIdx) {
+        self.tx += 1;
+        if let Some(c) = self.per_iface.get_mut(slot.0 as usize) {
+            c.tx += 1;
+        }
+    }
+}

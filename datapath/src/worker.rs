@@ -1,0 +1,393 @@
+//! One worker of a datapath: a packet in, frames out. Follow a packet through
+//! [`Datapath::process_or_defer`]: timers on the packet clock, parse, flow lookup, and on a hit
+//! the cached actions (`fastpath.rs`); on a miss the slow path ([`Shared::simulate`], under the
+//! one lock), whose flow is installed for the packets after it.
+//!
+//! Thread safety: a `Datapath` is one worker, taken `&mut`: its flow cache, counters and transmit
+//! buffer. What all workers share — the snapshot, learned entries, NAT and firewall connections —
+//! is [`Shared`]: the slow path changes it under its lock, a cache hit reads it through atomics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rules::compile::Topology;
+use rules::model::Mac;
+
+use crate::ct::{ConnTable, Watch};
+use crate::drop::DropReason;
+use crate::fastpath::{apply, ipv4, send_simulated, Outcome, PureJob, TxBuf};
+use crate::flow::{FlowKey, FlowTable};
+use crate::iface::{IfIdx, IfaceError, Ifaces};
+use crate::install::Packet;
+use crate::limits::{Limits, TableFill};
+use crate::shared::{Shared, Snap};
+use crate::stats::{IfaceCounts, Stats};
+use crate::time::Instant;
+use crate::wire::{self, vxlan, Frag, L3};
+
+/// One worker of a datapath: its own flow cache, counters and transmit buffer, taken `&mut`;
+/// everything else is [`Shared`]. `Datapath::new` makes the first worker,
+/// [`Datapath::worker`] more on the same state.
+pub struct Datapath {
+    shared: Arc<Shared>,
+    /// The snapshot this worker last took from the shared state. A flow it made is fresh only
+    /// while the epoch has not moved, so a fresh flow was made under this snapshot.
+    snap: Arc<Snap>,
+    /// The generation of `snap` ([`Shared::snapshot_since`]).
+    snap_gen: u64,
+    /// The [`crate::iface::Iface::gen`] of each slot its per-interface counters are for.
+    iface_gens: Vec<u64>,
+    flows: FlowTable,
+    cache: bool,
+    stats: Stats,
+    tx: TxBuf,
+    trace: bool,
+    last_trace: Vec<String>,
+}
+
+impl Datapath {
+    /// A datapath for host `host` of `topo`; `macs` gives interfaces' own MACs (SPEC §4 `--mac`).
+    pub fn new(topo: Arc<Topology>, host: &str, macs: &HashMap<String, Mac>) -> Result<Datapath, IfaceError> {
+        Ok(Datapath::on(Arc::new(Shared::new(topo, host, macs)?)))
+    }
+
+    fn on(shared: Arc<Shared>) -> Datapath {
+        let (snap, snap_gen) = shared.current();
+        let flows = FlowTable::with_limit(shared.limits().flows_per_worker);
+        let iface_gens = snap.ifs.list.iter().map(|i| i.gen).collect();
+        let per_iface = vec![IfaceCounts::default(); snap.ifs.len()];
+        Datapath {
+            snap_gen,
+            iface_gens,
+            shared,
+            snap,
+            flows,
+            cache: true,
+            stats: Stats { per_iface, ..Default::default() },
+            tx: TxBuf::default(),
+            trace: false,
+            last_trace: Vec::new(),
+        }
+    }
+
+    /// Another worker on the same shared state, with an empty flow cache and its own counters.
+    pub fn worker(&self) -> Datapath {
+        let mut w = Datapath::on(self.shared.clone());
+        w.cache = self.cache;
+        w
+    }
+
+    /// The state this worker shares with the others.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// See [`Shared::set_topology`]; this worker takes the new snapshot at once, and counts the
+    /// packets let go.
+    pub fn set_topology(&mut self, topo: Arc<Topology>) -> Result<(), IfaceError> {
+        let dropped = self.shared.set_topology(topo)?;
+        self.stats.drops.add_n(DropReason::SnapshotRemoved, dropped);
+        self.refresh();
+        Ok(())
+    }
+
+    /// Take the running snapshot if it changed since this worker last did (live workers call
+    /// it once per poll; the slow path does too): one atomic load when nothing changed.
+    pub fn refresh(&mut self) {
+        if let Some((snap, g)) = self.shared.snapshot_since(self.snap_gen) {
+            self.adopt(snap, g);
+        }
+    }
+
+    /// Run `snap` (generation `g`) from now on, when it is not the one running. Per-interface
+    /// counters follow the slots: a slot given to another interface starts again from zero.
+    fn adopt(&mut self, snap: Arc<Snap>, g: u64) {
+        if Arc::ptr_eq(&snap, &self.snap) {
+            return;
+        }
+        let n = snap.ifs.len();
+        self.stats.per_iface.resize(n.max(self.stats.per_iface.len()), IfaceCounts::default());
+        self.iface_gens.resize(n, u64::MAX);
+        for ((gen, count), i) in self.iface_gens.iter_mut().zip(self.stats.per_iface.iter_mut()).zip(&snap.ifs.list) {
+            if *gen != i.gen {
+                *gen = i.gen;
+                *count = IfaceCounts::default();
+            }
+        }
+        self.stats.per_iface.truncate(n);
+        self.snap = snap;
+        self.snap_gen = g;
+    }
+
+    /// See [`Shared::set_fw_log_dir`].
+    pub fn set_fw_log_dir(&mut self, dir: std::path::PathBuf) {
+        self.shared.set_fw_log_dir(dir);
+    }
+
+    /// Replace the connection table (tests use small SNAT pools).
+    pub fn with_conn_table(self, ct: ConnTable) -> Self {
+        self.shared.set_conn_table(ct);
+        self
+    }
+
+    /// Set the tables' bounds (before traffic: the flow cache starts again empty).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.shared.set_limits(limits);
+        self.flows = FlowTable::with_limit(limits.flows_per_worker);
+        self
+    }
+
+    /// See [`Shared::tables`], for this worker alone.
+    pub fn tables(&self) -> TableFill {
+        self.shared.tables(vec![self.flows.len()])
+    }
+
+    /// Turn the flow cache off (every packet simulated) or on.
+    pub fn set_flow_cache(&mut self, on: bool) {
+        self.cache = on;
+        self.flows.clear();
+    }
+
+    /// Record what the simulation does for each packet (see [`Datapath::last_trace`]).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// What the simulation did for the last packet, when tracing; empty when the packet took a
+    /// cached flow (or was malformed).
+    pub fn last_trace(&self) -> &[String] {
+        &self.last_trace
+    }
+
+    pub fn interfaces(&self) -> &Ifaces {
+        &self.snap.ifs
+    }
+
+    /// Frames the I/O layer could not send.
+    pub fn count_tx_errors(&mut self, n: u64) {
+        self.stats.tx_errors += n;
+    }
+
+    /// A super-frame the I/O layer cut into segments before processing them.
+    pub fn count_gso_cut(&mut self) {
+        self.stats.gso_cut += 1;
+    }
+
+    /// See [`Shared::trace_packet`].
+    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+        self.shared.trace_packet(iface, frame, now)
+    }
+
+    /// Flows cached now by this worker.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// See [`Shared::connection_count`].
+    pub fn connection_count(&self) -> usize {
+        self.shared.connection_count()
+    }
+
+    /// This worker's cached flows, one per line ([`crate::report::flows`]).
+    pub fn flows_report(&self) -> String {
+        crate::report::flows(&self.flows, &self.snap.ifs, self.shared.epoch())
+    }
+
+    /// See [`Shared::conntrack_report`].
+    pub fn conntrack_report(&self, now: Instant) -> String {
+        self.shared.conntrack_report(now)
+    }
+
+    /// The snapshot this worker runs.
+    pub fn topology(&self) -> &Topology {
+        &self.snap.topo
+    }
+
+    /// This worker's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The frames sent for the last input (and the timers it ran), in order.
+    pub fn tx(&self) -> &TxBuf {
+        &self.tx
+    }
+
+    /// Process one frame that arrived on `iface` at `now`; its frames are in [`Datapath::tx`].
+    pub fn process(&mut self, iface: IfIdx, frame: &[u8], now: Instant) -> Outcome {
+        match self.process_or_defer(iface, frame, now, false) {
+            Outcome::Deferred(job) => {
+                job.apply(frame, &mut self.tx);
+                match job.flow.drop {
+                    Some(r) => Outcome::Dropped(r),
+                    None => Outcome::Forwarded,
+                }
+            }
+            o => o,
+        }
+    }
+
+    /// Process one frame — or, with `defer`, when it takes a cached flow that touches no shared
+    /// state, count it and hand back the job of applying it, for a worker
+    /// ([`Outcome::Deferred`]). Everything that reads or changes state (misses, connections,
+    /// policing, logs, timers) happens here, in order.
+    pub fn process_or_defer(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Outcome {
+        self.tx.clear();
+        if self.trace {
+            self.last_trace.clear();
+        }
+        if self.shared.timers_due(now) {
+            self.run_timers(now);
+        }
+        self.stats.count_rx(iface);
+        let outcome = self.receive(iface, frame, now, defer);
+        let job = match &outcome {
+            Outcome::Forwarded => {
+                self.stats.forwarded += 1;
+                None
+            }
+            Outcome::Handled => {
+                self.stats.handled += 1;
+                None
+            }
+            Outcome::Waiting => None,
+            Outcome::Dropped(r) => {
+                self.stats.drops.incr(*r);
+                None
+            }
+            Outcome::Deferred(job) => {
+                match job.flow.drop {
+                    Some(r) => self.stats.drops.incr(r),
+                    None => self.stats.forwarded += 1,
+                }
+                Some(job)
+            }
+        };
+        let deferred = job.into_iter().flat_map(|j| j.flow.outputs.iter().map(|o| o.iface));
+        for i in self.tx.ifaces().chain(deferred) {
+            self.stats.count_tx(i);
+        }
+        outcome
+    }
+
+    /// Run the timers due at `now` without a packet (live mode, between polls): ARP retries and
+    /// give-ups. What they send is in [`Datapath::tx`], counted as sent.
+    pub fn tick(&mut self, now: Instant) {
+        self.tx.clear();
+        if !self.shared.timers_due(now) {
+            return;
+        }
+        self.run_timers(now);
+        for i in self.tx.ifaces() {
+            self.stats.count_tx(i);
+        }
+    }
+
+    /// The end of input: packets still waiting for ARP are dropped and counted (by the worker
+    /// that calls it first), and the firewall log is written out.
+    pub fn finish(&mut self) {
+        let dropped = self.shared.finish();
+        self.stats.drops.add_n(DropReason::ArpPendingAtExit, dropped);
+        self.stats.fw_log_dropped = self.shared.fw_log_dropped();
+    }
+
+    /// A frame's way through: a fresh cached flow (applied here, or deferred), else the slow path.
+    fn receive(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Outcome {
+        let h = match wire::parse(frame) {
+            Ok(h) => h,
+            Err(r) => return Outcome::Dropped(r),
+        };
+        // A VXLAN frame is matched by its outer and its inner headers; its flow may act on the
+        // inner frame (it decapsulates) or on the whole (it is routed as it is).
+        let mut inner = None;
+        let mut keyable = true;
+        if let (L3::Ipv4(ip), Some((v, off))) = (&h.l3, vxlan::view(frame, &h)) {
+            if ip.frag == Frag::Whole {
+                match frame.get(off..ip.end()).map(wire::parse) {
+                    Some(Ok(ih)) => inner = Some((off..ip.end(), ih, v)),
+                    // The simulation reads the VNI and the inner frame, which no key holds
+                    // (found by the datapath fuzz target): simulate every such frame.
+                    _ => keyable = false,
+                }
+            }
+        }
+        let key = match &inner {
+            _ if !keyable => None,
+            Some((_, ih, v)) => FlowKey::vxlan(iface, &h, *v, ih),
+            None => FlowKey::of(iface, &h),
+        };
+
+        if let (true, Some(k)) = (self.cache, key.as_ref()) {
+            if let Some(flow) = self.flows.get(k) {
+                let (range, bh) = match (&inner, flow.decap) {
+                    (Some((r, ih, _)), true) => (r.clone(), ih),
+                    _ => (0..frame.len(), &h),
+                };
+                // What the flow depends on, read without a lock (see `Shared`).
+                let flags = tcp_flags(bh);
+                let fresh = flow.epoch == self.shared.epoch()
+                    && flow.ct_absent.as_ref().is_none_or(Watch::unchanged)
+                    && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
+                    && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
+                    && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now));
+                if fresh {
+                    if let Some(m) = &flow.mac_seen {
+                        m.touch(now);
+                    }
+                    self.stats.flow_hits += 1;
+                    flow.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if defer && flow.is_pure() {
+                        return Outcome::Deferred(PureJob { flow: flow.clone(), body: range, headers: *bh });
+                    }
+                    if let (Some(log), Some(logger)) = (flow.fw_log, self.shared.fwlog()) {
+                        logger.log(log.event(&self.snap.topo, now));
+                    }
+                    let Some(ip) = ipv4(bh) else {
+                        return Outcome::Dropped(DropReason::UnsupportedEthertype);
+                    };
+                    let body = frame.get(range).unwrap_or_default();
+                    let qos = &self.snap.qos;
+                    return apply(flow, body, ip, &mut self.tx, |b| qos.conforms(b, body.len(), now));
+                }
+                self.flows.remove(k);
+            }
+        }
+
+        self.stats.flow_misses += 1;
+        let inner = inner.as_ref().map(|(r, ih, _)| (r.clone(), ih));
+        let packet = Packet { iface, frame, headers: &h, inner, now };
+        let miss = self.shared.simulate(&packet, key.is_some(), self.trace);
+        self.adopt(miss.snap.clone(), miss.snap_gen);
+        self.stats.forwarded += miss.res.released;
+        if let Some(t) = &miss.res.trace {
+            self.last_trace.clone_from(t);
+        }
+        match (miss.flow, key) {
+            (Some(made), Some(k)) => {
+                // The first packet is policed as its flow will police the packets after it.
+                let (qos, len) = (&miss.snap.qos, made.body.len());
+                let outcome = send_simulated(&miss.res, &mut self.tx, true, |b| qos.conforms(b, len, now));
+                if self.cache {
+                    self.flows.insert(k, Arc::new(made.flow));
+                    self.stats.flows_evicted = self.flows.evicted;
+                }
+                outcome
+            }
+            _ => send_simulated(&miss.res, &mut self.tx, false, |_| true),
+        }
+    }
+
+    /// ARP retries and give-ups (SPEC §6.4), and MAC aging (§9), on the packet clock.
+    fn run_timers(&mut self, now: Instant) {
+        let (snap, g, unresolved) = self.shared.run_timers(now, &mut self.tx);
+        self.adopt(snap, g);
+        self.stats.drops.add_n(DropReason::ArpUnresolved, unresolved);
+    }
+}
+
+fn tcp_flags(h: &wire::Headers) -> u8 {
+    match h.l3 {
+        L3::Ipv4(wire::Ipv4 { l4: wire::L4::Tcp { flags, .. }, .. }) => flags,
+        _ => 0,
+    }
+}
