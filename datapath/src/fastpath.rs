@@ -17,17 +17,42 @@ use crate::qos::BucketId;
 use crate::sim::SimResult;
 use crate::wire::{self, vxlan, Ipv4};
 
-/// Frames sent for one input, in order; reused between packets.
+/// Frames to send, staged per interface so that each interface's frames leave with one
+/// `sendmmsg()` from where they were written (live mode), and kept in the order sent so that the
+/// last input's frames can be read in order (replay, tests). Reused between packets: no
+/// allocation once each interface has had its first frames.
 #[derive(Debug, Default)]
 pub struct TxBuf {
+    /// Per interface slot: its frames back to back, and where each lies.
+    ports: Vec<PortFrames>,
+    /// Every frame staged, in the order sent: its slot and its place in that slot's list.
+    order: Vec<(IfIdx, usize)>,
+    /// Where the last input's frames begin in `order`.
+    mark: usize,
+}
+
+/// The frames staged for one interface.
+#[derive(Debug, Default)]
+struct PortFrames {
     data: Vec<u8>,
-    frames: Vec<(IfIdx, Range<usize>)>,
+    frames: Vec<Range<usize>>,
 }
 
 impl TxBuf {
+    /// Let go of every staged frame (they were sent, or replay read them).
     pub fn clear(&mut self) {
-        self.data.clear();
-        self.frames.clear();
+        for p in &mut self.ports {
+            p.data.clear();
+            p.frames.clear();
+        }
+        self.order.clear();
+        self.mark = 0;
+    }
+
+    /// A new input begins: what is staged stays (to be sent with what follows), and
+    /// [`TxBuf::iter`] shows only what is sent from now on.
+    pub fn begin(&mut self) {
+        self.mark = self.order.len();
     }
 
     /// Append a frame: `headroom` bytes (at most [`vxlan::ENCAP_LEN`]) for the caller to write,
@@ -35,12 +60,18 @@ impl TxBuf {
     #[inline]
     fn push(&mut self, iface: IfIdx, headroom: usize, body: &[u8]) -> (&mut [u8], &mut [u8]) {
         const ZEROS: [u8; vxlan::ENCAP_LEN] = [0; vxlan::ENCAP_LEN];
-        let start = self.data.len();
+        let k = iface.0 as usize;
+        if self.ports.len() <= k {
+            self.ports.resize_with(k + 1, PortFrames::default);
+        }
+        let p = &mut self.ports[k];
+        let start = p.data.len();
         let headroom = headroom.min(ZEROS.len());
-        self.data.extend_from_slice(&ZEROS[..headroom]);
-        self.data.extend_from_slice(body);
-        self.frames.push((iface, start..self.data.len()));
-        self.data[start..].split_at_mut(headroom)
+        p.data.extend_from_slice(&ZEROS[..headroom]);
+        p.data.extend_from_slice(body);
+        p.frames.push(start..p.data.len());
+        self.order.push((iface, p.frames.len() - 1));
+        p.data[start..].split_at_mut(headroom)
     }
 
     /// Append a frame leaving by `iface`, encapsulated by `encap` when it has one.
@@ -53,21 +84,38 @@ impl TxBuf {
         inner
     }
 
+    /// Frames the last input sent.
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.order.len() - self.mark
     }
 
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.len() == 0
     }
 
+    /// Whether anything is staged, from this input or earlier ones.
+    pub fn staged(&self) -> bool {
+        !self.order.is_empty()
+    }
+
+    fn frame(&self, iface: IfIdx, n: usize) -> &[u8] {
+        let p = self.ports.get(iface.0 as usize);
+        p.and_then(|p| p.data.get(p.frames.get(n)?.clone())).unwrap_or_default()
+    }
+
+    /// The last input's frames, in the order sent.
     pub fn iter(&self) -> impl Iterator<Item = (IfIdx, &[u8])> {
-        self.frames.iter().map(|(i, r)| (*i, &self.data[r.clone()]))
+        self.order[self.mark..].iter().map(|&(i, n)| (i, self.frame(i, n)))
     }
 
-    /// The interface of every frame, in order.
+    /// The interface of each of the last input's frames, in order.
     pub fn ifaces(&self) -> impl Iterator<Item = IfIdx> + '_ {
-        self.frames.iter().map(|(i, _)| *i)
+        self.order[self.mark..].iter().map(|(i, _)| *i)
+    }
+
+    /// Each interface slot with staged frames: its bytes and where each frame lies in them.
+    pub fn by_iface(&self) -> impl Iterator<Item = (usize, &[u8], &[Range<usize>])> + '_ {
+        self.ports.iter().enumerate().filter(|(_, p)| !p.frames.is_empty()).map(|(k, p)| (k, p.data.as_slice(), p.frames.as_slice()))
     }
 }
 

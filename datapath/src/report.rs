@@ -8,7 +8,7 @@ use rules::compile::Topology;
 use crate::fastpath::{send_simulated, TxBuf};
 use crate::flow::FlowTable;
 use crate::iface::{IfIdx, Ifaces};
-use crate::shared::Snap;
+use crate::qos::QosBuckets;
 use crate::sim::{frame::Frame, Sim};
 use crate::state::State;
 use crate::time::Instant;
@@ -16,8 +16,8 @@ use crate::wire;
 
 /// What the simulation does with `frame` arriving on `iface` at `now`, run on `state` (a copy:
 /// what it changes is thrown away). The steps, then one line per frame that would leave.
-pub fn trace(snap: &Snap, state: &mut State, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
-    let mut lines = vec![format!("packet on {}: {}", snap.ifs.get(iface).name, wire::describe::describe(frame))];
+pub fn trace(topo: &Topology, ifs: &Ifaces, qos: &QosBuckets, state: &mut State, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+    let mut lines = vec![format!("packet on {}: {}", ifs.get(iface).name, wire::describe::describe(frame))];
     let h = match wire::parse(frame) {
         Ok(h) => h,
         Err(r) => {
@@ -25,14 +25,14 @@ pub fn trace(snap: &Snap, state: &mut State, iface: IfIdx, frame: &[u8], now: In
             return lines;
         }
     };
-    let mut sim = Sim::new(&snap.topo, &snap.ifs, state, &snap.qos, now, true);
+    let mut sim = Sim::new(topo, ifs, state, qos, now, true);
     sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
     let res = sim.res;
     lines.extend(res.trace.iter().flatten().map(|s| format!("  {s}")));
     let mut tx = TxBuf::default();
     send_simulated(&res, &mut tx, false, |_| true);
     for (o, f) in tx.iter() {
-        lines.push(format!("→ {}: {}", snap.ifs.get(o).name, wire::describe::describe(f)));
+        lines.push(format!("→ {}: {}", ifs.get(o).name, wire::describe::describe(f)));
     }
     if tx.is_empty() {
         match res.drop {

@@ -233,7 +233,7 @@ impl Shared {
             let core = self.lock();
             (core.snap.clone(), core.state.clone())
         };
-        crate::report::trace(&snap, &mut state, iface, frame, now)
+        crate::report::trace(&snap.topo, &snap.ifs, &snap.qos, &mut state, iface, frame, now)
     }
 
     /// The connections (NAT mappings and firewall state), one per line, at `now`.
@@ -261,6 +261,11 @@ impl Shared {
             return None;
         }
         Some(self.current())
+    }
+
+    /// The running snapshot's interface names by slot (released slots empty), for summaries.
+    pub fn slot_names(&self) -> Vec<String> {
+        self.snapshot().ifs.list.iter().map(|i| i.name.clone()).collect()
     }
 
     /// The running snapshot and its generation.

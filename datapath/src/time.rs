@@ -17,6 +17,13 @@ impl Instant {
         Instant(self.0.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
     }
 
+    /// The wall clock as a packet clock (Unix time). Only live I/O reads it, once per poll, and
+    /// hands it in; the datapath never calls it.
+    pub fn wall() -> Instant {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Instant::from_duration(since_epoch)
+    }
+
     /// Time since `earlier`, zero if `earlier` is later.
     pub fn since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))

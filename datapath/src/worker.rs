@@ -43,6 +43,9 @@ pub struct Datapath {
     tx: TxBuf,
     trace: bool,
     last_trace: Vec<String>,
+    /// Frames of earlier inputs stay in `tx` until the I/O layer sends them
+    /// ([`Datapath::set_batching`]).
+    batching: bool,
 }
 
 impl Datapath {
@@ -67,6 +70,7 @@ impl Datapath {
             tx: TxBuf::default(),
             trace: false,
             last_trace: Vec::new(),
+            batching: false,
         }
     }
 
@@ -208,9 +212,29 @@ impl Datapath {
         &self.stats
     }
 
-    /// The frames sent for the last input (and the timers it ran), in order.
+    /// The frames sent for the last input (and the timers it ran), in order; when batching,
+    /// those of earlier inputs are staged there too, per interface ([`TxBuf::by_iface`]).
     pub fn tx(&self) -> &TxBuf {
         &self.tx
+    }
+
+    /// Keep what earlier inputs sent in [`Datapath::tx`] until [`Datapath::sent`] (live mode:
+    /// a batch's frames leave with one `sendmmsg()` per interface, from where they were written).
+    pub fn set_batching(&mut self, on: bool) {
+        self.batching = on;
+        self.tx.clear();
+    }
+
+    /// The I/O layer sent what is staged: let it go.
+    pub fn sent(&mut self) {
+        self.tx.clear();
+    }
+
+    fn begin_input(&mut self) {
+        match self.batching {
+            true => self.tx.begin(),
+            false => self.tx.clear(),
+        }
     }
 
     /// Process one frame that arrived on `iface` at `now`; its frames are in [`Datapath::tx`].
@@ -232,7 +256,7 @@ impl Datapath {
     /// ([`Outcome::Deferred`]). Everything that reads or changes state (misses, connections,
     /// policing, logs, timers) happens here, in order.
     pub fn process_or_defer(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Outcome {
-        self.tx.clear();
+        self.begin_input();
         if self.trace {
             self.last_trace.clear();
         }
@@ -273,7 +297,7 @@ impl Datapath {
     /// Run the timers due at `now` without a packet (live mode, between polls): ARP retries and
     /// give-ups. What they send is in [`Datapath::tx`], counted as sent.
     pub fn tick(&mut self, now: Instant) {
-        self.tx.clear();
+        self.begin_input();
         if !self.shared.timers_due(now) {
             return;
         }

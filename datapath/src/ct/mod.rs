@@ -37,8 +37,13 @@ pub const ICMP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const TCP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 pub const TCP_TRANSITORY_TIMEOUT: Duration = Duration::from_secs(4 * 60);
 
+mod conn;
 mod ports;
+mod saved;
+pub use conn::{Conn, ConnLive, ConnRef, Watch};
+use conn::{CLOSING, ESTABLISHED, SEEN_REPLY};
 use ports::{PortKey, PortSets};
+pub use saved::SavedConn;
 
 /// Firewall connection state: one table per router with a firewall (SPEC §6.2).
 pub type FwConns = HashMap<RouterRef, ConnTable>;
@@ -92,160 +97,6 @@ pub enum SnatKind {
 pub enum Dir {
     Orig,
     Reply,
-}
-
-// Progress bits of [`ConnLive::tcp`]. Any protocol: the reply direction was seen. TCP: opening
-// until then and until the original direction ACKs (established); closing once a FIN or RST is
-// seen, whatever came before.
-const SEEN_REPLY: u8 = 1;
-const ESTABLISHED: u8 = 2;
-const CLOSING: u8 = 4;
-
-/// What changes with every packet of a connection: when it was last seen and how far TCP got.
-/// Shared between the table and the flows of both directions; updated with atomics, so workers
-/// touch a connection without the state lock.
-#[derive(Debug)]
-pub struct ConnLive {
-    proto: u8,
-    /// Packet clock, nanoseconds; only moves forward.
-    last_seen: AtomicU64,
-    tcp: AtomicU8,
-    /// Set when the table lets the connection go; flows holding it are stale from then on.
-    gone: AtomicBool,
-}
-
-impl ConnLive {
-    fn new(proto: u8, now: Instant) -> ConnLive {
-        ConnLive { proto, last_seen: AtomicU64::new(now.0), tcp: AtomicU8::new(0), gone: AtomicBool::new(false) }
-    }
-
-    /// An unshared copy (for a scratch copy of the table).
-    fn copy(&self) -> ConnLive {
-        ConnLive {
-            proto: self.proto,
-            last_seen: AtomicU64::new(self.last_seen.load(Ordering::Relaxed)),
-            tcp: AtomicU8::new(self.tcp.load(Ordering::Relaxed)),
-            gone: AtomicBool::new(self.gone.load(Ordering::Relaxed)),
-        }
-    }
-
-    fn timeout(&self) -> Duration {
-        let tcp = self.tcp.load(Ordering::Relaxed);
-        match self.proto {
-            IPPROTO_TCP if tcp & (ESTABLISHED | CLOSING) == ESTABLISHED => TCP_ESTABLISHED_TIMEOUT,
-            IPPROTO_TCP => TCP_TRANSITORY_TIMEOUT,
-            IPPROTO_ICMP => ICMP_TIMEOUT,
-            _ => UDP_TIMEOUT,
-        }
-    }
-
-    fn last_seen(&self) -> Instant {
-        Instant(self.last_seen.load(Ordering::Relaxed))
-    }
-
-    /// Whether the other end ever answered.
-    fn replied(&self) -> bool {
-        self.tcp.load(Ordering::Relaxed) & SEEN_REPLY != 0
-    }
-
-    fn expired(&self, now: Instant) -> bool {
-        now.since(self.last_seen()) > self.timeout()
-    }
-
-    /// Record a packet travelling `dir` with TCP `flags` at `now`.
-    ///
-    /// Writes only what changes: live mode reads the clock once per batch, so most packets find
-    /// the connection already stamped, and workers on both directions keep its cache line shared
-    /// instead of passing it back and forth.
-    fn record(&self, dir: Dir, flags: u8, now: Instant) {
-        if self.last_seen.load(Ordering::Relaxed) < now.0 {
-            self.last_seen.fetch_max(now.0, Ordering::Relaxed);
-        }
-        let tcp = self.tcp.load(Ordering::Relaxed);
-        if self.proto != IPPROTO_TCP {
-            // Other protocols only note a reply: a replied connection is not early-dropped.
-            if dir == Dir::Reply && tcp & SEEN_REPLY == 0 {
-                self.tcp.fetch_or(SEEN_REPLY, Ordering::Relaxed);
-            }
-            return;
-        }
-        let bit = if flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
-            CLOSING
-        } else if dir == Dir::Reply {
-            SEEN_REPLY
-        } else if flags & tcp_flags::ACK != 0 && tcp & SEEN_REPLY != 0 {
-            ESTABLISHED
-        } else {
-            0
-        };
-        if tcp & bit != bit {
-            self.tcp.fetch_or(bit, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A tracked connection.
-#[derive(Debug)]
-pub struct Conn {
-    /// The original direction, as the inside host sent it.
-    pub orig: CtKey,
-    /// The reply direction, as the outside host sends it (to the translated address and port).
-    pub reply: CtKey,
-    pub kind: SnatKind,
-    pub router: RouterRef,
-    live: Arc<ConnLive>,
-}
-
-impl Clone for Conn {
-    /// A copy with its own per-packet state, sharing nothing with the original.
-    fn clone(&self) -> Conn {
-        Conn { orig: self.orig, reply: self.reply, kind: self.kind, router: self.router, live: Arc::new(self.live.copy()) }
-    }
-}
-
-impl Conn {
-    fn expired(&self, now: Instant) -> bool {
-        self.live.expired(now)
-    }
-
-    /// The translated source of the original direction.
-    pub fn nat_src(&self) -> (Ipv4Addr, u16) {
-        (self.reply.dst, self.reply.dport)
-    }
-}
-
-/// A flow's hold on its connection, from one direction: what a worker touches on a cache hit.
-#[derive(Debug, Clone)]
-pub struct ConnRef {
-    live: Arc<ConnLive>,
-    dir: Dir,
-}
-
-impl ConnRef {
-    /// Record a packet of the connection, without the state lock. False when the connection is
-    /// gone or expired: the caller simulates again, and the table removes it then.
-    #[inline]
-    pub fn touch(&self, flags: u8, now: Instant) -> bool {
-        if self.live.gone.load(Ordering::Acquire) || self.live.expired(now) {
-            return false;
-        }
-        self.live.record(self.dir, flags, now);
-        true
-    }
-}
-
-/// A table generation as a flow saw it: still the same while no connection was created since.
-#[derive(Debug, Clone)]
-pub struct Watch {
-    cell: Arc<AtomicU64>,
-    seen: u64,
-}
-
-impl Watch {
-    #[inline]
-    pub fn unchanged(&self) -> bool {
-        self.cell.load(Ordering::Acquire) == self.seen
-    }
 }
 
 /// A reference to a connection from one direction, held by flows.
@@ -609,49 +460,6 @@ impl ConnTable {
     }
 }
 
-/// A connection as it is saved across a restart (`persist.rs`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SavedConn {
-    pub orig: CtKey,
-    pub reply: CtKey,
-    pub kind: SnatKind,
-    pub router: RouterRef,
-    pub last_seen: Instant,
-    /// The progress bits (reply seen, TCP established, closing).
-    pub progress: u8,
-}
-
-impl ConnTable {
-    /// Every live connection, for saving.
-    pub fn export(&self) -> Vec<SavedConn> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.conn.as_ref())
-            .map(|c| SavedConn {
-                orig: c.orig,
-                reply: c.reply,
-                kind: c.kind,
-                router: c.router,
-                last_seen: c.live.last_seen(),
-                progress: c.live.tcp.load(Ordering::Relaxed),
-            })
-            .collect()
-    }
-
-    /// Put a saved connection back, with its translation and timers as they were; false (and
-    /// nothing changed) when either of its tuples is taken.
-    pub fn import(&mut self, c: &SavedConn) -> bool {
-        if self.by_key.contains_key(&c.orig) || self.by_key.contains_key(&c.reply) {
-            return false;
-        }
-        let h = self.insert(c.orig, c.reply, c.kind, c.router, 0, c.last_seen);
-        if let Some(conn) = self.slots[h.idx as usize].conn.as_ref() {
-            conn.live.tcp.store(c.progress & (SEEN_REPLY | ESTABLISHED | CLOSING), Ordering::Relaxed);
-        }
-        true
-    }
-}
-
 /// How [`ConnTable::make_room`] made room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Room {
@@ -678,60 +486,4 @@ pub fn can_originate(ip: &Ipv4) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> CtKey {
-        CtKey { proto: IPPROTO_UDP, src: src.into(), sport, dst: dst.into(), dport }
-    }
-
-    const GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
-    const R: RouterRef = RouterRef(0);
-
-    #[test]
-    fn port_preserving_then_next_free() {
-        let mut t = ConnTable::default();
-        let now = Instant(0);
-        let a = t.create(key([10, 0, 0, 3], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
-        let b = t.create(key([10, 0, 0, 4], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
-        assert_eq!(t.get(a).unwrap().nat_src(), (GW, 5000));
-        assert_eq!(t.get(b).unwrap().nat_src(), (GW, 5001));
-        // The reply finds the connection from the other side.
-        let r = t.lookup(&key([8, 8, 8, 8], 53, GW.octets(), 5001), now).unwrap();
-        assert_eq!(r.dir, Dir::Reply);
-        assert_eq!(t.get(r).unwrap().orig.src, Ipv4Addr::new(10, 0, 0, 4));
-    }
-
-    #[test]
-    fn exhaustion_never_reuses_live_mappings() {
-        let mut t = ConnTable::with_pool((2000, 2001));
-        let now = Instant(0);
-        for i in 0..2 {
-            t.create(key([10, 0, 0, 3 + i], 7000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
-        }
-        assert_eq!(t.create(key([10, 0, 0, 9], 7000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now), Err(PortsExhausted));
-        // Another destination has its own ports.
-        assert!(t.create(key([10, 0, 0, 9], 7000, [8, 8, 4, 4], 53), GW, SnatKind::Default, R, 0, now).is_ok());
-        // Once the UDP timeout passes, the ports come back.
-        let later = now.saturating_add(UDP_TIMEOUT + Duration::from_secs(1));
-        assert!(t.create(key([10, 0, 0, 9], 7000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, later).is_ok());
-    }
-
-    #[test]
-    fn timeouts_follow_the_rfcs() {
-        let mut t = ConnTable::default();
-        let t0 = Instant(0);
-        let h = t.create(key([10, 0, 0, 3], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, t0).unwrap();
-        assert!(t.touch(h, 0, t0.saturating_add(Duration::from_secs(299))));
-        assert!(!t.touch(h, 0, t0.saturating_add(Duration::from_secs(299 + 301))));
-        assert!(t.is_empty());
-        // TCP: opening times out after 4 minutes, established after 2h4m.
-        let k = CtKey { proto: IPPROTO_TCP, ..key([10, 0, 0, 3], 4000, [8, 8, 8, 8], 80) };
-        let h = t.create(k, GW, SnatKind::Default, R, tcp_flags::SYN, t0).unwrap();
-        let r = t.lookup(&t.get(h).unwrap().reply.clone(), t0).unwrap();
-        assert!(t.touch(r, tcp_flags::SYN | tcp_flags::ACK, t0));
-        assert!(t.touch(h, tcp_flags::ACK, t0));
-        assert!(t.touch(h, tcp_flags::ACK, t0.saturating_add(Duration::from_secs(3600))));
-        assert!(!t.touch(h, tcp_flags::ACK, t0.saturating_add(Duration::from_secs(3600 + 7441))));
-    }
-}
+mod tests;

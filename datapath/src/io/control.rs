@@ -15,9 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::summary::{ReplaySummary, WorkerLoad};
+use crate::shared::Shared;
+use crate::time::Instant;
+use crate::Stats;
 
 /// The commands the socket takes (`trace IFACE HEXFRAME` simulates a frame on a copy of the state).
 pub const COMMANDS: &[&str] = &["status", "stats", "flows", "conntrack", "trace"];
@@ -97,7 +102,7 @@ pub fn serve(path: &Path, stop: Arc<AtomicBool>) -> std::io::Result<(Server, Rec
     let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             match listener.accept() {
-                Ok((stream, _)) => answer(stream, &tx),
+                Ok((stream, _)) => forward(stream, &tx),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
             }
@@ -106,7 +111,7 @@ pub fn serve(path: &Path, stop: Arc<AtomicBool>) -> std::io::Result<(Server, Rec
     Ok((Server { path: path.to_path_buf(), inode, thread: Some(thread) }, rx))
 }
 
-fn answer(stream: UnixStream, tx: &Sender<Request>) {
+fn forward(stream: UnixStream, tx: &Sender<Request>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut line = String::new();
@@ -131,4 +136,121 @@ pub fn ask(path: &Path, command: &str) -> std::io::Result<String> {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut s, &mut out)?;
     Ok(out)
+}
+
+/// One line of `status`.
+pub struct PortStatus {
+    pub port: String,
+    pub interface: String,
+    pub ifindex: Option<u32>,
+    pub state: &'static str,
+    pub since: SystemTime,
+}
+
+/// What the control protocol asks of a running datapath (its supervisor, `afpacket.rs`).
+pub trait Instance {
+    /// The state every worker shares.
+    fn shared(&self) -> &Shared;
+    fn host(&self) -> &str;
+    /// The snapshot version running, since when, and the file it was read from.
+    fn version(&self) -> u64;
+    fn since(&self) -> SystemTime;
+    fn snapshot(&self) -> &Path;
+    fn workers(&self) -> usize;
+    /// Every interface of the snapshot, by port, in slot order.
+    fn ports(&self) -> Vec<PortStatus>;
+    /// The counters the supervisor keeps itself (packets that reloads let go).
+    fn own_stats(&self) -> Stats;
+    /// Each worker's counters and load, asked between its batches.
+    fn loads(&self) -> Vec<(Stats, WorkerLoad)>;
+    /// Each worker's flows, one per line.
+    fn flows(&self) -> Vec<String>;
+}
+
+/// The answer to one control command.
+pub fn answer(at: &dyn Instance, command: &str) -> String {
+    let shared = at.shared();
+    match command {
+        "status" => {
+            let mut out = format!(
+                "host {} running snapshot version {} since {} ({}), {} workers",
+                at.host(),
+                at.version(),
+                humantime::format_rfc3339_seconds(at.since()),
+                at.snapshot().display(),
+                at.workers()
+            );
+            for p in at.ports() {
+                let ifindex = p.ifindex.map_or("-".to_string(), |i| i.to_string());
+                out.push_str(&format!(
+                    "\nport {} interface {} ifindex {ifindex} {} since {}",
+                    p.port,
+                    p.interface,
+                    p.state,
+                    humantime::format_rfc3339_seconds(p.since)
+                ));
+            }
+            out
+        }
+        "status json" => {
+            let ports: Vec<serde_json::Value> = at
+                .ports()
+                .into_iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "port": p.port, "interface": p.interface, "ifindex": p.ifindex, "state": p.state,
+                        "since": humantime::format_rfc3339_seconds(p.since).to_string(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "host": at.host(),
+                "version": at.version(),
+                "since": humantime::format_rfc3339_seconds(at.since()).to_string(),
+                "snapshot": at.snapshot().display().to_string(),
+                "workers": at.workers(),
+                "ports": ports,
+            })
+            .to_string()
+        }
+        "stats" => {
+            let answers = at.loads();
+            let mut stats = at.own_stats();
+            stats.fw_log_dropped = shared.fw_log_dropped();
+            for (s, _) in &answers {
+                stats.add(s);
+            }
+            let flows: usize = answers.iter().map(|(_, l)| l.flows).sum();
+            let summary = ReplaySummary {
+                version: at.version(),
+                stats,
+                interfaces: shared.slot_names(),
+                workers: Vec::new(),
+                tables: Some(shared.tables(answers.iter().map(|(_, l)| l.flows).collect())),
+                live: answers.into_iter().map(|(_, l)| l).collect(),
+            };
+            format!("{}flows: {flows}\nconnections: {}", summary.render(), shared.connection_count())
+        }
+        "flows" => at
+            .flows()
+            .into_iter()
+            .enumerate()
+            .map(|(k, f)| if f.is_empty() { format!("worker {k}: no flows") } else { format!("worker {k}:\n{f}") })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        "conntrack" => shared.conntrack_report(Instant::wall()),
+        c if c.starts_with("trace ") => {
+            // `trace IFACE HEX`: a frame as hex, simulated on a copy of the state.
+            let mut words = c.split_whitespace().skip(1);
+            let (Some(name), Some(hex)) = (words.next(), words.next()) else { return "error: trace IFACE HEXFRAME".into() };
+            let Some(i) = shared.snapshot().ifs.by_name(name) else { return format!("error: interface {name:?} is not bound") };
+            let frame: Option<Vec<u8>> =
+                (0..hex.len()).step_by(2).map(|k| hex.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+            match frame {
+                Some(f) => shared.trace_packet(i, &f, Instant::wall()).join("\n"),
+                None => "error: the frame is not hex".into(),
+            }
+        }
+        other => format!("error: unknown command {other:?}; commands: {}", COMMANDS.join(", ")),
+    }
 }

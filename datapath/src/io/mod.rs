@@ -1,7 +1,10 @@
 //! Packet I/O backends: pcap replay (SPEC §4) and live AF_PACKET (SPEC §2).
 
 pub mod afpacket;
+mod bind;
 pub mod control;
 pub mod links;
+mod live_worker;
 pub mod pcap;
 pub mod rawsock;
+pub mod summary;

@@ -1,0 +1,256 @@
+//! The live worker loop (SPEC §2, §9): one thread per worker, run to completion. It polls its
+//! sockets — one per interface, in that interface's fanout group — reads what arrived (in place
+//! from a `TPACKET_V3` ring, or by `recvmmsg()`), cuts TCP super-frames, completes pending
+//! checksums, processes each frame with the clock read once per poll, and sends each interface's
+//! frames with one `sendmmsg()` from where the datapath wrote them. Between batches it answers
+//! the supervisor ([`Ask`]): counters, flows, a socket to take or to close.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::bind::RING_BLOCKS;
+use super::rawsock::{PollSet, RawSocket, RxRing, Waker};
+use super::summary::WorkerLoad;
+use crate::iface::IfIdx;
+use crate::time::Instant;
+use crate::{Datapath, Stats};
+
+/// Frames per `recvmmsg()` and per batch.
+pub const BATCH: usize = 64;
+/// Bytes per receive buffer: a whole TCP super-frame (64 KiB of IP and its Ethernet header).
+const BUF: usize = 65536 + 64;
+/// How often idle threads look at the stop flag and at questions.
+pub(super) const TICK: Duration = Duration::from_millis(100);
+
+/// A question for a worker, answered between batches.
+pub(super) enum Ask {
+    /// Its counters, cached flows and packet rate.
+    Load(Sender<(Stats, WorkerLoad)>),
+    /// Its flows, one per line.
+    Flows(Sender<String>),
+    /// Take this socket for the interface in this slot (answered once it is polled).
+    Bind(IfIdx, Box<Port>, Sender<()>),
+    /// Close the socket of this slot (answered once it is closed).
+    Unbind(IfIdx, Sender<()>),
+}
+
+/// A worker's socket on one interface.
+pub struct Port {
+    pub(super) sock: RawSocket,
+    pub(super) ring: Option<RxRing>,
+    pub(super) mtu: usize,
+}
+
+/// Packets per second received by one worker, over about the last second.
+#[derive(Default)]
+struct Rate {
+    at: Instant,
+    rx: u64,
+    pps: f64,
+}
+
+impl Rate {
+    fn update(&mut self, now: Instant, rx: u64) {
+        let dt = now.since(self.at);
+        if dt >= Duration::from_secs(1) {
+            self.pps = if self.at.0 == 0 { 0.0 } else { (rx - self.rx) as f64 / dt.as_secs_f64() };
+            self.at = now;
+            self.rx = rx;
+        }
+    }
+}
+
+/// One worker: poll its sockets, process what arrives in batches, send per interface, and
+/// answer questions — and take or close sockets as interfaces come and go — between batches,
+/// until `stop`. Returns the worker and how many batches it read.
+pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop: Arc<AtomicBool>) -> (Datapath, u64) {
+    let mut batches = 0u64;
+    // ports[slot]: this worker's socket on the interface in that slot, if it is bound.
+    let mut ports: Vec<Option<Box<Port>>> = Vec::new();
+    let mut gso = Gso::default();
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
+    let mut meta = Vec::with_capacity(BATCH);
+    // The poll set and, for each of its entries, the slot it is for.
+    let mut order: Vec<usize> = Vec::new();
+    let mut poll = PollSet::new([], Some(waker));
+    let mut rate = Rate::default();
+    // A batch's frames stay where the datapath wrote them until one sendmmsg() per interface.
+    dp.set_batching(true);
+    while !stop.load(Ordering::Relaxed) {
+        let mut rebuilt = false;
+        waker.clear();
+        while let Ok(ask) = asks.try_recv() {
+            match ask {
+                Ask::Load(reply) => {
+                    let s = dp.stats();
+                    let load = WorkerLoad { rx: s.rx, tx: s.tx, flows: dp.flow_count(), batches, pps: Some(rate.pps) };
+                    let _ = reply.send((s.clone(), load));
+                }
+                Ask::Flows(reply) => {
+                    let _ = reply.send(dp.flows_report());
+                }
+                Ask::Bind(slot, port, done) => {
+                    let k = slot.0 as usize;
+                    if ports.len() <= k {
+                        ports.resize_with(k + 1, || None);
+                    }
+                    ports[k] = Some(port);
+                    rebuilt = true;
+                    let _ = done.send(());
+                }
+                Ask::Unbind(slot, done) => {
+                    if let Some(p) = ports.get_mut(slot.0 as usize) {
+                        *p = None;
+                    }
+                    rebuilt = true;
+                    let _ = done.send(());
+                }
+            }
+        }
+        if rebuilt {
+            order = ports.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(k, _)| k).collect();
+            poll = PollSet::new(ports.iter().flatten().map(|p| &p.sock), Some(waker));
+        }
+        if let Err(e) = poll.wait(TICK) {
+            tracing::error!(error = %e, "poll failed");
+            break;
+        }
+        dp.refresh();
+        let at = Instant::wall();
+        rate.update(at, dp.stats().rx);
+        // ARP retries and give-ups are due whether packets arrive or not.
+        dp.tick(at);
+        if dp.tx().staged() {
+            flush(&mut dp, &ports, None);
+        }
+        for (e, &k) in order.iter().enumerate() {
+            let i = IfIdx(k as u16);
+            // Taken out while its frames are read, so that what they send can be flushed to
+            // every port, this one included.
+            let Some(mut port) = ports.get_mut(k).and_then(Option::take) else { continue };
+            let Port { sock, ring, mtu } = &mut *port;
+            if poll.failed(e) {
+                if let Some(err) = sock.take_error() {
+                    tracing::warn!(interface = %dp.interfaces().get(i).name, error = %err, "interface error");
+                }
+            }
+            if poll.ready(e) {
+                let mtu = *mtu;
+                if let Some(ring) = ring.as_mut() {
+                    // Frames are processed in place in the ring; what they send is flushed every
+                    // BATCH frames and at the end.
+                    let mut n = 0;
+                    let read = ring.read(RING_BLOCKS, |frame, r| {
+                        if r.outgoing {
+                            return;
+                        }
+                        receive(&mut dp, &mut gso, i, mtu, frame, r.csum_pending, at);
+                        n += 1;
+                        if n % BATCH == 0 {
+                            flush(&mut dp, &ports, Some((k, sock)));
+                        }
+                    });
+                    batches += (read > 0) as u64;
+                } else {
+                    match sock.recv_many(&mut bufs, &mut meta, false) {
+                        Ok(n) => {
+                            batches += (n > 0) as u64;
+                            for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
+                                if !r.outgoing {
+                                    receive(&mut dp, &mut gso, i, mtu, &mut buf[..r.len], r.csum_pending, at);
+                                }
+                            }
+                        }
+                        Err(e) => tracing::error!(interface = %dp.interfaces().get(i).name, error = %e, "receive failed"),
+                    }
+                }
+                flush(&mut dp, &ports, Some((k, sock)));
+            }
+            if let Some(p) = ports.get_mut(k) {
+                *p = Some(port);
+            }
+        }
+    }
+    (dp, batches)
+}
+
+/// Where a worker cuts TCP super-frames ([`crate::wire::gso`]); reused.
+#[derive(Default)]
+struct Gso {
+    data: Vec<u8>,
+    segs: Vec<std::ops::Range<usize>>,
+}
+
+/// One frame that arrived on `i`, whose MTU is `mtu`: a TCP super-frame cut into segments, a
+/// pending checksum completed, and processed: what it sends stays staged in the datapath's
+/// transmit buffer until [`flush`].
+#[inline]
+fn receive(dp: &mut Datapath, gso: &mut Gso, i: IfIdx, mtu: usize, frame: &mut [u8], csum_pending: bool, at: Instant) {
+    if frame.len() > crate::wire::ETH_LEN + mtu {
+        gso.data.clear();
+        gso.segs.clear();
+        if crate::wire::gso::segment_tcp(frame, mtu, &mut gso.data, &mut gso.segs) {
+            dp.count_gso_cut();
+            for r in &gso.segs {
+                let seg = gso.data.get(r.clone()).unwrap_or_default();
+                dp.process(i, seg, at);
+            }
+            return;
+        }
+    }
+    if csum_pending {
+        crate::wire::complete_pending_checksum(frame);
+    }
+    dp.process(i, frame, at);
+}
+
+/// An interface's MTU (`/sys/class/net/NAME/mtu`), 1500 when it cannot be read.
+pub(super) fn mtu(name: &str) -> usize {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1500)
+}
+
+/// Send what the datapath staged, one `sendmmsg()` per interface straight from its transmit
+/// buffer, and count what was refused. `taken` is a port the caller holds out of `ports` while
+/// it reads it. Frames for an interface this worker has no socket on (it went between the
+/// flow's making and now) count as refused.
+fn flush(dp: &mut Datapath, ports: &[Option<Box<Port>>], taken: Option<(usize, &RawSocket)>) {
+    let mut refused = 0;
+    for (o, data, frames) in dp.tx().by_iface() {
+        let sock = match taken {
+            Some((k, s)) if k == o => Some(s),
+            _ => ports.get(o).and_then(Option::as_ref).map(|p| &p.sock),
+        };
+        refused += match sock {
+            Some(s) => s.send_many(data, frames),
+            None => frames.len(),
+        };
+    }
+    dp.sent();
+    if refused > 0 {
+        tracing::debug!(refused, "sends refused");
+        dp.count_tx_errors(refused as u64);
+    }
+}
+
+/// Where a worker's questions go, and how it is woken to read them.
+pub(super) struct Asker {
+    pub(super) tx: Sender<Ask>,
+    pub(super) waker: Arc<Waker>,
+}
+
+/// Ask every worker the same question and collect the answers (a worker that does not answer
+/// within two seconds is left out).
+pub(super) fn ask_all<T>(asks: &[Asker], mut make: impl FnMut(Sender<T>) -> Ask) -> Vec<T> {
+    let mut waits = Vec::new();
+    for a in asks {
+        let (tx, rx) = bounded(1);
+        if a.tx.send_timeout(make(tx), Duration::from_secs(2)).is_ok() {
+            a.waker.wake();
+            waits.push(rx);
+        }
+    }
+    waits.into_iter().filter_map(|rx| rx.recv_timeout(Duration::from_secs(2)).ok()).collect()
+}
