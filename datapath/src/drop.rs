@@ -60,6 +60,7 @@ drop_reasons! {
     ArpWaitingFull => "arp_waiting_full", "too many next hops wait for ARP already (the host's bound, `--max-arp-waiting`)";
     ConntrackFull => "conntrack_full", "connection table full (`--max-connections`, per router or in all) and every connection answered";
     ArpPendingAtExit => "arp_pending_at_exit", "still waiting for ARP when the replay ended";
+    Unexplained => "unexplained", "the simulation neither sent, answered, queued nor dropped it with a reason (a defect: please report it)";
     SnatUntranslatable => "snat_untranslatable", "dynamic SNAT cannot translate it (other protocol, non-first fragment)";
     SnatPortsExhausted => "snat_ports_exhausted", "no free SNAT port for a new connection";
     VxlanNotForUs => "vxlan_not_for_us", "frame on the underlay that is not VXLAN to this host's tunnel IP";

@@ -194,9 +194,7 @@ pub fn apply(flow: &Flow, body: &[u8], ip: &Ipv4, tx: &mut TxBuf, mut conforms: 
 /// and the later ones meet the same QoS), and the outcome is the one [`apply`] gives.
 pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, mut conforms: impl FnMut(BucketId) -> bool) -> Outcome {
     if !policed {
-        for o in &res.outputs {
-            tx.push_encap(o.iface, o.encap.as_ref(), &o.frame);
-        }
+        send_frames(res, tx);
         return outcome_of(res);
     }
     if res.outputs.is_empty() {
@@ -220,6 +218,13 @@ pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, mut confor
     }
 }
 
+/// Send a simulation's own frames as they are, whatever they were for (timers, traces).
+pub fn send_frames(res: &SimResult, tx: &mut TxBuf) {
+    for o in &res.outputs {
+        tx.push_encap(o.iface, o.encap.as_ref(), &o.frame);
+    }
+}
+
 /// The outcome of a simulation, from what it did.
 pub fn outcome_of(res: &SimResult) -> Outcome {
     if res.queued {
@@ -229,7 +234,7 @@ pub fn outcome_of(res: &SimResult) -> Outcome {
     } else if res.handled {
         Outcome::Handled
     } else {
-        Outcome::Dropped(res.drop.unwrap_or(DropReason::NoDestination))
+        Outcome::Dropped(res.drop_reason())
     }
 }
 

@@ -13,7 +13,6 @@
 
 use std::ops::Range;
 
-use crate::drop::DropReason;
 use crate::fastpath::{self, TxBuf};
 use crate::flow::{Flow, FlowOut, Rewrite};
 use crate::iface::IfIdx;
@@ -66,7 +65,7 @@ fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh
         outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap });
     }
     fastpath::ipv4(bh)?;
-    let drop = if outputs.is_empty() { Some(res.drop.unwrap_or(DropReason::NoDestination)) } else { None };
+    let drop = outputs.is_empty().then(|| res.drop_reason());
     if decap && outputs.is_empty() {
         // A drop is recorded against the whole frame.
         return None;

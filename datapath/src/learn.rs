@@ -62,7 +62,7 @@ pub enum ArpScope {
 
 /// How a frame released from the ARP queue leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Emit {
+pub enum Egress {
     /// Straight out of an interface (a router port on the wire, or the underlay).
     Iface(IfIdx),
     /// Out of a router port into its network, to be bridged there.
@@ -82,7 +82,7 @@ pub struct Waiting {
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub frames: Vec<Waiting>,
-    pub emit: Emit,
+    pub egress: Egress,
     /// The request to send again.
     pub request: Vec<u8>,
     pub tries: u8,
@@ -369,7 +369,7 @@ impl Learned {
     /// may go to another interface); returns how many inputs that drops.
     pub fn release_ifaces(&mut self, released: &[IfIdx]) -> u64 {
         let (gone, kept): (BTreeMap<_, _>, BTreeMap<_, _>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|(_, p)| matches!(p.emit, Emit::Iface(i) if released.contains(&i)));
+            std::mem::take(&mut self.pending).into_iter().partition(|(_, p)| matches!(p.egress, Egress::Iface(i) if released.contains(&i)));
         self.pending = kept;
         let frames: Vec<_> = gone.into_values().flat_map(|p| p.frames).collect();
         self.let_go(&frames)
@@ -412,13 +412,13 @@ impl Learned {
         }
         let mut gone = Vec::new();
         for ((s, ip), mut p) in std::mem::take(&mut self.pending) {
-            let emit = match p.emit {
-                Emit::Iface(i) => Some(Emit::Iface(i)),
-                Emit::RouterPort(port) => m.port(port).map(Emit::RouterPort),
+            let emit = match p.egress {
+                Egress::Iface(i) => Some(Egress::Iface(i)),
+                Egress::RouterPort(port) => m.port(port).map(Egress::RouterPort),
             };
             match (scope(s), emit) {
                 (Some(s), Some(e)) => {
-                    p.emit = e;
+                    p.egress = e;
                     self.pending.insert((s, ip), p);
                 }
                 _ => gone.extend(p.frames),

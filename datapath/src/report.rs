@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use rules::compile::Topology;
 
-use crate::fastpath::{send_simulated, TxBuf};
+use crate::fastpath::{send_frames, TxBuf};
 use crate::flow::FlowTable;
 use crate::iface::{IfIdx, Ifaces};
 use crate::qos::QosBuckets;
@@ -30,7 +30,7 @@ pub fn trace(topo: &Topology, ifs: &Ifaces, qos: &QosBuckets, state: &mut State,
     let res = sim.res;
     lines.extend(res.trace.iter().flatten().map(|s| format!("  {s}")));
     let mut tx = TxBuf::default();
-    send_simulated(&res, &mut tx, false, |_| true);
+    send_frames(&res, &mut tx);
     for (o, f) in tx.iter() {
         lines.push(format!("→ {}: {}", ifs.get(o).name, wire::describe::describe(f)));
     }

@@ -15,7 +15,7 @@ use rules::compile::Topology;
 use rules::model::Mac;
 
 use crate::ct::ConnTable;
-use crate::fastpath::{send_simulated, TxBuf};
+use crate::fastpath::{send_frames, TxBuf};
 use crate::fwlog::FwLogger;
 use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::install::{install, Installed, Packet};
@@ -342,7 +342,7 @@ impl Shared {
         }
         self.timers_due.store(core.timers_due(), Ordering::Release);
         drop(core);
-        send_simulated(&res, tx, false, |_| true);
+        send_frames(&res, tx);
         (snap, snap_gen, unresolved)
     }
 

@@ -354,7 +354,8 @@ impl Datapath {
                     && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
                     && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
                     && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now));
-                if fresh {
+                // Flows are made for IPv4 alone (`install.rs`); anything else is simulated.
+                if let (true, Some(ip)) = (fresh, ipv4(bh)) {
                     if let Some(m) = &flow.mac_seen {
                         m.touch(now);
                     }
@@ -366,9 +367,6 @@ impl Datapath {
                     if let (Some(log), Some(logger)) = (flow.fw_log, self.shared.fwlog()) {
                         logger.log(log.event(&self.snap.topo, now));
                     }
-                    let Some(ip) = ipv4(bh) else {
-                        return Outcome::Dropped(DropReason::UnsupportedEthertype);
-                    };
                     let body = frame.get(range).unwrap_or_default();
                     let qos = &self.snap.qos;
                     return apply(flow, body, ip, &mut self.tx, |b| qos.conforms(b, body.len(), now));

@@ -140,7 +140,7 @@ impl Sim<'_> {
             let mac = self.topo.port(inport).mac.0;
             if let Some(Ok(rst)) = wire::tcp::reset(&orig.buf, &ip, mac).map(Frame::parse) {
                 note!(self, "reject: TCP RST to {}", ip.src);
-                self.generated(|s| s.router_emit(inport, rst));
+                self.generated(|s| s.router_send(inport, rst));
             }
         } else {
             self.icmp_error(orig, inport, wire::ICMP_DEST_UNREACH, 3);

@@ -4,7 +4,7 @@
 //! a VM port goes through `Sim::port_in` (admin state, port security, learning) into
 //! `Sim::bridge` (ARP suppression, forwarding by MAC, flooding); a frame for a router port
 //! enters `Sim::router_in` → `Sim::route` (PREROUTING, local delivery, TTL, route lookup,
-//! POSTROUTING) → `Sim::router_out` (next-hop MAC) → `Sim::router_emit`; frames for other
+//! POSTROUTING) → `Sim::router_out` (next-hop MAC) → `Sim::router_send`; frames for other
 //! hosts leave by `Sim::tunnel_out`; VXLAN from the underlay comes in by `Sim::underlay_in`.
 //!
 //! The simulation works on an owned copy of the packet and records every frame it sends in
@@ -28,7 +28,7 @@ use rules::model::{Mac, NetworkType};
 use crate::ct::{ConnHandle, ConnTable, FwConns};
 use crate::drop::DropReason;
 use crate::iface::{Binding, IfIdx, Ifaces};
-use crate::learn::{ArpOwner, ArpScope, Emit, Learned, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
+use crate::learn::{ArpOwner, ArpScope, Egress, Learned, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
 use crate::limits::Limits;
 use crate::state::State;
 use crate::time::Instant;
@@ -92,6 +92,14 @@ pub struct SimResult {
 }
 
 impl SimResult {
+    /// Why nothing of the packet left: the drop the simulation noted. One that noted none is a
+    /// defect, counted as `unexplained` (and caught by debug builds) rather than under a
+    /// reason it did not give.
+    pub fn drop_reason(&self) -> DropReason {
+        debug_assert!(self.drop.is_some(), "the simulation sent nothing and gave no reason: {:?}", self.trace);
+        self.drop.unwrap_or(DropReason::Unexplained)
+    }
+
     fn new(trace: bool) -> Self {
         SimResult {
             outputs: Vec::new(),

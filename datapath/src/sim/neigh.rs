@@ -28,7 +28,7 @@ impl Sim<'_> {
             note!(self, "ARP reply: {} is at {}", a.tpa, port.mac);
             self.res.handled = true;
             if let Ok(reply) = Frame::parse(arp::reply(&a, port.mac.0, a.tpa)) {
-                self.generated(|s| s.router_emit(p, reply));
+                self.generated(|s| s.router_send(p, reply));
             }
         } else if learns {
             self.res.handled = true;
@@ -56,16 +56,16 @@ impl Sim<'_> {
                 let mut frame = w.frame;
                 wire::write_bytes(&mut frame, 0, &mac.0);
                 let Ok(f) = Frame::parse(frame) else { continue };
-                self.generated(|s| match pending.emit {
-                    Emit::Iface(i) => s.output(i, f, None),
-                    Emit::RouterPort(rp) => s.bridge(s.topo.port(rp).network, Attach::Port(rp), f),
+                self.generated(|s| match pending.egress {
+                    Egress::Iface(i) => s.output(i, f, None),
+                    Egress::RouterPort(rp) => s.bridge(s.topo.port(rp).network, Attach::Port(rp), f),
                 });
             }
         }
     }
 
     /// Park a frame until `ip` answers ARP in `scope`; the first packet sends the request.
-    pub(super) fn queue(&mut self, scope: ArpScope, ip: Ipv4Addr, frame: Vec<u8>, emit: Emit, request: Vec<u8>) {
+    pub(super) fn queue(&mut self, scope: ArpScope, ip: Ipv4Addr, frame: Vec<u8>, egress: Egress, request: Vec<u8>) {
         self.uncacheable();
         let now = self.now;
         let first = !self.learned.pending.contains_key(&(scope, ip));
@@ -75,7 +75,7 @@ impl Sim<'_> {
         }
         let pending = self.learned.pending.entry((scope, ip)).or_insert_with(|| Pending {
             frames: Vec::new(),
-            emit,
+            egress,
             request: request.clone(),
             tries: 1,
             next_try: now.saturating_add(ARP_RETRY),
@@ -95,16 +95,16 @@ impl Sim<'_> {
         note!(self, "wait for ARP of {ip} ({waiting} waiting)");
         self.res.queued |= input.is_some();
         if first {
-            self.send_arp_request(emit, request);
+            self.send_arp_request(egress, request);
         }
     }
 
     /// Send an ARP request the way a waiting frame will go.
-    pub fn send_arp_request(&mut self, emit: Emit, request: Vec<u8>) {
+    pub fn send_arp_request(&mut self, egress: Egress, request: Vec<u8>) {
         let Ok(f) = Frame::parse(request) else { return };
-        self.generated(|s| match emit {
-            Emit::Iface(i) => s.output(i, f, None),
-            Emit::RouterPort(p) => s.bridge(s.topo.port(p).network, Attach::Port(p), f),
+        self.generated(|s| match egress {
+            Egress::Iface(i) => s.output(i, f, None),
+            Egress::RouterPort(p) => s.bridge(s.topo.port(p).network, Attach::Port(p), f),
         });
     }
 
@@ -127,8 +127,8 @@ impl Sim<'_> {
             }
             p.tries += 1;
             p.next_try = p.next_try.saturating_add(ARP_RETRY);
-            let (emit, req) = (p.emit, p.request.clone());
-            self.send_arp_request(emit, req);
+            let (egress, req) = (p.egress, p.request.clone());
+            self.send_arp_request(egress, req);
         }
         unresolved
     }

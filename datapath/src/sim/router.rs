@@ -54,7 +54,7 @@ impl Sim<'_> {
                     self.res.handled = true;
                     let mac = self.topo.port(inport).mac.0;
                     if let Some(Ok(reply)) = icmp::echo_reply(&f.buf, &ip, ip.dst, mac).map(Frame::parse) {
-                        self.generated(|s| s.router_emit(inport, reply));
+                        self.generated(|s| s.router_send(inport, reply));
                     }
                     return;
                 }
@@ -99,7 +99,7 @@ impl Sim<'_> {
         self.uncacheable();
         note!(self, "ICMP type {typ} code {code} from {src} to {}", ip.src);
         if let Some(Ok(err)) = icmp::error(&orig.buf, ip, typ, code, src, port.mac.0).map(Frame::parse) {
-            self.generated(|s| s.router_emit(inport, err));
+            self.generated(|s| s.router_send(inport, err));
         }
     }
 
@@ -116,7 +116,7 @@ impl Sim<'_> {
         match mac {
             Some(mac) => {
                 f.set_eth(port.mac.0, mac.0);
-                self.router_emit(outport, f);
+                self.router_send(outport, f);
             }
             None => {
                 f.set_eth(port.mac.0, [0; 6]);
@@ -125,18 +125,18 @@ impl Sim<'_> {
                     return self.drop(DropReason::NoRoute);
                 };
                 let request = arp::request(port.mac.0, src_ip, next_hop);
-                let emit = match self.ifs.of_port(outport) {
-                    Some(i) if port.host == Some(self.ifs.host) => Emit::Iface(i),
-                    _ => Emit::RouterPort(outport),
+                let egress = match self.ifs.of_port(outport) {
+                    Some(i) if port.host == Some(self.ifs.host) => Egress::Iface(i),
+                    _ => Egress::RouterPort(outport),
                 };
-                self.queue(ArpScope::RouterPort(outport), next_hop, f.buf, emit, request);
+                self.queue(ArpScope::RouterPort(outport), next_hop, f.buf, egress, request);
             }
         }
     }
 
     /// A frame leaves router port `p`: onto the wire if the port is bound to an interface of
     /// this host, else into the port's network.
-    pub(super) fn router_emit(&mut self, p: PortRef, f: Frame) {
+    pub(super) fn router_send(&mut self, p: PortRef, f: Frame) {
         let port = self.topo.port(p);
         if port.interface.is_some() {
             return match (port.host == Some(self.ifs.host), self.ifs.of_port(p)) {

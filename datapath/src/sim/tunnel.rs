@@ -41,7 +41,7 @@ impl Sim<'_> {
             None => {
                 let t = vxlan::EncapTemplate::new(src_mac, [0; 6], host.tunnel_ip, dst, sport, vni);
                 let request = arp::request(src_mac, host.tunnel_ip, next_hop);
-                self.queue(ArpScope::Underlay, next_hop, t.encapsulate(&f.buf), Emit::Iface(ul), request);
+                self.queue(ArpScope::Underlay, next_hop, t.encapsulate(&f.buf), Egress::Iface(ul), request);
             }
         }
     }

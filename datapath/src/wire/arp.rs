@@ -9,8 +9,8 @@ use super::{Arp, ARP_REPLY, ARP_REQUEST, BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV
 pub const FRAME_LEN: usize = 14 + 28;
 
 impl Arp {
-    /// Emit an Ethernet frame carrying this ARP packet.
-    pub fn emit(&self, eth_src: [u8; 6], eth_dst: [u8; 6]) -> Vec<u8> {
+    /// An Ethernet frame carrying this ARP packet.
+    pub fn to_frame(&self, eth_src: [u8; 6], eth_dst: [u8; 6]) -> Vec<u8> {
         let mut f = Vec::with_capacity(FRAME_LEN);
         f.extend_from_slice(&eth_dst);
         f.extend_from_slice(&eth_src);
@@ -30,10 +30,10 @@ impl Arp {
 
 /// The reply to `req`, saying `ip` is at `mac`, sent to the requester.
 pub fn reply(req: &Arp, mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
-    Arp { op: ARP_REPLY, sha: mac, spa: ip, tha: req.sha, tpa: req.spa }.emit(mac, req.sha)
+    Arp { op: ARP_REPLY, sha: mac, spa: ip, tha: req.sha, tpa: req.spa }.to_frame(mac, req.sha)
 }
 
 /// A broadcast request for `target`, from `mac`/`ip`.
 pub fn request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    Arp { op: ARP_REQUEST, sha: mac, spa: ip, tha: [0; 6], tpa: target }.emit(mac, BROADCAST)
+    Arp { op: ARP_REQUEST, sha: mac, spa: ip, tha: [0; 6], tpa: target }.to_frame(mac, BROADCAST)
 }

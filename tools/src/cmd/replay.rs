@@ -28,7 +28,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// An interface's own MAC, `IFNAME=MAC` (repeatable; default 02:00:00:00:00:01).
-    #[arg(long = "mac", value_parser = parse_mac_arg)]
+    #[arg(long = "mac", value_parser = super::parse_mac_arg)]
     macs: Vec<(String, Mac)>,
     /// Simulate every packet instead of caching flows (for comparing).
     #[arg(long)]
@@ -38,14 +38,6 @@ pub struct ReplayArgs {
     trace: bool,
     #[command(flatten)]
     limits: super::limits::LimitArgs,
-}
-
-pub fn parse_mac_arg(s: &str) -> Result<(String, Mac), String> {
-    let (name, mac) = s.split_once('=').ok_or_else(|| format!("{s:?} is not IFNAME=MAC"))?;
-    if name.is_empty() {
-        return Err(format!("{s:?} names no interface"));
-    }
-    Ok((name.to_string(), mac.parse()?))
 }
 
 pub fn run(a: ReplayArgs) -> Result<(), String> {

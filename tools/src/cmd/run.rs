@@ -25,9 +25,9 @@ pub struct RunArgs {
     /// Directory for firewall logs (`fw-<firewall_log_id>.log`).
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// How frames are received: `ring` (TPACKET_V3 rings, read in place) or `mmsg` (recvmmsg).
-    #[arg(long, default_value = "ring", value_parser = ["ring", "mmsg"])]
-    rx: String,
+    /// How frames are received.
+    #[arg(long, value_enum, default_value_t = Rx::Ring)]
+    rx: Rx,
     /// Keep connections (NAT mappings, firewall state) and learned MAC and ARP entries across a
     /// restart: written to DIR/state.json on SIGTERM, put back at the next start where their
     /// resources and rules still exist (as a reload would).
@@ -35,6 +35,24 @@ pub struct RunArgs {
     state_dir: Option<PathBuf>,
     #[command(flatten)]
     limits: super::limits::LimitArgs,
+}
+
+/// `--rx`: how a worker receives frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rx {
+    /// TPACKET_V3 rings, read in place.
+    Ring,
+    /// recvmmsg() into the worker's buffers.
+    Mmsg,
+}
+
+impl From<Rx> for datapath::io::afpacket::RxMode {
+    fn from(r: Rx) -> Self {
+        match r {
+            Rx::Ring => datapath::io::afpacket::RxMode::Ring,
+            Rx::Mmsg => datapath::io::afpacket::RxMode::Mmsg,
+        }
+    }
 }
 
 /// Where the control socket is unless `--control` says otherwise.
@@ -51,7 +69,6 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
     let threads = a.threads.unwrap_or_else(super::cores);
-    let rx = if a.rx == "mmsg" { datapath::io::afpacket::RxMode::Mmsg } else { datapath::io::afpacket::RxMode::Ring };
     let opts = datapath::io::afpacket::LiveOptions {
         snapshot: a.snapshot.clone(),
         host: a.host,
@@ -60,7 +77,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         reload,
         threads,
         log_dir: a.log_dir,
-        rx,
+        rx: a.rx.into(),
         limits: a.limits.limits(),
         state_dir: a.state_dir,
     };

@@ -54,7 +54,7 @@ pub struct TraceArgs {
     #[arg(long)]
     dst_mac: Option<Mac>,
     /// An interface's own MAC, `IFNAME=MAC` (repeatable).
-    #[arg(long = "mac", value_parser = super::replay::parse_mac_arg)]
+    #[arg(long = "mac", value_parser = super::parse_mac_arg)]
     macs: Vec<(String, Mac)>,
     /// Ask the datapath running behind this control socket (its learned state and connections,
     /// on a copy: nothing changes) instead of a fresh one.
