@@ -18,6 +18,7 @@ pub mod flow;
 pub mod fwlog;
 pub mod iface;
 pub mod install;
+#[warn(clippy::undocumented_unsafe_blocks)]
 pub mod io;
 pub mod learn;
 pub mod limits;

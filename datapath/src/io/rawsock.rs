@@ -164,10 +164,14 @@ impl RawSocket {
         const MAX: usize = 64;
         let n = bufs.len().min(MAX);
         out.clear();
-        // SAFETY: plain data arrays, zeroed, then filled in below before the call.
+        // SAFETY: sockaddr_ll is plain data, for which all zeroes is a valid value.
         let mut from: [libc::sockaddr_ll; MAX] = unsafe { zeroed() };
+        // SAFETY: iovec is plain data (a null pointer and a zero length when zeroed); filled in
+        // below before the call.
         let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
         let mut control = [[0u64; 8]; MAX];
+        // SAFETY: mmsghdr is plain data (null pointers and zero lengths when zeroed); filled in
+        // below before the call.
         let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
         for k in 0..n {
             iov[k] = libc::iovec { iov_base: bufs[k].as_mut_ptr() as *mut libc::c_void, iov_len: bufs[k].len() };
@@ -179,9 +183,9 @@ impl RawSocket {
             h.msg_control = control[k].as_mut_ptr() as *mut libc::c_void;
             h.msg_controllen = size_of::<[u64; 8]>();
         }
+        let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         // SAFETY: msgs[..n] point at live locals (from, iov → bufs, control), each sized as
         // stated; recvmmsg writes within those bounds and returns how many it filled.
-        let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         let got = unsafe { libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, flags, std::ptr::null_mut()) };
         if got < 0 {
             let e = io::Error::last_os_error();
@@ -217,8 +221,9 @@ impl RawSocket {
         const MAX: usize = 64;
         let mut refused = 0;
         for chunk in frames.chunks(MAX) {
-            // SAFETY: plain data arrays, zeroed, then filled in below.
+            // SAFETY: iovec is plain data (a null pointer and a zero length when zeroed).
             let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
+            // SAFETY: mmsghdr is plain data (null pointers and zero lengths when zeroed).
             let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
             let mut n = 0;
             for r in chunk {
