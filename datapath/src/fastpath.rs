@@ -180,7 +180,10 @@ pub fn apply(flow: &Flow, body: &[u8], ip: &Ipv4, tx: &mut TxBuf, mut conforms: 
         }
         sent = true;
         let inner = tx.push_encap(out.iface, out.encap.as_ref(), body);
-        flow.rewrite.apply(inner, ip);
+        let rewritten = flow.rewrite.apply(inner, ip);
+        // A flow applies only to frames that parsed under its key, so its headers are there:
+        // the datapath fuzz target and the suites check this in debug builds.
+        debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
     }
     if sent {
         Outcome::Forwarded

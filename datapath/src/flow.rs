@@ -23,6 +23,7 @@ use crate::csum::Delta;
 use crate::ct::{ConnRef, Watch};
 use crate::drop::DropReason;
 use crate::iface::IfIdx;
+use crate::wire::ipv4::{self, Ipv4Mut, OutOfRange};
 use crate::wire::{self, vxlan::EncapTemplate, Frag, Headers, Ipv4, L3, L4};
 
 /// TTL values above this behave alike (see the module header).
@@ -198,8 +199,7 @@ impl Rewrite {
         }
         r.ip_delta = ip_d;
         r.l4_delta = l4_d;
-        let at = a.csum_at();
-        r.l4_csum = at.l4.map(|c| ((c - a.l4_off()) as u8, at.udp));
+        r.l4_csum = ipv4::l4_checksum(&a.l4).map(|(c, udp)| (c.start as u8, udp));
         Some(r)
     }
 
@@ -229,43 +229,43 @@ impl Rewrite {
         out
     }
 
-    /// Apply to a frame whose headers parsed as `ip` (a packet of the flow's key).
+    /// Apply to a frame whose headers parsed as `ip` (a packet of the flow's key): stores,
+    /// then the precomputed checksum deltas. The key fixed the headers' shape, so every write is
+    /// in range; one that is not is an error, not a write skipped.
     #[inline]
-    pub fn apply(&self, b: &mut [u8], ip: &Ipv4) {
-        if b.len() < wire::ETH_LEN + 20 {
-            return;
-        }
+    pub fn apply(&self, b: &mut [u8], ip: &Ipv4) -> Result<(), OutOfRange> {
         if let Some((src, dst)) = self.eth {
-            wire::write_bytes(b, 0, &dst);
-            wire::write_bytes(b, 6, &src);
+            ipv4::put(b, wire::ETH_DST, &dst)?;
+            ipv4::put(b, wire::ETH_SRC, &src)?;
         }
+        let len = b.len();
+        let mut v = Ipv4Mut::new(b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })?)?;
         if let Some(t) = self.tos {
-            b[wire::ETH_LEN + 1] = t;
+            v.put_tos(t);
         }
         if let Some(s) = self.src {
-            wire::write_bytes(b, wire::ETH_LEN + 12, &s);
+            v.put_src(s);
         }
         if let Some(d) = self.dst {
-            wire::write_bytes(b, wire::ETH_LEN + 16, &d);
+            v.put_dst(d);
         }
         if self.ttl_dec > 0 {
-            if let Some(t) = b.get_mut(wire::ETH_LEN + 8) {
-                *t = t.wrapping_sub(self.ttl_dec);
-            }
+            v.put_ttl_dec(self.ttl_dec);
         }
-        wire::patch_csum(b, wire::ETH_LEN + 10, self.ip_delta, false);
-        let l4 = ip.l4_off();
-        for &(o, v) in &self.l4_writes[..self.l4_nwrites as usize] {
-            wire::write16(b, l4 + o as usize, v);
+        v.patch_checksum(self.ip_delta);
+        let l4 = v.payload_mut();
+        for &(o, val) in self.l4_writes.get(..self.l4_nwrites as usize).unwrap_or_default() {
+            ipv4::put(l4, o as usize..o as usize + 2, &val.to_be_bytes())?;
         }
         // TCP and UDP checksums cover the pseudo-header (address changes) and the ports; the
         // ICMP checksum covers the identifier only.
         if let Some((c, udp)) = self.l4_csum {
-            wire::patch_csum(b, l4 + c as usize, self.l4_delta, udp);
+            ipv4::patch(l4, c as usize..c as usize + 2, self.l4_delta, udp)?;
             if let L4::Icmp { .. } = ip.l4 {
-                wire::icmp_zero_message(b, ip);
+                v.icmp_zero_message((ip.total_len as usize).saturating_sub(ip.hlen));
             }
         }
+        Ok(())
     }
 }
 
@@ -426,7 +426,7 @@ mod tests {
             let r = Rewrite::derive(&orig, &h0, &want, &h1).unwrap();
             let mut got = orig.clone();
             let L3::Ipv4(ip) = h0.l3 else { panic!() };
-            r.apply(&mut got, &ip);
+            r.apply(&mut got, &ip).expect("a rewrite of a whole frame is in range");
             // A checksum of 0x0000 and 0xffff are the same number; compare after normalising.
             let norm = |mut v: Vec<u8>, off: usize| {
                 if v[off] == 0xff && v[off + 1] == 0xff {

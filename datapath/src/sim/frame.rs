@@ -4,8 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use crate::csum::{self, Delta};
+use crate::csum::Delta;
 use crate::drop::DropReason;
+use crate::wire::ipv4::{self, l4field, Ipv4Mut};
 use crate::wire::{self, icmp_is_error, Headers, Ipv4, L3, L4};
 
 #[derive(Debug, Clone)]
@@ -48,33 +49,31 @@ impl Frame {
     }
 
     pub fn set_eth(&mut self, src: [u8; 6], dst: [u8; 6]) {
-        wire::write_bytes(&mut self.buf, 0, &dst);
-        wire::write_bytes(&mut self.buf, 6, &src);
+        // Every frame the simulation holds parsed, so its Ethernet header is there.
+        let _ = ipv4::put(&mut self.buf, wire::ETH_DST, &dst);
+        let _ = ipv4::put(&mut self.buf, wire::ETH_SRC, &src);
         self.h.eth_dst = dst;
         self.h.eth_src = src;
     }
 
+    /// The IPv4 packet as a mutable view, when the frame is IPv4.
+    fn ip_mut(&mut self) -> Option<(Ipv4Mut<'_>, Ipv4)> {
+        let ip = self.ipv4().copied()?;
+        let view = Ipv4Mut::new(self.buf.get_mut(wire::ETH_LEN..)?).ok()?;
+        Some((view, ip))
+    }
+
     /// Set the DSCP of an IPv4 packet, keeping its ECN bits, updating the header checksum.
     pub fn set_dscp(&mut self, dscp: u8) {
-        let Some(ip) = self.ipv4().copied() else { return };
-        let tos = (dscp << 2) | (ip.tos & 0x03);
-        let first = self.buf[wire::ETH_LEN];
-        let d = Delta::ZERO.word(u16::from_be_bytes([first, ip.tos]), u16::from_be_bytes([first, tos]));
-        self.buf[wire::ETH_LEN + 1] = tos;
-        wire::patch_csum(&mut self.buf, wire::ETH_LEN + 10, d, false);
+        let Some((mut v, ip)) = self.ip_mut() else { return };
+        v.set_tos((dscp << 2) | (ip.tos & 0x03));
         self.reparse();
     }
 
     /// Decrement TTL by one, updating the header checksum.
     pub fn dec_ttl(&mut self) {
-        let Some(ip) = self.ipv4().copied() else {
-            return;
-        };
-        let ttl_off = wire::ETH_LEN + 8;
-        let old = u16::from_be_bytes([ip.ttl, ip.proto]);
-        let new = u16::from_be_bytes([ip.ttl.wrapping_sub(1), ip.proto]);
-        self.buf[ttl_off] = ip.ttl.wrapping_sub(1);
-        wire::patch_csum(&mut self.buf, wire::ETH_LEN + 10, Delta::ZERO.word(old, new), false);
+        let Some((mut v, _)) = self.ip_mut() else { return };
+        v.dec_ttl();
         self.reparse();
     }
 
@@ -87,12 +86,12 @@ impl Frame {
     /// identifier). An ICMP error has its outer source and its quoted destination rewritten.
     pub fn nat_src(&mut self, addr: Ipv4Addr, port: Option<u16>) {
         if self.is_icmp_error() {
-            self.set_addr(12, addr);
-            self.quote_rewrite(16, addr, port.map(|p| (2, p)));
+            self.set_addr(Side::Src, addr);
+            self.quote_rewrite(Side::Dst, addr, port);
         } else {
-            self.set_addr(12, addr);
+            self.set_addr(Side::Src, addr);
             if let Some(p) = port {
-                self.set_port(true, p);
+                self.set_port(Side::Src, p);
             }
         }
         self.reparse();
@@ -102,84 +101,79 @@ impl Frame {
     /// outer destination and the quoted source.
     pub fn nat_dst(&mut self, addr: Ipv4Addr, port: Option<u16>) {
         if self.is_icmp_error() {
-            self.set_addr(16, addr);
-            self.quote_rewrite(12, addr, port.map(|p| (0, p)));
+            self.set_addr(Side::Dst, addr);
+            self.quote_rewrite(Side::Src, addr, port);
         } else {
-            self.set_addr(16, addr);
+            self.set_addr(Side::Dst, addr);
             if let Some(p) = port {
-                self.set_port(false, p);
+                self.set_port(Side::Dst, p);
             }
         }
         self.reparse();
     }
 
-    /// Set the IPv4 address at header offset `field` (12 = source, 16 = destination).
-    fn set_addr(&mut self, field: usize, addr: Ipv4Addr) {
-        let Some(ip) = self.ipv4().copied() else {
-            return;
+    /// Set the source or destination address, keeping the header checksum and, for TCP and UDP,
+    /// the L4 checksum over the pseudo-header.
+    fn set_addr(&mut self, side: Side, addr: Ipv4Addr) {
+        let Some((mut v, ip)) = self.ip_mut() else { return };
+        let d = match side {
+            Side::Src => v.set_src(addr),
+            Side::Dst => v.set_dst(addr),
         };
-        let off = wire::ETH_LEN + field;
-        let old = u32::from_be_bytes([self.buf[off], self.buf[off + 1], self.buf[off + 2], self.buf[off + 3]]);
-        let d = Delta::ZERO.dword(old, u32::from(addr));
-        wire::write_bytes(&mut self.buf, off, &addr.octets());
-        wire::patch_csum(&mut self.buf, wire::ETH_LEN + 10, d, false);
-        let at = ip.csum_at();
-        if let Some(c) = at.l4_pseudo {
-            wire::patch_csum(&mut self.buf, c, d, at.udp);
+        if let Some((c, udp)) = ipv4::l4_checksum(&ip.l4).filter(|_| !matches!(ip.l4, L4::Icmp { .. })) {
+            // A truncated L4 header has no checksum to keep (the parse let it through as such).
+            let _ = v.patch_l4(c, d, udp);
         }
     }
 
-    /// Set the source (`src`) or destination port; for ICMP echo, the identifier.
-    fn set_port(&mut self, src: bool, port: u16) {
-        let Some(ip) = self.ipv4().copied() else {
-            return;
-        };
-        let l4 = ip.l4_off();
-        let off = match ip.l4 {
-            L4::Tcp { .. } | L4::Udp { .. } => l4 + if src { 0 } else { 2 },
-            L4::Icmp { typ: wire::ICMP_ECHO_REQUEST, .. } if src => l4 + 4,
-            L4::Icmp { typ: wire::ICMP_ECHO_REPLY, .. } if !src => l4 + 4,
+    /// Set the source or destination port; for ICMP echo, the identifier.
+    fn set_port(&mut self, side: Side, port: u16) {
+        let Some((mut v, ip)) = self.ip_mut() else { return };
+        let at = match (ip.l4, side) {
+            (L4::Tcp { .. } | L4::Udp { .. }, Side::Src) => l4field::SRC_PORT,
+            (L4::Tcp { .. } | L4::Udp { .. }, Side::Dst) => l4field::DST_PORT,
+            (L4::Icmp { typ: wire::ICMP_ECHO_REQUEST, .. }, Side::Src) => l4field::ICMP_IDENT,
+            (L4::Icmp { typ: wire::ICMP_ECHO_REPLY, .. }, Side::Dst) => l4field::ICMP_IDENT,
             _ => return,
         };
-        let old = u16::from_be_bytes([self.buf[off], self.buf[off + 1]]);
-        wire::write16(&mut self.buf, off, port);
-        let at = ip.csum_at();
-        if let Some(c) = at.l4 {
-            wire::patch_csum(&mut self.buf, c, Delta::ZERO.word(old, port), at.udp);
+        // The parse read the ports, so they are there.
+        let Ok(d) = v.set_l4_word(at, port) else { return };
+        if let Some((c, udp)) = ipv4::l4_checksum(&ip.l4) {
+            let _ = v.patch_l4(c, d, udp);
         }
         if let L4::Icmp { .. } = ip.l4 {
-            wire::icmp_zero_message(&mut self.buf, &ip);
+            v.icmp_zero_message((ip.total_len as usize).saturating_sub(ip.hlen));
         }
     }
 
     fn quote(&self) -> Option<Quote> {
         let ip = self.ipv4()?;
-        let q = ip.l4_off() + 8;
+        let q = ip.l4_off() + l4field::ICMP_QUOTE;
         let end = ip.end().min(self.buf.len());
-        let first = *self.buf.get(q)?;
+        let first = *self.buf.get(q + ipv4::field::VER_IHL)?;
         let hlen = (first & 0x0f) as usize * 4;
-        if first >> 4 != 4 || hlen < 20 || q + hlen > end {
+        if first >> 4 != 4 || hlen < ipv4::field::MIN_LEN || q + hlen > end {
             return None;
         }
-        Some(Quote { ip: q, hlen, proto: self.buf[q + 9], len: end - q })
+        Some(Quote { ip: q, hlen, proto: *self.buf.get(q + ipv4::field::PROTOCOL)?, len: end - q })
     }
 
     /// The connection key of the quoted packet, when the quote holds one.
     pub fn quoted_key(&self) -> Option<crate::ct::CtKey> {
         let q = self.quote()?;
-        let b = &self.buf;
-        let src = Ipv4Addr::new(b[q.ip + 12], b[q.ip + 13], b[q.ip + 14], b[q.ip + 15]);
-        let dst = Ipv4Addr::new(b[q.ip + 16], b[q.ip + 17], b[q.ip + 18], b[q.ip + 19]);
-        let l4 = q.ip + q.hlen;
-        if q.len < q.hlen + 8 {
+        let quoted = self.buf.get(q.ip..q.ip + q.len)?;
+        let addr = |at: std::ops::Range<usize>| -> Option<Ipv4Addr> { Some(Ipv4Addr::from(<[u8; 4]>::try_from(quoted.get(at)?).ok()?)) };
+        let (src, dst) = (addr(ipv4::field::SRC)?, addr(ipv4::field::DST)?);
+        let l4 = quoted.get(q.hlen..)?;
+        if l4.len() < 8 {
             return None;
         }
-        let w = |o: usize| u16::from_be_bytes([b[l4 + o], b[l4 + o + 1]]);
+        let w = |at: std::ops::Range<usize>| ipv4::get16(l4, at).ok();
         let (sport, dport) = match q.proto {
-            wire::IPPROTO_TCP | wire::IPPROTO_UDP => (w(0), w(2)),
-            wire::IPPROTO_ICMP => match b[l4] {
-                wire::ICMP_ECHO_REQUEST => (w(4), 0),
-                wire::ICMP_ECHO_REPLY => (0, w(4)),
+            wire::IPPROTO_TCP | wire::IPPROTO_UDP => (w(l4field::SRC_PORT)?, w(l4field::DST_PORT)?),
+            wire::IPPROTO_ICMP => match *l4.get(l4field::ICMP_TYPE)? {
+                wire::ICMP_ECHO_REQUEST => (w(l4field::ICMP_IDENT)?, 0),
+                wire::ICMP_ECHO_REPLY => (0, w(l4field::ICMP_IDENT)?),
                 _ => return None,
             },
             _ => return None,
@@ -187,41 +181,44 @@ impl Frame {
         Some(crate::ct::CtKey { proto: q.proto, src, sport, dst, dport })
     }
 
-    /// Rewrite the quoted address at IP offset `field` and optionally a quoted port (at L4
-    /// offset 0 or 2; for a quoted echo, the identifier), fix the quoted IPv4 and UDP checksums,
-    /// and recompute the ICMP checksum over the message.
-    fn quote_rewrite(&mut self, field: usize, addr: Ipv4Addr, port: Option<(usize, u16)>) {
+    /// Rewrite the quoted packet's address on `side`, and optionally its port on that side (for
+    /// a quoted echo, the identifier); fix the quoted IPv4 and UDP checksums, and recompute the
+    /// ICMP checksum over the message.
+    fn quote_rewrite(&mut self, side: Side, addr: Ipv4Addr, port: Option<u16>) {
         let Some(q) = self.quote() else { return };
-        let Some(ip) = self.ipv4().copied() else {
-            return;
+        let Some(ip) = self.ipv4().copied() else { return };
+        let Some(quoted) = self.buf.get_mut(q.ip..q.ip + q.len) else { return };
+        let Ok(mut qv) = Ipv4Mut::new(quoted) else { return };
+        let d = match side {
+            Side::Src => qv.set_src(addr),
+            Side::Dst => qv.set_dst(addr),
         };
-        let off = q.ip + field;
-        let old = u32::from_be_bytes([self.buf[off], self.buf[off + 1], self.buf[off + 2], self.buf[off + 3]]);
-        let d = Delta::ZERO.dword(old, u32::from(addr));
-        wire::write_bytes(&mut self.buf, off, &addr.octets());
-        wire::patch_csum(&mut self.buf, q.ip + 10, d, false);
-        let l4 = q.ip + q.hlen;
         let mut l4d = if q.proto == wire::IPPROTO_UDP { d } else { Delta::ZERO };
-        if let Some((at, p)) = port {
-            let at = match q.proto {
-                wire::IPPROTO_ICMP => 4,
-                _ => at,
+        if let Some(p) = port {
+            let at = match (q.proto, side) {
+                (wire::IPPROTO_ICMP, _) => l4field::ICMP_IDENT,
+                (_, Side::Src) => l4field::SRC_PORT,
+                (_, Side::Dst) => l4field::DST_PORT,
             };
-            if l4 + at + 2 <= q.ip + q.len {
-                let oldp = u16::from_be_bytes([self.buf[l4 + at], self.buf[l4 + at + 1]]);
-                wire::write16(&mut self.buf, l4 + at, p);
-                l4d = l4d.plus(Delta::ZERO.word(oldp, p));
+            // A quote may stop short of the port: then only the addresses change.
+            if let Ok(pd) = qv.set_l4_word(at, p) {
+                l4d = l4d.plus(pd);
             }
         }
-        if q.proto == wire::IPPROTO_UDP && l4 + 8 <= q.ip + q.len {
-            wire::patch_csum(&mut self.buf, l4 + 6, l4d, true);
+        if q.proto == wire::IPPROTO_UDP {
+            let _ = qv.patch_l4(l4field::UDP_CHECKSUM, l4d, true);
         }
         // The ICMP checksum covers the whole message, quote included: recompute it.
-        let icmp = ip.l4_off();
-        let end = ip.end().min(self.buf.len());
-        self.buf[icmp + 2] = 0;
-        self.buf[icmp + 3] = 0;
-        let c = csum::finish(csum::sum(&self.buf[icmp..end]));
-        wire::write16(&mut self.buf, icmp + 2, c);
+        let len = ip.end().min(self.buf.len()).saturating_sub(ip.l4_off());
+        let Some((mut v, _)) = self.ip_mut() else { return };
+        // `len` stops at the buffer's end, so it is in range.
+        let _ = v.fill_icmp_checksum(len);
     }
+}
+
+/// Which address (and port) of a packet.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Src,
+    Dst,
 }

@@ -54,7 +54,8 @@ impl Sim<'_> {
                     self.res.released += 1;
                 }
                 let mut frame = w.frame;
-                wire::write_bytes(&mut frame, 0, &mac.0);
+                // A parked frame is a whole Ethernet frame: its destination MAC is there.
+                let _ = wire::ipv4::put(&mut frame, wire::ETH_DST, &mac.0);
                 let Ok(f) = Frame::parse(frame) else { continue };
                 self.generated(|s| match pending.egress {
                     Egress::Iface(i) => s.output(i, f, None),

@@ -9,7 +9,8 @@
 
 use std::ops::Range;
 
-use super::{parse, tcp_flags, write16, Frag, ETH_LEN, L3, L4};
+use super::ipv4::{self, l4field, Ipv4Mut};
+use super::{parse, tcp_flags, Frag, ETH_LEN, L3, L4};
 use crate::csum;
 
 /// Cut `frame` — Ethernet, IPv4, TCP, not a fragment — into IP packets of at most `mtu` bytes,
@@ -22,7 +23,7 @@ pub fn segment_tcp(frame: &[u8], mtu: usize, out: &mut Vec<u8>, segs: &mut Vec<R
         return false;
     }
     let l4 = ip.l4_off();
-    let Some(&off_byte) = frame.get(l4 + 12) else { return false };
+    let Some(&off_byte) = frame.get(l4 + l4field::TCP_DATA_OFF) else { return false };
     let payload_at = l4 + (off_byte >> 4) as usize * 4;
     let (Some(head), Some(payload)) = (frame.get(..payload_at), frame.get(payload_at..ip.end())) else { return false };
     // Payload bytes per segment: the MTU less the IP and TCP headers.
@@ -30,9 +31,13 @@ pub fn segment_tcp(frame: &[u8], mtu: usize, out: &mut Vec<u8>, segs: &mut Vec<R
     if payload.len() <= mss || head.len() < l4 + 20 || mss == 0 {
         return false;
     }
-    let id = u16::from_be_bytes([head[ETH_LEN + 4], head[ETH_LEN + 5]]);
-    let seq = u32::from_be_bytes([head[l4 + 4], head[l4 + 5], head[l4 + 6], head[l4 + 7]]);
-    let flags = head[l4 + 13];
+    let (Ok(id), Some(seq), Some(&flags)) = (
+        ipv4::get16(head.get(ETH_LEN..).unwrap_or_default(), ipv4::field::IDENT),
+        head.get(l4 + l4field::TCP_SEQ.start..l4 + l4field::TCP_SEQ.end).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes),
+        head.get(l4 + l4field::TCP_FLAGS),
+    ) else {
+        return false;
+    };
     let (src, dst) = (ip.src.octets(), ip.dst.octets());
     let count = payload.len().div_ceil(mss);
     for (k, chunk) in payload.chunks(mss).enumerate() {
@@ -40,13 +45,12 @@ pub fn segment_tcp(frame: &[u8], mtu: usize, out: &mut Vec<u8>, segs: &mut Vec<R
         out.extend_from_slice(head);
         out.extend_from_slice(chunk);
         let seg = &mut out[start..];
-        write16(seg, ETH_LEN + 2, (ip.hlen + (payload_at - l4) + chunk.len()) as u16);
-        write16(seg, ETH_LEN + 4, id.wrapping_add(k as u16));
-        write16(seg, ETH_LEN + 10, 0);
-        let ip_csum = csum::finish(csum::sum(&seg[ETH_LEN..l4]));
-        write16(seg, ETH_LEN + 10, ip_csum);
+        let total = (ip.hlen + (payload_at - l4) + chunk.len()) as u16;
+        // The head parsed as IPv4 with a whole TCP header, so the view and its fields are there.
+        let Some(Ok(mut v)) = seg.get_mut(ETH_LEN..).map(Ipv4Mut::new) else { return false };
+        v.set_len_ident(total, id.wrapping_add(k as u16));
+        let tcp = v.payload_mut();
         let s = seq.wrapping_add((k * mss) as u32).to_be_bytes();
-        seg[l4 + 4..l4 + 8].copy_from_slice(&s);
         let mut f = flags;
         if k + 1 < count {
             f &= !(tcp_flags::FIN | tcp_flags::PSH);
@@ -54,11 +58,17 @@ pub fn segment_tcp(frame: &[u8], mtu: usize, out: &mut Vec<u8>, segs: &mut Vec<R
         if k > 0 {
             f &= !tcp_flags::CWR;
         }
-        seg[l4 + 13] = f;
-        write16(seg, l4 + 16, 0);
-        let tcp_len = (seg.len() - l4) as u16;
-        let c = csum::finish(csum::pseudo_header(src, dst, super::IPPROTO_TCP, tcp_len) + csum::sum(&seg[l4..]));
-        write16(seg, l4 + 16, c);
+        let tcp_len = tcp.len() as u16;
+        let filled = ipv4::put(tcp, l4field::TCP_SEQ, &s)
+            .and_then(|()| ipv4::put(tcp, l4field::TCP_FLAGS..l4field::TCP_FLAGS + 1, &[f]))
+            .and_then(|()| ipv4::put(tcp, l4field::TCP_CHECKSUM, &[0, 0]));
+        if filled.is_err() {
+            return false;
+        }
+        let c = csum::finish(csum::pseudo_header(src, dst, super::IPPROTO_TCP, tcp_len) + csum::sum(tcp));
+        if ipv4::put(tcp, l4field::TCP_CHECKSUM, &c.to_be_bytes()).is_err() {
+            return false;
+        }
         segs.push(start..out.len());
     }
     true

@@ -8,6 +8,9 @@
 //! for a zero length; applying it copies 50 bytes and adds the lengths to both the length fields
 //! and the checksum.
 
+use std::ops::Range;
+
+use super::ipv4::field;
 use std::net::Ipv4Addr;
 
 use super::{Headers, L3, L4};
@@ -47,24 +50,34 @@ pub struct EncapTemplate {
     ip_sum: u32,
 }
 
+// Where the outer header's fields are in an [`EncapTemplate`]: Ethernet, IPv4 without
+// options, UDP, VXLAN.
+const ETHERTYPE: Range<usize> = 12..14;
+const IP: Range<usize> = super::ETH_LEN..super::ETH_LEN + field::MIN_LEN;
+const IP_LENGTH: Range<usize> = IP.start + field::LENGTH.start..IP.start + field::LENGTH.end;
+const IP_CHECKSUM: Range<usize> = IP.start + field::CHECKSUM.start..IP.start + field::CHECKSUM.end;
+const UDP: usize = IP.end;
+const UDP_LENGTH: Range<usize> = UDP + 4..UDP + 6;
+const VXLAN: usize = UDP + 8;
+
 impl EncapTemplate {
     pub fn new(eth_src: [u8; 6], eth_dst: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, vni: u32) -> Self {
         let mut b = [0u8; ENCAP_LEN];
-        b[0..6].copy_from_slice(&eth_dst);
-        b[6..12].copy_from_slice(&eth_src);
-        b[12..14].copy_from_slice(&super::ETHERTYPE_IPV4.to_be_bytes());
-        let ip = &mut b[14..34];
-        ip[0] = 0x45;
-        ip[6] = 0x40; // DF
-        ip[8] = 64;
-        ip[9] = super::IPPROTO_UDP;
-        ip[12..16].copy_from_slice(&src.octets());
-        ip[16..20].copy_from_slice(&dst.octets());
+        b[super::ETH_DST].copy_from_slice(&eth_dst);
+        b[super::ETH_SRC].copy_from_slice(&eth_src);
+        b[ETHERTYPE].copy_from_slice(&super::ETHERTYPE_IPV4.to_be_bytes());
+        let ip = &mut b[IP];
+        ip[field::VER_IHL] = 0x45;
+        ip[field::FLAGS_FRAG.start] = 0x40; // DF
+        ip[field::TTL] = 64;
+        ip[field::PROTOCOL] = super::IPPROTO_UDP;
+        ip[field::SRC].copy_from_slice(&src.octets());
+        ip[field::DST].copy_from_slice(&dst.octets());
         let ip_sum = csum::sum(ip);
-        b[34..36].copy_from_slice(&sport.to_be_bytes());
-        b[36..38].copy_from_slice(&PORT.to_be_bytes());
-        b[42] = FLAG_I;
-        b[46..49].copy_from_slice(&vni.to_be_bytes()[1..4]);
+        b[UDP..UDP + 2].copy_from_slice(&sport.to_be_bytes());
+        b[UDP + 2..UDP + 4].copy_from_slice(&PORT.to_be_bytes());
+        b[VXLAN] = FLAG_I;
+        b[VXLAN + 4..VXLAN + 7].copy_from_slice(&vni.to_be_bytes()[1..4]);
         EncapTemplate { bytes: b, ip_sum }
     }
 
@@ -77,11 +90,11 @@ impl EncapTemplate {
         }
         out.copy_from_slice(&self.bytes);
         let udp_len = (8 + 8 + inner_len) as u16;
-        let ip_len = 20 + udp_len;
-        out[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        let ip_len = field::MIN_LEN as u16 + udp_len;
+        out[IP_LENGTH].copy_from_slice(&ip_len.to_be_bytes());
         let c = csum::finish(self.ip_sum + ip_len as u32);
-        out[24..26].copy_from_slice(&c.to_be_bytes());
-        out[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        out[IP_CHECKSUM].copy_from_slice(&c.to_be_bytes());
+        out[UDP_LENGTH].copy_from_slice(&udp_len.to_be_bytes());
     }
 
     /// The outer header of a routed VXLAN frame (`outer` is its first [`ENCAP_LEN`] bytes), as a
@@ -89,13 +102,17 @@ impl EncapTemplate {
     /// bytes are not Ethernet/IPv4 (no options)/UDP.
     pub fn from_outer(outer: &[u8]) -> Option<Self> {
         let mut bytes: [u8; ENCAP_LEN] = outer.get(..ENCAP_LEN)?.try_into().ok()?;
-        if bytes[12..14] != super::ETHERTYPE_IPV4.to_be_bytes() || bytes[14] != 0x45 || bytes[23] != super::IPPROTO_UDP {
+        if bytes[ETHERTYPE] != super::ETHERTYPE_IPV4.to_be_bytes()
+            || bytes[IP.start + field::VER_IHL] != 0x45
+            || bytes[IP.start + field::PROTOCOL] != super::IPPROTO_UDP
+        {
             return None;
         }
-        bytes[16..18].fill(0);
-        bytes[24..26].fill(0);
-        bytes[38..42].fill(0);
-        let ip_sum = csum::sum(&bytes[14..34]);
+        bytes[IP_LENGTH].fill(0);
+        bytes[IP_CHECKSUM].fill(0);
+        // The UDP length and checksum.
+        bytes[UDP_LENGTH.start..UDP + 8].fill(0);
+        let ip_sum = csum::sum(&bytes[IP]);
         Some(EncapTemplate { bytes, ip_sum })
     }
 
