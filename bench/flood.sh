@@ -39,7 +39,8 @@ for kind in fw-syn snat mac; do
             out=$(/usr/bin/time -f 'TIME %M %e' "$exe" replay --snapshot "$work/snapshot.json" --host host-a --in "$work/in" \
                 --out "$work/out" --threads 1 2>&1)
             read -r rss secs < <(echo "$out" | awk '/^TIME/ {print $2, $3}')
-            fill=$(echo "$out" | grep -E '^table (connections|macs):' | sed 's/^table //; s/, fullest.*//' | paste -sd';' -)
+            # Builds before the bounded tables print no table lines.
+            fill=$(echo "$out" | { grep -E '^table (connections|macs):' || true; } | sed 's/^table //; s/, fullest.*//' | paste -sd';' -)
             printf '%-8s %-8s %10s %9s MiB %9s  %s\n' "$name" "$kind" "$n" "$((rss / 1024))" "$secs" "${fill:--}"
         done
     done
