@@ -33,7 +33,7 @@ pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl SnapshotError {
-    fn new(collection: &'static str, id: &str, attribute: impl Into<String>, message: impl fmt::Display) -> Self {
+    pub(crate) fn new(collection: &'static str, id: &str, attribute: impl Into<String>, message: impl fmt::Display) -> Self {
         SnapshotError::Resource { collection, id: id.to_string(), attribute: attribute.into(), message: message.to_string() }
     }
 }
@@ -47,15 +47,35 @@ pub struct FileError {
 }
 
 /// Read, parse and validate a snapshot file.
-pub fn load_file(path: &std::path::Path) -> Result<Snapshot, FileError> {
+pub fn load_file(path: &std::path::Path) -> Result<Validated, FileError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| FileError { file: file.clone(), error: SnapshotError::Document(format!("cannot read: {e}")) })?;
     load_str(&text).map_err(|error| FileError { file, error })
 }
 
+/// A snapshot that passed validation: every reference resolves, every id is unique, every
+/// value is in range. Only [`load_str`] makes one, and [`crate::Topology::compile`] takes
+/// nothing else, so compilation never looks up a map on the assumption that validation ran.
+#[derive(Debug, Clone)]
+pub struct Validated(Snapshot);
+
+impl Validated {
+    /// The snapshot itself, to keep beside what was compiled from it.
+    pub fn into_snapshot(self) -> Snapshot {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Validated {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
 /// Parse and validate a snapshot document.
-pub fn load_str(text: &str) -> Result<Snapshot, SnapshotError> {
+pub fn load_str(text: &str) -> Result<Validated, SnapshotError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| SnapshotError::Document(format!("not JSON: {e}")))?;
     let Value::Object(obj) = &doc else {
         return Err(SnapshotError::Document("the snapshot is not a JSON object".into()));
@@ -90,7 +110,7 @@ pub fn load_str(text: &str) -> Result<Snapshot, SnapshotError> {
         remote_macs: collection(obj, "remote_macs")?,
     };
     validate(&snap)?;
-    Ok(snap)
+    Ok(Validated(snap))
 }
 
 /// Deserialize one collection item by item, so that a bad value is reported with its resource
@@ -234,6 +254,36 @@ pub fn file_name_problem(id: &str) -> Option<&'static str> {
 
 /// Every rule of SPEC §3.
 fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
+    let ids = ids(s)?;
+    networks_and_hosts(s, &ids)?;
+    subnets(s, &ids)?;
+    ports(s, &ids)?;
+    routers_and_floating_ips(s, &ids)?;
+    firewalls(s, &ids)?;
+    gateways(s, &ids)?;
+    Ok(())
+}
+
+/// The ids of every collection and the resources by id, for the groups' references.
+struct Ids<'a> {
+    hosts: HashSet<&'a str>,
+    networks: HashSet<&'a str>,
+    routers: HashSet<&'a str>,
+    qos: HashSet<&'a str>,
+    fw_rules: HashSet<&'a str>,
+    fw_policies: HashSet<&'a str>,
+    firewalls: HashSet<&'a str>,
+    devices: HashSet<&'a str>,
+    l2gws: HashSet<&'a str>,
+    rgws: HashSet<&'a str>,
+    rgw_conns: HashSet<&'a str>,
+    network_by_id: HashMap<&'a str, &'a Network>,
+    subnet_by_id: HashMap<&'a str, &'a Subnet>,
+    port_by_id: HashMap<&'a str, &'a Port>,
+}
+
+/// Every id unique within its collection; the sets and maps the groups look references up in.
+fn ids(s: &Snapshot) -> Result<Ids<'_>, SnapshotError> {
     let hosts = unique_ids("hosts", s.hosts.iter().map(|x| x.id.as_str()))?;
     let networks = unique_ids("networks", s.networks.iter().map(|x| x.id.as_str()))?;
     unique_ids("subnets", s.subnets.iter().map(|x| x.id.as_str()))?;
@@ -253,15 +303,36 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
     let rgw_conns = unique_ids("remote_gateway_connections", s.remote_gateway_connections.iter().map(|x| x.id.as_str()))?;
     unique_ids("remote_macs", s.remote_macs.iter().map(|x| x.id.as_str()))?;
 
-    let network_by_id: HashMap<&str, &Network> = s.networks.iter().map(|n| (n.id.as_str(), n)).collect();
-    let subnet_by_id: HashMap<&str, &Subnet> = s.subnets.iter().map(|n| (n.id.as_str(), n)).collect();
-    let port_by_id: HashMap<&str, &Port> = s.ports.iter().map(|n| (n.id.as_str(), n)).collect();
+    let network_by_id = s.networks.iter().map(|n| (n.id.as_str(), n)).collect();
+    let subnet_by_id = s.subnets.iter().map(|n| (n.id.as_str(), n)).collect();
+    let port_by_id = s.ports.iter().map(|n| (n.id.as_str(), n)).collect();
 
+    Ok(Ids {
+        hosts,
+        networks,
+        routers,
+        qos,
+        fw_rules,
+        fw_policies,
+        firewalls,
+        devices,
+        l2gws,
+        rgws,
+        rgw_conns,
+        network_by_id,
+        subnet_by_id,
+        port_by_id,
+    })
+}
+
+/// Networks and hosts: a VNI names one network, a host has a unicast tunnel IP of its own.
+fn networks_and_hosts(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
+    let Ids { qos, .. } = ids;
     // Networks: uplinks carry no segmentation id; a VNI names one network only.
     let mut vnis: HashMap<u32, &str> = HashMap::new();
     for n in &s.networks {
         if let Some(q) = &n.qos_policy_id {
-            must_exist(&qos, q, "networks", &n.id, "qos_policy_id", "qos policy")?;
+            must_exist(qos, q, "networks", &n.id, "qos_policy_id", "qos policy")?;
         }
         match (n.network_type, n.segmentation_id) {
             (NetworkType::Local, Some(_)) => {
@@ -297,10 +368,15 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
             return Err(SnapshotError::new("hosts", &h.id, "tunnel_ip", format!("{ip} is already the tunnel IP of host {other}")));
         }
     }
+    Ok(())
+}
 
+/// Subnets: on a network that exists, not overlapping another of it, the gateway inside.
+fn subnets(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
+    let Ids { networks, .. } = ids;
     let mut cidrs: HashMap<&str, Vec<(&str, ipnet::Ipv4Net)>> = HashMap::new();
     for sn in &s.subnets {
-        must_exist(&networks, &sn.network_id, "subnets", &sn.id, "network_id", "network")?;
+        must_exist(networks, &sn.network_id, "subnets", &sn.id, "network_id", "network")?;
         let net = sn.cidr.trunc();
         let others = cidrs.entry(sn.network_id.as_str()).or_default();
         if let Some((o, oc)) = others.iter().find(|(_, c)| c.contains(&net.network()) || net.contains(&c.network())) {
@@ -318,7 +394,12 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
             }
         }
     }
+    Ok(())
+}
 
+/// Ports: references, fixed IPs inside their subnets, one interface each, no interface twice.
+fn ports(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
+    let Ids { hosts, networks, routers, qos, subnet_by_id, .. } = ids;
     // Ports: references, fixed IPs inside their subnets, one interface each, no interface twice.
     let mut bound: HashMap<(&str, &str), String> = HashMap::new();
     for h in &s.hosts {
@@ -332,7 +413,7 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
     let mut macs: HashMap<(&str, Mac), &str> = HashMap::new();
     let mut fixed: HashMap<(&str, std::net::Ipv4Addr), &str> = HashMap::new();
     for p in &s.ports {
-        must_exist(&networks, &p.network_id, "ports", &p.id, "network_id", "network")?;
+        must_exist(networks, &p.network_id, "ports", &p.id, "network_id", "network")?;
         if p.mac_address.is_multicast() || p.mac_address.0 == [0; 6] {
             return Err(SnapshotError::new("ports", &p.id, "mac_address", format!("{} is not a unicast MAC address", p.mac_address)));
         }
@@ -416,14 +497,14 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
             }
         }
         if let Some(q) = &p.qos_policy_id {
-            must_exist(&qos, q, "ports", &p.id, "qos_policy_id", "qos policy")?;
+            must_exist(qos, q, "ports", &p.id, "qos_policy_id", "qos policy")?;
         }
         if p.is_router_port() {
-            must_exist(&routers, &p.device_id, "ports", &p.id, "device_id", "router")?;
+            must_exist(routers, &p.device_id, "ports", &p.id, "device_id", "router")?;
         }
         if let Some(h) = &p.binding_host_id {
             if !h.is_empty() {
-                must_exist(&hosts, h, "ports", &p.id, "binding:host_id", "host")?;
+                must_exist(hosts, h, "ports", &p.id, "binding:host_id", "host")?;
             }
         }
         if let Some(ifn) = bound_interface(p)? {
@@ -440,10 +521,15 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
             }
         }
     }
+    Ok(())
+}
 
+/// Routers, QoS policies and floating IPs.
+fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
+    let Ids { networks, routers, port_by_id, .. } = ids;
     for r in &s.routers {
         if let Some(gw) = &r.external_gateway_info {
-            must_exist(&networks, &gw.network_id, "routers", &r.id, "external_gateway_info.network_id", "network")?;
+            must_exist(networks, &gw.network_id, "routers", &r.id, "external_gateway_info.network_id", "network")?;
         }
     }
 
@@ -463,7 +549,7 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
         }
     }
     for f in &s.floatingips {
-        must_exist(&networks, &f.floating_network_id, "floatingips", &f.id, "floating_network_id", "network")?;
+        must_exist(networks, &f.floating_network_id, "floatingips", &f.id, "floating_network_id", "network")?;
         if let Some(other) = fip_addrs.insert(f.floating_ip_address, &f.id) {
             return Err(SnapshotError::new(
                 "floatingips",
@@ -500,7 +586,7 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
             }
         }
         if let Some(rid) = &f.router_id {
-            must_exist(&routers, rid, "floatingips", &f.id, "router_id", "router")?;
+            must_exist(routers, rid, "floatingips", &f.id, "router_id", "router")?;
             let has_port = s.ports.iter().any(|p| p.is_router_port() && p.device_id == *rid && p.network_id == f.floating_network_id);
             if !has_port {
                 return Err(SnapshotError::new(
@@ -514,16 +600,21 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
             return Err(SnapshotError::new("floatingips", &f.id, "router_id", "an associated floating IP names its router"));
         }
     }
+    Ok(())
+}
 
+/// Firewalls, their policies and rules, and logging.
+fn firewalls(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
+    let Ids { routers, fw_rules, fw_policies, firewalls, .. } = ids;
     for pol in &s.firewall_policies {
         for (i, r) in pol.firewall_rules.iter().enumerate() {
-            must_exist(&fw_rules, r, "firewall_policies", &pol.id, &format!("firewall_rules[{i}]"), "firewall rule")?;
+            must_exist(fw_rules, r, "firewall_policies", &pol.id, &format!("firewall_rules[{i}]"), "firewall rule")?;
         }
     }
     for fw in &s.firewalls {
-        must_exist(&fw_policies, &fw.firewall_policy_id, "firewalls", &fw.id, "firewall_policy_id", "firewall policy")?;
+        must_exist(fw_policies, &fw.firewall_policy_id, "firewalls", &fw.id, "firewall_policy_id", "firewall policy")?;
         for (i, r) in fw.router_ids.iter().enumerate() {
-            must_exist(&routers, r, "firewalls", &fw.id, &format!("router_ids[{i}]"), "router")?;
+            must_exist(routers, r, "firewalls", &fw.id, &format!("router_ids[{i}]"), "router")?;
         }
     }
     let mut log_ids = HashSet::new();
@@ -545,10 +636,15 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
                     format!("duplicate firewall log id {}", fl.id),
                 ));
             }
-            must_exist(&firewalls, &fl.firewall_id, "logging_resources", &lr.id, &format!("firewall_logs[{i}].firewall_id"), "firewall")?;
+            must_exist(firewalls, &fl.firewall_id, "logging_resources", &lr.id, &format!("firewall_logs[{i}].firewall_id"), "firewall")?;
         }
     }
+    Ok(())
+}
 
+/// Gateway devices, their peerings, L2 and remote gateways.
+fn gateways(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
+    let Ids { networks, routers, devices, l2gws, rgws, rgw_conns, network_by_id, .. } = ids;
     // Gateway devices (004 §8.1.4, §8.2.3).
     for d in &s.gateway_devices {
         match d.device_type {
@@ -556,7 +652,7 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
                 let Some(rid) = &d.resource_id else {
                     return Err(SnapshotError::new("gateway_devices", &d.id, "resource_id", "a router_vtep names its router"));
                 };
-                must_exist(&routers, rid, "gateway_devices", &d.id, "resource_id", "router")?;
+                must_exist(routers, rid, "gateway_devices", &d.id, "resource_id", "router")?;
                 if d.tunnel_ips.is_empty() {
                     return Err(SnapshotError::new("gateway_devices", &d.id, "tunnel_ips", "a router_vtep needs at least one tunnel IP"));
                 }
@@ -582,8 +678,8 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
             .map_err(|_| SnapshotError::new("gateway_devices", &d.id, "remote_mac_entries", "duplicate remote MAC entry id"))?;
     }
     for p in &s.gateway_device_peerings {
-        must_exist(&devices, &p.device1_id, "gateway_device_peerings", &p.id, "device1_id", "gateway device")?;
-        must_exist(&devices, &p.device2_id, "gateway_device_peerings", &p.id, "device2_id", "gateway device")?;
+        must_exist(devices, &p.device1_id, "gateway_device_peerings", &p.id, "device1_id", "gateway device")?;
+        must_exist(devices, &p.device2_id, "gateway_device_peerings", &p.id, "device2_id", "gateway device")?;
         if p.device1_id == p.device2_id {
             return Err(SnapshotError::new("gateway_device_peerings", &p.id, "device2_id", "a peering joins two distinct devices"));
         }
@@ -591,12 +687,12 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
     let l2gw_by_id: HashMap<&str, &L2Gateway> = s.l2_gateways.iter().map(|g| (g.id.as_str(), g)).collect();
     for g in &s.l2_gateways {
         for (i, d) in g.devices.iter().enumerate() {
-            must_exist(&devices, &d.device_id, "l2_gateways", &g.id, &format!("devices[{i}].device_id"), "gateway device")?;
+            must_exist(devices, &d.device_id, "l2_gateways", &g.id, &format!("devices[{i}].device_id"), "gateway device")?;
         }
     }
     for c in &s.l2_gateway_connections {
-        must_exist(&l2gws, &c.l2_gateway_id, "l2_gateway_connections", &c.id, "l2_gateway_id", "l2 gateway")?;
-        must_exist(&networks, &c.network_id, "l2_gateway_connections", &c.id, "network_id", "network")?;
+        must_exist(l2gws, &c.l2_gateway_id, "l2_gateway_connections", &c.id, "l2_gateway_id", "l2 gateway")?;
+        must_exist(networks, &c.network_id, "l2_gateway_connections", &c.id, "network_id", "network")?;
         if c.segmentation_id.is_none() {
             let gw = l2gw_by_id[c.l2_gateway_id.as_str()];
             if gw.devices.iter().any(|d| d.segmentation_id.is_none()) {
@@ -610,9 +706,9 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
         }
     }
     for c in &s.remote_gateway_connections {
-        must_exist(&l2gws, &c.l2_gateway_id, "remote_gateway_connections", &c.id, "l2_gateway_id", "l2 gateway")?;
-        must_exist(&networks, &c.network_id, "remote_gateway_connections", &c.id, "network_id", "network")?;
-        must_exist(&rgws, &c.remote_gateway_id, "remote_gateway_connections", &c.id, "remote_gateway_id", "remote gateway")?;
+        must_exist(l2gws, &c.l2_gateway_id, "remote_gateway_connections", &c.id, "l2_gateway_id", "l2 gateway")?;
+        must_exist(networks, &c.network_id, "remote_gateway_connections", &c.id, "network_id", "network")?;
+        must_exist(rgws, &c.remote_gateway_id, "remote_gateway_connections", &c.id, "remote_gateway_id", "remote gateway")?;
         if c.segmentation_id.is_none() && network_by_id[c.network_id.as_str()].segmentation_id.is_none() {
             return Err(SnapshotError::new(
                 "remote_gateway_connections",
@@ -623,7 +719,7 @@ fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
         }
     }
     for m in &s.remote_macs {
-        must_exist(&rgw_conns, &m.rgw_connection, "remote_macs", &m.id, "rgw_connection", "remote gateway connection")?;
+        must_exist(rgw_conns, &m.rgw_connection, "remote_macs", &m.id, "rgw_connection", "remote gateway connection")?;
     }
     Ok(())
 }

@@ -221,7 +221,7 @@ impl Topology {
     }
 
     /// Compile a validated snapshot.
-    pub fn compile(snap: Snapshot) -> Result<Topology, SnapshotError> {
+    pub fn compile(snap: crate::validate::Validated) -> Result<Topology, SnapshotError> {
         let mut t = Topology { version: snap.version, ..Default::default() };
 
         for (i, h) in snap.hosts.iter().enumerate() {
@@ -256,7 +256,7 @@ impl Topology {
 
         for (i, p) in snap.ports.iter().enumerate() {
             let r = PortRef(i as u32);
-            let net = net_by_id[p.network_id.as_str()];
+            let net = resolve(&net_by_id, &p.network_id, "ports", &p.id, "network_id")?;
             let net_security = snap.networks[net.idx()].port_security_enabled;
             let ips = p
                 .fixed_ips
@@ -282,7 +282,7 @@ impl Topology {
                 network: net,
                 mac: p.mac_address,
                 ips,
-                router: if p.is_router_port() { Some(router_by_id[p.device_id.as_str()]) } else { None },
+                router: if p.is_router_port() { Some(resolve(&router_by_id, &p.device_id, "ports", &p.id, "device_id")?) } else { None },
                 host,
                 interface: bound_interface(p)?.map(str::to_string),
                 admin_up: p.admin_state_up,
@@ -304,10 +304,11 @@ impl Topology {
             let me = RouterRef(i as u32);
             let ports: Vec<PortRef> =
                 t.ports.iter().enumerate().filter(|(_, p)| p.router == Some(me)).map(|(j, _)| PortRef(j as u32)).collect();
-            let gateway_port = r.external_gateway_info.as_ref().and_then(|gw| {
-                let net = net_by_id[gw.network_id.as_str()];
-                ports.iter().copied().find(|p| t.ports[p.idx()].network == net)
-            });
+            let gw_net = match &r.external_gateway_info {
+                Some(gw) => Some(resolve(&net_by_id, &gw.network_id, "routers", &r.id, "external_gateway_info.network_id")?),
+                None => None,
+            };
+            let gateway_port = gw_net.and_then(|net| ports.iter().copied().find(|p| t.ports[p.idx()].network == net));
             let gw_ip = gateway_port.and_then(|p| t.ports[p.idx()].first_ip());
             let default_snat = gateway_port.is_some() && r.external_gateway_info.as_ref().is_some_and(|g| g.enable_snat);
             t.routers.push(Router {
@@ -328,10 +329,14 @@ impl Topology {
             let Some(router_id) = &f.router_id else {
                 continue;
             };
-            let router = router_by_id[router_id.as_str()];
-            let fnet = net_by_id[f.floating_network_id.as_str()];
-            let fixed_port = &snap.ports[t.port_by_id[port_id].idx()];
-            let fixed = f.fixed_ip_address.unwrap_or(fixed_port.fixed_ips[0].ip_address);
+            let router = resolve(&router_by_id, router_id, "floatingips", &f.id, "router_id")?;
+            let fnet = resolve(&net_by_id, &f.floating_network_id, "floatingips", &f.id, "floating_network_id")?;
+            let fixed_port = &snap.ports[resolve(&t.port_by_id, port_id, "floatingips", &f.id, "port_id")?.idx()];
+            let fixed = match (f.fixed_ip_address, fixed_port.fixed_ips.first()) {
+                (Some(ip), _) => ip,
+                (None, Some(first)) => first.ip_address,
+                (None, None) => return Err(SnapshotError::new("floatingips", &f.id, "port_id", format!("port {port_id} has no fixed IP"))),
+            };
             let fip_port = t.routers[router.idx()].ports.iter().copied().find(|p| t.ports[p.idx()].network == fnet).ok_or_else(|| {
                 SnapshotError::Resource {
                     collection: "floatingips",
@@ -365,7 +370,8 @@ impl Topology {
             snap.remote_gateway_connections.iter().map(|c| (c.id.as_str(), c.network_id.as_str())).collect();
         for m in &snap.remote_macs {
             if let Some(ip) = m.ip {
-                let net = net_by_id[rgw_conn_net[m.rgw_connection.as_str()]];
+                let conn_net = resolve(&rgw_conn_net, &m.rgw_connection, "remote_macs", &m.id, "rgw_connection")?;
+                let net = resolve(&net_by_id, conn_net, "remote_macs", &m.id, "rgw_connection")?;
                 t.networks[net.idx()].arp_answers.entry(ip).or_insert(m.mac);
             }
         }
@@ -380,9 +386,21 @@ impl Topology {
         t.vxlan = vxlan::compile(&t, &snap)?;
         t.firewalls = firewall::compile(&t, &snap);
         t.qos = qos::compile(&t, &snap);
-        t.snapshot = snap;
+        t.snapshot = snap.into_snapshot();
         Ok(t)
     }
+}
+
+/// A reference that validation resolved, looked up without panicking: a miss is a defect in
+/// validation, reported as the one-line error validation would have given.
+fn resolve<K: std::borrow::Borrow<str> + std::hash::Hash + Eq, V: Copy>(
+    map: &HashMap<K, V>,
+    target: &str,
+    collection: &'static str,
+    id: &str,
+    attribute: &str,
+) -> Result<V, SnapshotError> {
+    map.get(target).copied().ok_or_else(|| SnapshotError::new(collection, id, attribute, format!("no such resource {target:?}")))
 }
 
 /// Load, validate and compile a snapshot file; errors are the one line operators see.
