@@ -62,9 +62,9 @@ impl TxBuf {
         const ZEROS: [u8; vxlan::ENCAP_LEN] = [0; vxlan::ENCAP_LEN];
         let k = iface.0 as usize;
         if self.ports.len() <= k {
-            self.ports.resize_with(k + 1, PortFrames::default);
+            self.grow(k);
         }
-        let p = &mut self.ports[k];
+        let Some(p) = self.ports.get_mut(k) else { return (&mut [], &mut []) };
         let start = p.data.len();
         let headroom = headroom.min(ZEROS.len());
         p.data.extend_from_slice(&ZEROS[..headroom]);
@@ -72,6 +72,12 @@ impl TxBuf {
         p.frames.push(start..p.data.len());
         self.order.push((iface, p.frames.len() - 1));
         p.data[start..].split_at_mut(headroom)
+    }
+
+    /// Room for interface slot `k` (once per slot: out of the hot path).
+    #[cold]
+    fn grow(&mut self, k: usize) {
+        self.ports.resize_with(k + 1, PortFrames::default);
     }
 
     /// Append a frame leaving by `iface`, encapsulated by `encap` when it has one.
