@@ -154,6 +154,14 @@ pub struct PureJob {
 }
 
 impl PureJob {
+    /// How its input ended: forwarded, or dropped as its flow says (counted when deferred).
+    pub fn outcome(&self) -> Outcome {
+        match self.flow.drop {
+            Some(r) => Outcome::Dropped(r),
+            None => Outcome::Forwarded,
+        }
+    }
+
     /// Write the flow's frames for `frame` (the input as given to `process_or_defer`) to `tx`.
     pub fn apply(&self, frame: &[u8], tx: &mut TxBuf) {
         let body = frame.get(self.body.clone()).unwrap_or_default();
@@ -172,24 +180,46 @@ impl PureJob {
 /// Run a flow's actions on a frame (the inner frame, for one that came through a tunnel) whose
 /// IPv4 header is `ip`: QoS policing (`conforms` answers for a bucket), the rewrite, the outputs.
 #[inline]
-pub fn apply(flow: &Flow, body: &[u8], ip: &Ipv4, tx: &mut TxBuf, mut conforms: impl FnMut(BucketId) -> bool) -> Outcome {
+pub fn apply(flow: &Flow, body: &[u8], ip: &Ipv4, tx: &mut TxBuf, conforms: impl FnMut(BucketId) -> bool) -> Outcome {
     if let Some(r) = flow.drop {
         return Outcome::Dropped(r);
     }
-    if flow.police_in.is_some_and(|b| !conforms(b)) {
+    police(
+        flow.police_in,
+        &flow.outputs,
+        |o| o.police,
+        conforms,
+        |out| {
+            let inner = tx.push_encap(out.iface, out.encap.as_ref(), body);
+            let rewritten = flow.rewrite.apply(inner, ip);
+            // A flow applies only to frames that parsed under its key, so its headers are there:
+            // the datapath fuzz target and the suites check this in debug builds.
+            debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
+        },
+    )
+}
+
+/// QoS as a flow and its first packet both meet it: the bucket of the port the packet entered
+/// by, then each output's, asked in that order; `send` writes each output that conforms.
+/// Dropped as policed when nothing conforms.
+#[inline]
+fn police<O>(
+    police_in: Option<BucketId>,
+    outputs: &[O],
+    bucket: impl Fn(&O) -> Option<BucketId>,
+    mut conforms: impl FnMut(BucketId) -> bool,
+    mut send: impl FnMut(&O),
+) -> Outcome {
+    if police_in.is_some_and(|b| !conforms(b)) {
         return Outcome::Dropped(DropReason::QosPoliced);
     }
     let mut sent = false;
-    for out in &flow.outputs {
-        if out.police.is_some_and(|b| !conforms(b)) {
+    for o in outputs {
+        if bucket(o).is_some_and(|b| !conforms(b)) {
             continue;
         }
         sent = true;
-        let inner = tx.push_encap(out.iface, out.encap.as_ref(), body);
-        let rewritten = flow.rewrite.apply(inner, ip);
-        // A flow applies only to frames that parsed under its key, so its headers are there:
-        // the datapath fuzz target and the suites check this in debug builds.
-        debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
+        send(o);
     }
     if sent {
         Outcome::Forwarded
@@ -201,7 +231,7 @@ pub fn apply(flow: &Flow, body: &[u8], ip: &Ipv4, tx: &mut TxBuf, mut conforms: 
 /// Send a simulation's own frames. `policed` when the result became a flow: then they are
 /// policed as the flow polices (the same buckets asked in the same order, so the first packet
 /// and the later ones meet the same QoS), and the outcome is the one [`apply`] gives.
-pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, mut conforms: impl FnMut(BucketId) -> bool) -> Outcome {
+pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, conforms: impl FnMut(BucketId) -> bool) -> Outcome {
     if !policed {
         send_frames(res, tx);
         return outcome_of(res);
@@ -209,22 +239,15 @@ pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, mut confor
     if res.outputs.is_empty() {
         return outcome_of(res);
     }
-    if res.police_in.is_some_and(|b| !conforms(b)) {
-        return Outcome::Dropped(DropReason::QosPoliced);
-    }
-    let mut sent = false;
-    for o in &res.outputs {
-        if o.police.is_some_and(|b| !conforms(b)) {
-            continue;
-        }
-        sent = true;
-        tx.push_encap(o.iface, o.encap.as_ref(), &o.frame);
-    }
-    if sent {
-        Outcome::Forwarded
-    } else {
-        Outcome::Dropped(DropReason::QosPoliced)
-    }
+    police(
+        res.police_in,
+        &res.outputs,
+        |o| o.police,
+        conforms,
+        |o| {
+            tx.push_encap(o.iface, o.encap.as_ref(), &o.frame);
+        },
+    )
 }
 
 /// Send a simulation's own frames as they are, whatever they were for (timers, traces).

@@ -242,10 +242,7 @@ impl Datapath {
         match self.process_or_defer(iface, frame, now, false) {
             Outcome::Deferred(job) => {
                 job.apply(frame, &mut self.tx);
-                match job.flow.drop {
-                    Some(r) => Outcome::Dropped(r),
-                    None => Outcome::Forwarded,
-                }
+                job.outcome()
             }
             o => o,
         }
@@ -280,9 +277,9 @@ impl Datapath {
                 None
             }
             Outcome::Deferred(job) => {
-                match job.flow.drop {
-                    Some(r) => self.stats.drops.incr(r),
-                    None => self.stats.forwarded += 1,
+                match job.outcome() {
+                    Outcome::Dropped(r) => self.stats.drops.incr(r),
+                    _ => self.stats.forwarded += 1,
                 }
                 Some(job)
             }
