@@ -17,42 +17,39 @@ use crate::qos::BucketId;
 use crate::sim::SimResult;
 use crate::wire::{self, vxlan, Ipv4};
 
-/// Frames to send, staged per interface so that each interface's frames leave with one
-/// `sendmmsg()` from where they were written (live mode), and kept in the order sent so that the
-/// last input's frames can be read in order (replay, tests). Reused between packets: no
-/// allocation once each interface has had its first frames.
+/// Frames to send, written back to back into one buffer and kept in the order sent, each with
+/// the interface it leaves by. Live mode keeps a batch's frames here and sends each interface's
+/// with one `sendmmsg()` straight from this buffer ([`TxBuf::by_iface`]); replay and tests read
+/// the last input's frames in order ([`TxBuf::iter`]). Reused between packets: no allocation
+/// once it has held its largest batch.
 #[derive(Debug, Default)]
 pub struct TxBuf {
-    /// Per interface slot: its frames back to back, and where each lies.
-    ports: Vec<PortFrames>,
-    /// Every frame staged, in the order sent: its slot and its place in that slot's list.
-    order: Vec<(IfIdx, usize)>,
-    /// Where the last input's frames begin in `order`.
+    data: Vec<u8>,
+    /// Every frame staged, in the order sent.
+    frames: Vec<Staged>,
+    /// Where the last input's frames begin in `frames`.
     mark: usize,
 }
 
-/// The frames staged for one interface.
-#[derive(Debug, Default)]
-struct PortFrames {
-    data: Vec<u8>,
-    frames: Vec<Range<usize>>,
+/// One staged frame: where it lies in [`TxBuf::data`], and its interface.
+#[derive(Debug, Clone)]
+struct Staged {
+    iface: IfIdx,
+    at: Range<usize>,
 }
 
 impl TxBuf {
     /// Let go of every staged frame (they were sent, or replay read them).
     pub fn clear(&mut self) {
-        for p in &mut self.ports {
-            p.data.clear();
-            p.frames.clear();
-        }
-        self.order.clear();
+        self.data.clear();
+        self.frames.clear();
         self.mark = 0;
     }
 
     /// A new input begins: what is staged stays (to be sent with what follows), and
     /// [`TxBuf::iter`] shows only what is sent from now on.
     pub fn begin(&mut self) {
-        self.mark = self.order.len();
+        self.mark = self.frames.len();
     }
 
     /// Append a frame: `headroom` bytes (at most [`vxlan::ENCAP_LEN`]) for the caller to write,
@@ -60,24 +57,12 @@ impl TxBuf {
     #[inline]
     fn push(&mut self, iface: IfIdx, headroom: usize, body: &[u8]) -> (&mut [u8], &mut [u8]) {
         const ZEROS: [u8; vxlan::ENCAP_LEN] = [0; vxlan::ENCAP_LEN];
-        let k = iface.0 as usize;
-        if self.ports.len() <= k {
-            self.grow(k);
-        }
-        let Some(p) = self.ports.get_mut(k) else { return (&mut [], &mut []) };
-        let start = p.data.len();
+        let start = self.data.len();
         let headroom = headroom.min(ZEROS.len());
-        p.data.extend_from_slice(&ZEROS[..headroom]);
-        p.data.extend_from_slice(body);
-        p.frames.push(start..p.data.len());
-        self.order.push((iface, p.frames.len() - 1));
-        p.data[start..].split_at_mut(headroom)
-    }
-
-    /// Room for interface slot `k` (once per slot: out of the hot path).
-    #[cold]
-    fn grow(&mut self, k: usize) {
-        self.ports.resize_with(k + 1, PortFrames::default);
+        self.data.extend_from_slice(&ZEROS[..headroom]);
+        self.data.extend_from_slice(body);
+        self.frames.push(Staged { iface, at: start..self.data.len() });
+        self.data[start..].split_at_mut(headroom)
     }
 
     /// Append a frame leaving by `iface`, encapsulated by `encap` when it has one.
@@ -92,7 +77,7 @@ impl TxBuf {
 
     /// Frames the last input sent.
     pub fn len(&self) -> usize {
-        self.order.len() - self.mark
+        self.frames.len() - self.mark
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,27 +86,30 @@ impl TxBuf {
 
     /// Whether anything is staged, from this input or earlier ones.
     pub fn staged(&self) -> bool {
-        !self.order.is_empty()
+        !self.frames.is_empty()
     }
 
-    fn frame(&self, iface: IfIdx, n: usize) -> &[u8] {
-        let p = self.ports.get(iface.0 as usize);
-        p.and_then(|p| p.data.get(p.frames.get(n)?.clone())).unwrap_or_default()
+    fn bytes(&self, s: &Staged) -> &[u8] {
+        self.data.get(s.at.clone()).unwrap_or_default()
     }
 
     /// The last input's frames, in the order sent.
     pub fn iter(&self) -> impl Iterator<Item = (IfIdx, &[u8])> {
-        self.order[self.mark..].iter().map(|&(i, n)| (i, self.frame(i, n)))
+        self.frames[self.mark..].iter().map(|s| (s.iface, self.bytes(s)))
     }
 
     /// The interface of each of the last input's frames, in order.
     pub fn ifaces(&self) -> impl Iterator<Item = IfIdx> + '_ {
-        self.order[self.mark..].iter().map(|(i, _)| *i)
+        self.frames[self.mark..].iter().map(|s| s.iface)
     }
 
-    /// Each interface slot with staged frames: its bytes and where each frame lies in them.
-    pub fn by_iface(&self) -> impl Iterator<Item = (usize, &[u8], &[Range<usize>])> + '_ {
-        self.ports.iter().enumerate().filter(|(_, p)| !p.frames.is_empty()).map(|(k, p)| (k, p.data.as_slice(), p.frames.as_slice()))
+    /// Every staged frame grouped by interface: each interface once (in the order of its first
+    /// frame), with its frames in the order sent. Grouping costs a scan per batch, not per packet.
+    pub fn by_iface(&self) -> impl Iterator<Item = (IfIdx, impl Iterator<Item = &[u8]> + Clone)> {
+        self.frames.iter().enumerate().filter(|(n, s)| !self.frames[..*n].iter().any(|e| e.iface == s.iface)).map(move |(n, s)| {
+            let iface = s.iface;
+            (iface, self.frames[n..].iter().filter(move |e| e.iface == iface).map(|e| self.bytes(e)))
+        })
     }
 }
 
@@ -276,5 +264,25 @@ pub fn ipv4(h: &wire::Headers) -> Option<&Ipv4> {
     match &h.l3 {
         wire::L3::Ipv4(ip) => Some(ip),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_frames_group_by_interface_in_order() {
+        let mut tx = TxBuf::default();
+        tx.push_encap(IfIdx(2), None, b"a");
+        tx.begin();
+        tx.push_encap(IfIdx(1), None, b"b");
+        tx.push_encap(IfIdx(2), None, b"c");
+        let last: Vec<_> = tx.iter().collect();
+        assert_eq!(last, [(IfIdx(1), &b"b"[..]), (IfIdx(2), &b"c"[..])], "iter shows the last input's frames");
+        let groups: Vec<(IfIdx, Vec<&[u8]>)> = tx.by_iface().map(|(i, f)| (i, f.collect())).collect();
+        assert_eq!(groups, [(IfIdx(2), vec![&b"a"[..], b"c"]), (IfIdx(1), vec![&b"b"[..]])], "each interface once, all its frames");
+        tx.clear();
+        assert!(!tx.staged() && tx.by_iface().next().is_none());
     }
 }

@@ -54,7 +54,7 @@ fn main() {
             let end = Instant::now() + Duration::from_secs_f64(secs);
             let mut sent: u64 = 0;
             while Instant::now() < end {
-                sent += (frames.len() - sock.send_many(&data, &frames)) as u64;
+                sent += (frames.len() - sock.send_many(frames.iter().filter_map(|r| data.get(r.clone())))) as u64;
             }
             println!("{sent}");
         }

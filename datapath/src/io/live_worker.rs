@@ -218,14 +218,15 @@ pub(super) fn mtu(name: &str) -> usize {
 /// flow's making and now) count as refused.
 fn flush(dp: &mut Datapath, ports: &[Option<Box<Port>>], taken: Option<(usize, &RawSocket)>) {
     let mut refused = 0;
-    for (o, data, frames) in dp.tx().by_iface() {
+    for (o, frames) in dp.tx().by_iface() {
+        let o = o.0 as usize;
         let sock = match taken {
             Some((k, s)) if k == o => Some(s),
             _ => ports.get(o).and_then(Option::as_ref).map(|p| &p.sock),
         };
         refused += match sock {
-            Some(s) => s.send_many(data, frames),
-            None => frames.len(),
+            Some(s) => s.send_many(frames),
+            None => frames.count(),
         };
     }
     dp.sent();

@@ -215,32 +215,28 @@ impl RawSocket {
         Ok(got as usize)
     }
 
-    /// Send the frames at `frames` in `data` with as few `sendmmsg()` calls as it takes; returns
-    /// how many were refused.
-    pub fn send_many(&self, data: &[u8], frames: &[std::ops::Range<usize>]) -> usize {
+    /// Send `frames` with as few `sendmmsg()` calls as it takes (up to 64 frames a call);
+    /// returns how many were refused.
+    pub fn send_many<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> usize {
         const MAX: usize = 64;
         let mut refused = 0;
-        for chunk in frames.chunks(MAX) {
+        let mut frames = frames.into_iter().peekable();
+        while frames.peek().is_some() {
             // SAFETY: iovec is plain data (a null pointer and a zero length when zeroed).
             let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
             // SAFETY: mmsghdr is plain data (null pointers and zero lengths when zeroed).
             let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
             let mut n = 0;
-            for r in chunk {
-                // A range outside the data is counted as refused, never read.
-                let Some(f) = data.get(r.clone()) else {
-                    refused += 1;
-                    continue;
-                };
-                iov[n] = libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() };
-                msgs[n].msg_hdr.msg_iov = &mut iov[n];
-                msgs[n].msg_hdr.msg_iovlen = 1;
+            for (f, (v, m)) in frames.by_ref().zip(iov.iter_mut().zip(msgs.iter_mut())) {
+                *v = libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() };
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
                 n += 1;
             }
             let mut done = 0;
             while done < n {
-                // SAFETY: msgs[done..n] point at iovecs of frames in `data`, which lives across
-                // the call; the socket is bound, so no address is needed.
+                // SAFETY: msgs[done..n] point at iovecs of frames borrowed for `'a`, which
+                // outlives the call; the socket is bound, so no address is needed.
                 let sent = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (n - done) as u32, 0) };
                 if sent <= 0 {
                     // The frame at `done` was refused (too large, link down): count it, go on.

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# bench/callgrind.sh [--before REV] [N] — instructions per cached hit, counted by callgrind (stable
+# where wall-clock time is not). Runs `bench/examples/hitloop` (the FIP-DNAT cached flow in a
+# plain loop) for N and 2N packets (default N = 200000) and prints the difference divided by N, so
+# start-up and the first (simulated) packet cancel out. With --before REV, the same for the tree
+# at REV (a git worktree under target/), in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+before=""
+if [ "${1:-}" = "--before" ]; then
+    before=$2
+    shift 2
+fi
+n=${1:-200000}
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+
+trees=("after=$PWD")
+if [ -n "$before" ]; then
+    wt=target/callgrind-before
+    [ -d "$wt" ] || git worktree add --detach "$wt" "$before" >/dev/null
+    git -C "$wt" checkout -q --detach "$before"
+    trees=("before=$PWD/$wt" "${trees[@]}")
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "machine: $(nproc) vCPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+for t in "${trees[@]}"; do
+    name=${t%%=*}
+    dir=${t#*=}
+    (cd "$dir" && cargo build --release -q -p edgepath-bench --example hitloop)
+    count() {
+        valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$dir/target/release/examples/hitloop" "$1" >/dev/null 2>"$work/cg.err"
+        awk '/^summary:/ {print $2}' "$work/cg.out"
+    }
+    a=$(count "$n")
+    b=$(count $((2 * n)))
+    printf '%-8s %8.1f instructions per hit (%s packets: %s, %s: %s)\n' "$name" "$(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {print (b - a) / n}')" "$n" "$a" $((2 * n)) "$b"
+done
