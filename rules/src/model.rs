@@ -6,10 +6,10 @@
 //! cross-references and the other rules of §3 are checked by [`crate::validate`].
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer};
 
 /// The whole snapshot document.
@@ -108,16 +108,88 @@ pub struct Network {
 pub struct Subnet {
     pub id: String,
     pub network_id: String,
-    pub cidr: Ipv4Net,
+    /// IPv4 or IPv6 (SPEC §10.2); validation checks it against `ip_version`.
+    pub cidr: IpNet,
     #[serde(default)]
-    pub gateway_ip: Option<Ipv4Addr>,
+    pub gateway_ip: Option<IpAddr>,
+    /// 4 (the default) or 6.
+    #[serde(default)]
+    pub ip_version: Option<u8>,
+    /// How router advertisements advertise an IPv6 subnet (SPEC §10.3); none: not advertised.
+    #[serde(default)]
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
+    #[serde(default)]
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+}
+
+impl Subnet {
+    /// The CIDR of an IPv4 subnet, host bits cleared.
+    pub fn cidr4(&self) -> Option<Ipv4Net> {
+        match self.cidr {
+            IpNet::V4(n) => Some(n.trunc()),
+            IpNet::V6(_) => None,
+        }
+    }
+
+    /// The gateway of an IPv4 subnet.
+    pub fn gateway4(&self) -> Option<Ipv4Addr> {
+        match self.gateway_ip {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The CIDR of an IPv6 subnet, host bits cleared.
+    pub fn cidr6(&self) -> Option<Ipv6Net> {
+        match self.cidr {
+            IpNet::V6(n) => Some(n.trunc()),
+            IpNet::V4(_) => None,
+        }
+    }
+}
+
+/// Neutron's `ipv6_ra_mode` and `ipv6_address_mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Ipv6Mode {
+    #[serde(rename = "slaac")]
+    Slaac,
+    #[serde(rename = "dhcpv6-stateful")]
+    Dhcpv6Stateful,
+    #[serde(rename = "dhcpv6-stateless")]
+    Dhcpv6Stateless,
+}
+
+impl fmt::Display for Ipv6Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ipv6Mode::Slaac => "slaac",
+            Ipv6Mode::Dhcpv6Stateful => "dhcpv6-stateful",
+            Ipv6Mode::Dhcpv6Stateless => "dhcpv6-stateless",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct FixedIp {
     #[serde(default)]
     pub subnet_id: Option<String>,
-    pub ip_address: Ipv4Addr,
+    pub ip_address: IpAddr,
+}
+
+impl FixedIp {
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        match self.ip_address {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        match self.ip_address {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
 }
 
 /// `binding:profile`: the interface a port is bound to. Both spellings appear in the seeds.
@@ -316,6 +388,9 @@ pub enum FirewallAction {
 #[derive(Debug, Clone, Deserialize)]
 pub struct FirewallRule {
     pub id: String,
+    /// 4 (the default) or 6 (SPEC §10.2): which packets the rule is for.
+    #[serde(default)]
+    pub ip_version: Option<u8>,
     /// Absent or null: any protocol.
     #[serde(default)]
     pub protocol: Option<FirewallProtocol>,
@@ -332,6 +407,13 @@ pub struct FirewallRule {
     pub enabled: bool,
     #[serde(default)]
     pub tenant_id: Option<String>,
+}
+
+impl FirewallRule {
+    /// Whether the rule is for IPv6 packets (`ip_version` 6); rules without it are IPv4 rules.
+    pub fn is_v6(&self) -> bool {
+        self.ip_version == Some(6)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -595,17 +677,38 @@ impl<'de> Deserialize<'de> for Dscp {
     }
 }
 
-/// An address or a CIDR (`10.0.0.5` means `10.0.0.5/32`).
+/// An address or a CIDR, IPv4 or IPv6 (`10.0.0.5` means `10.0.0.5/32`, `2001:db8::5` means
+/// `2001:db8::5/128`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddrOrCidr(pub Ipv4Net);
+pub struct AddrOrCidr(pub IpNet);
+
+impl AddrOrCidr {
+    pub fn v4(&self) -> Option<Ipv4Net> {
+        match self.0 {
+            IpNet::V4(n) => Some(n),
+            IpNet::V6(_) => None,
+        }
+    }
+
+    pub fn v6(&self) -> Option<Ipv6Net> {
+        match self.0 {
+            IpNet::V6(n) => Some(n),
+            IpNet::V4(_) => None,
+        }
+    }
+
+    pub fn is_v6(&self) -> bool {
+        matches!(self.0, IpNet::V6(_))
+    }
+}
 
 impl FromStr for AddrOrCidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if s.contains('/') {
-            s.parse::<Ipv4Net>().map(|n| AddrOrCidr(n.trunc())).map_err(|_| format!("{s:?} is not an IPv4 CIDR"))
+            s.parse::<IpNet>().map(|n| AddrOrCidr(n.trunc())).map_err(|_| format!("{s:?} is not an IPv4 or IPv6 CIDR"))
         } else {
-            s.parse::<Ipv4Addr>().map(|a| AddrOrCidr(Ipv4Net::from(a))).map_err(|_| format!("{s:?} is not an IPv4 address"))
+            s.parse::<IpAddr>().map(|a| AddrOrCidr(IpNet::from(a))).map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address"))
         }
     }
 }

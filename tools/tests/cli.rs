@@ -210,7 +210,45 @@ fn snapshot_check_names_file_resource_and_attribute() {
         (
             "address that does not parse",
             Box::new(|s| s["ports"][0]["fixed_ips"][0]["ip_address"] = "10.0.0".into()),
-            "ports/vm1: fixed_ips[0].ip_address: invalid IPv4 address syntax (found \"10.0.0\")",
+            "ports/vm1: fixed_ips[0].ip_address: invalid IP address syntax (found \"10.0.0\")",
+        ),
+        // Issue 12: the IPv6 attributes (SPEC §3, §10.2).
+        (
+            "ip_version that does not match the CIDR",
+            Box::new(|s| s["subnets"][0]["ip_version"] = 6.into()),
+            "subnets/sub-a: ip_version: 6, but cidr 10.0.0.0/24 is IPv4",
+        ),
+        (
+            "IPv6 CIDR without ip_version 6",
+            Box::new(|s| {
+                s["subnets"]
+                    .as_array_mut()
+                    .expect("subnets")
+                    .push(serde_json::json!({"id": "s6", "network_id": "net-a", "cidr": "2001:db8::/64"}))
+            }),
+            "subnets/s6: cidr: 2001:db8::/64 is IPv6, but ip_version is not 6",
+        ),
+        (
+            "RA mode and address mode that differ",
+            Box::new(|s| {
+                s["subnets"].as_array_mut().expect("subnets").push(serde_json::json!({
+                    "id": "s6", "network_id": "net-a", "cidr": "2001:db8::/64", "ip_version": 6,
+                    "ipv6_ra_mode": "slaac", "ipv6_address_mode": "dhcpv6-stateful",
+                }))
+            }),
+            "subnets/s6: ipv6_ra_mode: slaac differs from ipv6_address_mode dhcpv6-stateful",
+        ),
+        (
+            "an RA mode on an IPv4 subnet",
+            Box::new(|s| s["subnets"][0]["ipv6_ra_mode"] = "slaac".into()),
+            "subnets/sub-a: ipv6_ra_mode: slaac on the IPv4 subnet 10.0.0.0/24",
+        ),
+        (
+            "an IPv6 address in an IPv4 firewall rule",
+            Box::new(|s| {
+                s["firewall_rules"] = serde_json::json!([{"id": "fr", "action": "allow", "destination_ip_address": "2001:db8::/64"}])
+            }),
+            "firewall_rules/fr: destination_ip_address: 2001:db8::/64 in a rule of ip_version 4",
         ),
         (
             "CIDR that does not parse",

@@ -5,7 +5,8 @@
 use super::*;
 
 impl Sim<'_> {
-    /// A frame from a bound port enters its network (§5.2): admin state, port security, learning.
+    /// A frame from a bound port enters its network (§5.2): admin state, port security, learning,
+    /// the port's egress QoS.
     pub(super) fn port_in(&mut self, p: PortRef, f: Frame) {
         let port = self.topo.port(p);
         let net = port.network;
@@ -14,35 +15,35 @@ impl Sim<'_> {
             return self.drop(DropReason::PortDown);
         }
         if port.port_security {
-            let src_mac = Mac(f.h.eth_src);
-            let mac_ok = src_mac == port.mac || port.allowed_pairs.iter().any(|(_, m)| *m == Some(src_mac));
-            if !mac_ok {
-                return self.drop(DropReason::SpoofedMac);
-            }
-            let src_ip = match &f.h.l3 {
-                L3::Ipv4(ip) => ip.src,
-                L3::Arp(a) => a.spa,
-            };
-            let ip_ok = (src_mac == port.mac && port.has_ip(src_ip))
-                || port.allowed_pairs.iter().any(|(net, m)| net.contains(&src_ip) && m.unwrap_or(port.mac) == src_mac);
-            if !ip_ok {
-                return self.drop(DropReason::SpoofedIp);
+            if let Err(r) = port_security(port, &f) {
+                return self.drop(r);
             }
         }
         let src = Mac(f.h.eth_src);
         if !self.topo.network(net).mac_to_port.contains_key(&src) && !src.is_multicast() {
             self.learn_mac(net, src, Location::Port(p));
         }
-        // SPEC §8 QoS of traffic leaving the VM: its bucket, and DSCP marking of IPv4.
+        // SPEC §8 QoS of traffic leaving the VM: its bucket, and DSCP marking of IPv4 (IPv6: §10.2).
         if self.generating == 0 {
             self.res.police_in = self.qos.bucket(p, crate::qos::Direction::Egress);
         }
         let mut f = f;
-        if let (Some(dscp), Some(_)) = (self.topo.qos[p.idx()].dscp, f.ipv4()) {
+        if let (Some(dscp), L3::Ipv4(_) | L3::Ipv6(_)) = (self.topo.qos[p.idx()].dscp, f.h.l3) {
             note!(self, "QoS: DSCP {dscp}");
             f.set_dscp(dscp);
         }
         self.bridge(net, Attach::Port(p), f);
+    }
+
+    /// The target of a multicast Neighbor Solicitation and the MAC the network knows for it.
+    fn nd_known(&self, net: NetRef, f: &Frame) -> Option<(std::net::Ipv6Addr, Mac)> {
+        let L3::Ipv6(ip) = &f.h.l3 else { return None };
+        let is_ns = matches!(ip.l4, L4::Icmp { typ: icmpv6::NEIGHBOR_SOLICIT, .. }) && ip.proto == wire::ipv6::IPPROTO_ICMPV6;
+        if !is_ns || !ip.dst.is_multicast() {
+            return None;
+        }
+        let target = icmpv6::nd_target(&f.buf, ip)?;
+        Some((target, *self.topo.network(net).nd_answers.get(&target)?))
     }
 
     pub(super) fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location) {
@@ -75,6 +76,10 @@ impl Sim<'_> {
         if !network.admin_up {
             return self.drop(DropReason::NetworkDown);
         }
+        // §10.1: bridges never forward to the 802.1D reserved group addresses (STP, LACP, LLDP…).
+        if is_reserved_group(f.h.eth_dst) {
+            return self.drop(DropReason::ReservedGroup);
+        }
         // §5.4 ARP suppression: answer for addresses the network knows, on the ingress port.
         if let L3::Arp(a) = f.h.l3 {
             if a.op == wire::ARP_REQUEST && a.spa != a.tpa {
@@ -97,6 +102,27 @@ impl Sim<'_> {
                         return;
                     }
                 }
+            }
+        }
+        // §10.1 ND suppression: a multicast NS for an address the network knows is answered.
+        if let Some((target, mac)) = self.nd_known(net, &f) {
+            // A router port's own address is answered by the router, as for ARP.
+            if let Some(&rp) = network.mac_to_port.get(&mac) {
+                if self.topo.port(rp).router.is_some() && Attach::Port(rp) != from {
+                    return self.router_in(rp, f);
+                }
+            }
+            // Never for the sender's own address: a DAD probe for it must find no one.
+            if mac.0 != f.h.eth_src {
+                note!(self, "ND suppression: {target} is at {mac}");
+                self.uncacheable();
+                self.res.handled = true;
+                if let L3::Ipv6(ip) = &f.h.l3 {
+                    if let Some(Ok(answer)) = icmpv6::na_for(&f.buf, ip, target, mac.0, false).map(Frame::parse) {
+                        self.generated(|s| s.deliver(net, from, answer));
+                    }
+                }
+                return;
             }
         }
         let dst = Mac(f.h.eth_dst);
@@ -201,4 +227,60 @@ impl Sim<'_> {
     }
 
     // ---- VXLAN -----------------------------------------------------------------------------
+}
+
+/// Whether a MAC is one of the IEEE 802.1D reserved group addresses 01:80:c2:00:00:00–0f.
+fn is_reserved_group(mac: [u8; 6]) -> bool {
+    mac[..5] == [0x01, 0x80, 0xc2, 0, 0] && mac[5] <= 0x0f
+}
+
+/// Port security (SPEC §5.2, §10.1): the source MAC is the port's or an allowed pair's; an IPv4
+/// source or ARP sender is one of the port's addresses or an allowed pair's; IPv6 has its own
+/// rules; nothing else is admitted.
+fn port_security(port: &rules::compile::Port, f: &Frame) -> Result<(), DropReason> {
+    let src_mac = Mac(f.h.eth_src);
+    if src_mac != port.mac && !port.allowed_pairs.iter().any(|(_, m)| *m == Some(src_mac)) {
+        return Err(DropReason::SpoofedMac);
+    }
+    let src_ip = match &f.h.l3 {
+        L3::Ipv4(ip) => ip.src,
+        L3::Arp(a) => a.spa,
+        L3::Ipv6(ip) => return ipv6_security(port, src_mac, f, ip),
+        L3::Other(_) => return Err(DropReason::EthertypeNotAllowed),
+    };
+    let own = (src_mac == port.mac && port.has_ip(src_ip))
+        || port.allowed_pairs.iter().any(|(net, m)| net.contains(&src_ip) && m.unwrap_or(port.mac) == src_mac);
+    if own {
+        Ok(())
+    } else {
+        Err(DropReason::SpoofedIp)
+    }
+}
+
+/// IPv6 port security (SPEC §10.1), for a frame whose source MAC already passed: the source is
+/// one of the port's addresses (its link-local among them) or an allowed pair's, or `::` for
+/// duplicate address detection (NS) and MLD reports; an NA advertises one of the port's own
+/// addresses; a VM sends no router advertisement and no DHCPv6 server message.
+fn ipv6_security(port: &rules::compile::Port, src_mac: Mac, f: &Frame, ip: &wire::Ipv6) -> Result<(), DropReason> {
+    let icmp_type = match ip.l4 {
+        L4::Icmp { typ, .. } if ip.proto == wire::ipv6::IPPROTO_ICMPV6 => Some(typ),
+        _ => None,
+    };
+    let own = |a: &std::net::Ipv6Addr| {
+        (src_mac == port.mac && port.has_ip6(*a))
+            || port.allowed_pairs6.iter().any(|(net, m)| net.contains(a) && m.unwrap_or(port.mac) == src_mac)
+    };
+    let dad = ip.src.is_unspecified() && matches!(icmp_type, Some(icmpv6::NEIGHBOR_SOLICIT | icmpv6::MLD_REPORT | icmpv6::MLD2_REPORT));
+    if !dad && !own(&ip.src) {
+        return Err(DropReason::SpoofedIp);
+    }
+    match (icmp_type, ip.l4) {
+        (Some(icmpv6::ROUTER_ADVERT), _) => Err(DropReason::RouterAdvertFromVm),
+        (Some(icmpv6::NEIGHBOR_ADVERT), _) => match icmpv6::nd_target(&f.buf, ip) {
+            Some(t) if own(&t) => Ok(()),
+            _ => Err(DropReason::SpoofedNaTarget),
+        },
+        (None, L4::Udp { sport: icmpv6::DHCPV6_SERVER_PORT, dport: icmpv6::DHCPV6_CLIENT_PORT }) => Err(DropReason::Dhcpv6ServerFromVm),
+        _ => Ok(()),
+    }
 }

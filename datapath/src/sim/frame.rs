@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use crate::csum::Delta;
 use crate::drop::DropReason;
 use crate::wire::ipv4::{self, l4field, Ipv4Mut};
+use crate::wire::ipv6::Ipv6Mut;
 use crate::wire::{self, icmp_is_error, Headers, Ipv4, L3, L4};
 
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ impl Frame {
     pub fn ipv4(&self) -> Option<&Ipv4> {
         match &self.h.l3 {
             L3::Ipv4(ip) => Some(ip),
-            L3::Arp(_) => None,
+            _ => None,
         }
     }
 
@@ -63,8 +64,15 @@ impl Frame {
         Some((view, ip))
     }
 
-    /// Set the DSCP of an IPv4 packet, keeping its ECN bits, updating the header checksum.
+    /// Set the DSCP of an IPv4 packet (updating the header checksum) or of an IPv6 packet's
+    /// traffic class (SPEC §10.2), keeping the ECN bits. Other frames are left alone.
     pub fn set_dscp(&mut self, dscp: u8) {
+        if let L3::Ipv6(ip) = self.h.l3 {
+            if let Some(Ok(mut v)) = self.buf.get_mut(wire::ETH_LEN..).map(|b| Ipv6Mut::new(b, ip.l4_rel as usize)) {
+                v.set_tclass((dscp << 2) | (ip.tclass & 0x03));
+            }
+            return self.reparse();
+        }
         let Some((mut v, ip)) = self.ip_mut() else { return };
         v.set_tos((dscp << 2) | (ip.tos & 0x03));
         self.reparse();

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod nat;
 mod neigh;
 mod router;
+mod router6;
 mod tunnel;
 
 use std::net::Ipv4Addr;
@@ -32,7 +33,7 @@ use crate::learn::{ArpOwner, ArpScope, Egress, Learned, Location, MacLearn, MacS
 use crate::limits::Limits;
 use crate::state::State;
 use crate::time::Instant;
-use crate::wire::{self, arp, icmp, vxlan, Arp, L3, L4};
+use crate::wire::{self, arp, icmp, icmpv6, vxlan, Arp, L3, L4};
 use frame::Frame;
 
 /// Devices a packet may pass before the loop guard drops it (SPEC §6.5).

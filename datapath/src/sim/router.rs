@@ -26,6 +26,8 @@ impl Sim<'_> {
                 }
                 self.route(r, p, f)
             }
+            L3::Ipv6(ip) => self.router_in6(r, p, f, ip),
+            L3::Other(_) => self.drop(DropReason::UnsupportedEthertype),
         }
     }
 

@@ -16,11 +16,15 @@ pub mod arp;
 pub mod describe;
 pub mod gso;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 pub mod vxlan;
 
 use std::net::Ipv4Addr;
+
+pub use ipv6::Ipv6;
 
 use crate::csum;
 use crate::drop::DropReason;
@@ -31,6 +35,7 @@ pub const ETH_DST: std::ops::Range<usize> = 0..6;
 pub const ETH_SRC: std::ops::Range<usize> = 6..12;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -54,6 +59,9 @@ pub struct Headers {
 pub enum L3 {
     Arp(Arp),
     Ipv4(Ipv4),
+    Ipv6(Ipv6),
+    /// Another ethertype: bridged as it is between ports without port security (SPEC §10.1).
+    Other(u16),
 }
 
 /// An Ethernet/IPv4 ARP packet (RFC 826).
@@ -152,20 +160,25 @@ pub mod tcp_flags {
 }
 
 /// Parse a frame's headers. Checks: Ethernet length, no VLAN tag, ARP shape, IPv4 version, IHL,
-/// total length within the frame, header checksum, and the L4 header within the datagram.
+/// total length within the frame, header checksum, and the L4 header within the datagram; for
+/// IPv6, version, payload length within the frame and the extension headers up to the upper
+/// layer. Other ethertypes are [`L3::Other`].
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Headers, DropReason> {
     let Some(eth) = frame.first_chunk::<ETH_LEN>() else { return Err(DropReason::TruncatedEthernet) };
     let eth_dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
     let eth_src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
     let rest = &frame[ETH_LEN..];
-    let l3 = match u16::from_be_bytes([eth[12], eth[13]]) {
-        ETHERTYPE_IPV4 => L3::Ipv4(parse_ipv4(rest)?),
-        ETHERTYPE_ARP => L3::Arp(parse_arp(rest).ok_or(DropReason::MalformedArp)?),
-        0x8100 | 0x88a8 | 0x9100 => return Err(DropReason::VlanTagged),
-        _ => return Err(DropReason::UnsupportedEthertype),
-    };
-    Ok(Headers { eth_dst, eth_src, l3 })
+    // Each arm builds its whole result: the IPv4 one then writes no more than IPv4's bytes
+    // (one `Headers` built after the match copied the largest variant, IPv6's, every time).
+    let h = |l3| Ok(Headers { eth_dst, eth_src, l3 });
+    match u16::from_be_bytes([eth[12], eth[13]]) {
+        ETHERTYPE_IPV4 => h(L3::Ipv4(parse_ipv4(rest)?)),
+        ETHERTYPE_ARP => h(L3::Arp(parse_arp(rest).ok_or(DropReason::MalformedArp)?)),
+        ETHERTYPE_IPV6 => h(L3::Ipv6(ipv6::parse(rest)?)),
+        0x8100 | 0x88a8 | 0x9100 => Err(DropReason::VlanTagged),
+        other => h(L3::Other(other)),
+    }
 }
 
 fn parse_arp(p: &[u8]) -> Option<Arp> {
@@ -229,7 +242,7 @@ fn parse_ipv4(p: &[u8]) -> Result<Ipv4, DropReason> {
 }
 
 #[inline]
-fn parse_l4(p: &[u8], proto: u8) -> Result<L4, DropReason> {
+pub(crate) fn parse_l4(p: &[u8], proto: u8) -> Result<L4, DropReason> {
     let t = DropReason::TruncatedL4;
     Ok(match proto {
         IPPROTO_TCP => {

@@ -135,14 +135,28 @@ impl EncapTemplate {
 
 /// The outer UDP source port for an inner frame, in 49152–65535 (RFC 7348 §5 recommends the
 /// dynamic range). The hash is fixed so every machine sends the same bytes: 32-bit FNV-1a over
-/// the inner destination MAC, source MAC, and for IPv4 the source and destination address,
-/// protocol, and the L4 ports (zero when absent), in that order; port = 49152 + hash mod 16384.
+/// the inner destination MAC, source MAC, and for IPv4 and IPv6 the source and destination
+/// address, protocol, and the L4 ports (zero when absent), in that order; port = 49152 + hash
+/// mod 16384.
 pub fn source_port(inner: &Headers) -> u16 {
     49152 + (flow_hash(inner) % 16384) as u16
 }
 
 /// The fixed hash of an inner flow (see [`source_port`]): also what picks one of two peered VTEPs.
 pub fn flow_hash(inner: &Headers) -> u32 {
+    // IPv6 is hashed as IPv4 is, with its 16-byte addresses (DECISIONS.md, IPv6).
+    let (a4, b4, a6, b6);
+    let ip: Option<(&[u8], &[u8], u8, L4)> = match &inner.l3 {
+        L3::Ipv4(ip) => {
+            (a4, b4) = (ip.src.octets(), ip.dst.octets());
+            Some((&a4, &b4, ip.proto, ip.l4))
+        }
+        L3::Ipv6(ip) => {
+            (a6, b6) = (ip.src.octets(), ip.dst.octets());
+            Some((&a6, &b6, ip.proto, ip.l4))
+        }
+        _ => None,
+    };
     let mut h: u32 = 0x811c_9dc5;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -152,11 +166,11 @@ pub fn flow_hash(inner: &Headers) -> u32 {
     };
     eat(&inner.eth_dst);
     eat(&inner.eth_src);
-    if let L3::Ipv4(ip) = &inner.l3 {
-        eat(&ip.src.octets());
-        eat(&ip.dst.octets());
-        eat(&[ip.proto]);
-        let (s, d) = match ip.l4 {
+    if let Some((src, dst, proto, l4)) = ip {
+        eat(src);
+        eat(dst);
+        eat(&[proto]);
+        let (s, d) = match l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
             _ => (0, 0),
         };

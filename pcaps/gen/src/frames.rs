@@ -158,8 +158,8 @@ pub fn arp_reply(sha: Mac, spa: Ip, tha: Mac, tpa: Ip) -> Vec<u8> {
 }
 
 /// The VXLAN source port of SPEC §7 as documented: 32-bit FNV-1a over the inner destination
-/// MAC, source MAC, and for IPv4 source and destination address, protocol and L4 ports (zero
-/// when absent); 49152 + hash mod 16384. Written here from that text, not borrowed from edgepath.
+/// MAC, source MAC, and for IPv4 (and IPv6) source and destination address, protocol and L4
+/// ports (zero when absent); 49152 + hash mod 16384. Written here from that text, not borrowed from edgepath.
 pub fn vxlan_sport(inner: &[u8]) -> u16 {
     let mut h: u32 = 0x811c9dc5;
     let mut eat = |b: &[u8]| {
@@ -170,6 +170,19 @@ pub fn vxlan_sport(inner: &[u8]) -> u16 {
     };
     eat(&inner[0..6]);
     eat(&inner[6..12]);
+    // IPv6 as IPv4, with its 16-byte addresses and the next header (no extension headers in
+    // the suites).
+    if inner[12..14] == [0x86, 0xdd] {
+        let proto = inner[20];
+        eat(&inner[22..38]);
+        eat(&inner[38..54]);
+        eat(&[proto]);
+        if proto == 6 || proto == 17 {
+            eat(&inner[54..58]);
+        } else {
+            eat(&[0, 0, 0, 0]);
+        }
+    }
     if inner[12..14] == [0x08, 0x00] {
         let ihl = (inner[14] & 0x0f) as usize * 4;
         let proto = inner[14 + 9];

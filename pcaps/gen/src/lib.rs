@@ -21,6 +21,7 @@
 //! ```
 
 mod frames;
+mod ipv6;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -1080,6 +1081,7 @@ fn cases() -> Vec<Case> {
     c.drop("truncated_ethernet", 1).drop("truncated_ipv4", 1).drop("bad_ihl", 1).drop("bad_ipv4_checksum", 1).drop("truncated_l4", 1);
     all.push(c);
 
+    ipv6::cases(&mut all);
     all
 }
 

@@ -150,10 +150,11 @@ fn rule_matches(r: &crate::model::FirewallRule, p: &FwPacket) -> bool {
         Some(FirewallProtocol::Udp) => p.proto == 17,
         Some(FirewallProtocol::Icmp) => p.proto == 1,
     };
-    let addr = |c: &Option<crate::model::AddrOrCidr>, a: Ipv4Addr| c.is_none_or(|c| c.0.contains(&a));
+    let addr = |c: &Option<crate::model::AddrOrCidr>, a: Ipv4Addr| c.is_none_or(|c| c.v4().is_some_and(|n| n.contains(&a)));
     let port =
         |pr: &Option<crate::model::PortRange>, v: u32| pr.is_none_or(|pr| v != NO_PORT && (pr.lo as u32..=pr.hi as u32).contains(&v));
-    proto_ok
+    !r.is_v6()
+        && proto_ok
         && addr(&r.source_ip_address, p.src)
         && addr(&r.destination_ip_address, p.dst)
         && port(&r.source_port, p.sport)
@@ -165,13 +166,18 @@ pub(super) fn compile(t: &Topology, s: &Snapshot) -> Vec<(RouterRef, Firewall)> 
     let mut out = Vec::new();
     for fw in &s.firewalls {
         let Some(policy) = s.firewall_policies.iter().find(|p| p.id == fw.firewall_policy_id) else { continue };
-        let rules: Vec<&crate::model::FirewallRule> =
-            policy.firewall_rules.iter().filter_map(|id| s.firewall_rules.iter().find(|r| &r.id == id)).filter(|r| r.enabled).collect();
+        let rules: Vec<&crate::model::FirewallRule> = policy
+            .firewall_rules
+            .iter()
+            .filter_map(|id| s.firewall_rules.iter().find(|r| &r.id == id))
+            .filter(|r| r.enabled && !r.is_v6())
+            .collect();
         let words = rules.len().div_ceil(64).max(1);
         let full = |max: u32| (0u32, max);
         let cidr = |c: &Option<crate::model::AddrOrCidr>| match c {
             None => full(u32::MAX),
-            Some(c) => (u32::from(c.0.network()), u32::from(c.0.broadcast())),
+            // Validation keeps IPv6 addresses out of IPv4 rules.
+            Some(c) => c.v4().map_or(full(u32::MAX), |n| (u32::from(n.network()), u32::from(n.broadcast()))),
         };
         let port = |p: &Option<crate::model::PortRange>| match p {
             None => full(NO_PORT),

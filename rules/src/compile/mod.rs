@@ -12,9 +12,9 @@ pub mod routes;
 pub mod vxlan;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::model::{Mac, NetworkType, Snapshot};
 use crate::validate::{bound_interface, SnapshotError};
@@ -67,6 +67,14 @@ pub struct PortIp {
     pub subnet: Ipv4Net,
 }
 
+/// An IPv6 address of a port, with the subnet it lies in (SPEC §10.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortIp6 {
+    pub addr: Ipv6Addr,
+    /// The subnet, host bits cleared.
+    pub subnet: Ipv6Net,
+}
+
 #[derive(Debug, Clone)]
 pub struct Host {
     pub id: String,
@@ -87,6 +95,9 @@ pub struct Network {
     pub mac_to_port: HashMap<Mac, PortRef>,
     /// ARP suppression (§5.4): addresses the network answers for, and with which MAC.
     pub arp_answers: HashMap<Ipv4Addr, Mac>,
+    /// ND suppression (§10.1): IPv6 addresses the network answers Neighbor Solicitations for —
+    /// its ports' fixed IPv6 and link-local addresses — and with which MAC.
+    pub nd_answers: HashMap<Ipv6Addr, Mac>,
     /// Hosts with a bound port on the network: where its floods are tunnelled (§5.3).
     pub hosts: Vec<HostRef>,
 }
@@ -96,7 +107,12 @@ pub struct Port {
     pub id: String,
     pub network: NetRef,
     pub mac: Mac,
+    /// Its IPv4 fixed IPs.
     pub ips: Vec<PortIp>,
+    /// Its IPv6 fixed IPs (SPEC §10.2).
+    pub ips6: Vec<PortIp6>,
+    /// Its link-local address: fe80::/64 with the modified EUI-64 of its MAC (RFC 4291 app. A).
+    pub link_local: Ipv6Addr,
     /// The router, for router ports.
     pub router: Option<RouterRef>,
     pub host: Option<HostRef>,
@@ -106,6 +122,7 @@ pub struct Port {
     /// The effective setting: the port's, else its network's.
     pub port_security: bool,
     pub allowed_pairs: Vec<(Ipv4Net, Option<Mac>)>,
+    pub allowed_pairs6: Vec<(Ipv6Net, Option<Mac>)>,
     /// Floating IPs this router port owns (answers ARP for).
     pub owned_fips: Vec<FipRef>,
 }
@@ -119,6 +136,17 @@ impl Port {
     pub fn has_ip(&self, ip: Ipv4Addr) -> bool {
         self.ips.iter().any(|i| i.addr == ip)
     }
+
+    /// Whether `ip` is one of its IPv6 addresses, its link-local included.
+    pub fn has_ip6(&self, ip: Ipv6Addr) -> bool {
+        ip == self.link_local || self.ips6.iter().any(|i| i.addr == ip)
+    }
+}
+
+/// The modified EUI-64 link-local address of a MAC (RFC 4291 appendix A, RFC 4862 §5.3).
+pub fn link_local(mac: Mac) -> Ipv6Addr {
+    let [a, b, c, d, e, f] = mac.0;
+    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, a ^ 0x02, b, c, 0xff, 0xfe, d, e, f])
 }
 
 #[derive(Debug, Clone)]
@@ -247,34 +275,41 @@ impl Topology {
                 ports: Vec::new(),
                 mac_to_port: HashMap::new(),
                 arp_answers: HashMap::new(),
+                nd_answers: HashMap::new(),
                 hosts: Vec::new(),
             });
         }
         let router_by_id: HashMap<&str, RouterRef> =
             snap.routers.iter().enumerate().map(|(i, r)| (r.id.as_str(), RouterRef(i as u32))).collect();
-        let subnet_cidr: HashMap<&str, Ipv4Net> = snap.subnets.iter().map(|s| (s.id.as_str(), s.cidr.trunc())).collect();
+        let subnet_cidr: HashMap<&str, IpNet> = snap.subnets.iter().map(|s| (s.id.as_str(), s.cidr.trunc())).collect();
 
         for (i, p) in snap.ports.iter().enumerate() {
             let r = PortRef(i as u32);
             let net = resolve(&net_by_id, &p.network_id, "ports", &p.id, "network_id")?;
             let net_security = snap.networks[net.idx()].port_security_enabled;
-            let ips = p
-                .fixed_ips
-                .iter()
-                .map(|f| {
-                    let subnet = match &f.subnet_id {
-                        Some(s) => subnet_cidr[s.as_str()],
-                        None => snap
-                            .subnets
-                            .iter()
-                            .filter(|s| s.network_id == p.network_id)
-                            .map(|s| s.cidr.trunc())
-                            .find(|c| c.contains(&f.ip_address))
-                            .unwrap_or_else(|| Ipv4Net::from(f.ip_address)),
-                    };
-                    PortIp { addr: f.ip_address, subnet }
-                })
-                .collect();
+            // Each fixed IP with its subnet: the one it names, else the one of its network it
+            // lies in (validation makes sure there is one).
+            let with_subnet = |f: &crate::model::FixedIp| {
+                let subnet = match &f.subnet_id {
+                    Some(s) => subnet_cidr.get(s.as_str()).copied(),
+                    None => snap
+                        .subnets
+                        .iter()
+                        .filter(|s| s.network_id == p.network_id)
+                        .map(|s| s.cidr.trunc())
+                        .find(|c| c.contains(&f.ip_address)),
+                };
+                (f.ip_address, subnet.unwrap_or_else(|| IpNet::from(f.ip_address)))
+            };
+            let mut ips = Vec::new();
+            let mut ips6 = Vec::new();
+            for (addr, subnet) in p.fixed_ips.iter().map(with_subnet) {
+                match (addr, subnet) {
+                    (std::net::IpAddr::V4(addr), IpNet::V4(subnet)) => ips.push(PortIp { addr, subnet }),
+                    (std::net::IpAddr::V6(addr), IpNet::V6(subnet)) => ips6.push(PortIp6 { addr, subnet }),
+                    _ => {}
+                }
+            }
             let host = p.binding_host_id.as_deref().and_then(|h| t.host_by_id.get(h).copied());
             t.port_by_id.insert(p.id.clone(), r);
             t.ports.push(Port {
@@ -282,12 +317,15 @@ impl Topology {
                 network: net,
                 mac: p.mac_address,
                 ips,
+                ips6,
+                link_local: link_local(p.mac_address),
                 router: if p.is_router_port() { Some(resolve(&router_by_id, &p.device_id, "ports", &p.id, "device_id")?) } else { None },
                 host,
                 interface: bound_interface(p)?.map(str::to_string),
                 admin_up: p.admin_state_up,
                 port_security: p.port_security_enabled.unwrap_or(net_security),
-                allowed_pairs: p.allowed_address_pairs.iter().map(|a| (a.ip_address.0, a.mac_address)).collect(),
+                allowed_pairs: p.allowed_address_pairs.iter().filter_map(|a| Some((a.ip_address.v4()?, a.mac_address))).collect(),
+                allowed_pairs6: p.allowed_address_pairs.iter().filter_map(|a| Some((a.ip_address.v6()?, a.mac_address))).collect(),
                 owned_fips: Vec::new(),
             });
             let n = &mut t.networks[net.idx()];
@@ -332,10 +370,12 @@ impl Topology {
             let router = resolve(&router_by_id, router_id, "floatingips", &f.id, "router_id")?;
             let fnet = resolve(&net_by_id, &f.floating_network_id, "floatingips", &f.id, "floating_network_id")?;
             let fixed_port = &snap.ports[resolve(&t.port_by_id, port_id, "floatingips", &f.id, "port_id")?.idx()];
-            let fixed = match (f.fixed_ip_address, fixed_port.fixed_ips.first()) {
+            let fixed = match (f.fixed_ip_address, fixed_port.fixed_ips.iter().find_map(|x| x.ipv4())) {
                 (Some(ip), _) => ip,
-                (None, Some(first)) => first.ip_address,
-                (None, None) => return Err(SnapshotError::new("floatingips", &f.id, "port_id", format!("port {port_id} has no fixed IP"))),
+                (None, Some(first)) => first,
+                (None, None) => {
+                    return Err(SnapshotError::new("floatingips", &f.id, "port_id", format!("port {port_id} has no IPv4 fixed IP")))
+                }
             };
             let fip_port = t.routers[router.idx()].ports.iter().copied().find(|p| t.ports[p.idx()].network == fnet).ok_or_else(|| {
                 SnapshotError::Resource {
@@ -352,9 +392,10 @@ impl Topology {
         }
 
         // ARP suppression answers (§5.4): fixed IPs of the network's ports, floating IPs owned by
-        // its router ports, and remote MACs' addresses.
+        // its router ports, and remote MACs' addresses; ND's (§10.1): their IPv6 addresses.
         for n in 0..t.networks.len() {
             let mut answers = HashMap::new();
+            let mut nd = HashMap::new();
             for p in &t.networks[n].ports {
                 let port = &t.ports[p.idx()];
                 for ip in &port.ips {
@@ -363,8 +404,13 @@ impl Topology {
                 for f in &port.owned_fips {
                     answers.entry(t.fips[f.idx()].addr).or_insert(port.mac);
                 }
+                nd.entry(port.link_local).or_insert(port.mac);
+                for ip in &port.ips6 {
+                    nd.entry(ip.addr).or_insert(port.mac);
+                }
             }
             t.networks[n].arp_answers = answers;
+            t.networks[n].nd_answers = nd;
         }
         let rgw_conn_net: HashMap<&str, &str> =
             snap.remote_gateway_connections.iter().map(|c| (c.id.as_str(), c.network_id.as_str())).collect();

@@ -74,7 +74,8 @@ pub(super) fn compile(t: &Topology, me: RouterRef, snap: &model::Snapshot) -> Re
         let gateway = port
             .ips
             .first()
-            .and_then(|ip| snap.subnets.iter().find(|s| &s.network_id == net_id && s.cidr.trunc() == ip.subnet).and_then(|s| s.gateway_ip));
+            .and_then(|ip| snap.subnets.iter().find(|s| &s.network_id == net_id && s.cidr4() == Some(ip.subnet)))
+            .and_then(|s| s.gateway4());
         if let Some(g) = gateway {
             routes.push(Route { destination: ANY, source: ANY, port: gw, via: Some(g) });
         }

@@ -123,12 +123,32 @@ fn networks_and_hosts(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Subnets: on a network that exists, not overlapping another of it, the gateway inside.
+/// Subnets: on a network that exists, of the family `ip_version` says, not overlapping another
+/// of it, the gateway inside, IPv6 modes only on IPv6 subnets and equal when both are given.
 fn subnets(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
     let Ids { networks, .. } = ids;
-    let mut cidrs: HashMap<&str, Vec<(&str, ipnet::Ipv4Net)>> = HashMap::new();
+    let mut cidrs: HashMap<&str, Vec<(&str, ipnet::IpNet)>> = HashMap::new();
     for sn in &s.subnets {
         must_exist(networks, &sn.network_id, "subnets", &sn.id, "network_id", "network")?;
+        let family = if sn.cidr6().is_some() { 6 } else { 4 };
+        match sn.ip_version {
+            None | Some(4 | 6) if sn.ip_version.unwrap_or(4) == family => {}
+            Some(v @ (4 | 6)) => {
+                return Err(SnapshotError::new("subnets", &sn.id, "ip_version", format!("{v}, but cidr {} is IPv{family}", sn.cidr)))
+            }
+            None => return Err(SnapshotError::new("subnets", &sn.id, "cidr", format!("{} is IPv6, but ip_version is not 6", sn.cidr))),
+            Some(v) => return Err(SnapshotError::new("subnets", &sn.id, "ip_version", format!("{v} is neither 4 nor 6"))),
+        }
+        for (attr, mode) in [("ipv6_ra_mode", sn.ipv6_ra_mode), ("ipv6_address_mode", sn.ipv6_address_mode)] {
+            if let (Some(mode), 4) = (mode, family) {
+                return Err(SnapshotError::new("subnets", &sn.id, attr, format!("{mode} on the IPv4 subnet {}", sn.cidr)));
+            }
+        }
+        if let (Some(ra), Some(addr)) = (sn.ipv6_ra_mode, sn.ipv6_address_mode) {
+            if ra != addr {
+                return Err(SnapshotError::new("subnets", &sn.id, "ipv6_ra_mode", format!("{ra} differs from ipv6_address_mode {addr}")));
+            }
+        }
         let net = sn.cidr.trunc();
         let others = cidrs.entry(sn.network_id.as_str()).or_default();
         if let Some((o, oc)) = others.iter().find(|(_, c)| c.contains(&net.network()) || net.contains(&c.network())) {
@@ -163,7 +183,7 @@ fn ports(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
         }
     }
     let mut macs: HashMap<(&str, Mac), &str> = HashMap::new();
-    let mut fixed: HashMap<(&str, std::net::Ipv4Addr), &str> = HashMap::new();
+    let mut fixed: HashMap<(&str, std::net::IpAddr), &str> = HashMap::new();
     for p in &s.ports {
         must_exist(networks, &p.network_id, "ports", &p.id, "network_id", "network")?;
         if p.mac_address.is_multicast() || p.mac_address.0 == [0; 6] {
@@ -178,17 +198,18 @@ fn ports(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
                     format!("{} is already a fixed IP of port {prev} on network {}", fip.ip_address, p.network_id),
                 ));
             }
-            // A subnet's network and broadcast addresses are no host's (below /31).
+            // A subnet's network and broadcast addresses are no host's (below /31); IPv6 has no
+            // broadcast, and its all-zeros host is the subnet-router anycast (RFC 4291 §2.6.1).
             let on = s
                 .subnets
                 .iter()
                 .filter(|sn| sn.network_id == p.network_id)
                 .map(|sn| (sn, sn.cidr.trunc()))
                 .find(|(_, c)| c.contains(&fip.ip_address));
-            if let Some((sn, c)) = on.filter(|(_, c)| c.prefix_len() < 31) {
+            if let Some((sn, c)) = on.filter(|(_, c)| c.prefix_len() < c.max_prefix_len() - 1) {
                 let which = if fip.ip_address == c.network() {
                     Some("network")
-                } else if fip.ip_address == c.broadcast() {
+                } else if fip.ip_address == c.broadcast() && fip.ipv4().is_some() {
                     Some("broadcast")
                 } else {
                     None
@@ -310,7 +331,10 @@ fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError
                 format!("{} is already floating IP {other}", f.floating_ip_address),
             ));
         }
-        let inside = s.subnets.iter().any(|sn| sn.network_id == f.floating_network_id && sn.cidr.trunc().contains(&f.floating_ip_address));
+        let inside = s
+            .subnets
+            .iter()
+            .any(|sn| sn.network_id == f.floating_network_id && sn.cidr.trunc().contains(&std::net::IpAddr::V4(f.floating_ip_address)));
         if !inside {
             return Err(SnapshotError::new(
                 "floatingips",
@@ -358,6 +382,19 @@ fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError
 /// Firewalls, their policies and rules, and logging.
 fn firewalls(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
     let Ids { routers, fw_rules, fw_policies, firewalls, .. } = ids;
+    for r in &s.firewall_rules {
+        let v6 = match r.ip_version {
+            None | Some(4) => false,
+            Some(6) => true,
+            Some(v) => return Err(SnapshotError::new("firewall_rules", &r.id, "ip_version", format!("{v} is neither 4 nor 6"))),
+        };
+        for (attr, a) in [("source_ip_address", &r.source_ip_address), ("destination_ip_address", &r.destination_ip_address)] {
+            if let Some(a) = a.filter(|a| a.is_v6() != v6) {
+                let family = if v6 { 6 } else { 4 };
+                return Err(SnapshotError::new("firewall_rules", &r.id, attr, format!("{} in a rule of ip_version {family}", a.0)));
+            }
+        }
+    }
     for pol in &s.firewall_policies {
         for (i, r) in pol.firewall_rules.iter().enumerate() {
             must_exist(fw_rules, r, "firewall_policies", &pol.id, &format!("firewall_rules[{i}]"), "firewall rule")?;

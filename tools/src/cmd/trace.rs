@@ -80,8 +80,8 @@ pub fn run(a: TraceArgs) -> Result<(), String> {
             return Some(p.mac);
         }
         let net = topo.network(p.network);
-        let gateway =
-            topo.snapshot.subnets.iter().find(|s| s.network_id == net.id && s.cidr.trunc().contains(&a.src)).and_then(|s| s.gateway_ip);
+        let gateway = topo.snapshot.subnets.iter().find(|s| s.network_id == net.id && s.cidr4().is_some_and(|c| c.contains(&a.src)));
+        let gateway = gateway.and_then(|s| s.gateway4());
         net.arp_answers.get(&a.dst).or_else(|| gateway.and_then(|g| net.arp_answers.get(&g))).copied()
     });
     let dst_mac = dst_mac.ok_or("--dst-mac: no default for this interface; give one")?;

@@ -1,0 +1,266 @@
+//! The IPv6 scenarios (SPEC §10), on the base topology made dual-stack: net-a also carries
+//! 2001:db8:a::/64 (r1-a ::1, vm1 ::3, vm2 ::4), and every port has its EUI-64 link-local
+//! address. Frames are built with etherparse (checksums over the IPv6 pseudo-header), expected
+//! ones from the spec's words, as for IPv4.
+
+use etherparse::{IpHeaders, IpNumber, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader, PacketBuilder};
+
+use super::*;
+
+pub type Ip6 = [u8; 16];
+
+/// 2001:db8:`net`::`host`.
+pub fn a6(net: u16, host: u16) -> Ip6 {
+    let [n0, n1] = net.to_be_bytes();
+    let [h0, h1] = host.to_be_bytes();
+    [0x20, 0x01, 0x0d, 0xb8, n0, n1, 0, 0, 0, 0, 0, 0, 0, 0, h0, h1]
+}
+
+/// The link-local address of a MAC (modified EUI-64, RFC 4291 appendix A).
+pub fn ll(m: Mac) -> Ip6 {
+    [0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]
+}
+
+/// The solicited-node multicast address of `a` (RFC 4291 §2.7.1).
+pub fn solicited(a: Ip6) -> Ip6 {
+    [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, a[13], a[14], a[15]]
+}
+
+/// The Ethernet MAC of an IPv6 multicast address (RFC 2464 §7).
+pub fn mcast_mac(a: Ip6) -> Mac {
+    [0x33, 0x33, a[12], a[13], a[14], a[15]]
+}
+
+pub const ALL_NODES: Ip6 = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub const ALL_MLDV2_ROUTERS: Ip6 = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16];
+pub const UNSPECIFIED: Ip6 = [0; 16];
+
+fn ip6_str(a: Ip6) -> String {
+    std::net::Ipv6Addr::from(a).to_string()
+}
+
+/// The upper layer of an IPv6 packet.
+#[derive(Clone, Debug)]
+pub enum L6 {
+    Udp(u16, u16),
+    EchoRequest {
+        id: u16,
+        seq: u16,
+    },
+    /// Any ICMPv6 message: type, code, and the second 32-bit word; the body is the payload.
+    Icmp(u8, u8, [u8; 4]),
+}
+
+/// An Ethernet/IPv6 packet, described by its fields.
+#[derive(Clone, Debug)]
+pub struct P6 {
+    pub smac: Mac,
+    pub dmac: Mac,
+    pub src: Ip6,
+    pub dst: Ip6,
+    pub hop_limit: u8,
+    pub tclass: u8,
+    /// A hop-by-hop header with the router alert option (RFC 2711), as MLD carries.
+    pub router_alert: bool,
+    pub l4: L6,
+    pub payload: Vec<u8>,
+}
+
+impl P6 {
+    pub fn udp(smac: Mac, dmac: Mac, src: Ip6, dst: Ip6, sport: u16, dport: u16, payload: &[u8]) -> P6 {
+        P6 { smac, dmac, src, dst, hop_limit: 64, tclass: 0, router_alert: false, l4: L6::Udp(sport, dport), payload: payload.to_vec() }
+    }
+
+    pub fn icmp(smac: Mac, dmac: Mac, src: Ip6, dst: Ip6, l4: L6, payload: &[u8]) -> P6 {
+        P6 { smac, dmac, src, dst, hop_limit: 255, tclass: 0, router_alert: false, l4, payload: payload.to_vec() }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let ip = Ipv6Header {
+            traffic_class: self.tclass,
+            flow_label: Default::default(),
+            payload_length: 0,
+            next_header: IpNumber::UDP,
+            hop_limit: self.hop_limit,
+            source: self.src,
+            destination: self.dst,
+        };
+        let mut ext = Ipv6Extensions::default();
+        if self.router_alert {
+            ext.hop_by_hop_options = Some(Ipv6RawExtHeader::new_raw(IpNumber::IPV6_ICMP, &[5, 2, 0, 0, 1, 0]).expect("hop-by-hop"));
+        }
+        let b = PacketBuilder::ethernet2(self.smac, self.dmac).ip(IpHeaders::Ipv6(ip, ext));
+        let mut out = Vec::new();
+        match self.l4 {
+            L6::Udp(s, d) => b.udp(s, d).write(&mut out, &self.payload),
+            L6::EchoRequest { id, seq } => b.icmpv6_echo_request(id, seq).write(&mut out, &self.payload),
+            L6::Icmp(t, c, w) => b.icmpv6_raw(t, c, w).write(&mut out, &self.payload),
+        }
+        .expect("build");
+        out
+    }
+}
+
+/// A Neighbor Solicitation for `target` (RFC 4861 §4.3): to its solicited-node address, with the
+/// source link-layer option unless it is a duplicate address detection probe (source `::`).
+pub fn ns(smac: Mac, src: Ip6, target: Ip6) -> P6 {
+    let dst = solicited(target);
+    let mut body = target.to_vec();
+    if src != UNSPECIFIED {
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&smac);
+    }
+    P6::icmp(smac, mcast_mac(dst), src, dst, L6::Icmp(135, 0, [0; 4]), &body)
+}
+
+/// A Neighbor Advertisement for `target` with flags R (0x80), S (0x40), O (0x20) and the target
+/// link-layer option (RFC 4861 §4.4).
+pub fn na(smac: Mac, dmac: Mac, src: Ip6, dst: Ip6, target: Ip6, flags: u8) -> P6 {
+    let mut body = target.to_vec();
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&smac);
+    P6::icmp(smac, dmac, src, dst, L6::Icmp(136, 0, [flags, 0, 0, 0]), &body)
+}
+
+/// net-a dual-stack: 2001:db8:a::/64 beside 10.0.0.0/24, without router advertisements.
+fn dual_stack() -> Value {
+    let mut s = base();
+    s["subnets"].as_array_mut().expect("subnets").push(json!({
+        "id": "sub-a6", "network_id": "net-a", "cidr": "2001:db8:a::/64", "ip_version": 6, "gateway_ip": "2001:db8:a::1",
+    }));
+    for p in s["ports"].as_array_mut().expect("ports") {
+        let host = match p["id"].as_str() {
+            Some("r1-a") => 1,
+            Some("vm1") => 3,
+            Some("vm2") => 4,
+            _ => continue,
+        };
+        p["fixed_ips"].as_array_mut().expect("fixed_ips").push(json!({"subnet_id": "sub-a6", "ip_address": ip6_str(a6(0xa, host))}));
+    }
+    s
+}
+
+/// A frame of another ethertype, padded to the Ethernet minimum.
+fn raw(smac: Mac, dmac: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = [dmac, smac].concat();
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+pub(super) fn cases(all: &mut Vec<Case>) {
+    // Story: a network bridges every ethertype (§10.1): IPv6 unicast and multicast between VMs,
+    // another protocol between ports without port security (vm2); a secured port (vm1) sends
+    // only IPv4, ARP and IPv6; frames to the 802.1D reserved group addresses (LLDP, STP) are
+    // never forwarded.
+    let mut s = dual_stack();
+    s["ports"][1]["port_security_enabled"] = json!(false);
+    let mut c = Case::new("ipv6-bridging", "IPv6 unicast and multicast, and any ethertype without port security, are bridged", s);
+    let (g1, g2) = (a6(0xa, 3), a6(0xa, 4));
+    let uni = P6::udp(VM1, VM2, g1, g2, 5000, 6000, b"v6 unicast");
+    c.input(1.0, "tap-vm1", uni.bytes()).expect(1.0, "tap-vm2", uni.bytes());
+    let multi = P6::icmp(VM1, mcast_mac(ALL_NODES), ll(VM1), ALL_NODES, L6::EchoRequest { id: 7, seq: 1 }, b"all nodes");
+    c.input(2.0, "tap-vm1", multi.bytes()).expect(2.0, "tap-vm2", multi.bytes());
+    let other = raw(VM2, VM1, 0x88b5, b"local experimental ethertype");
+    c.input(3.0, "tap-vm2", other.clone()).expect(3.0, "tap-vm1", other);
+    c.input(4.0, "tap-vm2", raw(VM2, [0x01, 0x80, 0xc2, 0, 0, 0x0e], 0x88cc, b"lldp"));
+    c.input(5.0, "tap-vm2", raw(VM2, [0x01, 0x80, 0xc2, 0, 0, 0x00], 0x0026, &[0x42, 0x42, 0x03]));
+    c.input(6.0, "tap-vm1", raw(VM1, VM2, 0x88b5, b"from a secured port"));
+    let unsecured = P6::udp(VM2, VM1, a6(0xa, 0x99), g1, 6000, 5000, b"vm2 has no port security");
+    c.input(7.0, "tap-vm2", unsecured.bytes()).expect(7.0, "tap-vm1", unsecured.bytes());
+    c.drop("reserved_group", 2).drop("ethertype_not_allowed", 1);
+    all.push(c);
+
+    // Story: IPv6 port security (§10.1) on vm1, which also has the allowed pair 2001:db8:a::200:
+    // a source that is not its own is dropped — `::` included, except for duplicate address
+    // detection and MLD reports; an NA for vm2's address, a router advertisement and a DHCPv6
+    // server message are dropped; its link-local and its pair pass.
+    let mut s = dual_stack();
+    s["ports"][0]["allowed_address_pairs"] = json!([{"ip_address": "2001:db8:a::200"}]);
+    let mut c = Case::new("ipv6-port-security", "vm1's spoofed IPv6 sources, NA targets, RAs and DHCPv6 replies are dropped", s);
+    c.input(1.0, "tap-vm1", P6::udp(VM1, VM2, a6(0xa, 0x99), g2, 1, 2, b"spoofed").bytes());
+    let dad = ns(VM1, UNSPECIFIED, g1);
+    c.input(2.0, "tap-vm1", dad.bytes()).expect(2.0, "tap-vm2", dad.bytes());
+    let mut mld = P6::icmp(VM1, mcast_mac(ALL_MLDV2_ROUTERS), UNSPECIFIED, ALL_MLDV2_ROUTERS, L6::Icmp(143, 0, [0, 0, 0, 1]), &{
+        let mut rec = vec![4, 0, 0, 0];
+        rec.extend_from_slice(&solicited(g1));
+        rec
+    });
+    mld.hop_limit = 1;
+    mld.router_alert = true;
+    c.input(3.0, "tap-vm1", mld.bytes()).expect(3.0, "tap-vm2", mld.bytes());
+    c.input(4.0, "tap-vm1", na(VM1, mcast_mac(ALL_NODES), g1, ALL_NODES, g2, 0x20).bytes());
+    let own = na(VM1, mcast_mac(ALL_NODES), g1, ALL_NODES, g1, 0x20);
+    c.input(5.0, "tap-vm1", own.bytes()).expect(5.0, "tap-vm2", own.bytes());
+    let ra = P6::icmp(VM1, mcast_mac(ALL_NODES), ll(VM1), ALL_NODES, L6::Icmp(134, 0, [64, 0, 0x07, 0x08]), &[0; 8]);
+    c.input(6.0, "tap-vm1", ra.bytes());
+    c.input(7.0, "tap-vm1", P6::udp(VM1, VM2, ll(VM1), ll(VM2), 547, 546, b"dhcpv6 reply").bytes());
+    let local = P6::udp(VM1, VM2, ll(VM1), ll(VM2), 4000, 4001, b"link-local");
+    c.input(8.0, "tap-vm1", local.bytes()).expect(8.0, "tap-vm2", local.bytes());
+    let pair = P6::udp(VM1, VM2, a6(0xa, 0x200), g2, 4000, 4001, b"allowed pair");
+    c.input(9.0, "tap-vm1", pair.bytes()).expect(9.0, "tap-vm2", pair.bytes());
+    c.input(10.0, "tap-vm1", P6::udp(VM1, VM2, ll(UPSTREAM), g2, 1, 2, b"another MAC's link-local").bytes());
+    c.input(11.0, "tap-vm1", P6::icmp(VM1, VM2, UNSPECIFIED, g2, L6::EchoRequest { id: 1, seq: 1 }, b"from ::").bytes());
+    c.drop("spoofed_ip", 3).drop("spoofed_na_target", 1).drop("router_advert_from_vm", 1).drop("dhcpv6_server_from_vm", 1);
+    all.push(c);
+
+    // Story: ND suppression (§10.1) and the router's own addresses (§10.2): vm1's multicast NS
+    // for vm2's global and link-local addresses are answered on vm1's port (S=1, O=1), a DAD
+    // probe for vm2's address is answered to all nodes (S=0) and one for vm1's own address is
+    // flooded, as are an NS for an unknown address and a unicast NS; the router answers NS for
+    // its addresses (R=1) and echo requests to them.
+    let mut c = Case::new(
+        "ipv6-nd",
+        "NS for known addresses are answered, the router answers NS and echo, DAD for one's own address floods",
+        dual_stack(),
+    );
+    let r1 = a6(0xa, 1);
+    let sol = |t: Ip6| ns(VM1, g1, t);
+    c.input(1.0, "tap-vm1", sol(g2).bytes()).expect(1.0, "tap-vm1", na(VM2, VM1, g2, g1, g2, 0x60).bytes());
+    c.input(2.0, "tap-vm1", ns(VM1, ll(VM1), ll(VM2)).bytes()).expect(
+        2.0,
+        "tap-vm1",
+        na(VM2, VM1, ll(VM2), ll(VM1), ll(VM2), 0x60).bytes(),
+    );
+    c.input(3.0, "tap-vm1", ns(VM1, UNSPECIFIED, g2).bytes());
+    c.expect(3.0, "tap-vm1", na(VM2, mcast_mac(ALL_NODES), g2, ALL_NODES, g2, 0x20).bytes());
+    let own = ns(VM1, UNSPECIFIED, g1);
+    c.input(4.0, "tap-vm1", own.bytes()).expect(4.0, "tap-vm2", own.bytes());
+    let unknown = sol(a6(0xa, 0x77));
+    c.input(5.0, "tap-vm1", unknown.bytes()).expect(5.0, "tap-vm2", unknown.bytes());
+    let mut unicast = sol(g2);
+    (unicast.dmac, unicast.dst) = (VM2, g2);
+    c.input(6.0, "tap-vm1", unicast.bytes()).expect(6.0, "tap-vm2", unicast.bytes());
+    c.input(7.0, "tap-vm1", sol(r1).bytes()).expect(7.0, "tap-vm1", na(R1_A, VM1, r1, g1, r1, 0xe0).bytes());
+    c.input(8.0, "tap-vm1", ns(VM1, ll(VM1), ll(R1_A)).bytes());
+    c.expect(8.0, "tap-vm1", na(R1_A, VM1, ll(R1_A), ll(VM1), ll(R1_A), 0xe0).bytes());
+    for (t, to, from) in [(9.0, r1, g1), (10.0, ll(R1_A), ll(VM1))] {
+        let mut ping = P6::icmp(VM1, R1_A, from, to, L6::EchoRequest { id: 9, seq: t as u16 }, b"ping the router");
+        ping.hop_limit = 64;
+        let mut pong = P6::icmp(R1_A, VM1, to, from, L6::Icmp(129, 0, [0, 9, 0, t as u8]), b"ping the router");
+        pong.hop_limit = 64;
+        c.input(t, "tap-vm1", ping.bytes()).expect(t, "tap-vm1", pong.bytes());
+    }
+    all.push(c);
+
+    // Story: IPv6 crosses VXLAN like any frame (§7, §10.1): vm1 → vm4 on host-b is encapsulated
+    // with net-a's VNI once host-b's tunnel IP answers ARP; host-b's IPv6 is decapsulated to
+    // vm1; an all-nodes multicast floods to vm2 and through the tunnel.
+    let mut s = dual_stack();
+    s["ports"].as_array_mut().expect("ports").push(json!({
+        "id": "vm4", "network_id": "net-a", "mac_address": mac_str(VM4),
+        "fixed_ips": [{"ip_address": ip_str(IP_VM4)}, {"ip_address": ip6_str(a6(0xa, 5))}],
+        "device_owner": "compute:nova", "binding:host_id": "host-b", "binding:profile": {"if_name": "tap-vm4"},
+    }));
+    let mut c = Case::new("ipv6-over-vxlan", "IPv6 to and from a VM on host-b, and IPv6 multicast, cross the tunnel", s);
+    c.macs = vec![("ul0", UL_A)];
+    let to4 = P6::udp(VM1, VM4, g1, a6(0xa, 5), 4000, 5000, b"v6 to host-b");
+    let from4 = P6::udp(VM4, VM1, a6(0xa, 5), g1, 5000, 4000, b"v6 from host-b");
+    c.input(1.0, "tap-vm1", to4.bytes()).expect(1.0, "ul0", arp_request(UL_A, TUN_A, TUN_B));
+    c.input(1.5, "ul0", arp_reply(UL_B, TUN_B, UL_A, TUN_A)).expect(1.5, "ul0", vxlan(UL_A, UL_B, TUN_A, TUN_B, 100, 0x08, &to4.bytes()));
+    c.input(2.0, "ul0", vxlan(UL_B, UL_A, TUN_B, TUN_A, 100, 0x08, &from4.bytes())).expect(2.0, "tap-vm1", from4.bytes());
+    c.input(3.0, "tap-vm1", multi.bytes()).expect(3.0, "tap-vm2", multi.bytes());
+    c.expect(3.0, "ul0", vxlan(UL_A, UL_B, TUN_A, TUN_B, 100, 0x08, &multi.bytes()));
+    all.push(c);
+}
