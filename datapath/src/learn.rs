@@ -16,7 +16,7 @@
 //! was counted then, and its waiting copies count nothing more.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,10 +168,10 @@ pub struct Learned {
     /// `(stamp when queued, entry)`, in deadline order: an entry is looked at once its queued
     /// stamp is a whole aging time old, and goes, or is queued again under its newer stamp.
     aging: BTreeSet<(Instant, NetRef, Mac)>,
-    arp: HashMap<(ArpScope, Ipv4Addr), (Mac, ArpOwner), ahash::RandomState>,
+    arp: HashMap<(ArpScope, IpAddr), (Mac, ArpOwner), ahash::RandomState>,
     arps_per_owner: HashMap<ArpOwner, usize, ahash::RandomState>,
     /// Ordered, so retries fire in the same order on every run.
-    pub pending: BTreeMap<(ArpScope, Ipv4Addr), Pending>,
+    pub pending: BTreeMap<(ArpScope, IpAddr), Pending>,
     /// Copies still waiting of inputs that are not counted yet.
     uncounted: HashMap<u64, u32, ahash::RandomState>,
     next_input: u64,
@@ -239,7 +239,7 @@ impl Learned {
     }
 
     /// Learn an ARP entry of `scope`, counted against `owner`'s bound; true if that is news.
-    pub fn learn_arp(&mut self, scope: ArpScope, owner: ArpOwner, ip: Ipv4Addr, mac: Mac, limits: &Limits) -> bool {
+    pub fn learn_arp(&mut self, scope: ArpScope, owner: ArpOwner, ip: IpAddr, mac: Mac, limits: &Limits) -> bool {
         if let Some(e) = self.arp.get_mut(&(scope, ip)) {
             let news = e.0 != mac;
             e.0 = mac;
@@ -255,7 +255,7 @@ impl Learned {
         true
     }
 
-    pub fn arp(&self, scope: ArpScope, ip: Ipv4Addr) -> Option<Mac> {
+    pub fn arp(&self, scope: ArpScope, ip: IpAddr) -> Option<Mac> {
         self.arp.get(&(scope, ip)).map(|e| e.0)
     }
 
@@ -289,7 +289,7 @@ pub struct SavedMac {
 pub struct SavedArp {
     pub scope: ArpScope,
     pub owner: ArpOwner,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub mac: Mac,
 }
 
@@ -324,7 +324,7 @@ impl Learned {
 
     /// Park a frame for a next hop whose entry exists: a copy of `input`, or (`None`) a frame the
     /// datapath made.
-    pub fn park(&mut self, key: (ArpScope, Ipv4Addr), frame: Vec<u8>, input: Option<u64>) {
+    pub fn park(&mut self, key: (ArpScope, IpAddr), frame: Vec<u8>, input: Option<u64>) {
         if let Some(p) = self.pending.get_mut(&key) {
             p.frames.push(Waiting { frame, input });
             if let Some(i) = input {

@@ -82,7 +82,7 @@ struct ArpEntry {
     router_port: Option<u32>,
     /// The router it counts against; none for the underlay.
     router: Option<u32>,
-    ip: Ipv4Addr,
+    ip: std::net::IpAddr,
     mac: [u8; 6],
 }
 

@@ -254,10 +254,11 @@ pub struct ExternalGatewayInfo {
 /// An extra route, with MidoNet's `source` (004 §8.1.6).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExtraRoute {
-    pub destination: Ipv4Net,
-    pub nexthop: Ipv4Addr,
+    /// IPv4 or IPv6; the next hop and the source are of the same family (validation).
+    pub destination: IpNet,
+    pub nexthop: IpAddr,
     #[serde(default)]
-    pub source: Option<Ipv4Net>,
+    pub source: Option<IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

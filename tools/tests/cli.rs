@@ -251,6 +251,11 @@ fn snapshot_check_names_file_resource_and_attribute() {
             "firewall_rules/fr: destination_ip_address: 2001:db8::/64 in a rule of ip_version 4",
         ),
         (
+            "a route that mixes families",
+            Box::new(|s| s["routers"][0]["routes"] = serde_json::json!([{"destination": "2001:db8:9::/48", "nexthop": "10.0.0.9"}])),
+            "routers/r1: routes[0].nexthop: 10.0.0.9 for destination 2001:db8:9::/48: a route's next hop is of its destination's family",
+        ),
+        (
             "CIDR that does not parse",
             Box::new(|s| s["subnets"][0]["cidr"] = "10.0.0.0/33".into()),
             "subnets/sub-a: cidr: invalid IP address syntax (found \"10.0.0.0/33\")",

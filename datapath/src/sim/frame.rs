@@ -78,6 +78,15 @@ impl Frame {
         self.reparse();
     }
 
+    /// Decrement an IPv6 packet's hop limit by one (no header checksum to update).
+    pub fn dec_hop_limit(&mut self) {
+        let L3::Ipv6(ip) = self.h.l3 else { return };
+        if let Some(Ok(mut v)) = self.buf.get_mut(wire::ETH_LEN..).map(|b| Ipv6Mut::new(b, ip.l4_rel as usize)) {
+            v.dec_hop_limit();
+        }
+        self.reparse();
+    }
+
     /// Decrement TTL by one, updating the header checksum.
     pub fn dec_ttl(&mut self) {
         let Some((mut v, _)) = self.ip_mut() else { return };

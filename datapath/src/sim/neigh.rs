@@ -19,7 +19,7 @@ impl Sim<'_> {
         // RFC 826's merge rule: a sender already in the table is updated by whatever it sends —
         // a gratuitous request or reply (sender IP = target IP) announcing a new MAC after a
         // failover included; a request for this port's addresses and a reply create the entry.
-        let known = self.learned.arp(ArpScope::RouterPort(p), a.spa).is_some();
+        let known = self.learned.arp(ArpScope::RouterPort(p), a.spa.into()).is_some();
         let learns = on_link && (for_me || a.op == wire::ARP_REPLY || known);
         if learns {
             self.learn_arp(ArpScope::RouterPort(p), a.spa, Mac(a.sha));
@@ -38,7 +38,8 @@ impl Sim<'_> {
     }
 
     /// Learn an ARP entry and send whatever waited for it.
-    pub(super) fn learn_arp(&mut self, scope: ArpScope, ip: Ipv4Addr, mac: Mac) {
+    pub(super) fn learn_arp(&mut self, scope: ArpScope, ip: impl Into<std::net::IpAddr>, mac: Mac) {
+        let ip = ip.into();
         let owner = match scope {
             ArpScope::RouterPort(p) => self.topo.port(p).router.map_or(ArpOwner::Underlay, ArpOwner::Router),
             ArpScope::Underlay => ArpOwner::Underlay,
@@ -66,7 +67,8 @@ impl Sim<'_> {
     }
 
     /// Park a frame until `ip` answers ARP in `scope`; the first packet sends the request.
-    pub(super) fn queue(&mut self, scope: ArpScope, ip: Ipv4Addr, frame: Vec<u8>, egress: Egress, request: Vec<u8>) {
+    pub(super) fn queue(&mut self, scope: ArpScope, ip: impl Into<std::net::IpAddr>, frame: Vec<u8>, egress: Egress, request: Vec<u8>) {
+        let ip = ip.into();
         self.uncacheable();
         let now = self.now;
         let first = !self.learned.pending.contains_key(&(scope, ip));

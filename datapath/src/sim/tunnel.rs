@@ -33,7 +33,7 @@ impl Sim<'_> {
         let next_hop = host.underlay_gateway.unwrap_or(dst);
         let src_mac = self.ifs.get(ul).mac.0;
         let sport = vxlan::source_port(&f.h);
-        match self.learned.arp(ArpScope::Underlay, next_hop) {
+        match self.learned.arp(ArpScope::Underlay, next_hop.into()) {
             Some(mac) => {
                 let t = vxlan::EncapTemplate::new(src_mac, mac.0, host.tunnel_ip, dst, sport, vni);
                 self.output(ul, f, Some(t));
@@ -106,7 +106,7 @@ impl Sim<'_> {
             if a.tpa != my_ip {
                 // The merge rule (RFC 826), as at router ports: a known neighbour's announcement
                 // updates its entry.
-                if self.learned.arp(ArpScope::Underlay, a.spa).is_some() {
+                if self.learned.arp(ArpScope::Underlay, a.spa.into()).is_some() {
                     self.res.handled = true;
                     return self.learn_arp(ArpScope::Underlay, a.spa, Mac(a.sha));
                 }

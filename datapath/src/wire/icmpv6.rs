@@ -119,3 +119,31 @@ pub fn error(orig: &[u8], ip: &Ipv6, typ: u8, code: u8, word: [u8; 4], src: Ipv6
     let quote = packet.get(..packet.len().min(room))?;
     Some(message(eth_src, eth_dst, src, ip.src, ORIGIN_HOP_LIMIT, typ, code, word, quote))
 }
+
+/// A Neighbor Solicitation for `target` from `src` at `mac` (RFC 4861 §4.3): to the target's
+/// solicited-node address, with the source link-layer address option.
+pub fn ns(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let dst = super::ipv6::solicited_node(target);
+    let mut body = [0u8; 24];
+    body[..16].copy_from_slice(&target.octets());
+    body[16..18].copy_from_slice(&[OPT_SOURCE_LLADDR, 1]);
+    body[18..].copy_from_slice(&mac);
+    message(mac, super::ipv6::multicast_mac(dst), src, dst, ND_HOP_LIMIT, NEIGHBOR_SOLICIT, 0, [0; 4], &body)
+}
+
+/// The link-layer address in option `kind` of an NS or NA in `frame` (options follow the
+/// 16-byte target; each is `kind`, length in 8-byte units, value).
+pub fn nd_option_mac(frame: &[u8], ip: &Ipv6, kind: u8) -> Option<[u8; 6]> {
+    let mut opts = frame.get(ip.l4_off() + 24..ip.end())?;
+    while let [k, len, ..] = *opts {
+        let n = len as usize * 8;
+        if n == 0 || n > opts.len() {
+            return None;
+        }
+        if k == kind {
+            return opts.get(2..8)?.try_into().ok();
+        }
+        opts = &opts[n..];
+    }
+    None
+}

@@ -140,6 +140,37 @@ fn dual_stack() -> Value {
     s
 }
 
+/// Dual-stack net-a and net-b: 2001:db8:b::/64 too (r1-b ::1, vm3 ::3, vm6 ::4).
+fn dual_stack_routed() -> Value {
+    let mut s = dual_stack();
+    s["subnets"].as_array_mut().expect("subnets").push(json!({
+        "id": "sub-b6", "network_id": "net-b", "cidr": "2001:db8:b::/64", "ip_version": 6, "gateway_ip": "2001:db8:b::1",
+    }));
+    for p in s["ports"].as_array_mut().expect("ports") {
+        let host = match p["id"].as_str() {
+            Some("r1-b") => 1,
+            Some("vm3") => 3,
+            Some("vm6") => 4,
+            _ => continue,
+        };
+        p["fixed_ips"].as_array_mut().expect("fixed_ips").push(json!({"subnet_id": "sub-b6", "ip_address": ip6_str(a6(0xb, host))}));
+    }
+    s
+}
+
+/// The same packet after one router, leaving with the given MACs.
+fn routed6(p: &P6, smac: Mac, dmac: Mac) -> P6 {
+    P6 { smac, dmac, hop_limit: p.hop_limit - 1, ..p.clone() }
+}
+
+/// An ICMPv6 error from `src` at `smac` about `orig`, quoting all of it (the suites' packets
+/// are far below 1280 bytes).
+fn error6(smac: Mac, src: Ip6, typ: u8, orig: &P6) -> P6 {
+    let mut e = P6::icmp(smac, orig.smac, src, orig.src, L6::Icmp(typ, 0, [0; 4]), &orig.bytes()[14..]);
+    e.hop_limit = 64;
+    e
+}
+
 /// A frame of another ethertype, padded to the Ethernet minimum.
 fn raw(smac: Mac, dmac: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = [dmac, smac].concat();
@@ -242,6 +273,51 @@ pub(super) fn cases(all: &mut Vec<Case>) {
         pong.hop_limit = 64;
         c.input(t, "tap-vm1", ping.bytes()).expect(t, "tap-vm1", pong.bytes());
     }
+    all.push(c);
+
+    // Story: IPv6 routing (§10.2) across net-a and net-b, untranslated, hop limit − 1; hop limit
+    // 1 gets time exceeded and an address with no route gets unreachable, from r1-a's global
+    // address; a neighbour the snapshot does not know (vm6's allowed pair ::77) is asked by NS,
+    // and its NA releases the waiting packet; one that never answers is asked three times, a
+    // second apart, and its packets are then dropped.
+    let mut s = dual_stack_routed();
+    s["ports"][3]["allowed_address_pairs"] = json!([{"ip_address": "2001:db8:b::77"}]);
+    let mut c = Case::new("ipv6-routing", "IPv6 routed between subnets, hop limit, ICMPv6 errors, next hops resolved by NS", s);
+    let (g3, rb, p77, p78) = (a6(0xb, 3), a6(0xb, 1), a6(0xb, 0x77), a6(0xb, 0x78));
+    let there = P6::udp(VM1, R1_A, g1, g3, 4000, 5000, b"v6 across the router");
+    let back = P6::udp(VM3, R1_B, g3, g1, 5000, 4000, b"and back");
+    c.input(1.0, "tap-vm1", there.bytes()).expect(1.0, "tap-vm3", routed6(&there, R1_B, VM3).bytes());
+    c.input(2.0, "tap-vm3", back.bytes()).expect(2.0, "tap-vm1", routed6(&back, R1_A, VM1).bytes());
+    let mut last_hop = there.clone();
+    last_hop.hop_limit = 1;
+    c.input(3.0, "tap-vm1", last_hop.bytes()).expect(3.0, "tap-vm1", error6(R1_A, a6(0xa, 1), 3, &last_hop).bytes());
+    let nowhere = P6::udp(VM1, R1_A, g1, a6(0x99, 1), 4000, 5000, b"no route");
+    c.input(4.0, "tap-vm1", nowhere.bytes()).expect(4.0, "tap-vm1", error6(R1_A, a6(0xa, 1), 1, &nowhere).bytes());
+    let to77 = P6::udp(VM1, R1_A, g1, p77, 4000, 5000, b"to a pair");
+    let ask77 = ns(R1_B, rb, p77);
+    c.input(5.0, "tap-vm1", to77.bytes()).expect(5.0, "tap-vm3", ask77.bytes()).expect(5.0, "tap-vm6", ask77.bytes());
+    c.input(5.5, "tap-vm6", na(VM6, R1_B, p77, rb, p77, 0x60).bytes()).expect(5.5, "tap-vm6", routed6(&to77, R1_B, VM6).bytes());
+    c.input(6.0, "tap-vm1", to77.bytes()).expect(6.0, "tap-vm6", routed6(&to77, R1_B, VM6).bytes());
+    let ask78 = ns(R1_B, rb, p78);
+    for t in [10.0, 11.0, 12.0] {
+        let lost = P6::udp(VM1, R1_A, g1, p78, 4000, t as u16, b"lost");
+        c.input(t, "tap-vm1", lost.bytes()).expect(t, "tap-vm3", ask78.bytes()).expect(t, "tap-vm6", ask78.bytes());
+    }
+    c.input(13.0, "tap-vm1", there.bytes()).expect(13.0, "tap-vm3", routed6(&there, R1_B, VM3).bytes());
+    c.drop("ttl_exceeded", 1).drop("no_route", 1).drop("arp_unresolved", 3);
+    all.push(c);
+
+    // Story: QoS for IPv6 (§10.2): vm1's DSCP marking rewrites the DSCP bits of the traffic
+    // class of the IPv6 it sends, keeping ECN; the flow label and everything else stay.
+    let mut s = dual_stack();
+    s["qos_policies"] = json!([{"id": "mark", "rules": [{"type": "dscp_marking", "dscp_mark": 26}]}]);
+    s["ports"][0]["qos_policy_id"] = json!("mark");
+    let mut c = Case::new("ipv6-dscp", "vm1's IPv6 leaves with DSCP 26 in its traffic class, ECN kept", s);
+    let mut sent = P6::udp(VM1, VM2, g1, g2, 4000, 5000, b"marked");
+    sent.tclass = 0x01;
+    let mut marked = sent.clone();
+    marked.tclass = (26 << 2) | 0x01;
+    c.input(1.0, "tap-vm1", sent.bytes()).expect(1.0, "tap-vm2", marked.bytes());
     all.push(c);
 
     // Story: IPv6 crosses VXLAN like any frame (§7, §10.1): vm1 → vm4 on host-b is encapsulated

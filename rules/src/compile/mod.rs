@@ -20,7 +20,7 @@ use crate::model::{Mac, NetworkType, Snapshot};
 use crate::validate::{bound_interface, SnapshotError};
 
 pub use nat::{NatRules, PostRule, PreRule};
-pub use routes::{Route, RouteTable};
+pub use routes::{Family, Route, RouteTable};
 pub use vxlan::{LocalVtep, Tunnel, TunnelGroup, VxlanTables};
 
 macro_rules! index_type {
@@ -160,6 +160,8 @@ pub struct Router {
     /// Default SNAT: a gateway and `enable_snat` not false.
     pub default_snat: bool,
     pub routes: RouteTable,
+    /// The IPv6 routes (SPEC §10.2).
+    pub routes6: RouteTable<Ipv6Addr>,
     pub nat: NatRules,
 }
 
@@ -356,6 +358,7 @@ impl Topology {
                 gw_ip,
                 default_snat,
                 routes: RouteTable::default(),
+                routes6: RouteTable::default(),
                 nat: NatRules::default(),
             });
         }
@@ -424,6 +427,7 @@ impl Topology {
 
         for i in 0..t.routers.len() {
             let routes = routes::compile(&t, RouterRef(i as u32), &snap)?;
+            t.routers[i].routes6 = routes::compile(&t, RouterRef(i as u32), &snap)?;
             let nat = nat::compile(&t, RouterRef(i as u32));
             t.routers[i].routes = routes;
             t.routers[i].nat = nat;

@@ -304,6 +304,18 @@ fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError
         if let Some(gw) = &r.external_gateway_info {
             must_exist(networks, &gw.network_id, "routers", &r.id, "external_gateway_info.network_id", "network")?;
         }
+        // §10.2: one route is of one family.
+        for (i, rt) in r.routes.iter().enumerate() {
+            let v6 = matches!(rt.destination, ipnet::IpNet::V6(_));
+            if rt.nexthop.is_ipv6() != v6 {
+                let msg = format!("{} for destination {}: a route's next hop is of its destination's family", rt.nexthop, rt.destination);
+                return Err(SnapshotError::new("routers", &r.id, format!("routes[{i}].nexthop"), msg));
+            }
+            if let Some(src) = rt.source.filter(|src| matches!(src, ipnet::IpNet::V6(_)) != v6) {
+                let msg = format!("{src} for destination {}: a route's source is of its destination's family", rt.destination);
+                return Err(SnapshotError::new("routers", &r.id, format!("routes[{i}].source"), msg));
+            }
+        }
     }
 
     // Floating IPs: the address lies in a subnet of the floating network, and the router has a
