@@ -126,6 +126,9 @@ fn put16(f: &mut [u8], at: usize, v: u16) {
 /// Make the IPv4 header checksum and the L4 checksum of an IPv4 frame (and of the frame inside
 /// a VXLAN packet) valid; other frames are left alone.
 pub fn fix_checksums(f: &mut [u8]) {
+    if f.get(12..14) == Some(&[0x86, 0xdd]) {
+        return fix_checksums6(f);
+    }
     if f.len() < 34 || f[12..14] != [8, 0] {
         return;
     }
@@ -167,8 +170,40 @@ pub fn fix_checksums(f: &mut [u8]) {
     put16(f, 24, c);
 }
 
+/// Where an IPv6 packet's upper-layer checksum is, from its L4 header, when it is one edgepath
+/// reads (TCP, UDP, ICMPv6) and the packet is whole.
+fn checksum6_at(ip: &wire::Ipv6) -> Option<usize> {
+    if ip.frag != Frag::Whole {
+        return None;
+    }
+    let at = match ip.l4 {
+        L4::Tcp { .. } => 16,
+        L4::Udp { .. } => 6,
+        L4::Icmp { .. } => 2,
+        L4::None => return None,
+    };
+    Some(ip.l4_off() + at)
+}
+
+fn sum6(f: &[u8], ip: &wire::Ipv6) -> u32 {
+    let seg = &f[ip.l4_off()..ip.end()];
+    csum::sum(seg) + wire::ipv6::pseudo_header(ip.src, ip.dst, ip.proto, seg.len() as u32)
+}
+
+/// The same for an IPv6 frame: its TCP, UDP or ICMPv6 checksum over the pseudo-header (IPv6
+/// has no header checksum; UDP's is mandatory, RFC 8200 §8.1).
+fn fix_checksums6(f: &mut [u8]) {
+    let Ok(h) = wire::parse(f) else { return };
+    let L3::Ipv6(ip) = h.l3 else { return };
+    let Some(at) = checksum6_at(&ip) else { return };
+    put16(f, at, 0);
+    let c = csum::finish(sum6(f, &ip));
+    put16(f, at, if c == 0 && matches!(ip.l4, L4::Udp { .. }) { 0xffff } else { c });
+}
+
 /// Why a frame the datapath sent is not well formed, if it is not: it must parse, its IPv4
-/// header checksum and (unfragmented) TCP, UDP or ICMP checksum must verify, and so must those
+/// header checksum and (unfragmented) TCP, UDP or ICMP checksum must verify (for IPv6, its
+/// TCP, UDP or ICMPv6 checksum), and so must those
 /// of the frame a VXLAN packet carries (one level: deeper is payload to edgepath).
 pub fn check_sent(f: &[u8]) -> Result<(), String> {
     check_frame(f, true)
@@ -181,6 +216,12 @@ fn check_frame(f: &[u8], outer: bool) -> Result<(), String> {
         Err(_) if !outer => return Ok(()),
         Err(r) => return Err(format!("a frame sent does not parse: {}", r.name())),
     };
+    if let L3::Ipv6(ip) = &h.l3 {
+        return match checksum6_at(ip) {
+            Some(_) if csum::fold(sum6(f, ip)) != 0xffff => Err(format!("bad {} checksum in {}", ip.proto, wire::describe::describe(f))),
+            _ => Ok(()),
+        };
+    }
     let L3::Ipv4(ip) = &h.l3 else { return Ok(()) };
     if ip.frag != Frag::Whole {
         return Ok(());
@@ -284,6 +325,38 @@ pub fn run_snapshot(data: &[u8]) {
         if let Err(e) = Datapath::new(topo.clone(), &h, &HashMap::new()) {
             assert!(!e.to_string().contains('\n'), "one line: {e}");
         }
+    }
+}
+
+/// Scenario `k`'s inputs as one `datapath` input: in time order, on their interfaces, each
+/// frame's checksums kept where making them valid would change it (the malformed cases).
+pub fn scenario_input(k: usize) -> Vec<u8> {
+    let sc = &scenarios()[k];
+    let mut inputs: Vec<(Duration, u8, Vec<u8>)> = Vec::new();
+    for (n, name) in sc.ifaces.iter().enumerate() {
+        for (ts, frame) in read_pcap(&pcaps_root().join(&sc.name).join("in").join(format!("{name}.pcap"))) {
+            inputs.push((ts, n as u8, frame));
+        }
+    }
+    inputs.sort_by_key(|(ts, n, _)| (*ts, *n));
+    let mut data = vec![k as u8];
+    let mut last = inputs.first().map(|(ts, _, _)| *ts).unwrap_or_default();
+    for (ts, n, frame) in inputs {
+        let mut fixed = frame.clone();
+        fix_checksums(&mut fixed);
+        let keep = if fixed == frame { 0 } else { 0x80 };
+        encode(&mut data, n | keep, dt_of(ts.saturating_sub(last)), &frame);
+        last = ts;
+    }
+    data
+}
+
+/// The packet-clock step closest to `d` (see the module header).
+pub fn dt_of(d: Duration) -> u8 {
+    if d.as_secs() >= 60 {
+        (199 + d.as_secs() / 60).min(255) as u8
+    } else {
+        (d.as_millis() / 10).min(199) as u8
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use edgepath_fuzz::{encode, fix_checksums, pcaps_root, read_pcap, scenarios};
+use edgepath_fuzz::{encode, pcaps_root, read_pcap, scenario_input, scenarios};
 
 fn pcaps_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -19,15 +19,6 @@ fn pcaps_under(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-/// The packet-clock step closest to `d` (see the input format).
-fn dt_of(d: std::time::Duration) -> u8 {
-    if d.as_secs() >= 60 {
-        (199 + d.as_secs() / 60).min(255) as u8
-    } else {
-        (d.as_millis() / 10).min(199) as u8
-    }
 }
 
 fn write(dir: &Path, name: &str, data: &[u8]) {
@@ -55,24 +46,7 @@ fn main() {
     // datapath: each scenario's inputs, in time order, on their interfaces; and each public
     // capture fed to every interface of the first scenarios in turn.
     for (k, sc) in scenarios().iter().enumerate() {
-        let mut inputs: Vec<(std::time::Duration, u8, Vec<u8>)> = Vec::new();
-        for (n, name) in sc.ifaces.iter().enumerate() {
-            for (ts, frame) in read_pcap(&pcaps_root().join(&sc.name).join("in").join(format!("{name}.pcap"))) {
-                inputs.push((ts, n as u8, frame));
-            }
-        }
-        inputs.sort_by_key(|(ts, n, _)| (*ts, *n));
-        let mut data = vec![k as u8];
-        let mut last = inputs.first().map(|(ts, _, _)| *ts).unwrap_or_default();
-        for (ts, n, frame) in inputs {
-            let mut fixed = frame.clone();
-            fix_checksums(&mut fixed);
-            // Keep a frame's checksums where making them valid would change it (malformed cases).
-            let keep = if fixed == frame { 0 } else { 0x80 };
-            encode(&mut data, n | keep, dt_of(ts.saturating_sub(last)), &frame);
-            last = ts;
-        }
-        write(&dirs[1], &format!("scenario-{}", sc.name), &data);
+        write(&dirs[1], &format!("scenario-{}", sc.name), &scenario_input(k));
     }
     for (c, f) in pcaps_under(&shared).iter().enumerate() {
         let k = c % scenarios().len();

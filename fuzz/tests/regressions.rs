@@ -25,3 +25,14 @@ fn snapshot_regressions_pass() {
         edgepath_fuzz::run_snapshot(&std::fs::read(&p).expect("read"));
     }
 }
+
+/// Every scenario of `pcaps/`, as the seed corpus holds it, passes the datapath target's checks:
+/// cache on and off send the same bytes, what leaves has valid IPv4 and IPv6 checksums, every
+/// input is counted once.
+#[test]
+fn every_scenario_passes_the_datapath_checks() {
+    for (k, sc) in edgepath_fuzz::scenarios().iter().enumerate() {
+        eprintln!("{}", sc.name);
+        edgepath_fuzz::run_datapath(&edgepath_fuzz::scenario_input(k));
+    }
+}
