@@ -39,13 +39,21 @@ pub struct Snap {
 struct SlowPath {
     snap: Arc<Snap>,
     state: State,
+    /// When the next unsolicited router advertisements go (SPEC §10.3); the start of the clock
+    /// until the first, so the first input (or live tick) sends them.
+    next_adverts: Instant,
 }
 
+/// How often the unsolicited router advertisements go (SPEC §10.3).
+pub const ADVERT_EVERY: std::time::Duration = std::time::Duration::from_secs(100);
+
 impl SlowPath {
-    /// The earliest ARP retry or MAC aging due, as packet-clock nanoseconds (`u64::MAX`: none).
+    /// The earliest ARP retry, MAC aging or router advertisement due, as packet-clock
+    /// nanoseconds (`u64::MAX`: none).
     fn timers_due(&self) -> u64 {
         let arp = self.state.learned.pending.values().map(|p| p.next_try.0).min().unwrap_or(u64::MAX);
-        arp.min(self.state.learned.aging_due(&self.state.limits))
+        let adverts = if self.snap.topo.ports.iter().any(|p| p.advert.is_some()) { self.next_adverts.0 } else { u64::MAX };
+        arp.min(self.state.learned.aging_due(&self.state.limits)).min(adverts)
     }
 }
 
@@ -82,10 +90,11 @@ impl Shared {
             host: host.to_string(),
             macs: macs.clone(),
             follow_links: Default::default(),
-            core: Mutex::new(SlowPath { snap, state: State::default() }),
+            core: Mutex::new(SlowPath { snap, state: State::default(), next_adverts: Instant(0) }),
             epoch: AtomicU64::new(0),
             snap_gen: AtomicU64::new(0),
-            timers_due: AtomicU64::new(u64::MAX),
+            // The first input runs the timers: router advertisements may be due.
+            timers_due: AtomicU64::new(0),
             fwlog: OnceLock::new(),
         })
     }
@@ -332,9 +341,16 @@ impl Shared {
         let mut core = self.lock();
         let snap = core.snap.clone();
         let snap_gen = self.snap_gen.load(Ordering::Acquire);
+        let adverts_due = now >= core.next_adverts;
         let mut sim = Sim::new(&snap.topo, &snap.ifs, &mut core.state, &snap.qos, now, false);
         let unresolved = sim.arp_timers();
+        if adverts_due {
+            sim.router_adverts();
+        }
         let res = sim.res;
+        if adverts_due {
+            core.next_adverts = now.saturating_add(ADVERT_EVERY);
+        }
         let limits = core.state.limits;
         if core.state.learned.age(now, &limits) {
             // Flows that reach an aged-out MAC flood again.

@@ -165,8 +165,10 @@ impl Sim<'_> {
             }
             let port = self.topo.port(p);
             if port.router.is_some() {
-                // Routers take broadcast ARP only; they do not route broadcast IP.
-                if matches!(f.h.l3, L3::Arp(_)) {
+                // Routers take broadcast ARP only, and the Router Solicitations of local VMs
+                // when they advertise (§10.3); they do not route broadcast or multicast IP.
+                let rs = port.advert.is_some() && !from_tunnel && is_router_solicit(&f);
+                if matches!(f.h.l3, L3::Arp(_)) || rs {
                     self.router_in(p, f.clone());
                     sent = true;
                 }
@@ -227,6 +229,10 @@ impl Sim<'_> {
     }
 
     // ---- VXLAN -----------------------------------------------------------------------------
+}
+
+fn is_router_solicit(f: &Frame) -> bool {
+    matches!(f.h.l3, L3::Ipv6(ip) if ip.proto == wire::ipv6::IPPROTO_ICMPV6 && matches!(ip.l4, L4::Icmp { typ: icmpv6::ROUTER_SOLICIT, .. }))
 }
 
 /// Whether a MAC is one of the IEEE 802.1D reserved group addresses 01:80:c2:00:00:00–0f.

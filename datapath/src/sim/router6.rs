@@ -2,6 +2,7 @@
 //! addresses (link-local and fixed IPv6) and echo requests to them, and learns its neighbours
 //! from their NS and NA; other packets are routed untranslated — hop limit, the IPv6 route
 //! table, ICMPv6 errors — and leave by a next hop resolved by NS the way ARP resolves IPv4's.
+//! A port on a subnet with an RA mode answers Router Solicitations and advertises every 100 s.
 
 use std::net::Ipv6Addr;
 
@@ -19,6 +20,7 @@ impl Sim<'_> {
         match icmp {
             Some(icmpv6::NEIGHBOR_SOLICIT) => return self.router_ns(p, &f, &ip),
             Some(icmpv6::NEIGHBOR_ADVERT) => return self.router_na(p, &f, &ip),
+            Some(icmpv6::ROUTER_SOLICIT) => return self.router_rs(p, &f, &ip),
             _ => {}
         }
         if f.h.eth_dst != port.mac.0 {
@@ -148,4 +150,41 @@ impl Sim<'_> {
 /// fe80::/10 (RFC 4291 §2.5.6).
 fn is_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Router advertisements (SPEC §10.3).
+impl Sim<'_> {
+    /// A Router Solicitation at router port `p` from a local port: answered with a unicast RA
+    /// when the port advertises.
+    pub(super) fn router_rs(&mut self, p: PortRef, f: &Frame, ip: &Ipv6) {
+        let port = self.topo.port(p);
+        let Some(advert) = &port.advert else { return self.drop(DropReason::NotForRouter) };
+        self.uncacheable();
+        self.res.handled = true;
+        let dst = if ip.src.is_unspecified() { icmpv6::ALL_NODES } else { ip.src };
+        note!(self, "RS: router port {} advertises to {dst}", port.id);
+        if let Ok(ra) = Frame::parse(icmpv6::ra(port.mac.0, port.link_local, f.h.eth_src, dst, advert)) {
+            self.generated(|s| s.router_send(p, ra));
+        }
+    }
+
+    /// The unsolicited advertisements (every 100 s): each advertising router port's RA to all
+    /// nodes, on each port of its network bound on this host — never through a tunnel.
+    pub fn router_adverts(&mut self) {
+        let topo = self.topo;
+        for (k, port) in topo.ports.iter().enumerate() {
+            let Some(advert) = &port.advert else { continue };
+            let Ok(ra) = Frame::parse(icmpv6::ra(port.mac.0, port.link_local, icmpv6::ALL_NODES_MAC, icmpv6::ALL_NODES, advert)) else {
+                continue;
+            };
+            note!(self, "RA from router port {}", port.id);
+            let me = PortRef(k as u32);
+            for &vm in &topo.network(port.network).ports {
+                let local = topo.port(vm).host == Some(self.ifs.host) && self.ifs.of_port(vm).is_some();
+                if vm != me && topo.port(vm).router.is_none() && local {
+                    self.generated(|s| s.deliver(port.network, Attach::Port(vm), ra.clone()));
+                }
+            }
+        }
+    }
 }

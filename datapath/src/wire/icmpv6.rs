@@ -147,3 +147,30 @@ pub fn nd_option_mac(frame: &[u8], ip: &Ipv6, kind: u8) -> Option<[u8; 6]> {
     }
     None
 }
+
+/// The current hop limit, router lifetime and prefix lifetimes a router advertisement carries
+/// (SPEC §10.3: radvd's defaults, which Neutron's L3 agent uses).
+pub const RA_HOP_LIMIT: u8 = 64;
+pub const RA_ROUTER_LIFETIME: u16 = 1800;
+pub const RA_VALID_LIFETIME: u32 = 86_400;
+pub const RA_PREFERRED_LIFETIME: u32 = 14_400;
+
+/// A Router Advertisement (RFC 4861 §4.2) from `mac` and its link-local `src` to `dst`: M and O
+/// as `advert` says, the source link-layer option, then one prefix information option per
+/// prefix (L=1, A as given).
+pub fn ra(mac: [u8; 6], src: Ipv6Addr, eth_dst: [u8; 6], dst: Ipv6Addr, advert: &rules::compile::Advert) -> Vec<u8> {
+    let flags = if advert.managed { 0x80 } else { 0 } | if advert.other { 0x40 } else { 0 };
+    let [l0, l1] = RA_ROUTER_LIFETIME.to_be_bytes();
+    // Reachable time and retransmission timer: unspecified (0).
+    let mut body = vec![0u8; 8];
+    body.extend_from_slice(&[OPT_SOURCE_LLADDR, 1]);
+    body.extend_from_slice(&mac);
+    for (prefix, autonomous) in &advert.prefixes {
+        body.extend_from_slice(&[OPT_PREFIX_INFO, 4, prefix.prefix_len(), 0x80 | if *autonomous { 0x40 } else { 0 }]);
+        body.extend_from_slice(&RA_VALID_LIFETIME.to_be_bytes());
+        body.extend_from_slice(&RA_PREFERRED_LIFETIME.to_be_bytes());
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(&prefix.network().octets());
+    }
+    message(mac, eth_dst, src, dst, ND_HOP_LIMIT, ROUTER_ADVERT, 0, [RA_HOP_LIMIT, flags, l0, l1], &body)
+}

@@ -122,6 +122,23 @@ pub fn na(smac: Mac, dmac: Mac, src: Ip6, dst: Ip6, target: Ip6, flags: u8) -> P
     P6::icmp(smac, dmac, src, dst, L6::Icmp(136, 0, [flags, 0, 0, 0]), &body)
 }
 
+/// A Router Advertisement as SPEC §10.3 lists it: hop limit 64, `flags` (M 0x80, O 0x40),
+/// router lifetime 1800 s, the source link-layer option, then per prefix (its /64 network, A)
+/// an option with L=1, valid 86400 s and preferred 14400 s.
+pub fn ra(smac: Mac, dmac: Mac, dst: Ip6, flags: u8, prefixes: &[(Ip6, bool)]) -> P6 {
+    let mut body = vec![0u8; 8];
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&smac);
+    for (prefix, autonomous) in prefixes {
+        body.extend_from_slice(&[3, 4, 64, if *autonomous { 0xc0 } else { 0x80 }]);
+        body.extend_from_slice(&86_400u32.to_be_bytes());
+        body.extend_from_slice(&14_400u32.to_be_bytes());
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(prefix);
+    }
+    P6::icmp(smac, dmac, ll(smac), dst, L6::Icmp(134, 0, [64, flags, 0x07, 0x08]), &body)
+}
+
 /// net-a dual-stack: 2001:db8:a::/64 beside 10.0.0.0/24, without router advertisements.
 fn dual_stack() -> Value {
     let mut s = base();
@@ -224,8 +241,8 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     c.input(4.0, "tap-vm1", na(VM1, mcast_mac(ALL_NODES), g1, ALL_NODES, g2, 0x20).bytes());
     let own = na(VM1, mcast_mac(ALL_NODES), g1, ALL_NODES, g1, 0x20);
     c.input(5.0, "tap-vm1", own.bytes()).expect(5.0, "tap-vm2", own.bytes());
-    let ra = P6::icmp(VM1, mcast_mac(ALL_NODES), ll(VM1), ALL_NODES, L6::Icmp(134, 0, [64, 0, 0x07, 0x08]), &[0; 8]);
-    c.input(6.0, "tap-vm1", ra.bytes());
+    let from_vm = P6::icmp(VM1, mcast_mac(ALL_NODES), ll(VM1), ALL_NODES, L6::Icmp(134, 0, [64, 0, 0x07, 0x08]), &[0; 8]);
+    c.input(6.0, "tap-vm1", from_vm.bytes());
     c.input(7.0, "tap-vm1", P6::udp(VM1, VM2, ll(VM1), ll(VM2), 547, 546, b"dhcpv6 reply").bytes());
     let local = P6::udp(VM1, VM2, ll(VM1), ll(VM2), 4000, 4001, b"link-local");
     c.input(8.0, "tap-vm1", local.bytes()).expect(8.0, "tap-vm2", local.bytes());
@@ -318,6 +335,38 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     let mut marked = sent.clone();
     marked.tclass = (26 << 2) | 0x01;
     c.input(1.0, "tap-vm1", sent.bytes()).expect(1.0, "tap-vm2", marked.bytes());
+    all.push(c);
+
+    // Story: router advertisements (§10.3): r1-a advertises net-a's 2001:db8:a::/64 (slaac)
+    // and 2001:db8:aa::/64 (dhcpv6-stateful, so M=1 and A=0 for it). The first input brings the
+    // unsolicited RAs to every local port of net-a; vm1's RS is answered with a unicast RA (and
+    // flooded like any multicast); 100 s after the first, the next input brings them again.
+    let mut s = dual_stack();
+    s["subnets"][5]["ipv6_ra_mode"] = json!("slaac");
+    s["subnets"][5]["ipv6_address_mode"] = json!("slaac");
+    s["subnets"].as_array_mut().expect("subnets").push(json!({
+        "id": "sub-aa6", "network_id": "net-a", "cidr": "2001:db8:aa::/64", "ip_version": 6, "ipv6_ra_mode": "dhcpv6-stateful",
+    }));
+    s["ports"][5]["fixed_ips"].as_array_mut().expect("fixed_ips").push(json!({"subnet_id": "sub-aa6", "ip_address": "2001:db8:aa::1"}));
+    let mut c = Case::new("ipv6-ra", "RAs at start and every 100 s to local ports, and in answer to an RS", s);
+    let prefixes = [(a6(0xa, 0), true), (a6(0xaa, 0), false)];
+    let every = ra(R1_A, mcast_mac(ALL_NODES), ALL_NODES, 0x80, &prefixes);
+    let all_routers: Ip6 = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let mut rs = P6::icmp(
+        VM1,
+        mcast_mac(all_routers),
+        ll(VM1),
+        all_routers,
+        L6::Icmp(133, 0, [0; 4]),
+        &[1, 1, VM1[0], VM1[1], VM1[2], VM1[3], VM1[4], VM1[5]],
+    );
+    rs.hop_limit = 255;
+    c.input(1.0, "tap-vm1", rs.bytes()).expect(1.0, "tap-vm1", every.bytes()).expect(1.0, "tap-vm2", every.bytes());
+    c.expect(1.0, "tap-vm2", rs.bytes()).expect(1.0, "tap-vm1", ra(R1_A, VM1, ll(VM1), 0x80, &prefixes).bytes());
+    let later = P6::udp(VM1, VM2, g1, g2, 4000, 5000, b"between the adverts");
+    c.input(50.0, "tap-vm1", later.bytes()).expect(50.0, "tap-vm2", later.bytes());
+    c.input(101.0, "tap-vm1", later.bytes()).expect(101.0, "tap-vm1", every.bytes()).expect(101.0, "tap-vm2", every.bytes());
+    c.expect(101.0, "tap-vm2", later.bytes());
     all.push(c);
 
     // Story: IPv6 crosses VXLAN like any frame (§7, §10.1): vm1 → vm4 on host-b is encapsulated

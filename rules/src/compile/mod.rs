@@ -67,6 +67,18 @@ pub struct PortIp {
     pub subnet: Ipv4Net,
 }
 
+/// What a router port advertises (SPEC §10.3): its IPv6 subnets that have an `ipv6_ra_mode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advert {
+    /// M: a `dhcpv6-stateful` subnet is advertised.
+    pub managed: bool,
+    /// O: a `dhcpv6-stateless` one is.
+    pub other: bool,
+    /// Each prefix, and whether hosts configure addresses from it (A: `slaac`,
+    /// `dhcpv6-stateless`).
+    pub prefixes: Vec<(Ipv6Net, bool)>,
+}
+
 /// An IPv6 address of a port, with the subnet it lies in (SPEC §10.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortIp6 {
@@ -123,6 +135,8 @@ pub struct Port {
     pub port_security: bool,
     pub allowed_pairs: Vec<(Ipv4Net, Option<Mac>)>,
     pub allowed_pairs6: Vec<(Ipv6Net, Option<Mac>)>,
+    /// Router ports: the router advertisements they send, when a subnet of theirs asks for them.
+    pub advert: Option<Advert>,
     /// Floating IPs this router port owns (answers ARP for).
     pub owned_fips: Vec<FipRef>,
 }
@@ -141,6 +155,24 @@ impl Port {
     pub fn has_ip6(&self, ip: Ipv6Addr) -> bool {
         ip == self.link_local || self.ips6.iter().any(|i| i.addr == ip)
     }
+}
+
+/// The advertisement of a router port with IPv6 addresses `ips6` on `network_id`: its subnets
+/// that have an `ipv6_ra_mode`, in the port's order; none when no subnet has one.
+fn advert(snap: &Snapshot, network_id: &str, ips6: &[PortIp6]) -> Option<Advert> {
+    use crate::model::Ipv6Mode;
+    let mut a = Advert { managed: false, other: false, prefixes: Vec::new() };
+    for ip in ips6 {
+        let subnet = snap.subnets.iter().find(|s| s.network_id == network_id && s.cidr6() == Some(ip.subnet));
+        let Some(mode) = subnet.and_then(|s| s.ipv6_ra_mode) else { continue };
+        if a.prefixes.iter().any(|(n, _)| *n == ip.subnet) {
+            continue;
+        }
+        a.managed |= mode == Ipv6Mode::Dhcpv6Stateful;
+        a.other |= mode == Ipv6Mode::Dhcpv6Stateless;
+        a.prefixes.push((ip.subnet, mode != Ipv6Mode::Dhcpv6Stateful));
+    }
+    (!a.prefixes.is_empty()).then_some(a)
 }
 
 /// The modified EUI-64 link-local address of a MAC (RFC 4291 appendix A, RFC 4862 §5.3).
@@ -318,6 +350,7 @@ impl Topology {
                 id: p.id.clone(),
                 network: net,
                 mac: p.mac_address,
+                advert: if p.is_router_port() { advert(&snap, &p.network_id, &ips6) } else { None },
                 ips,
                 ips6,
                 link_local: link_local(p.mac_address),
