@@ -19,6 +19,10 @@
 #            (its tap would be TAGv3) — a VM to add by a reload
 #   TAGua <-> TAGub   the underlay between host-a (192.168.50.1) and host-b (192.168.50.2)
 #
+# net-a and net-b are dual-stack: 2001:db8:a::/64 and 2001:db8:b::/64, advertised by r1 (slaac);
+# the VMs configure their EUI-64 addresses (vm1 2001:db8:a::f816:3eff:fe00:3, vm2 …fe00:4, vm4
+# …fe00:5, vm3 2001:db8:b::f816:3eff:fe00:103) from the RAs.
+#
 # Then, as root, in two terminals:
 #   edgepath run --snapshot DIR/snapshot.json --host host-a --control DIR/host-a.sock
 #   edgepath run --snapshot DIR/snapshot.json --host host-b --control DIR/host-b.sock
@@ -50,7 +54,14 @@ host() {
     [ -e "/run/netns/$ns" ] || ip netns add "$ns"
     ip link add "$root" type veth peer name "${root}p"
     ip link set "${root}p" netns "$ns" name eth0
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    if [ "$ns" = "$tag-ext" ]; then
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    else
+        # VMs speak IPv6 as guests do: SLAAC from edgepath's RAs, with EUI-64 addresses (what
+        # the snapshot's fixed IPs say), no temporary addresses.
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.use_tempaddr=0 \
+            net.ipv6.conf.default.addr_gen_mode=0 net.ipv6.conf.default.accept_ra=1
+    fi
     ip -n "$ns" link set lo up
     ip -n "$ns" link set eth0 address "$mac"
     ip -n "$ns" addr add "$addr" dev eth0
@@ -93,6 +104,21 @@ s = json.load(open(src))
 s["hosts"][0]["underlay_interface"] = tag + "ua"
 s["hosts"][1]["underlay_interface"] = tag + "ub"
 bind = {"vm1": ("host-a", tag + "v1"), "vm2": ("host-a", tag + "v2"), "edge-up": ("host-a", tag + "up"), "vm4": ("host-b", tag + "v4")}
+# Dual stack (SPEC §10): IPv6 subnets with SLAAC on net-a and net-b, r1 at ::1 on both, and
+# each VM's EUI-64 address, as Neutron gives a slaac subnet's ports.
+def eui64(prefix, mac):
+    b = [int(x, 16) for x in mac.split(":")]
+    b[0] ^= 2
+    return "%s%02x%02x:%02xff:fe%02x:%02x%02x" % (prefix, b[0], b[1], b[2], b[3], b[4], b[5])
+v6 = {"net-a": ("sub-a6", "2001:db8:a::"), "net-b": ("sub-b6", "2001:db8:b::")}
+for net, (sid, prefix) in v6.items():
+    s["subnets"].append({"id": sid, "network_id": net, "cidr": prefix + "/64", "ip_version": 6,
+                         "gateway_ip": prefix + "1", "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"})
+for p in s["ports"]:
+    if p["network_id"] in v6:
+        sid, prefix = v6[p["network_id"]]
+        addr = prefix + "1" if p["device_owner"] == "network:router_interface" else eui64(prefix, p["mac_address"])
+        p["fixed_ips"].append({"subnet_id": sid, "ip_address": addr})
 for p in s["ports"]:
     if p["id"] in bind:
         p["binding:host_id"], name = bind[p["id"]]

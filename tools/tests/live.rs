@@ -36,7 +36,7 @@ fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
 /// A TCP server in a namespace: counts what it receives, answers the count, once per connection.
 const SERVER: &str = r#"
 import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4); s.settimeout(20)
 for _ in range(int(sys.argv[3])):
     c, _ = s.accept(); c.settimeout(20); n = 0
@@ -98,6 +98,66 @@ impl Lab {
         full.extend_from_slice(args);
         sh(&full)
     }
+}
+
+/// Issue 12: IPv6 with the real Linux stacks of the lab's VMs — they configure their addresses
+/// by SLAAC from edgepath's router advertisements (and their default route from them), ping
+/// across the router by global address and within net-a by link-local, and a TCP transfer
+/// crosses the router over IPv6.
+#[test]
+fn ipv6_with_real_stacks_slaac_ping_and_tcp() {
+    let Some((lab, tmp)) = Lab::up("s") else { return };
+    let tag = lab.tag.clone();
+    let (vm1, vm3) = (format!("{tag}-vm1"), format!("{tag}-vm3"));
+    let snap_path = tmp.path().join("snapshot.json");
+    let mut snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&snap_path).expect("snapshot")).expect("json");
+    // vm3 (net-b) bound on host-a too, so the router joins two IPv6 subnets on this host.
+    for p in snap["ports"].as_array_mut().expect("ports") {
+        if p["id"] == "vm3" {
+            p["binding:host_id"] = "host-a".into();
+            p["binding:profile"] = serde_json::json!({"interface_name": format!("{tag}v3")});
+        }
+    }
+    std::fs::write(&snap_path, snap.to_string()).expect("write snapshot");
+    lab.run(&["plug", &tag, "vm3"]).expect("plug vm3");
+    let ctl = tmp.path().join("host-a.sock");
+    let a = Running::start(&snap_path, "host-a", &ctl, 2, &[]);
+    let (g1, g3) = ("2001:db8:a::f816:3eff:fe00:3", "2001:db8:b::f816:3eff:fe00:103");
+    // Addresses come from the RAs, then pass duplicate address detection (about a second).
+    let configured = |ns: &str, addr: &str| {
+        until(20.0, || {
+            let out = in_ns(ns, &["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]).unwrap_or_default();
+            let want: std::net::Ipv6Addr = addr.parse().expect("address");
+            // `ip` writes RFC 5952 text (2001:db8:a:0:…), so compare addresses, not strings.
+            out.lines().filter(|l| !l.contains("tentative")).any(|l| {
+                l.split_whitespace().skip_while(|w| *w != "inet6").nth(1).and_then(|a| a.split('/').next()?.parse().ok()) == Some(want)
+            })
+        })
+    };
+    let (slaac1, slaac3) = (configured(&vm1, g1), configured(&vm3, g3));
+    let routes1 = in_ns(&vm1, &["ip", "-6", "route", "show", "default"]).unwrap_or_default();
+    let across = in_ns(&vm1, &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", g3]);
+    let back = in_ns(&vm3, &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", g1]);
+    let link_local = in_ns(&vm1, &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "fe80::f816:3eff:fe00:4%eth0"]);
+    let script = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).expect("script");
+        p.to_str().expect("utf8").to_string()
+    };
+    let (server, client) = (script("server.py", SERVER), script("client.py", CLIENT));
+    let mut srv = Command::new("ip").args(["netns", "exec", &vm3, "python3", &server, g3, "9090", "1"]).spawn().expect("server");
+    std::thread::sleep(Duration::from_millis(300));
+    let tcp = in_ns(&vm1, &["python3", &client, g3, "9090", "300000", "10", "0"]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let (clean, stdout, stderr) = a.stop();
+    assert!(slaac1 && slaac3, "SLAAC: vm1 {slaac1}, vm3 {slaac3}\n{stderr}");
+    assert!(routes1.contains("via fe80::f816:3eff:feaa:1"), "vm1's default route from the RA: {routes1:?}");
+    assert!(across.is_ok(), "ping vm1 → vm3 across the router: {across:?}\n{stderr}");
+    assert!(back.is_ok(), "ping vm3 → vm1: {back:?}");
+    assert!(link_local.is_ok(), "ping vm1 → vm2 by link-local: {link_local:?}");
+    assert_eq!(tcp.as_deref().map(str::trim), Ok("300000"), "TCP over IPv6 across the router\n{stderr}");
+    assert!(clean, "edgepath stops cleanly: {stdout}\n{stderr}");
 }
 
 /// A running `edgepath run`.
@@ -565,7 +625,7 @@ fn a_second_instance_is_refused_and_the_first_keeps_running() {
 /// client; byte `p` is `(p // chunk) % 251`, so the client can check every byte.
 const SENDER: &str = r#"
 import socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(20)
 c, _ = s.accept()
 total, chunks, pause = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])

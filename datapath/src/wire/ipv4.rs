@@ -243,6 +243,11 @@ impl<'a> Ipv4Mut<'a> {
         self.buf.get_mut(self.hlen..).unwrap_or_default()
     }
 
+    /// The L4 header and what follows, for as long as the buffer is borrowed.
+    pub fn into_payload(self) -> &'a mut [u8] {
+        self.buf.get_mut(self.hlen..).unwrap_or_default()
+    }
+
     /// The L4 header and what follows.
     #[inline]
     pub fn payload(&self) -> &[u8] {

@@ -268,18 +268,23 @@ pub(crate) fn parse_l4(p: &[u8], proto: u8) -> Result<L4, DropReason> {
 /// Complete the TCP or UDP checksum of a frame the kernel handed over with it still pending
 /// (`TP_STATUS_CSUMNOTREADY`, SPEC §2): the field holds the pseudo-header sum, and the checksum is
 /// the complement of the sum over the segment with that field as it is — what the NIC would have
-/// written. Frames that are not whole IPv4 TCP/UDP are left alone. Returns whether it completed one.
+/// written. Frames that are not whole IPv4 or IPv6 TCP/UDP are left alone. Returns whether it
+/// completed one.
 pub fn complete_pending_checksum(frame: &mut [u8]) -> bool {
     let Ok(h) = parse(frame) else { return false };
-    let L3::Ipv4(ip) = h.l3 else { return false };
-    let at = match (ip.frag, ip.l4) {
+    let (frag, l4, proto, segment) = match h.l3 {
+        L3::Ipv4(ip) => (ip.frag, ip.l4, ip.proto, ip.l4_off()..ip.end()),
+        L3::Ipv6(ip) => (ip.frag, ip.l4, ip.proto, ip.l4_off()..ip.end()),
+        _ => return false,
+    };
+    let at = match (frag, l4) {
         (Frag::Whole, L4::Tcp { .. }) => ipv4::l4field::TCP_CHECKSUM,
         (Frag::Whole, L4::Udp { .. }) => ipv4::l4field::UDP_CHECKSUM,
         _ => return false,
     };
-    let Some(segment) = frame.get_mut(ip.l4_off()..ip.end()) else { return false };
+    let Some(segment) = frame.get_mut(segment) else { return false };
     let c = match csum::finish(csum::sum(segment)) {
-        0 if ip.proto == IPPROTO_UDP => 0xffff,
+        0 if proto == IPPROTO_UDP => 0xffff,
         c => c,
     };
     ipv4::put(segment, at, &c.to_be_bytes()).is_ok()
