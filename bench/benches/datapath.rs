@@ -7,6 +7,8 @@
 //! - `fastpath/hit/remote-mac-encap`: a cached flow to a remote gateway's remote MAC (issue 3);
 //! - `fastpath/hit/vxlan-decap`: a cached flow decapsulating a hardware VTEP's VXLAN to vm3;
 //! - `fastpath/hit/police-dscp-snat`: a cached flow policed, DSCP-marked and SNATed (issue 4);
+//! - `fastpath/hit/routed-v4` and `routed-v6`: the same cached flow from vm1 to vm3 across r1,
+//!   IPv4 and IPv6, on the dual-stack `ipv6-flows` scenario (issue 12: IPv6 costs no more);
 //! - `firewall/classify/N-rules`: the firewall classifier alone, N = 10, 100, 1000, the last rule
 //!   matching;
 //! - `slowpath/miss/firewall-N-rules`: a new connection every packet through that firewall;
@@ -144,6 +146,22 @@ fn vxlan_decap(c: &mut Criterion) {
     let f = vxlan(UL_GW, UL_A, [192, 168, 60, 30], [192, 168, 50, 1], 6000, &inner);
     must_forward(&mut dp, ul, &f, SEC);
     bench_hit(c, "vxlan-decap", dp, ul, &f);
+}
+
+fn routed_v4_v6(c: &mut Criterion) {
+    for v6 in [false, true] {
+        let mut dp = datapath("ipv6-flows", "host-a", &[]);
+        let tap = iface(&dp, "tap-vm1");
+        let f = if v6 {
+            let (a, b) =
+                ([0x20, 1, 0x0d, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3], [0x20, 1, 0x0d, 0xb8, 0, 0xb, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
+            udp6(VM1, R1_A, a, b, 4000, 5000)
+        } else {
+            udp(VM1, R1_A, [10, 0, 0, 3], [10, 1, 0, 3], 4000, 5000)
+        };
+        must_forward(&mut dp, tap, &f, SEC);
+        bench_hit(c, if v6 { "routed-v6" } else { "routed-v4" }, dp, tap, &f);
+    }
 }
 
 /// Rule evaluation (SPEC §6.2, issue 4): the classifier alone, and a whole flow-cache miss
@@ -292,5 +310,5 @@ fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, vxlan_encap, remote_mac_encap, vxlan_decap, qos_hit, firewall, default_snat_miss, workers }
+criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, routed_v4_v6, vxlan_encap, remote_mac_encap, vxlan_decap, qos_hit, firewall, default_snat_miss, workers }
 criterion_main!(benches);

@@ -57,6 +57,13 @@ pub fn udp(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16,
     v
 }
 
+/// An Ethernet/IPv6/UDP frame with a 64-byte payload.
+pub fn udp6(smac: [u8; 6], dmac: [u8; 6], src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac).ipv6(src, dst, 64).udp(sport, dport).write(&mut v, &[0x5a; 64]).expect("build");
+    v
+}
+
 /// An ARP frame.
 pub fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], eth_dst: [u8; 6]) -> Vec<u8> {
     let mut f = Vec::new();

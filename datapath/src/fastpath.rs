@@ -15,7 +15,7 @@ use crate::flow::Flow;
 use crate::iface::IfIdx;
 use crate::qos::BucketId;
 use crate::sim::SimResult;
-use crate::wire::{self, vxlan, Ipv4};
+use crate::wire::{self, vxlan};
 
 /// Frames to send, written back to back into one buffer and kept in the order sent, each with
 /// the interface it leaves by. Live mode keeps a batch's frames here and sends each interface's
@@ -137,7 +137,7 @@ pub struct PureJob {
     pub flow: Arc<Flow>,
     /// The part of the frame the flow acts on (the inner frame of a decapsulating flow).
     pub body: Range<usize>,
-    /// The headers of that part (IPv4: flows are made for nothing else).
+    /// The headers of that part (IPv4 or IPv6: flows are made for nothing else).
     pub headers: wire::Headers,
 }
 
@@ -153,9 +153,7 @@ impl PureJob {
     /// Write the flow's frames for `frame` (the input as given to `process_or_defer`) to `tx`.
     pub fn apply(&self, frame: &[u8], tx: &mut TxBuf) {
         let body = frame.get(self.body.clone()).unwrap_or_default();
-        if let Some(ip) = ipv4(&self.headers) {
-            apply(&self.flow, body, ip, tx, |_| true);
-        }
+        apply(&self.flow, body, &self.headers, tx, |_| true);
     }
 
     /// Which of `workers` applies it: the fixed FNV flow hash of its headers (the VXLAN source-port
@@ -166,9 +164,9 @@ impl PureJob {
 }
 
 /// Run a flow's actions on a frame (the inner frame, for one that came through a tunnel) whose
-/// IPv4 header is `ip`: QoS policing (`conforms` answers for a bucket), the rewrite, the outputs.
+/// headers are `h`: QoS policing (`conforms` answers for a bucket), the rewrite, the outputs.
 #[inline]
-pub fn apply(flow: &Flow, body: &[u8], ip: &Ipv4, tx: &mut TxBuf, conforms: impl FnMut(BucketId) -> bool) -> Outcome {
+pub fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, conforms: impl FnMut(BucketId) -> bool) -> Outcome {
     if let Some(r) = flow.drop {
         return Outcome::Dropped(r);
     }
@@ -179,7 +177,7 @@ pub fn apply(flow: &Flow, body: &[u8], ip: &Ipv4, tx: &mut TxBuf, conforms: impl
         conforms,
         |out| {
             let inner = tx.push_encap(out.iface, out.encap.as_ref(), body);
-            let rewritten = flow.rewrite.apply(inner, ip);
+            let rewritten = flow.rewrite.apply(inner, h);
             // A flow applies only to frames that parsed under its key, so its headers are there:
             // the datapath fuzz target and the suites check this in debug builds.
             debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
@@ -255,15 +253,6 @@ pub fn outcome_of(res: &SimResult) -> Outcome {
         Outcome::Handled
     } else {
         Outcome::Dropped(res.drop_reason())
-    }
-}
-
-/// The IPv4 header of a frame a flow acts on; flows are only made for IPv4 (`flow::FlowKey`).
-#[inline]
-pub fn ipv4(h: &wire::Headers) -> Option<&Ipv4> {
-    match &h.l3 {
-        wire::L3::Ipv4(ip) => Some(ip),
-        _ => None,
     }
 }
 

@@ -4,7 +4,10 @@
 //! MACs, IPv4 addresses, TOS, protocol, fragment position, L4 ports (ICMP type, code and
 //! identifier) and TTL; for a VXLAN frame, those of both the outer and the inner frame, and the
 //! VNI and flags. TTL is kept as `min(ttl, 17)`: routers only compare it with 1 and at most 16 devices
-//! are walked, so every larger value behaves the same. ARP is never cached.
+//! are walked, so every larger value behaves the same. IPv6 likewise: MACs, addresses, traffic
+//! class, upper-layer protocol (after the extension headers), fragment position, ports (ICMPv6
+//! type, code and identifier) and the hop limit as `min(hop_limit, 17)`. ARP, ND and ICMP(v6)
+//! errors are never cached.
 //!
 //! **Actions.** The simulation's outputs are turned into one [`Rewrite`] (new MACs, addresses,
 //! ports or identifier, TTL decrement, with the IPv4 and L4 checksum deltas computed once) and a
@@ -19,23 +22,30 @@
 //! Thread safety: a flow table belongs to one worker and is taken `&mut`; what a flow depends on
 //! is read through atomics (the epoch, [`Watch`], [`ConnRef`]), so a hit takes no lock.
 
-use crate::csum::Delta;
 use crate::ct::{ConnRef, Watch};
 use crate::drop::DropReason;
 use crate::iface::IfIdx;
-use crate::wire::ipv4::{self, Ipv4Mut, OutOfRange};
-use crate::wire::{self, vxlan::EncapTemplate, Frag, Headers, Ipv4, L3, L4};
+pub use crate::rewrite::Rewrite;
+use crate::wire::{self, vxlan::EncapTemplate, Frag, Headers, L3, L4};
 
 /// TTL values above this behave alike (see the module header).
 pub const TTL_CLASS_MAX: u8 = 17;
 
 /// What a flow is matched by, packed into words so the hit path hashes and compares few bytes:
-/// five words for a plain frame; for a VXLAN frame, five for its outer headers, five for its
-/// inner headers, and one for the VNI and flags.
+/// five words for a plain IPv4 frame (seven for IPv6); for a VXLAN frame, five for its outer
+/// headers, five (seven) for its inner headers, and one for the VNI and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FlowKey {
     Plain([u64; 5]),
     Vxlan([u64; 11]),
+    Plain6([u64; 7]),
+    Vxlan6([u64; 13]),
+}
+
+/// The key words of one frame's headers.
+enum Words {
+    V4([u64; 5]),
+    V6([u64; 7]),
 }
 
 #[inline]
@@ -43,229 +53,136 @@ fn mac_word(m: [u8; 6], hi: u16) -> u64 {
     u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], hi as u8, (hi >> 8) as u8])
 }
 
-/// The five words of an IPv4 frame's headers; `None` for ARP and ICMP errors.
+/// The L4 words of a key: ports, or ICMP(v6) type and code and the identifier; `None` for an
+/// ICMP error (`error` says which types are).
 #[inline]
-fn words(in_if: IfIdx, h: &Headers) -> Option<[u64; 5]> {
-    let L3::Ipv4(ip) = &h.l3 else { return None };
-    let (l4a, l4b) = match ip.l4 {
+fn l4_words(l4: L4, error: fn(u8) -> bool) -> Option<(u16, u16)> {
+    Some(match l4 {
         L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
-        L4::Icmp { typ, .. } if wire::icmp_is_error(typ) => return None,
+        L4::Icmp { typ, .. } if error(typ) => return None,
         L4::Icmp { typ, code, rest } => (u16::from_be_bytes([typ, code]), u16::from_be_bytes([rest[0], rest[1]])),
         L4::None => (0, 0),
-    };
-    let frag = match ip.frag {
-        Frag::Whole => 0u64,
-        Frag::First => 1,
-        Frag::Later => 2,
-    };
-    Some([
-        in_if.0 as u64 | (ip.proto as u64) << 16 | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24 | frag << 32,
-        mac_word(h.eth_src, l4a),
-        mac_word(h.eth_dst, l4b),
-        (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
-        ip.tos as u64,
-    ])
+    })
 }
 
-/// The fields of five key words, for people.
+#[inline]
+fn frag_word(f: Frag) -> u64 {
+    match f {
+        Frag::Whole => 0,
+        Frag::First => 1,
+        Frag::Later => 2,
+    }
+}
+
+/// The words of an IPv4 or IPv6 frame's headers; `None` for ARP, other ethertypes, ICMP errors
+/// and ND (which the simulation answers, never caches).
+#[inline]
+fn words(in_if: IfIdx, h: &Headers) -> Option<Words> {
+    match &h.l3 {
+        L3::Ipv4(ip) => {
+            let (l4a, l4b) = l4_words(ip.l4, wire::icmp_is_error)?;
+            Some(Words::V4([
+                in_if.0 as u64 | (ip.proto as u64) << 16 | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24 | frag_word(ip.frag) << 32,
+                mac_word(h.eth_src, l4a),
+                mac_word(h.eth_dst, l4b),
+                (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
+                ip.tos as u64,
+            ]))
+        }
+        L3::Ipv6(ip) => {
+            // Of ICMPv6 only echo is cached: errors are not, and ND, RS, RA and MLD are the
+            // simulation's to answer or check every time.
+            let (l4a, l4b) = l4_words(ip.l4, |t| !matches!(t, wire::icmpv6::ECHO_REQUEST | wire::icmpv6::ECHO_REPLY))?;
+            let (s, d) = (u128::from(ip.src), u128::from(ip.dst));
+            Some(Words::V6([
+                in_if.0 as u64
+                    | (ip.proto as u64) << 16
+                    | (ip.hop_limit.min(TTL_CLASS_MAX) as u64) << 24
+                    | frag_word(ip.frag) << 32
+                    | (ip.tclass as u64) << 40,
+                mac_word(h.eth_src, l4a),
+                mac_word(h.eth_dst, l4b),
+                (s >> 64) as u64,
+                s as u64,
+                (d >> 64) as u64,
+                d as u64,
+            ]))
+        }
+        _ => None,
+    }
+}
+
+/// The fields of a frame's key words (five for IPv4, seven for IPv6), for people.
 fn describe_words(w: &[u64]) -> String {
     let mac = |x: u64| {
         let b = x.to_le_bytes();
         (format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]), u16::from_le_bytes([b[6], b[7]]))
     };
-    let (src_mac, a) = mac(w[1]);
-    let (dst_mac, b) = mac(w[2]);
-    let proto = (w[0] >> 16) as u8;
+    let word = |i: usize| w.get(i).copied().unwrap_or_default();
+    let (src_mac, a) = mac(word(1));
+    let (dst_mac, b) = mac(word(2));
+    let v6 = w.len() == 7;
+    let proto = (word(0) >> 16) as u8;
     let l4 = match proto {
         6 | 17 => format!(" {}:{a} → {b}", if proto == 6 { "tcp" } else { "udp" }),
-        1 => format!(" icmp type {} code {} id {b}", a >> 8, a & 0xff),
+        1 if !v6 => format!(" icmp type {} code {} id {b}", a >> 8, a & 0xff),
+        58 if v6 => format!(" icmpv6 type {} code {} id {b}", a >> 8, a & 0xff),
         p => format!(" proto {p}"),
     };
-    let frag = ["", " first-fragment", " later-fragment", ""][((w[0] >> 32) & 3) as usize];
+    let frag = ["", " first-fragment", " later-fragment", ""][((word(0) >> 32) & 3) as usize];
+    let limit = (word(0) >> 24) as u8;
+    let cmp = if limit >= TTL_CLASS_MAX { ">=" } else { "=" };
+    if v6 {
+        let addr = |hi: u64, lo: u64| std::net::Ipv6Addr::from((hi as u128) << 64 | lo as u128);
+        return format!(
+            "{src_mac} → {dst_mac} {} → {} tclass {:#04x} hop_limit{cmp}{limit}{l4}{frag}",
+            addr(word(3), word(4)),
+            addr(word(5), word(6)),
+            (word(0) >> 40) as u8
+        );
+    }
     format!(
-        "{src_mac} → {dst_mac} {} → {} tos {:#04x} ttl{}{}{l4}{frag}",
-        std::net::Ipv4Addr::from((w[3] >> 32) as u32),
-        std::net::Ipv4Addr::from(w[3] as u32),
-        w[4] as u8,
-        if (w[0] >> 24) as u8 >= TTL_CLASS_MAX { ">=" } else { "=" },
-        (w[0] >> 24) as u8,
+        "{src_mac} → {dst_mac} {} → {} tos {:#04x} ttl{cmp}{limit}{l4}{frag}",
+        std::net::Ipv4Addr::from((word(3) >> 32) as u32),
+        std::net::Ipv4Addr::from(word(3) as u32),
+        word(4) as u8,
     )
 }
 
 impl FlowKey {
     /// The ingress interface and the matched fields, for `edgepath flows`.
     pub fn describe(&self) -> (IfIdx, String) {
+        let vxlan = |outer: &[u64], vni: u64, inner: &[u64]| {
+            format!("{} vxlan vni {} flags {:#04x} [{}]", describe_words(outer), vni >> 8, vni as u8, describe_words(inner))
+        };
         match self {
             FlowKey::Plain(w) => (IfIdx(w[0] as u16), describe_words(w)),
-            FlowKey::Vxlan(w) => (
-                IfIdx(w[0] as u16),
-                format!("{} vxlan vni {} flags {:#04x} [{}]", describe_words(&w[0..5]), w[10] >> 8, w[10] as u8, describe_words(&w[5..10])),
-            ),
+            FlowKey::Plain6(w) => (IfIdx(w[0] as u16), describe_words(w)),
+            FlowKey::Vxlan(w) => (IfIdx(w[0] as u16), vxlan(&w[0..5], w[10], &w[5..10])),
+            FlowKey::Vxlan6(w) => (IfIdx(w[0] as u16), vxlan(&w[0..5], w[12], &w[5..12])),
         }
     }
 
-    /// The key of an IPv4 frame; `None` for ARP and ICMP errors, which are always simulated.
+    /// The key of an IPv4 or IPv6 frame; `None` for what is always simulated (ARP, ND, ICMP
+    /// errors, other ethertypes).
     #[inline]
     pub fn of(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
-        words(in_if, h).map(FlowKey::Plain)
+        Some(match words(in_if, h)? {
+            Words::V4(w) => FlowKey::Plain(w),
+            Words::V6(w) => FlowKey::Plain6(w),
+        })
     }
 
-    /// The key of a VXLAN frame: its outer headers (`outer`), its VXLAN header and its inner
-    /// headers (`inner`).
+    /// The key of a VXLAN frame: its outer headers (`outer`, IPv4), its VXLAN header and its
+    /// inner headers (`inner`).
     #[inline]
     pub fn vxlan(in_if: IfIdx, outer: &Headers, v: wire::vxlan::Vxlan, inner: &Headers) -> Option<FlowKey> {
-        let (o, i) = (words(in_if, outer)?, words(in_if, inner)?);
-        Some(FlowKey::Vxlan([o[0], o[1], o[2], o[3], o[4], i[0], i[1], i[2], i[3], i[4], (v.vni as u64) << 8 | v.flags as u64]))
-    }
-}
-
-/// The header changes a flow makes, with their checksum deltas precomputed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Rewrite {
-    pub eth: Option<([u8; 6], [u8; 6])>,
-    /// A new TOS byte (DSCP marking keeps the packet's ECN bits; the key fixes them).
-    pub tos: Option<u8>,
-    pub src: Option<[u8; 4]>,
-    pub dst: Option<[u8; 4]>,
-    pub ttl_dec: u8,
-    /// Up to two 16-bit stores at offsets from the L4 header (ports, ICMP identifier).
-    pub l4_writes: [(u8, u16); 2],
-    pub l4_nwrites: u8,
-    /// The L4 checksum to update: its offset from the L4 header, and whether UDP's zero rule
-    /// applies. Fixed by the key (protocol, fragment position).
-    l4_csum: Option<(u8, bool)>,
-    ip_delta: Delta,
-    l4_delta: Delta,
-}
-
-impl Rewrite {
-    /// The rewrite that turns `orig` (headers `h0`) into `done` (headers `h1`). `None` when the
-    /// two differ in a way a rewrite cannot express (the caller then does not cache).
-    pub fn derive(orig: &[u8], h0: &Headers, done: &[u8], h1: &Headers) -> Option<Rewrite> {
-        let (L3::Ipv4(a), L3::Ipv4(b)) = (&h0.l3, &h1.l3) else {
-            return None;
-        };
-        if a.hlen != b.hlen || a.total_len != b.total_len || a.proto != b.proto || a.frag != b.frag || b.ttl > a.ttl {
-            return None;
-        }
-        let mut r = Rewrite::default();
-        if (h0.eth_src, h0.eth_dst) != (h1.eth_src, h1.eth_dst) {
-            r.eth = Some((h1.eth_src, h1.eth_dst));
-        }
-        let mut ip_d = Delta::ZERO;
-        let mut pseudo_d = Delta::ZERO;
-        if a.tos != b.tos {
-            r.tos = Some(b.tos);
-            let first = *orig.get(wire::ETH_LEN)?;
-            ip_d = ip_d.word(u16::from_be_bytes([first, a.tos]), u16::from_be_bytes([first, b.tos]));
-        }
-        if a.src != b.src {
-            r.src = Some(b.src.octets());
-            let d = Delta::ZERO.dword(u32::from(a.src), u32::from(b.src));
-            ip_d = ip_d.plus(d);
-            pseudo_d = pseudo_d.plus(d);
-        }
-        if a.dst != b.dst {
-            r.dst = Some(b.dst.octets());
-            let d = Delta::ZERO.dword(u32::from(a.dst), u32::from(b.dst));
-            ip_d = ip_d.plus(d);
-            pseudo_d = pseudo_d.plus(d);
-        }
-        r.ttl_dec = a.ttl - b.ttl;
-        // Lowering TTL by k lowers the TTL/protocol word by k·256 whatever the TTL was.
-        ip_d = ip_d.plus(Delta::ZERO.word((r.ttl_dec as u16) << 8, 0));
-        let offsets: &[u8] = match a.l4 {
-            L4::Tcp { .. } | L4::Udp { .. } => &[0, 2],
-            L4::Icmp { typ: wire::ICMP_ECHO_REQUEST | wire::ICMP_ECHO_REPLY, .. } => &[4],
-            L4::Icmp { .. } => {
-                // ICMP errors are translated through their quote and never cached.
-                if orig.get(a.l4_off()..a.end()) != done.get(b.l4_off()..b.end()) {
-                    return None;
-                }
-                &[]
-            }
-            L4::None => &[],
-        };
-        let mut l4_d = if matches!(a.l4, L4::Tcp { .. } | L4::Udp { .. }) { pseudo_d } else { Delta::ZERO };
-        for &o in offsets {
-            let at = a.l4_off() + o as usize;
-            let old = u16::from_be_bytes([*orig.get(at)?, *orig.get(at + 1)?]);
-            let new = u16::from_be_bytes([*done.get(at)?, *done.get(at + 1)?]);
-            if old != new {
-                r.l4_writes[r.l4_nwrites as usize] = (o, new);
-                r.l4_nwrites += 1;
-                l4_d = l4_d.plus(Delta::ZERO.word(old, new));
-            }
-        }
-        r.ip_delta = ip_d;
-        r.l4_delta = l4_d;
-        r.l4_csum = ipv4::l4_checksum(&a.l4).map(|(c, udp)| (c.start as u8, udp));
-        Some(r)
-    }
-
-    /// The changes, for people: `set(field=value,…)` and `ttl-N`, or nothing.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some((s, d)) = self.eth {
-            let m = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-            parts.push(format!("eth_src={},eth_dst={}", m(s), m(d)));
-        }
-        if let Some(t) = self.tos {
-            parts.push(format!("tos={t:#04x}"));
-        }
-        if let Some(s) = self.src {
-            parts.push(format!("ip_src={}", std::net::Ipv4Addr::from(s)));
-        }
-        if let Some(d) = self.dst {
-            parts.push(format!("ip_dst={}", std::net::Ipv4Addr::from(d)));
-        }
-        for &(o, v) in &self.l4_writes[..self.l4_nwrites as usize] {
-            parts.push(format!("l4[{o}]={v}"));
-        }
-        let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
-        if self.ttl_dec > 0 {
-            out.push_str(&format!("ttl-{},", self.ttl_dec));
-        }
-        out
-    }
-
-    /// Apply to a frame whose headers parsed as `ip` (a packet of the flow's key): stores,
-    /// then the precomputed checksum deltas. The key fixed the headers' shape, so every write is
-    /// in range; one that is not is an error, not a write skipped.
-    #[inline]
-    pub fn apply(&self, b: &mut [u8], ip: &Ipv4) -> Result<(), OutOfRange> {
-        if let Some((src, dst)) = self.eth {
-            ipv4::put(b, wire::ETH_DST, &dst)?;
-            ipv4::put(b, wire::ETH_SRC, &src)?;
-        }
-        let len = b.len();
-        let mut v = Ipv4Mut::new(b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })?)?;
-        if let Some(t) = self.tos {
-            v.put_tos(t);
-        }
-        if let Some(s) = self.src {
-            v.put_src(s);
-        }
-        if let Some(d) = self.dst {
-            v.put_dst(d);
-        }
-        if self.ttl_dec > 0 {
-            v.put_ttl_dec(self.ttl_dec);
-        }
-        v.patch_checksum(self.ip_delta);
-        let l4 = v.payload_mut();
-        for &(o, val) in self.l4_writes.get(..self.l4_nwrites as usize).unwrap_or_default() {
-            ipv4::put(l4, o as usize..o as usize + 2, &val.to_be_bytes())?;
-        }
-        // TCP and UDP checksums cover the pseudo-header (address changes) and the ports; the
-        // ICMP checksum covers the identifier only.
-        if let Some((c, udp)) = self.l4_csum {
-            ipv4::patch(l4, c as usize..c as usize + 2, self.l4_delta, udp)?;
-            if let L4::Icmp { .. } = ip.l4 {
-                v.icmp_zero_message((ip.total_len as usize).saturating_sub(ip.hlen));
-            }
-        }
-        Ok(())
+        let Words::V4(o) = words(in_if, outer)? else { return None };
+        let vni = (v.vni as u64) << 8 | v.flags as u64;
+        Some(match words(in_if, inner)? {
+            Words::V4(i) => FlowKey::Vxlan([o[0], o[1], o[2], o[3], o[4], i[0], i[1], i[2], i[3], i[4], vni]),
+            Words::V6(i) => FlowKey::Vxlan6([o[0], o[1], o[2], o[3], o[4], i[0], i[1], i[2], i[3], i[4], i[5], i[6], vni]),
+        })
     }
 }
 
@@ -425,8 +342,7 @@ mod tests {
             let h1 = wire::parse(&want).unwrap();
             let r = Rewrite::derive(&orig, &h0, &want, &h1).unwrap();
             let mut got = orig.clone();
-            let L3::Ipv4(ip) = h0.l3 else { panic!() };
-            r.apply(&mut got, &ip).expect("a rewrite of a whole frame is in range");
+            r.apply(&mut got, &h0).expect("a rewrite of a whole frame is in range");
             // A checksum of 0x0000 and 0xffff are the same number; compare after normalising.
             let norm = |mut v: Vec<u8>, off: usize| {
                 if v[off] == 0xff && v[off + 1] == 0xff {

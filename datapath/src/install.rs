@@ -1,7 +1,8 @@
 //! Flow install: a cacheable simulation result becomes a [`Flow`] (SPEC §9).
 //!
 //! The simulation's outputs are compared with the packet it was given: if every output is the
-//! packet with one and the same [`Rewrite`] (MACs, addresses, ports, TOS, TTL), the flow is that
+//! packet with one and the same [`Rewrite`] (MACs, addresses, ports, TOS, TTL; for IPv6 MACs,
+//! traffic class, hop limit), the flow is that
 //! rewrite and the list of outputs, each with its interface, policing bucket and VXLAN template.
 //! A frame that came through a tunnel is tried first as a decapsulating flow (the rewrite acts on
 //! the inner frame), then as a flow on the whole frame. What the flow depends on — the NAT and
@@ -64,7 +65,10 @@ fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh
         rewrite = Some(r);
         outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap });
     }
-    fastpath::ipv4(bh)?;
+    // Flows are made for IPv4 and IPv6 (their keys, `flow.rs`).
+    if !matches!(bh.l3, wire::L3::Ipv4(_) | wire::L3::Ipv6(_)) {
+        return None;
+    }
     let drop = outputs.is_empty().then(|| res.drop_reason());
     if decap && outputs.is_empty() {
         // A drop is recorded against the whole frame.
@@ -104,9 +108,7 @@ fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh
 fn reproduces(made: &Installed, frame: &[u8], res: &SimResult) -> bool {
     let (mut by_flow, mut by_sim) = (TxBuf::default(), TxBuf::default());
     let body = frame.get(made.body.clone()).unwrap_or_default();
-    if let Some(ip) = fastpath::ipv4(&made.headers) {
-        fastpath::apply(&made.flow, body, ip, &mut by_flow, |_| true);
-    }
+    fastpath::apply(&made.flow, body, &made.headers, &mut by_flow, |_| true);
     fastpath::send_simulated(res, &mut by_sim, false, |_| true);
     by_flow.iter().eq(by_sim.iter())
 }

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod persist;
 pub mod qos;
 pub mod report;
+pub mod rewrite;
 pub mod shared;
 pub mod sim;
 pub mod state;

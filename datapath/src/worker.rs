@@ -15,7 +15,7 @@ use rules::model::Mac;
 
 use crate::ct::{ConnTable, Watch};
 use crate::drop::DropReason;
-use crate::fastpath::{apply, ipv4, send_simulated, Outcome, PureJob, TxBuf};
+use crate::fastpath::{apply, send_simulated, Outcome, PureJob, TxBuf};
 use crate::flow::{FlowKey, FlowTable};
 use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::install::Packet;
@@ -351,8 +351,7 @@ impl Datapath {
                     && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
                     && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
                     && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now));
-                // Flows are made for IPv4 alone (`install.rs`); anything else is simulated.
-                if let (true, Some(ip)) = (fresh, ipv4(bh)) {
+                if fresh {
                     if let Some(m) = &flow.mac_seen {
                         m.touch(now);
                     }
@@ -366,7 +365,7 @@ impl Datapath {
                     }
                     let body = frame.get(range).unwrap_or_default();
                     let qos = &self.snap.qos;
-                    return apply(flow, body, ip, &mut self.tx, |b| qos.conforms(b, body.len(), now));
+                    return apply(flow, body, bh, &mut self.tx, |b| qos.conforms(b, body.len(), now));
                 }
                 self.flows.remove(k);
             }
@@ -406,7 +405,9 @@ impl Datapath {
 
 fn tcp_flags(h: &wire::Headers) -> u8 {
     match h.l3 {
-        L3::Ipv4(wire::Ipv4 { l4: wire::L4::Tcp { flags, .. }, .. }) => flags,
+        L3::Ipv4(wire::Ipv4 { l4: wire::L4::Tcp { flags, .. }, .. }) | L3::Ipv6(wire::Ipv6 { l4: wire::L4::Tcp { flags, .. }, .. }) => {
+            flags
+        }
         _ => 0,
     }
 }

@@ -208,6 +208,15 @@ fn the_cache_is_used() {
     assert_eq!(s.stats.flow_hits, 1, "the second identical packet hits the flow");
 }
 
+/// IPv6 flows are cached like IPv4 ones (SPEC §10.2): of seven packets in three flows, four hit.
+#[test]
+fn ipv6_flows_are_cached() {
+    let dir = repo_root().join("pcaps/ipv6-flows");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = run_case(&dir, tmp.path(), true);
+    assert_eq!((s.stats.flow_hits, s.stats.flow_misses), (4, 3), "every packet after a flow's first hits it");
+}
+
 #[test]
 fn suite_is_up_to_date_with_its_generator() {
     let tmp = tempfile::tempdir().expect("tmp");

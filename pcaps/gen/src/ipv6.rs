@@ -324,6 +324,23 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     c.drop("ttl_exceeded", 1).drop("no_route", 1).drop("arp_unresolved", 3);
     all.push(c);
 
+    // Story: IPv6 flows (§10.2, §9): a routed UDP flow, a bridged one and routed echo requests
+    // are simulated once each and then taken from the cache, with the same bytes.
+    let mut c =
+        Case::new("ipv6-flows", "routed and bridged IPv6 flows, and echo, are cached after their first packet", dual_stack_routed());
+    let routed = P6::udp(VM1, R1_A, g1, g3, 4000, 5000, b"routed");
+    let bridged = P6::udp(VM1, VM2, g1, g2, 4000, 5000, b"bridged");
+    let mut echo = P6::icmp(VM3, R1_B, g3, g1, L6::EchoRequest { id: 3, seq: 1 }, b"echo");
+    echo.hop_limit = 64;
+    for t in [1.0, 2.0, 3.0] {
+        c.input(t, "tap-vm1", routed.bytes()).expect(t, "tap-vm3", routed6(&routed, R1_B, VM3).bytes());
+    }
+    for t in [4.0, 5.0] {
+        c.input(t, "tap-vm1", bridged.bytes()).expect(t, "tap-vm2", bridged.bytes());
+        c.input(t + 0.5, "tap-vm3", echo.bytes()).expect(t + 0.5, "tap-vm1", routed6(&echo, R1_A, VM1).bytes());
+    }
+    all.push(c);
+
     // Story: QoS for IPv6 (§10.2): vm1's DSCP marking rewrites the DSCP bits of the traffic
     // class of the IPv6 it sends, keeping ECN; the flow label and everything else stay.
     let mut s = dual_stack();

@@ -1,0 +1,265 @@
+//! What a flow does to the headers of its packets (SPEC §9): one [`Rewrite`] derived at
+//! install from the packet and what the simulation made of it, applied to every later packet
+//! with stores and the checksum deltas computed once. IPv4 ([`Rewrite4`]): MACs, addresses,
+//! ports or echo identifier, TOS, TTL; IPv6 ([`Rewrite6`], routed untranslated, SPEC §10.2):
+//! MACs, traffic class, hop limit — IPv6 has no header checksum and nothing the pseudo-header
+//! covers changes, so there is no delta to carry.
+
+use crate::csum::Delta;
+use crate::wire::ipv4::{self, Ipv4Mut, OutOfRange};
+use crate::wire::ipv6::{self, Ipv6Mut};
+use crate::wire::{self, Headers, Ipv4, Ipv6, L3, L4};
+
+/// The header changes of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    V4(Rewrite4),
+    V6(Rewrite6),
+}
+
+impl Default for Rewrite {
+    fn default() -> Self {
+        Rewrite::V4(Rewrite4::default())
+    }
+}
+
+impl Rewrite {
+    /// The rewrite that turns `orig` (headers `h0`) into `done` (headers `h1`). `None` when the
+    /// two differ in a way a rewrite cannot express (the caller then does not cache).
+    pub fn derive(orig: &[u8], h0: &Headers, done: &[u8], h1: &Headers) -> Option<Rewrite> {
+        match (&h0.l3, &h1.l3) {
+            (L3::Ipv4(a), L3::Ipv4(b)) => Rewrite4::derive(orig, h0, a, done, h1, b).map(Rewrite::V4),
+            (L3::Ipv6(a), L3::Ipv6(b)) => Rewrite6::derive(orig, h0, a, done, h1, b).map(Rewrite::V6),
+            _ => None,
+        }
+    }
+
+    /// Apply to a frame whose headers are `h` (a packet of the flow's key): stores, then the
+    /// precomputed checksum deltas. The key fixed the headers' shape, so every write is in
+    /// range; one that is not is an error, not a write skipped. A rewrite of the other family
+    /// than the frame's is an error too.
+    #[inline]
+    pub fn apply(&self, b: &mut [u8], h: &Headers) -> Result<(), OutOfRange> {
+        match (self, &h.l3) {
+            (Rewrite::V4(r), L3::Ipv4(ip)) => r.apply(b, ip),
+            (Rewrite::V6(r), L3::Ipv6(ip)) => r.apply(b, ip),
+            _ => Err(OutOfRange { at: 0..wire::ETH_LEN, len: b.len() }),
+        }
+    }
+
+    /// The changes, for people: `set(field=value,…)` and `ttl-N`, or nothing.
+    pub fn describe(&self) -> String {
+        match self {
+            Rewrite::V4(r) => r.describe(),
+            Rewrite::V6(r) => r.describe(),
+        }
+    }
+}
+
+/// The header changes of an IPv6 flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rewrite6 {
+    pub eth: Option<([u8; 6], [u8; 6])>,
+    /// A new traffic class (DSCP marking keeps the ECN bits; the key fixes them).
+    pub tclass: Option<u8>,
+    pub hop_limit_dec: u8,
+}
+
+impl Rewrite6 {
+    fn derive(orig: &[u8], h0: &Headers, a: &Ipv6, done: &[u8], h1: &Headers, b: &Ipv6) -> Option<Rewrite6> {
+        // Anything past the hop limit and traffic class must be the same bytes.
+        let same = |r: std::ops::Range<usize>| orig.get(r.clone()).is_some() && orig.get(r.clone()) == done.get(r);
+        let fixed = wire::ETH_LEN + ipv6::field::PAYLOAD_LEN.start;
+        let hop = wire::ETH_LEN + ipv6::field::HOP_LIMIT;
+        if orig.len() != done.len() || b.hop_limit > a.hop_limit || !same(fixed..hop) || !same(hop + 1..orig.len()) {
+            return None;
+        }
+        // The flow label (the low 20 bits of the first word) is kept.
+        if orig.get(wire::ETH_LEN + 1).map(|x| x & 0x0f) != done.get(wire::ETH_LEN + 1).map(|x| x & 0x0f)
+            || orig.get(wire::ETH_LEN + 2..wire::ETH_LEN + 4) != done.get(wire::ETH_LEN + 2..wire::ETH_LEN + 4)
+        {
+            return None;
+        }
+        Some(Rewrite6 {
+            eth: ((h0.eth_src, h0.eth_dst) != (h1.eth_src, h1.eth_dst)).then_some((h1.eth_src, h1.eth_dst)),
+            tclass: (a.tclass != b.tclass).then_some(b.tclass),
+            hop_limit_dec: a.hop_limit - b.hop_limit,
+        })
+    }
+
+    #[inline]
+    fn apply(&self, b: &mut [u8], ip: &Ipv6) -> Result<(), OutOfRange> {
+        if let Some((src, dst)) = self.eth {
+            ipv4::put(b, wire::ETH_DST, &dst)?;
+            ipv4::put(b, wire::ETH_SRC, &src)?;
+        }
+        let len = b.len();
+        let mut v = Ipv6Mut::new(b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })?, ip.l4_rel as usize)?;
+        if let Some(tc) = self.tclass {
+            v.set_tclass(tc);
+        }
+        for _ in 0..self.hop_limit_dec {
+            v.dec_hop_limit();
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((s, d)) = self.eth {
+            parts.push(format!("eth_src={},eth_dst={}", mac(s), mac(d)));
+        }
+        if let Some(t) = self.tclass {
+            parts.push(format!("tclass={t:#04x}"));
+        }
+        let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
+        if self.hop_limit_dec > 0 {
+            out.push_str(&format!("hop_limit-{},", self.hop_limit_dec));
+        }
+        out
+    }
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// The header changes an IPv4 flow makes, with their checksum deltas precomputed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rewrite4 {
+    pub eth: Option<([u8; 6], [u8; 6])>,
+    /// A new TOS byte (DSCP marking keeps the packet's ECN bits; the key fixes them).
+    pub tos: Option<u8>,
+    pub src: Option<[u8; 4]>,
+    pub dst: Option<[u8; 4]>,
+    pub ttl_dec: u8,
+    /// Up to two 16-bit stores at offsets from the L4 header (ports, ICMP identifier).
+    pub l4_writes: [(u8, u16); 2],
+    pub l4_nwrites: u8,
+    /// The L4 checksum to update: its offset from the L4 header, and whether UDP's zero rule
+    /// applies. Fixed by the key (protocol, fragment position).
+    l4_csum: Option<(u8, bool)>,
+    ip_delta: Delta,
+    l4_delta: Delta,
+}
+
+impl Rewrite4 {
+    fn derive(orig: &[u8], h0: &Headers, a: &Ipv4, done: &[u8], h1: &Headers, b: &Ipv4) -> Option<Rewrite4> {
+        if a.hlen != b.hlen || a.total_len != b.total_len || a.proto != b.proto || a.frag != b.frag || b.ttl > a.ttl {
+            return None;
+        }
+        let mut r = Rewrite4::default();
+        if (h0.eth_src, h0.eth_dst) != (h1.eth_src, h1.eth_dst) {
+            r.eth = Some((h1.eth_src, h1.eth_dst));
+        }
+        let mut ip_d = Delta::ZERO;
+        let mut pseudo_d = Delta::ZERO;
+        if a.tos != b.tos {
+            r.tos = Some(b.tos);
+            let first = *orig.get(wire::ETH_LEN)?;
+            ip_d = ip_d.word(u16::from_be_bytes([first, a.tos]), u16::from_be_bytes([first, b.tos]));
+        }
+        if a.src != b.src {
+            r.src = Some(b.src.octets());
+            let d = Delta::ZERO.dword(u32::from(a.src), u32::from(b.src));
+            ip_d = ip_d.plus(d);
+            pseudo_d = pseudo_d.plus(d);
+        }
+        if a.dst != b.dst {
+            r.dst = Some(b.dst.octets());
+            let d = Delta::ZERO.dword(u32::from(a.dst), u32::from(b.dst));
+            ip_d = ip_d.plus(d);
+            pseudo_d = pseudo_d.plus(d);
+        }
+        r.ttl_dec = a.ttl - b.ttl;
+        // Lowering TTL by k lowers the TTL/protocol word by k·256 whatever the TTL was.
+        ip_d = ip_d.plus(Delta::ZERO.word((r.ttl_dec as u16) << 8, 0));
+        let offsets: &[u8] = match a.l4 {
+            L4::Tcp { .. } | L4::Udp { .. } => &[0, 2],
+            L4::Icmp { typ: wire::ICMP_ECHO_REQUEST | wire::ICMP_ECHO_REPLY, .. } => &[4],
+            L4::Icmp { .. } => {
+                // ICMP errors are translated through their quote and never cached.
+                if orig.get(a.l4_off()..a.end()) != done.get(b.l4_off()..b.end()) {
+                    return None;
+                }
+                &[]
+            }
+            L4::None => &[],
+        };
+        let mut l4_d = if matches!(a.l4, L4::Tcp { .. } | L4::Udp { .. }) { pseudo_d } else { Delta::ZERO };
+        for &o in offsets {
+            let at = a.l4_off() + o as usize;
+            let old = u16::from_be_bytes([*orig.get(at)?, *orig.get(at + 1)?]);
+            let new = u16::from_be_bytes([*done.get(at)?, *done.get(at + 1)?]);
+            if old != new {
+                r.l4_writes[r.l4_nwrites as usize] = (o, new);
+                r.l4_nwrites += 1;
+                l4_d = l4_d.plus(Delta::ZERO.word(old, new));
+            }
+        }
+        r.ip_delta = ip_d;
+        r.l4_delta = l4_d;
+        r.l4_csum = ipv4::l4_checksum(&a.l4).map(|(c, udp)| (c.start as u8, udp));
+        Some(r)
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((s, d)) = self.eth {
+            parts.push(format!("eth_src={},eth_dst={}", mac(s), mac(d)));
+        }
+        if let Some(t) = self.tos {
+            parts.push(format!("tos={t:#04x}"));
+        }
+        if let Some(s) = self.src {
+            parts.push(format!("ip_src={}", std::net::Ipv4Addr::from(s)));
+        }
+        if let Some(d) = self.dst {
+            parts.push(format!("ip_dst={}", std::net::Ipv4Addr::from(d)));
+        }
+        for &(o, v) in &self.l4_writes[..self.l4_nwrites as usize] {
+            parts.push(format!("l4[{o}]={v}"));
+        }
+        let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
+        if self.ttl_dec > 0 {
+            out.push_str(&format!("ttl-{},", self.ttl_dec));
+        }
+        out
+    }
+
+    #[inline]
+    fn apply(&self, b: &mut [u8], ip: &Ipv4) -> Result<(), OutOfRange> {
+        if let Some((src, dst)) = self.eth {
+            ipv4::put(b, wire::ETH_DST, &dst)?;
+            ipv4::put(b, wire::ETH_SRC, &src)?;
+        }
+        let len = b.len();
+        let mut v = Ipv4Mut::new(b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })?)?;
+        if let Some(t) = self.tos {
+            v.put_tos(t);
+        }
+        if let Some(s) = self.src {
+            v.put_src(s);
+        }
+        if let Some(d) = self.dst {
+            v.put_dst(d);
+        }
+        if self.ttl_dec > 0 {
+            v.put_ttl_dec(self.ttl_dec);
+        }
+        v.patch_checksum(self.ip_delta);
+        let l4 = v.payload_mut();
+        for &(o, val) in self.l4_writes.get(..self.l4_nwrites as usize).unwrap_or_default() {
+            ipv4::put(l4, o as usize..o as usize + 2, &val.to_be_bytes())?;
+        }
+        // TCP and UDP checksums cover the pseudo-header (address changes) and the ports; the
+        // ICMP checksum covers the identifier only.
+        if let Some((c, udp)) = self.l4_csum {
+            ipv4::patch(l4, c as usize..c as usize + 2, self.l4_delta, udp)?;
+            if let L4::Icmp { .. } = ip.l4 {
+                v.icmp_zero_message((ip.total_len as usize).saturating_sub(ip.hlen));
+            }
+        }
+        Ok(())
+    }
+}
