@@ -392,6 +392,45 @@ fn replay_trace_shows_the_walk_and_the_nat_rules() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("    cached flow"));
 }
 
+/// `edgepath trace` and `replay --trace` with IPv6 (issue 12): the walk across r1 by the IPv6
+/// route table, and the frame that leaves with its hop limit one lower.
+#[test]
+fn trace_shows_an_ipv6_packet_routed() {
+    let snap = repo().join("pcaps/ipv6-flows/snapshot.json");
+    let args = ["--host", "host-a", "--in", "tap-vm1", "--src", "2001:db8:a::3", "--dst", "2001:db8:b::3", "--proto", "icmp"];
+    let o = edgepath(&[&["trace", "--snapshot", snap.to_str().expect("utf8")][..], &args].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "router r1 in port r1-a",
+        "route 2001:db8:b::/64 via 2001:db8:b::3 out port r1-b",
+        "output tap-vm3",
+        "IPv6 2001:db8:a::3 → 2001:db8:b::3 hlim 63 ICMPv6 type 128",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let mixed = edgepath(&[
+        "trace",
+        "--snapshot",
+        snap.to_str().expect("utf8"),
+        "--host",
+        "host-a",
+        "--in",
+        "tap-vm1",
+        "--src",
+        "10.0.0.3",
+        "--dst",
+        "2001:db8:b::3",
+    ]);
+    assert_eq!(mixed.status.code(), Some(2));
+    assert!(stderr(&mixed).contains("one family"), "{}", stderr(&mixed));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let o = replay_case("ipv6-routing", tmp.path(), &["--trace"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("ICMPv6 type 3 code 0 from 2001:db8:a::1 to 2001:db8:a::3"), "{text}");
+    assert!(text.contains("wait for ND of 2001:db8:b::77"), "{text}");
+}
+
 /// `edgepath trace` offline: a floating-IP packet's walk and the frame that leaves; a denied one's
 /// drop reason.
 #[test]

@@ -45,7 +45,7 @@ impl Sim<'_> {
             ArpScope::Underlay => ArpOwner::Underlay,
         };
         if self.learned.learn_arp(scope, owner, ip, mac, &self.limits) {
-            note!(self, "learn ARP {ip} is at {mac}");
+            note!(self, "learn {} {ip} is at {mac}", if ip.is_ipv6() { "ND" } else { "ARP" });
             self.res.learned = true;
         }
         if let Some(pending) = self.learned.pending.remove(&(scope, ip)) {
@@ -95,7 +95,7 @@ impl Sim<'_> {
             _ => None,
         };
         self.learned.park((scope, ip), frame, input);
-        note!(self, "wait for ARP of {ip} ({waiting} waiting)");
+        note!(self, "wait for {} of {ip} ({waiting} waiting)", if ip.is_ipv6() { "ND" } else { "ARP" });
         self.res.queued |= input.is_some();
         if first {
             self.send_arp_request(egress, request);

@@ -4,7 +4,7 @@
 //! next hops not in the snapshot show as waiting for ARP.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,19 +31,20 @@ pub struct TraceArgs {
     /// The interface the packet arrives on.
     #[arg(long = "in")]
     iface: String,
-    /// Source IPv4 address.
+    /// Source address, IPv4 or IPv6.
     #[arg(long)]
-    src: Ipv4Addr,
-    /// Destination IPv4 address.
+    src: IpAddr,
+    /// Destination address, of the source's family.
     #[arg(long)]
-    dst: Ipv4Addr,
+    dst: IpAddr,
     #[arg(long, value_enum, default_value = "udp")]
     proto: Proto,
-    /// Source port (TCP/UDP) or echo identifier (ICMP).
+    /// Source port (TCP/UDP) or echo identifier (ICMP, ICMPv6 for IPv6).
     #[arg(long, default_value_t = 40000)]
     sport: u16,
     #[arg(long, default_value_t = 80)]
     dport: u16,
+    /// TTL, or the hop limit of IPv6.
     #[arg(long, default_value_t = 64)]
     ttl: u8,
     /// Source MAC; default: the MAC of the port bound to the interface.
@@ -80,16 +81,26 @@ pub fn run(a: TraceArgs) -> Result<(), String> {
             return Some(p.mac);
         }
         let net = topo.network(p.network);
-        let gateway = topo.snapshot.subnets.iter().find(|s| s.network_id == net.id && s.cidr4().is_some_and(|c| c.contains(&a.src)));
-        let gateway = gateway.and_then(|s| s.gateway4());
-        net.arp_answers.get(&a.dst).or_else(|| gateway.and_then(|g| net.arp_answers.get(&g))).copied()
+        let on_subnet = |s: &&rules::model::Subnet| s.network_id == net.id && s.cidr.contains(&a.src);
+        let gateway = topo.snapshot.subnets.iter().find(on_subnet).and_then(|s| s.gateway_ip);
+        let known = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => net.arp_answers.get(&v4),
+            IpAddr::V6(v6) => net.nd_answers.get(&v6),
+        };
+        known(a.dst).or_else(|| gateway.and_then(known)).copied()
     });
     let dst_mac = dst_mac.ok_or("--dst-mac: no default for this interface; give one")?;
-    let b = PacketBuilder::ethernet2(src_mac.0, dst_mac.0).ipv4(a.src.octets(), a.dst.octets(), a.ttl);
+    let eth = PacketBuilder::ethernet2(src_mac.0, dst_mac.0);
+    let (b, v6) = match (a.src, a.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (eth.ipv4(s.octets(), d.octets(), a.ttl), false),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (eth.ipv6(s.octets(), d.octets(), a.ttl), true),
+        _ => return Err(format!("--src {} and --dst {}: one family, IPv4 or IPv6", a.src, a.dst)),
+    };
     let mut frame = Vec::new();
     let built = match a.proto {
         Proto::Udp => b.udp(a.sport, a.dport).write(&mut frame, b"edgepath trace"),
         Proto::Tcp => b.tcp(a.sport, a.dport, 1, 64240).syn().write(&mut frame, b""),
+        Proto::Icmp if v6 => b.icmpv6_echo_request(a.sport, 1).write(&mut frame, b"edgepath trace"),
         Proto::Icmp => b.icmpv4_echo_request(a.sport, 1).write(&mut frame, b"edgepath trace"),
     };
     built.map_err(|e| format!("building the packet: {e}"))?;
