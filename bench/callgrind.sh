@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bench/callgrind.sh [--before REV] [N] — instructions per cached hit, counted by callgrind (stable
-# where wall-clock time is not). Runs `bench/examples/hitloop` (the FIP-DNAT cached flow in a
-# plain loop) for N and 2N packets (default N = 200000) and prints the difference divided by N, so
-# start-up and the first (simulated) packet cancel out. With --before REV, the same for the tree
-# at REV (a git worktree under target/), in the same run.
+# bench/callgrind.sh [--before REV] [N] [FLOW...] — instructions per cached hit, counted by
+# callgrind (stable where wall-clock time is not). Runs `bench/examples/hitloop` (one cached flow
+# in a plain loop: `fip`, the FIP-DNAT flow, by default; `routed-v4`, `routed-v6`) for N and 2N
+# packets (default N = 200000) and prints the difference divided by N, so start-up and the first
+# (simulated) packet cancel out. With --before REV, the same for the tree at REV (a git worktree
+# under target/), in the same run; trees before the IPv6 work know `fip` only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=""
@@ -12,6 +13,9 @@ if [ "${1:-}" = "--before" ]; then
     shift 2
 fi
 n=${1:-200000}
+shift || true
+flows=("$@")
+[ ${#flows[@]} -gt 0 ] || flows=(fip)
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 
 trees=("after=$PWD")
@@ -29,10 +33,13 @@ for t in "${trees[@]}"; do
     dir=${t#*=}
     (cd "$dir" && cargo build --release -q -p edgepath-bench --example hitloop)
     count() {
-        valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$dir/target/release/examples/hitloop" "$1" >/dev/null 2>"$work/cg.err"
+        valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$dir/target/release/examples/hitloop" "$1" "$2" >/dev/null 2>"$work/cg.err"
         awk '/^summary:/ {print $2}' "$work/cg.out"
     }
-    a=$(count "$n")
-    b=$(count $((2 * n)))
-    printf '%-8s %8.1f instructions per hit (%s packets: %s, %s: %s)\n' "$name" "$(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {print (b - a) / n}')" "$n" "$a" $((2 * n)) "$b"
+    for flow in "${flows[@]}"; do
+        a=$(count "$n" "$flow")
+        b=$(count $((2 * n)) "$flow")
+        printf '%-8s %-10s %8.1f instructions per hit (%s packets: %s, %s: %s)\n' "$name" "$flow" \
+            "$(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {print (b - a) / n}')" "$n" "$a" $((2 * n)) "$b"
+    done
 done

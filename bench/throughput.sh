@@ -37,6 +37,8 @@ tag=${tag:0:8}
 dir=$(mktemp -d)
 lab="$here/tools/netns-lab.sh"
 cd "$here"
+# The kernel contender needs nftables (Debian's nftables package).
+command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables; }
 cargo build -q --release -p edgepath -p edgepath-bench --bin edgepath --bin blast
 edgepath=$here/target/release/edgepath
 blast=$here/target/release/blast

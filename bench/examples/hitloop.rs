@@ -1,17 +1,37 @@
-//! A plain loop over the FIP-DNAT cached flow, for profilers (`perf record`, callgrind).
+//! A plain loop over one cached flow, for profilers (`perf record`, callgrind):
+//! `hitloop [N] [fip|routed-v4|routed-v6]` — the FIP-DNAT flow from the uplink (the default),
+//! or vm1 → vm3 across r1 on the dual-stack `ipv6-flows` scenario, IPv4 or IPv6.
 use datapath::Instant;
 use edgepath_bench::*;
 
 fn main() {
     let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
-    let mut dp = datapath("fip-dnat-inbound", "host-a", &[]);
-    let up = iface(&dp, "uplink0");
-    let f = udp([0x02, 0xaa, 0, 0, 0, 1], [0xfa, 0x16, 0x3e, 0xbb, 0, 2], [192, 0, 2, 50], [203, 0, 113, 10], 33000, 7000);
-    must_forward(&mut dp, up, &f, SEC);
+    let which = std::env::args().nth(2).unwrap_or_else(|| "fip".into());
+    let (vm1, r1_a) = ([0xfa, 0x16, 0x3e, 0, 0, 3], [0xfa, 0x16, 0x3e, 0xaa, 0, 1]);
+    let (mut dp, i, f) = match which.as_str() {
+        "routed-v4" | "routed-v6" => {
+            let dp = datapath("ipv6-flows", "host-a", &[]);
+            let i = iface(&dp, "tap-vm1");
+            let f = if which == "routed-v6" {
+                let a = [0x20, 1, 0x0d, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
+                let b = [0x20, 1, 0x0d, 0xb8, 0, 0xb, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
+                udp6(vm1, r1_a, a, b, 4000, 5000)
+            } else {
+                udp(vm1, r1_a, [10, 0, 0, 3], [10, 1, 0, 3], 4000, 5000)
+            };
+            (dp, i, f)
+        }
+        _ => {
+            let dp = datapath("fip-dnat-inbound", "host-a", &[]);
+            let i = iface(&dp, "uplink0");
+            (dp, i, udp([0x02, 0xaa, 0, 0, 0, 1], [0xfa, 0x16, 0x3e, 0xbb, 0, 2], [192, 0, 2, 50], [203, 0, 113, 10], 33000, 7000))
+        }
+    };
+    must_forward(&mut dp, i, &f, SEC);
     let t0 = std::time::Instant::now();
     for k in 0..n {
-        dp.process(up, std::hint::black_box(&f), Instant(2 * SEC + k));
+        dp.process(i, std::hint::black_box(&f), Instant(2 * SEC + k));
     }
     let el = t0.elapsed();
-    println!("{n} packets, {:.1} ns/packet, hits {}", el.as_nanos() as f64 / n as f64, dp.stats().flow_hits);
+    println!("{which}: {n} packets, {:.1} ns/packet, hits {}", el.as_nanos() as f64 / n as f64, dp.stats().flow_hits);
 }
