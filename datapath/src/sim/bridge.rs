@@ -245,7 +245,8 @@ fn is_reserved_group(mac: [u8; 6]) -> bool {
 /// rules; nothing else is admitted.
 fn port_security(port: &rules::compile::Port, f: &Frame) -> Result<(), DropReason> {
     let src_mac = Mac(f.h.eth_src);
-    if src_mac != port.mac && !port.allowed_pairs.iter().any(|(_, m)| *m == Some(src_mac)) {
+    let pair_mac = port.allowed_pairs.iter().map(|(_, m)| m).chain(port.allowed_pairs6.iter().map(|(_, m)| m)).any(|m| *m == Some(src_mac));
+    if src_mac != port.mac && !pair_mac {
         return Err(DropReason::SpoofedMac);
     }
     let src_ip = match &f.h.l3 {

@@ -220,12 +220,15 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     c.drop("reserved_group", 2).drop("ethertype_not_allowed", 1);
     all.push(c);
 
-    // Story: IPv6 port security (§10.1) on vm1, which also has the allowed pair 2001:db8:a::200:
+    // Story: IPv6 port security (§10.1) on vm1, which also has the allowed pairs 2001:db8:a::200
+    // and 2001:db8:a::201 (the latter with a MAC of its own):
     // a source that is not its own is dropped — `::` included, except for duplicate address
     // detection and MLD reports; an NA for vm2's address, a router advertisement and a DHCPv6
     // server message are dropped; its link-local and its pair pass.
     let mut s = dual_stack();
-    s["ports"][0]["allowed_address_pairs"] = json!([{"ip_address": "2001:db8:a::200"}]);
+    let pair_mac: Mac = [0x02, 0, 0, 0, 0x02, 0x01];
+    s["ports"][0]["allowed_address_pairs"] =
+        json!([{"ip_address": "2001:db8:a::200"}, {"ip_address": "2001:db8:a::201", "mac_address": mac_str(pair_mac)}]);
     let mut c = Case::new("ipv6-port-security", "vm1's spoofed IPv6 sources, NA targets, RAs and DHCPv6 replies are dropped", s);
     c.input(1.0, "tap-vm1", P6::udp(VM1, VM2, a6(0xa, 0x99), g2, 1, 2, b"spoofed").bytes());
     let dad = ns(VM1, UNSPECIFIED, g1);
@@ -248,6 +251,8 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     c.input(8.0, "tap-vm1", local.bytes()).expect(8.0, "tap-vm2", local.bytes());
     let pair = P6::udp(VM1, VM2, a6(0xa, 0x200), g2, 4000, 4001, b"allowed pair");
     c.input(9.0, "tap-vm1", pair.bytes()).expect(9.0, "tap-vm2", pair.bytes());
+    let own_mac = P6::udp(pair_mac, VM2, a6(0xa, 0x201), g2, 4000, 4001, b"a pair with its own MAC");
+    c.input(9.5, "tap-vm1", own_mac.bytes()).expect(9.5, "tap-vm2", own_mac.bytes());
     c.input(10.0, "tap-vm1", P6::udp(VM1, VM2, ll(UPSTREAM), g2, 1, 2, b"another MAC's link-local").bytes());
     c.input(11.0, "tap-vm1", P6::icmp(VM1, VM2, UNSPECIFIED, g2, L6::EchoRequest { id: 1, seq: 1 }, b"from ::").bytes());
     c.drop("spoofed_ip", 3).drop("spoofed_na_target", 1).drop("router_advert_from_vm", 1).drop("dhcpv6_server_from_vm", 1);
