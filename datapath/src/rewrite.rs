@@ -89,12 +89,8 @@ impl Rewrite6 {
 
     #[inline]
     fn apply(&self, b: &mut [u8], ip: &Ipv6) -> Result<(), OutOfRange> {
-        if let Some((src, dst)) = self.eth {
-            ipv4::put(b, wire::ETH_DST, &dst)?;
-            ipv4::put(b, wire::ETH_SRC, &src)?;
-        }
-        let len = b.len();
-        let mut v = Ipv6Mut::new(b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })?, ip.l4_rel as usize)?;
+        put_eth(b, self.eth)?;
+        let mut v = Ipv6Mut::new(l3_mut(b)?, ip.l4_rel as usize)?;
         if let Some(tc) = self.tclass {
             v.set_tclass(tc);
         }
@@ -105,23 +101,38 @@ impl Rewrite6 {
     }
 
     fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some((s, d)) = self.eth {
-            parts.push(format!("eth_src={},eth_dst={}", mac(s), mac(d)));
-        }
-        if let Some(t) = self.tclass {
-            parts.push(format!("tclass={t:#04x}"));
-        }
-        let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
-        if self.hop_limit_dec > 0 {
-            out.push_str(&format!("hop_limit-{},", self.hop_limit_dec));
-        }
-        out
+        let fields = self.tclass.map(|t| format!("tclass={t:#04x}")).into_iter().collect();
+        render(self.eth, fields, "hop_limit", self.hop_limit_dec)
     }
 }
 
-fn mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+/// Store a rewrite's new MACs, when it has them.
+#[inline]
+fn put_eth(b: &mut [u8], eth: Option<([u8; 6], [u8; 6])>) -> Result<(), OutOfRange> {
+    if let Some((src, dst)) = eth {
+        ipv4::put(b, wire::ETH_DST, &dst)?;
+        ipv4::put(b, wire::ETH_SRC, &src)?;
+    }
+    Ok(())
+}
+
+/// The bytes after the Ethernet header.
+#[inline]
+fn l3_mut(b: &mut [u8]) -> Result<&mut [u8], OutOfRange> {
+    let len = b.len();
+    b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })
+}
+
+/// How `flows` shows a rewrite: `set(eth_src=…,eth_dst=…,fields…),` then `limit-N,` for a
+/// TTL or hop limit lowered by N; nothing for a rewrite that changes nothing.
+fn render(eth: Option<([u8; 6], [u8; 6])>, fields: Vec<String>, limit: &str, dec: u8) -> String {
+    let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let parts: Vec<String> = eth.map(|(s, d)| format!("eth_src={},eth_dst={}", mac(s), mac(d))).into_iter().chain(fields).collect();
+    let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
+    if dec > 0 {
+        out.push_str(&format!("{limit}-{dec},"));
+    }
+    out
 }
 
 /// The header changes an IPv4 flow makes, with their checksum deltas precomputed.
@@ -205,9 +216,6 @@ impl Rewrite4 {
 
     fn describe(&self) -> String {
         let mut parts = Vec::new();
-        if let Some((s, d)) = self.eth {
-            parts.push(format!("eth_src={},eth_dst={}", mac(s), mac(d)));
-        }
         if let Some(t) = self.tos {
             parts.push(format!("tos={t:#04x}"));
         }
@@ -220,21 +228,13 @@ impl Rewrite4 {
         for &(o, v) in &self.l4_writes[..self.l4_nwrites as usize] {
             parts.push(format!("l4[{o}]={v}"));
         }
-        let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
-        if self.ttl_dec > 0 {
-            out.push_str(&format!("ttl-{},", self.ttl_dec));
-        }
-        out
+        render(self.eth, parts, "ttl", self.ttl_dec)
     }
 
     #[inline]
     fn apply(&self, b: &mut [u8], ip: &Ipv4) -> Result<(), OutOfRange> {
-        if let Some((src, dst)) = self.eth {
-            ipv4::put(b, wire::ETH_DST, &dst)?;
-            ipv4::put(b, wire::ETH_SRC, &src)?;
-        }
-        let len = b.len();
-        let mut v = Ipv4Mut::new(b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })?)?;
+        put_eth(b, self.eth)?;
+        let mut v = Ipv4Mut::new(l3_mut(b)?)?;
         if let Some(t) = self.tos {
             v.put_tos(t);
         }

@@ -139,39 +139,30 @@ pub fn ra(smac: Mac, dmac: Mac, dst: Ip6, flags: u8, prefixes: &[(Ip6, bool)]) -
     P6::icmp(smac, dmac, ll(smac), dst, L6::Icmp(134, 0, [64, flags, 0x07, 0x08]), &body)
 }
 
+/// Add subnet `id`, 2001:db8:`net`::/64 on `network` (gateway ::1, no router advertisements),
+/// and give each of `hosts` — a port id and its host number — its address there.
+fn add_v6_subnet(s: &mut Value, id: &str, network: &str, net: u16, hosts: &[(&str, u16)]) {
+    s["subnets"].as_array_mut().expect("subnets").push(json!({
+        "id": id, "network_id": network, "cidr": format!("{}/64", ip6_str(a6(net, 0))), "ip_version": 6,
+        "gateway_ip": ip6_str(a6(net, 1)),
+    }));
+    for p in s["ports"].as_array_mut().expect("ports") {
+        let Some(&(_, host)) = hosts.iter().find(|(port, _)| p["id"] == *port) else { continue };
+        p["fixed_ips"].as_array_mut().expect("fixed_ips").push(json!({"subnet_id": id, "ip_address": ip6_str(a6(net, host))}));
+    }
+}
+
 /// net-a dual-stack: 2001:db8:a::/64 beside 10.0.0.0/24, without router advertisements.
 fn dual_stack() -> Value {
     let mut s = base();
-    s["subnets"].as_array_mut().expect("subnets").push(json!({
-        "id": "sub-a6", "network_id": "net-a", "cidr": "2001:db8:a::/64", "ip_version": 6, "gateway_ip": "2001:db8:a::1",
-    }));
-    for p in s["ports"].as_array_mut().expect("ports") {
-        let host = match p["id"].as_str() {
-            Some("r1-a") => 1,
-            Some("vm1") => 3,
-            Some("vm2") => 4,
-            _ => continue,
-        };
-        p["fixed_ips"].as_array_mut().expect("fixed_ips").push(json!({"subnet_id": "sub-a6", "ip_address": ip6_str(a6(0xa, host))}));
-    }
+    add_v6_subnet(&mut s, "sub-a6", "net-a", 0xa, &[("r1-a", 1), ("vm1", 3), ("vm2", 4)]);
     s
 }
 
 /// Dual-stack net-a and net-b: 2001:db8:b::/64 too (r1-b ::1, vm3 ::3, vm6 ::4).
 fn dual_stack_routed() -> Value {
     let mut s = dual_stack();
-    s["subnets"].as_array_mut().expect("subnets").push(json!({
-        "id": "sub-b6", "network_id": "net-b", "cidr": "2001:db8:b::/64", "ip_version": 6, "gateway_ip": "2001:db8:b::1",
-    }));
-    for p in s["ports"].as_array_mut().expect("ports") {
-        let host = match p["id"].as_str() {
-            Some("r1-b") => 1,
-            Some("vm3") => 3,
-            Some("vm6") => 4,
-            _ => continue,
-        };
-        p["fixed_ips"].as_array_mut().expect("fixed_ips").push(json!({"subnet_id": "sub-b6", "ip_address": ip6_str(a6(0xb, host))}));
-    }
+    add_v6_subnet(&mut s, "sub-b6", "net-b", 0xb, &[("r1-b", 1), ("vm3", 3), ("vm6", 4)]);
     s
 }
 
