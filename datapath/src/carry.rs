@@ -111,7 +111,7 @@ fn carry_fw(table: &mut ConnTable, r: RouterRef, new: &Topology) {
     use rules::compile::firewall::{FwPacket, NO_PORT};
     let fws: Vec<_> = new.firewalls.iter().filter(|(fr, _)| *fr == r).map(|(_, f)| f).collect();
     table.retain(|c| {
-        let ports = c.orig.proto != crate::wire::IPPROTO_ICMP;
+        let ports = matches!(c.orig.proto, crate::wire::IPPROTO_TCP | crate::wire::IPPROTO_UDP);
         let p = FwPacket {
             proto: c.orig.proto,
             src: c.orig.src,
@@ -128,10 +128,13 @@ fn carry_nat(ct: &mut ConnTable, m: &Remap, new: &Topology) {
     ct.remap(|c| {
         let r = m.router(c.router)?;
         let router = new.router(r);
-        let nat_ip = c.reply.dst;
+        let nat_ip = match c.reply.dst {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        };
         let kept = match c.kind {
-            SnatKind::Default => router.default_snat && router.gw_ip == Some(nat_ip),
-            SnatKind::SameSubnet => router.ports.iter().any(|&p| new.port(p).has_ip(nat_ip)),
+            SnatKind::Default => router.default_snat && router.gw_ip.is_some_and(|gw| Some(gw) == nat_ip),
+            SnatKind::SameSubnet => router.ports.iter().any(|&p| nat_ip.is_some_and(|a| new.port(p).has_ip(a))),
             SnatKind::Untranslated => true,
         };
         kept.then_some(r)

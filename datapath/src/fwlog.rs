@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,8 +41,9 @@ pub struct Event {
     /// Index into that firewall's rules.
     pub rule: usize,
     pub router: RouterRef,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// IPv6 addresses print as RFC 5952 text (SPEC §10.2).
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
@@ -169,8 +170,8 @@ mod tests {
             firewall: 0,
             rule: 0,
             router: RouterRef(0),
-            src: Ipv4Addr::new(10, 0, 0, 1),
-            dst: Ipv4Addr::new(10, 0, 0, 2),
+            src: std::net::Ipv4Addr::new(10, 0, 0, 1).into(),
+            dst: std::net::Ipv4Addr::new(10, 0, 0, 2).into(),
             sport: 1,
             dport: 2,
             proto: 17,

@@ -46,7 +46,7 @@ struct Saved {
 }
 
 /// `(proto, src, sport, dst, dport)`.
-type Key = (u8, Ipv4Addr, u16, Ipv4Addr, u16);
+type Key = (u8, std::net::IpAddr, u16, std::net::IpAddr, u16);
 
 #[derive(Serialize, Deserialize)]
 struct Conn {

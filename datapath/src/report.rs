@@ -49,18 +49,23 @@ pub fn conntrack(state: &State, topo: &Topology, now: Instant) -> String {
         6 => "tcp",
         17 => "udp",
         1 => "icmp",
+        58 => "icmpv6",
         _ => "ip",
+    };
+    // An IPv6 address is bracketed before its port (RFC 5952 §6).
+    let endpoint = |a: std::net::IpAddr, port: u16| match a {
+        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
     };
     let mut lines = Vec::new();
     for (c, idle) in state.ct.iter(now) {
         let (ip, port) = c.nat_src();
         lines.push(format!(
-            "{} {}:{} → {}:{} as {ip}:{port} router {} {:?} idle {:.1}s",
+            "{} {} → {} as {} router {} {:?} idle {:.1}s",
             proto(c.orig.proto),
-            c.orig.src,
-            c.orig.sport,
-            c.orig.dst,
-            c.orig.dport,
+            endpoint(c.orig.src, c.orig.sport),
+            endpoint(c.orig.dst, c.orig.dport),
+            endpoint(ip, port),
             topo.router(c.router).id,
             c.kind,
             idle.as_secs_f64()
@@ -71,12 +76,10 @@ pub fn conntrack(state: &State, topo: &Topology, now: Instant) -> String {
     for (r, t) in fw {
         for (c, idle) in t.iter(now) {
             lines.push(format!(
-                "{} {}:{} → {}:{} accepted by the firewall of router {} idle {:.1}s",
+                "{} {} → {} accepted by the firewall of router {} idle {:.1}s",
                 proto(c.orig.proto),
-                c.orig.src,
-                c.orig.sport,
-                c.orig.dst,
-                c.orig.dport,
+                endpoint(c.orig.src, c.orig.sport),
+                endpoint(c.orig.dst, c.orig.dport),
                 topo.router(*r).id,
                 idle.as_secs_f64()
             ));

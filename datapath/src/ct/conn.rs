@@ -44,7 +44,7 @@ impl ConnLive {
         match self.proto {
             IPPROTO_TCP if tcp & (ESTABLISHED | CLOSING) == ESTABLISHED => TCP_ESTABLISHED_TIMEOUT,
             IPPROTO_TCP => TCP_TRANSITORY_TIMEOUT,
-            IPPROTO_ICMP => ICMP_TIMEOUT,
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => ICMP_TIMEOUT,
             _ => UDP_TIMEOUT,
         }
     }
@@ -118,8 +118,9 @@ impl Conn {
         self.live.expired(now)
     }
 
-    /// The translated source of the original direction.
-    pub fn nat_src(&self) -> (Ipv4Addr, u16) {
+    /// The translated source of the original direction (the original source for an
+    /// untranslated connection).
+    pub fn nat_src(&self) -> (IpAddr, u16) {
         (self.reply.dst, self.reply.dport)
     }
 }

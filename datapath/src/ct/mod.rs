@@ -1,4 +1,5 @@
-//! Connection tracking for dynamic SNAT (SPEC §6.1: default SNAT and same-subnet SNAT).
+//! Connection tracking for dynamic SNAT (SPEC §6.1: default SNAT and same-subnet SNAT) and for
+//! the firewalls' accepted connections, IPv4 and IPv6 (§6.2, §10.2).
 //!
 //! One connection, two keys: the original direction's tuple and the reply direction's tuple
 //! both find the same entry (as OVS `struct conn`). The translation is immutable once chosen;
@@ -9,7 +10,9 @@
 //!
 //! Port choice is deterministic: the original port when free (port-preserving), else the next
 //! free one upward in the pool, wrapping; [`ports`] finds it without probing the pool, so a full
-//! pool costs a new connection as little as an empty one. Timeouts read the packet clock (`now` is an argument):
+//! pool costs a new connection as little as an empty one. A key holds either family's addresses
+//! (as Linux's `nf_inet_addr` and OVS's `ct_addr` do), so one table serves both; only IPv4 is
+//! ever translated (§10.2: no NAT for IPv6). Timeouts read the packet clock (`now` is an argument):
 //! UDP 300 s (RFC 4787 REQ-5), ICMP query 60 s (RFC 5508), TCP established 2 h 4 min and TCP
 //! opening or closing 4 min (RFC 5382). Expired entries are removed lazily when looked up, when
 //! their port is wanted, and by a small sweep per packet; none of these changes what a packet
@@ -22,7 +25,7 @@
 //! copies those too, so touching the clone changes nothing of the original.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +33,8 @@ use std::time::Duration;
 use rules::compile::RouterRef;
 
 use crate::time::Instant;
-use crate::wire::{tcp_flags, Ipv4, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L4};
+use crate::wire::ipv6::IPPROTO_ICMPV6;
+use crate::wire::{tcp_flags, Ipv4, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, L4};
 
 pub const UDP_TIMEOUT: Duration = Duration::from_secs(300);
 pub const ICMP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,10 +42,12 @@ pub const TCP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(2 * 3600 + 4 *
 pub const TCP_TRANSITORY_TIMEOUT: Duration = Duration::from_secs(4 * 60);
 
 mod conn;
+mod key;
 mod ports;
 mod saved;
 pub use conn::{Conn, ConnLive, ConnRef, Watch};
 use conn::{CLOSING, ESTABLISHED, SEEN_REPLY};
+pub use key::CtKey;
 use ports::{PortKey, PortSets};
 pub use saved::SavedConn;
 
@@ -50,36 +56,6 @@ pub type FwConns = HashMap<RouterRef, ConnTable>;
 
 /// The SNAT port pool of SPEC §6.1.
 pub const PORT_POOL: (u16, u16) = (1024, 65535);
-
-/// A connection tuple as seen in one direction. For ICMP echo the identifier stands in for a
-/// port: a request is `(src, id) → (dst, 0)`, a reply `(src, 0) → (dst, id)`, so the reply
-/// direction's key of a request is exactly the key of its reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CtKey {
-    pub proto: u8,
-    pub src: Ipv4Addr,
-    pub sport: u16,
-    pub dst: Ipv4Addr,
-    pub dport: u16,
-}
-
-impl CtKey {
-    /// The key of a packet, for the protocols dynamic NAT translates.
-    pub fn of(ip: &Ipv4) -> Option<CtKey> {
-        let (sport, dport) = match ip.l4 {
-            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
-            L4::Icmp { typ: ICMP_ECHO_REQUEST, rest, .. } => (u16::from_be_bytes([rest[0], rest[1]]), 0),
-            L4::Icmp { typ: ICMP_ECHO_REPLY, rest, .. } => (0, u16::from_be_bytes([rest[0], rest[1]])),
-            _ => return None,
-        };
-        Some(CtKey { proto: ip.proto, src: ip.src, sport, dst: ip.dst, dport })
-    }
-
-    /// The same tuple seen from the other end.
-    pub fn reversed(&self) -> CtKey {
-        CtKey { proto: self.proto, src: self.dst, sport: self.dport, dst: self.src, dport: self.sport }
-    }
-}
 
 /// Which rule made the mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,7 +246,7 @@ impl ConnTable {
         now: Instant,
     ) -> Result<ConnHandle, PortsExhausted> {
         let (lo, hi) = self.pool;
-        let reply_at = |port| CtKey { proto: orig.proto, src: orig.dst, sport: orig.dport, dst: nat_ip, dport: port };
+        let reply_at = |port| CtKey { proto: orig.proto, src: orig.dst, sport: orig.dport, dst: nat_ip.into(), dport: port };
         let preferred = if (lo..=hi).contains(&orig.sport) { orig.sport } else { lo };
         let pk = PortKey::of_reply(&reply_at(preferred));
         let mut chosen = self.key_free(&reply_at(preferred), now).then(|| reply_at(preferred));

@@ -12,7 +12,7 @@
 //! bitmap per [`SPARSE_MAX`] mappings.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::CtKey;
 
@@ -23,9 +23,9 @@ pub const SPARSE_MAX: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortKey {
     proto: u8,
-    remote: Ipv4Addr,
+    remote: IpAddr,
     remote_port: u16,
-    nat_ip: Ipv4Addr,
+    nat_ip: IpAddr,
 }
 
 impl PortKey {
@@ -212,7 +212,12 @@ impl PortSets {
 mod tests {
     use super::*;
 
-    const K: PortKey = PortKey { proto: 17, remote: Ipv4Addr::new(8, 8, 8, 8), remote_port: 53, nat_ip: Ipv4Addr::new(203, 0, 113, 2) };
+    const K: PortKey = PortKey {
+        proto: 17,
+        remote: IpAddr::V4(std::net::Ipv4Addr::new(8, 8, 8, 8)),
+        remote_port: 53,
+        nat_ip: IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 2)),
+    };
 
     /// The sets agree with a plain model of taken ports through growth into a bitmap and back,
     /// wrapping, and a full pool.

@@ -13,8 +13,8 @@ fn port_preserving_then_next_free() {
     let now = Instant(0);
     let a = t.create(key([10, 0, 0, 3], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
     let b = t.create(key([10, 0, 0, 4], 5000, [8, 8, 8, 8], 53), GW, SnatKind::Default, R, 0, now).unwrap();
-    assert_eq!(t.get(a).unwrap().nat_src(), (GW, 5000));
-    assert_eq!(t.get(b).unwrap().nat_src(), (GW, 5001));
+    assert_eq!(t.get(a).unwrap().nat_src(), (GW.into(), 5000));
+    assert_eq!(t.get(b).unwrap().nat_src(), (GW.into(), 5001));
     // The reply finds the connection from the other side.
     let r = t.lookup(&key([8, 8, 8, 8], 53, GW.octets(), 5001), now).unwrap();
     assert_eq!(r.dir, Dir::Reply);

@@ -4,16 +4,17 @@
 //! matching rule: `allow` accepts and tracks the connection, `deny` drops, `reject` drops and
 //! answers (TCP RST, else ICMP port unreachable); no match drops. An administratively down
 //! firewall drops everything. Explicit rules log (§8): ACCEPT once per new connection, DROP per
-//! dropped packet.
+//! dropped packet. IPv6 is filtered the same way by the rules with `ip_version` 6 (§10.2): its
+//! connections are tracked beside IPv4's, and a reject answers with ICMPv6 port unreachable.
 
 use rules::compile::firewall::{FwPacket, NO_PORT};
 use rules::compile::{PortRef, RouterRef};
 use rules::model::FirewallAction;
 
 use super::{frame::Frame, note, Sim};
-use crate::ct::{CtKey, Dir};
+use crate::ct::Dir;
 use crate::drop::DropReason;
-use crate::wire::{self, L4};
+use crate::wire::{self, icmpv6, L3, L4};
 
 /// A firewall decision to log: which firewall (index into `Topology::firewalls`) and rule,
 /// the packet's tuple as the firewall saw it, and the action.
@@ -47,28 +48,16 @@ impl FwLog {
 }
 
 fn fw_packet(f: &Frame) -> Option<FwPacket> {
-    let ip = f.ipv4()?;
-    let (sport, dport) = match ip.l4 {
+    let (proto, src, dst, l4) = match &f.h.l3 {
+        L3::Ipv4(ip) => (ip.proto, ip.src.into(), ip.dst.into(), ip.l4),
+        L3::Ipv6(ip) => (ip.proto, ip.src.into(), ip.dst.into(), ip.l4),
+        _ => return None,
+    };
+    let (sport, dport) = match l4 {
         L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport as u32, dport as u32),
         _ => (NO_PORT, NO_PORT),
     };
-    Some(FwPacket { proto: ip.proto, src: ip.src, dst: ip.dst, sport, dport })
-}
-
-/// The connection key the firewall tracks a packet by (an ICMP error by what it quotes).
-fn key(f: &Frame) -> Option<CtKey> {
-    if f.is_icmp_error() {
-        f.quoted_key().map(|k| k.reversed())
-    } else {
-        f.ipv4().and_then(CtKey::of)
-    }
-}
-
-fn tcp_flags(f: &Frame) -> u8 {
-    match f.ipv4().map(|ip| ip.l4) {
-        Some(L4::Tcp { flags, .. }) => flags,
-        _ => 0,
-    }
+    Some(FwPacket { proto, src, dst, sport, dport })
 }
 
 /// Filter a packet routed by `r` from `inport`; `orig` is the packet as it arrived (for the
@@ -80,12 +69,13 @@ pub(super) fn filter(sim: &mut Sim, r: RouterRef, inport: PortRef, orig: &Frame,
         return Ok(());
     }
     let Some(pkt) = fw_packet(f) else { return Ok(()) };
-    let ck = key(f);
+    // The connection key (an ICMP error's is what it quotes).
+    let ck = f.conn_key();
     // A connection already accepted passes, both ways.
     if let Some(k) = ck {
         let table = sim.fw.entry(r).or_default();
         if let Some(h) = table.lookup(&k, sim.now) {
-            table.touch(h, tcp_flags(f), sim.now);
+            table.touch(h, f.tcp_flags(), sim.now);
             note!(sim, "firewall: connection already accepted ({})", if h.dir == Dir::Orig { "original" } else { "reply" });
             sim.depend_fw_conn(r, h);
             return Ok(());
@@ -111,7 +101,7 @@ pub(super) fn filter(sim: &mut Sim, r: RouterRef, inport: PortRef, orig: &Frame,
                     if !sim.room_for_conn(r) {
                         return Err(DropReason::ConntrackFull);
                     }
-                    let h = sim.fw.entry(r).or_default().track(k, r, tcp_flags(f), sim.now);
+                    let h = sim.fw.entry(r).or_default().track(k, r, f.tcp_flags(), sim.now);
                     sim.depend_fw_conn(r, h);
                 }
             }
@@ -131,19 +121,21 @@ pub(super) fn filter(sim: &mut Sim, r: RouterRef, inport: PortRef, orig: &Frame,
 }
 
 impl Sim<'_> {
-    /// Answer a rejected packet: TCP with a RST from its destination, others with ICMP port
-    /// unreachable from the ingress port.
+    /// Answer a rejected packet: TCP with a RST from its destination, others with ICMP (ICMPv6)
+    /// port unreachable from the ingress port.
     fn reject(&mut self, orig: &Frame, inport: PortRef) {
         self.res.cacheable = false;
-        let Some(ip) = orig.ipv4().copied() else { return };
-        if let L4::Tcp { .. } = ip.l4 {
-            let mac = self.topo.port(inport).mac.0;
-            if let Some(Ok(rst)) = wire::tcp::reset(&orig.buf, &ip, mac).map(Frame::parse) {
-                note!(self, "reject: TCP RST to {}", ip.src);
-                self.generated(|s| s.router_send(inport, rst));
-            }
-        } else {
-            self.icmp_error(orig, inport, wire::ICMP_DEST_UNREACH, 3);
+        let mac = self.topo.port(inport).mac.0;
+        let (rst, to) = match &orig.h.l3 {
+            L3::Ipv4(ip) if matches!(ip.l4, L4::Tcp { .. }) => (wire::tcp::reset(&orig.buf, ip, mac), ip.src.into()),
+            L3::Ipv6(ip) if matches!(ip.l4, L4::Tcp { .. }) => (wire::tcp::reset6(&orig.buf, ip, mac), std::net::IpAddr::from(ip.src)),
+            L3::Ipv4(_) => return self.icmp_error(orig, inport, wire::ICMP_DEST_UNREACH, 3),
+            L3::Ipv6(_) => return self.icmpv6_error(orig, inport, icmpv6::DEST_UNREACH, icmpv6::UNREACH_PORT),
+            _ => return,
+        };
+        if let Some(Ok(rst)) = rst.map(Frame::parse) {
+            note!(self, "reject: TCP RST to {to}");
+            self.generated(|s| s.router_send(inport, rst));
         }
     }
 }

@@ -2,13 +2,14 @@
 //! keep every checksum right incrementally (RFC 1624) — including ICMP errors, whose quoted
 //! header is translated together with the outer one (RFC 5508).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::csum::Delta;
+use crate::ct::CtKey;
 use crate::drop::DropReason;
 use crate::wire::ipv4::{self, l4field, Ipv4Mut};
-use crate::wire::ipv6::Ipv6Mut;
-use crate::wire::{self, icmp_is_error, Headers, Ipv4, L3, L4};
+use crate::wire::ipv6::{self, Ipv6Mut, IPPROTO_ICMPV6};
+use crate::wire::{self, icmp_is_error, icmpv6, Headers, Ipv4, L3, L4};
 
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -94,9 +95,35 @@ impl Frame {
         self.reparse();
     }
 
-    /// Whether the packet is an ICMP error (its NAT goes through the quoted header).
+    /// Whether the packet is an ICMP or ICMPv6 error (its connection is the one it quotes; its
+    /// NAT goes through the quoted header).
     pub fn is_icmp_error(&self) -> bool {
-        matches!(self.ipv4().map(|ip| ip.l4), Some(L4::Icmp { typ, .. }) if icmp_is_error(typ))
+        match self.h.l3 {
+            L3::Ipv4(Ipv4 { l4: L4::Icmp { typ, .. }, .. }) => icmp_is_error(typ),
+            L3::Ipv6(wire::Ipv6 { proto: IPPROTO_ICMPV6, l4: L4::Icmp { typ, .. }, .. }) => icmpv6::is_error(typ),
+            _ => false,
+        }
+    }
+
+    /// The TCP flags, 0 for anything but TCP.
+    pub fn tcp_flags(&self) -> u8 {
+        match self.h.l3 {
+            L3::Ipv4(Ipv4 { l4: L4::Tcp { flags, .. }, .. }) | L3::Ipv6(wire::Ipv6 { l4: L4::Tcp { flags, .. }, .. }) => flags,
+            _ => 0,
+        }
+    }
+
+    /// The connection key a packet is matched by: its own, or for an ICMP error the reverse of
+    /// the packet it quotes (the error travels against the quoted packet's direction).
+    pub fn conn_key(&self) -> Option<CtKey> {
+        if self.is_icmp_error() {
+            return self.quoted_key().map(|k| k.reversed());
+        }
+        match &self.h.l3 {
+            L3::Ipv4(ip) => CtKey::of(ip),
+            L3::Ipv6(ip) => CtKey::of6(ip),
+            _ => None,
+        }
     }
 
     /// Rewrite the source address (and, for TCP/UDP, the source port; for an echo request, the
@@ -176,7 +203,10 @@ impl Frame {
     }
 
     /// The connection key of the quoted packet, when the quote holds one.
-    pub fn quoted_key(&self) -> Option<crate::ct::CtKey> {
+    fn quoted_key(&self) -> Option<CtKey> {
+        if let L3::Ipv6(ip) = &self.h.l3 {
+            return self.quoted_key6(ip);
+        }
         let q = self.quote()?;
         let quoted = self.buf.get(q.ip..q.ip + q.len)?;
         let addr = |at: std::ops::Range<usize>| -> Option<Ipv4Addr> { Some(Ipv4Addr::from(<[u8; 4]>::try_from(quoted.get(at)?).ok()?)) };
@@ -195,7 +225,32 @@ impl Frame {
             },
             _ => return None,
         };
-        Some(crate::ct::CtKey { proto: q.proto, src, sport, dst, dport })
+        Some(CtKey { proto: q.proto, src: src.into(), sport, dst: dst.into(), dport })
+    }
+
+    /// The connection key an ICMPv6 error's quote holds: a TCP, UDP or echo packet whose
+    /// upper layer follows the fixed header (a quote with extension headers holds none).
+    fn quoted_key6(&self, ip: &wire::Ipv6) -> Option<CtKey> {
+        let q = ip.l4_off() + l4field::ICMP_QUOTE;
+        let quoted = self.buf.get(q..ip.end().min(self.buf.len()))?;
+        let h = quoted.first_chunk::<{ ipv6::field::LEN }>()?;
+        if h[0] >> 4 != 6 {
+            return None;
+        }
+        let addr = |at: std::ops::Range<usize>| Some(Ipv6Addr::from(<[u8; 16]>::try_from(h.get(at)?).ok()?));
+        let (src, dst, proto) = (addr(ipv6::field::SRC)?, addr(ipv6::field::DST)?, h[ipv6::field::NEXT_HEADER]);
+        let l4 = quoted.get(ipv6::field::LEN..).filter(|l4| l4.len() >= 8)?;
+        let w = |at: std::ops::Range<usize>| ipv4::get16(l4, at).ok();
+        let (sport, dport) = match proto {
+            wire::IPPROTO_TCP | wire::IPPROTO_UDP => (w(l4field::SRC_PORT)?, w(l4field::DST_PORT)?),
+            IPPROTO_ICMPV6 => match *l4.get(l4field::ICMP_TYPE)? {
+                icmpv6::ECHO_REQUEST => (w(l4field::ICMP_IDENT)?, 0),
+                icmpv6::ECHO_REPLY => (0, w(l4field::ICMP_IDENT)?),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(CtKey { proto, src: src.into(), sport, dst: dst.into(), dport })
     }
 
     /// Rewrite the quoted packet's address on `side`, and optionally its port on that side (for

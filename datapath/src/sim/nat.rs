@@ -6,6 +6,8 @@
 //! through connection tracking. ICMP errors are translated together with the header they quote
 //! (RFC 5508), their mapping found through the quoted packet.
 
+use std::net::IpAddr;
+
 use rules::compile::nat::METADATA_IP;
 use rules::compile::{PortRef, PostRule, PreRule, RouterRef};
 
@@ -13,24 +15,6 @@ use super::{frame::Frame, note, Sim};
 use crate::ct::{self, SnatKind};
 use crate::drop::DropReason;
 use crate::wire::{self, Frag, L4};
-
-/// TCP flags of a packet, for connection state.
-fn tcp_flags(f: &Frame) -> u8 {
-    match f.ipv4().map(|ip| ip.l4) {
-        Some(L4::Tcp { flags, .. }) => flags,
-        _ => 0,
-    }
-}
-
-/// The connection key a packet is matched by: its own, or for an ICMP error the reverse of the
-/// packet it quotes (the error travels against the quoted packet's direction).
-fn match_key(f: &Frame) -> Option<ct::CtKey> {
-    if f.is_icmp_error() {
-        f.quoted_key().map(|k| k.reversed())
-    } else {
-        f.ipv4().and_then(ct::CtKey::of)
-    }
-}
 
 /// What PREROUTING did to a packet.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,7 +59,7 @@ pub(super) fn prerouting(sim: &mut Sim, r: RouterRef, inport: PortRef, f: &mut F
 
 /// Reverse a dynamic SNAT mapping of `kind` for a reply; false (and `f` untouched) when none exists.
 fn reverse_snat(sim: &mut Sim, f: &mut Frame, kind: SnatKind) -> bool {
-    let Some(key) = match_key(f) else {
+    let Some(key) = f.conn_key() else {
         sim.res.ct_absent = true;
         return false;
     };
@@ -87,11 +71,15 @@ fn reverse_snat(sim: &mut Sim, f: &mut Frame, kind: SnatKind) -> bool {
         sim.res.ct_absent = true;
         return false;
     };
-    let (addr, port) = (conn.orig.src, conn.orig.sport);
+    // NAT tables hold IPv4 connections only (§10.2).
+    let (IpAddr::V4(addr), port) = (conn.orig.src, conn.orig.sport) else {
+        sim.res.ct_absent = true;
+        return false;
+    };
     if f.is_icmp_error() {
         sim.res.cacheable = false;
     } else {
-        sim.ct.touch(h, tcp_flags(f), sim.now);
+        sim.ct.touch(h, f.tcp_flags(), sim.now);
         sim.res.conn = Some(h);
     }
     f.nat_dst(addr, Some(port));
@@ -185,7 +173,7 @@ fn dynamic_snat(
     if f.is_icmp_error() {
         // An error about a packet of a tracked connection, from its inside host.
         sim.res.cacheable = false;
-        let Some(key) = match_key(f) else {
+        let Some(key) = f.conn_key() else {
             return untranslatable(sim);
         };
         let Some(h) = sim.ct.lookup(&key, sim.now) else {
@@ -194,7 +182,9 @@ fn dynamic_snat(
         let Some(conn) = sim.ct.get(h).filter(|_| h.dir == ct::Dir::Orig) else {
             return untranslatable(sim);
         };
-        let (addr, port) = conn.nat_src();
+        let (IpAddr::V4(addr), port) = conn.nat_src() else {
+            return untranslatable(sim);
+        };
         f.nat_src(addr, Some(port));
         return Ok(());
     }
@@ -204,7 +194,7 @@ fn dynamic_snat(
     let Some(key) = ct::CtKey::of(&ip) else {
         return untranslatable(sim);
     };
-    let flags = tcp_flags(f);
+    let flags = f.tcp_flags();
     let h = match sim.ct.lookup(&key, sim.now) {
         Some(h) if h.dir == ct::Dir::Orig => {
             sim.ct.touch(h, flags, sim.now);
@@ -230,7 +220,9 @@ fn dynamic_snat(
     let Some(conn) = sim.ct.get(h) else {
         return untranslatable(sim);
     };
-    let (addr, port) = conn.nat_src();
+    let (IpAddr::V4(addr), port) = conn.nat_src() else {
+        return untranslatable(sim);
+    };
     let keeps_port = matches!(ip.l4, L4::Icmp { typ: wire::ICMP_ECHO_REQUEST, .. } | L4::Tcp { .. } | L4::Udp { .. });
     note!(sim, "mapping {}:{} → {addr}:{port}", key.src, key.sport);
     sim.res.conn = Some(h);

@@ -48,16 +48,14 @@ impl Sim<'_> {
             return self.drop(DropReason::TtlExceeded);
         }
         let Some(route) = router.routes6.lookup(ip.src, ip.dst) else {
-            self.icmpv6_error(&f, p, icmpv6::DEST_UNREACH, 0);
+            self.icmpv6_error(&f, p, icmpv6::DEST_UNREACH, icmpv6::UNREACH_NO_ROUTE);
             return self.drop(DropReason::NoRoute);
         };
         let (outport, next_hop) = (route.port, route.via.unwrap_or(ip.dst));
         note!(self, "route {} via {} out port {}", route.destination, next_hop, self.topo.port(outport).id);
-        // The IPv6 firewall (§10.2) is not built yet: a firewalled router lets no IPv6 through
-        // rather than all of it.
-        if self.topo.firewalls.iter().any(|(fr, _)| *fr == r) {
-            note!(self, "firewall: IPv6 rules are not applied yet: drop");
-            return self.drop(DropReason::FwDefaultDrop);
+        // §10.2: the firewall, after routing (IPv6 has no NAT before it).
+        if let Err(reason) = firewall::filter(self, r, p, &f, &f) {
+            return self.drop(reason);
         }
         let mut f = f;
         f.dec_hop_limit();
@@ -93,7 +91,7 @@ impl Sim<'_> {
     /// An ICMPv6 error about `orig` from the ingress port's first global IPv6 address, else its
     /// link-local, back the way it came. Never about an ICMPv6 error, a later fragment, or a
     /// packet from a multicast MAC or an unspecified source (RFC 4443 §2.4 (e)).
-    fn icmpv6_error(&mut self, orig: &Frame, inport: PortRef, typ: u8, code: u8) {
+    pub(super) fn icmpv6_error(&mut self, orig: &Frame, inport: PortRef, typ: u8, code: u8) {
         let L3::Ipv6(ip) = &orig.h.l3 else { return };
         let about_error = ip.proto == wire::ipv6::IPPROTO_ICMPV6 && matches!(ip.l4, L4::Icmp { typ, .. } if icmpv6::is_error(typ));
         if about_error || ip.frag == wire::Frag::Later || wire::is_multicast(orig.h.eth_src) || ip.src.is_unspecified() {

@@ -6,6 +6,9 @@ use std::net::Ipv6Addr;
 use super::Ipv6;
 
 pub const DEST_UNREACH: u8 = 1;
+/// Destination unreachable codes (RFC 4443 §3.1): no route, and port unreachable.
+pub const UNREACH_NO_ROUTE: u8 = 0;
+pub const UNREACH_PORT: u8 = 4;
 pub const PACKET_TOO_BIG: u8 = 2;
 pub const TIME_EXCEEDED: u8 = 3;
 pub const PARAM_PROBLEM: u8 = 4;

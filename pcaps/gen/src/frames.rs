@@ -2,7 +2,7 @@
 //! checksum computation), so expected frames are an independent statement of what the spec
 //! says leaves the datapath — never a recording of edgepath's output.
 
-use etherparse::{icmpv4, Icmpv4Type, IpHeaders, Ipv4Header, PacketBuilder, UdpHeader};
+use etherparse::{icmpv4, Icmpv4Type, IpHeaders, Ipv4Header, PacketBuilder, PacketBuilderStep, UdpHeader};
 
 pub type Mac = [u8; 6];
 pub type Ip = [u8; 4];
@@ -40,6 +40,35 @@ pub enum L4 {
     Unreachable(icmpv4::DestUnreachableHeader),
 }
 
+/// Write the TCP segment or reset `l4` after the IP headers of `b` (IPv4 or IPv6).
+pub fn write_tcp(
+    b: PacketBuilderStep<IpHeaders>,
+    l4: &L4,
+    out: &mut Vec<u8>,
+    payload: &[u8],
+) -> Result<(), etherparse::err::packet::BuildWriteError> {
+    match l4 {
+        L4::Tcp { sport, dport, syn, ack, seq } => {
+            let mut t = b.tcp(*sport, *dport, *seq, 64240);
+            if *syn {
+                t = t.syn();
+            }
+            if *ack {
+                t = t.ack(1);
+            }
+            t.write(out, payload)
+        }
+        L4::TcpRst { sport, dport, seq, ack } => {
+            let mut t = b.tcp(*sport, *dport, *seq, 0).rst();
+            if let Some(a) = ack {
+                t = t.ack(*a);
+            }
+            t.write(out, payload)
+        }
+        other => panic!("{other:?} is not TCP"),
+    }
+}
+
 /// An Ethernet/IPv4 packet, described by its fields.
 #[derive(Clone, Debug)]
 pub struct P {
@@ -70,23 +99,7 @@ impl P {
         let mut out = Vec::new();
         match &self.l4 {
             L4::Udp(s, d) => b.udp(*s, *d).write(&mut out, &self.payload),
-            L4::Tcp { sport, dport, syn, ack, seq } => {
-                let mut t = b.tcp(*sport, *dport, *seq, 64240);
-                if *syn {
-                    t = t.syn();
-                }
-                if *ack {
-                    t = t.ack(1);
-                }
-                t.write(&mut out, &self.payload)
-            }
-            L4::TcpRst { sport, dport, seq, ack } => {
-                let mut t = b.tcp(*sport, *dport, *seq, 0).rst();
-                if let Some(a) = ack {
-                    t = t.ack(*a);
-                }
-                t.write(&mut out, &self.payload)
-            }
+            L4::Tcp { .. } | L4::TcpRst { .. } => write_tcp(b, &self.l4, &mut out, &self.payload),
             L4::EchoRequest { id, seq } => b.icmpv4_echo_request(*id, *seq).write(&mut out, &self.payload),
             L4::EchoReply { id, seq } => b.icmpv4_echo_reply(*id, *seq).write(&mut out, &self.payload),
             L4::TimeExceeded => {

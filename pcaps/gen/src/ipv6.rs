@@ -49,6 +49,8 @@ pub enum L6 {
     },
     /// Any ICMPv6 message: type, code, and the second 32-bit word; the body is the payload.
     Icmp(u8, u8, [u8; 4]),
+    /// A TCP segment or reset, as IPv4's [`L4::Tcp`] and [`L4::TcpRst`] describe it.
+    Tcp(L4),
 }
 
 /// An Ethernet/IPv6 packet, described by its fields.
@@ -95,6 +97,7 @@ impl P6 {
             L6::Udp(s, d) => b.udp(s, d).write(&mut out, &self.payload),
             L6::EchoRequest { id, seq } => b.icmpv6_echo_request(id, seq).write(&mut out, &self.payload),
             L6::Icmp(t, c, w) => b.icmpv6_raw(t, c, w).write(&mut out, &self.payload),
+            L6::Tcp(ref t) => write_tcp(b, t, &mut out, &self.payload),
         }
         .expect("build");
         out
@@ -173,8 +176,8 @@ fn routed6(p: &P6, smac: Mac, dmac: Mac) -> P6 {
 
 /// An ICMPv6 error from `src` at `smac` about `orig`, quoting all of it (the suites' packets
 /// are far below 1280 bytes).
-fn error6(smac: Mac, src: Ip6, typ: u8, orig: &P6) -> P6 {
-    let mut e = P6::icmp(smac, orig.smac, src, orig.src, L6::Icmp(typ, 0, [0; 4]), &orig.bytes()[14..]);
+fn error6(smac: Mac, src: Ip6, typ: u8, code: u8, orig: &P6) -> P6 {
+    let mut e = P6::icmp(smac, orig.smac, src, orig.src, L6::Icmp(typ, code, [0; 4]), &orig.bytes()[14..]);
     e.hop_limit = 64;
     e
 }
@@ -303,9 +306,9 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     c.input(2.0, "tap-vm3", back.bytes()).expect(2.0, "tap-vm1", routed6(&back, R1_A, VM1).bytes());
     let mut last_hop = there.clone();
     last_hop.hop_limit = 1;
-    c.input(3.0, "tap-vm1", last_hop.bytes()).expect(3.0, "tap-vm1", error6(R1_A, a6(0xa, 1), 3, &last_hop).bytes());
+    c.input(3.0, "tap-vm1", last_hop.bytes()).expect(3.0, "tap-vm1", error6(R1_A, a6(0xa, 1), 3, 0, &last_hop).bytes());
     let nowhere = P6::udp(VM1, R1_A, g1, a6(0x99, 1), 4000, 5000, b"no route");
-    c.input(4.0, "tap-vm1", nowhere.bytes()).expect(4.0, "tap-vm1", error6(R1_A, a6(0xa, 1), 1, &nowhere).bytes());
+    c.input(4.0, "tap-vm1", nowhere.bytes()).expect(4.0, "tap-vm1", error6(R1_A, a6(0xa, 1), 1, 0, &nowhere).bytes());
     let to77 = P6::udp(VM1, R1_A, g1, p77, 4000, 5000, b"to a pair");
     let ask77 = ns(R1_B, rb, p77);
     c.input(5.0, "tap-vm1", to77.bytes()).expect(5.0, "tap-vm3", ask77.bytes()).expect(5.0, "tap-vm6", ask77.bytes());
@@ -400,5 +403,70 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     c.input(2.0, "ul0", vxlan(UL_B, UL_A, TUN_B, TUN_A, 100, 0x08, &from4.bytes())).expect(2.0, "tap-vm1", from4.bytes());
     c.input(3.0, "tap-vm1", multi.bytes()).expect(3.0, "tap-vm2", multi.bytes());
     c.expect(3.0, "ul0", vxlan(UL_A, UL_B, TUN_A, TUN_B, 100, 0x08, &multi.bytes()));
+    all.push(c);
+
+    // Story: the firewall for IPv6 (§10.2). r1's policy starts with an IPv4 allow-everything
+    // rule, which IPv6 never matches; then IPv6 rules (`ip_version` 6): web to net-b allowed and
+    // tracked (the answer, the next segment, and an ICMPv6 error quoting it pass by state),
+    // telnet denied, a UDP range rejected with ICMPv6 port unreachable, SMTP rejected with a TCP
+    // RST over IPv6, ICMPv6 to net-b allowed; a datagram no IPv6 rule matches takes the default
+    // drop. IPv4 still passes by its own rule. Each decision logs with RFC 5952 addresses and
+    // protocol 58 for ICMPv6.
+    let mut s = dual_stack_routed();
+    let fw = firewall_snapshot();
+    for k in ["firewalls", "logging_resources"] {
+        s[k] = fw[k].clone();
+    }
+    s["firewall_rules"] = json!([
+        {"id": "allow-all-v4", "action": "allow", "tenant_id": "t1"},
+        {"id": "allow-web6", "ip_version": 6, "protocol": "tcp", "destination_ip_address": "2001:db8:b::/64", "destination_port": "80", "action": "allow"},
+        {"id": "deny-telnet6", "ip_version": 6, "protocol": "tcp", "destination_port": "23", "action": "deny"},
+        {"id": "reject-udp6", "ip_version": 6, "protocol": "udp", "source_ip_address": "2001:db8:a::/64", "destination_port": "5000:5010", "action": "reject"},
+        {"id": "reject-smtp6", "ip_version": 6, "protocol": "tcp", "destination_port": "25", "action": "reject"},
+        {"id": "allow-icmp6", "ip_version": 6, "protocol": "icmp", "destination_ip_address": "2001:db8:b::/64", "action": "allow"},
+    ]);
+    s["firewall_policies"] = json!([{"id": "pol1", "firewall_rules": ["allow-all-v4", "allow-web6", "deny-telnet6", "reject-udp6", "reject-smtp6", "allow-icmp6"]}]);
+    let mut c = Case::new("ipv6-firewall", "IPv6 rules allow, track, deny and reject (RST, ICMPv6), apart from IPv4's, and log", s);
+    let tcp6 = |src: Ip6, dst: Ip6, smac: Mac, dmac: Mac, t: L4, payload: &[u8]| P6 {
+        l4: L6::Tcp(t),
+        hop_limit: 64,
+        ..P6::udp(smac, dmac, src, dst, 0, 0, payload)
+    };
+    let syn = |sport, dport| tcp6(g1, g3, VM1, R1_A, L4::Tcp { sport, dport, syn: true, ack: false, seq: 1000 }, b"");
+    let web = syn(40000, 80);
+    c.input(1.0, "tap-vm1", web.bytes()).expect(1.0, "tap-vm3", routed6(&web, R1_B, VM3).bytes());
+    fw_log(&mut c, 1.0, "allow-web6", g1, g3, 40000, 80, 6, true);
+    let synack = tcp6(g3, g1, VM3, R1_B, L4::Tcp { sport: 80, dport: 40000, syn: true, ack: true, seq: 5000 }, b"");
+    c.input(2.0, "tap-vm3", synack.bytes()).expect(2.0, "tap-vm1", routed6(&synack, R1_A, VM1).bytes());
+    let get = tcp6(g1, g3, VM1, R1_A, L4::Tcp { sport: 40000, dport: 80, syn: false, ack: true, seq: 1001 }, b"GET /");
+    c.input(3.0, "tap-vm1", get.bytes()).expect(3.0, "tap-vm3", routed6(&get, R1_B, VM3).bytes());
+    let mut too_big = P6::icmp(VM3, R1_B, g3, g1, L6::Icmp(2, 0, 1280u32.to_be_bytes()), &routed6(&get, R1_B, VM3).bytes()[14..]);
+    too_big.hop_limit = 64;
+    c.input(3.5, "tap-vm3", too_big.bytes()).expect(3.5, "tap-vm1", routed6(&too_big, R1_A, VM1).bytes());
+    let telnet = syn(40001, 23);
+    for t in [4.0, 4.5] {
+        c.input(t, "tap-vm1", telnet.bytes());
+        fw_log(&mut c, t, "deny-telnet6", g1, g3, 40001, 23, 6, false);
+    }
+    let udp = P6::udp(VM1, R1_A, g1, g3, 6000, 5005, b"to a rejected port");
+    c.input(5.0, "tap-vm1", udp.bytes()).expect(5.0, "tap-vm1", error6(R1_A, a6(0xa, 1), 1, 4, &udp).bytes());
+    fw_log(&mut c, 5.0, "reject-udp6", g1, g3, 6000, 5005, 17, false);
+    let smtp = syn(40002, 25);
+    let rst = tcp6(g3, g1, R1_A, VM1, L4::TcpRst { sport: 25, dport: 40002, seq: 0, ack: Some(1001) }, b"");
+    c.input(6.0, "tap-vm1", smtp.bytes()).expect(6.0, "tap-vm1", rst.bytes());
+    fw_log(&mut c, 6.0, "reject-smtp6", g1, g3, 40002, 25, 6, false);
+    c.input(7.0, "tap-vm1", P6::udp(VM1, R1_A, g1, g3, 6000, 9999, b"no IPv6 rule").bytes());
+    let mut ping = P6::icmp(VM1, R1_A, g1, g3, L6::EchoRequest { id: 7, seq: 1 }, &[0x11; 16]);
+    ping.hop_limit = 64;
+    c.input(8.0, "tap-vm1", ping.bytes()).expect(8.0, "tap-vm3", routed6(&ping, R1_B, VM3).bytes());
+    fw_log(&mut c, 8.0, "allow-icmp6", g1, g3, 0, 0, 58, true);
+    let mut pong = P6::icmp(VM3, R1_B, g3, g1, L6::Icmp(129, 0, [0, 7, 0, 1]), &[0x11; 16]);
+    pong.hop_limit = 64;
+    c.input(9.0, "tap-vm3", pong.bytes()).expect(9.0, "tap-vm1", routed6(&pong, R1_A, VM1).bytes());
+    // vm2 has no floating IP, so its IPv4 crosses r1 untranslated.
+    let v4 = P::udp(VM2, R1_A, IP_VM2, IP_VM3, 7000, 7001, b"IPv4 by its own rule");
+    c.input(10.0, "tap-vm2", v4.bytes()).expect(10.0, "tap-vm3", v4.routed(1, R1_B, VM3).bytes());
+    fw_log(&mut c, 10.0, "allow-all-v4", IP_VM2, IP_VM3, 7000, 7001, 17, true);
+    c.drop("fw_denied", 2).drop("fw_rejected", 2).drop("fw_default_drop", 1);
     all.push(c);
 }

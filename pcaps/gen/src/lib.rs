@@ -253,16 +253,17 @@ fn firewall_snapshot() -> Value {
 }
 
 /// A firewall event at `t` as §8 lists its fields, in the format of `datapath/src/fwlog.rs`,
-/// written to the logs that select it.
+/// written to the logs that select it. IPv6 addresses are RFC 5952 text (§10.2), which is how
+/// the standard library writes them.
 #[allow(clippy::too_many_arguments)]
-fn fw_log(c: &mut Case, t: f64, rule: &str, src: Ip, dst: Ip, sport: u16, dport: u16, proto: u8, accept: bool) {
+fn fw_log<A: Into<std::net::IpAddr>>(c: &mut Case, t: f64, rule: &str, src: A, dst: A, sport: u16, dport: u16, proto: u8, accept: bool) {
     let us = (t * 1e6).round() as u64;
     let line = format!(
         "2026-01-01T00:00:{:02}.{:06}Z tenant_id=t1 firewall_id=fw1 firewall_rule_id={rule} router_id=r1 src_ip={} dst_ip={} src_port={sport} dst_port={dport} protocol={proto} action={}",
         us / 1_000_000,
         us % 1_000_000,
-        ip_str(src),
-        ip_str(dst),
+        src.into(),
+        dst.into(),
         if accept { "ACCEPT" } else { "DROP" }
     );
     c.log("all", line.clone());
