@@ -341,16 +341,34 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     all.push(c);
 
     // Story: QoS for IPv6 (§10.2): vm1's DSCP marking rewrites the DSCP bits of the traffic
-    // class of the IPv6 it sends, keeping ECN; the flow label and everything else stay.
+    // class of the IPv6 it sends, keeping ECN; the flow label and everything else stay. vm2
+    // takes at most 80 kbit/s with an 8 kbit burst: IPv6 frames are policed like any other, so
+    // of three 500-byte frames sent to it at once, two arrive.
     let mut s = dual_stack();
-    s["qos_policies"] = json!([{"id": "mark", "rules": [{"type": "dscp_marking", "dscp_mark": 26}]}]);
+    s["qos_policies"] = json!([
+        {"id": "mark", "rules": [{"type": "dscp_marking", "dscp_mark": 26}]},
+        {"id": "vm2-in", "rules": [{"type": "bandwidth_limit", "max_kbps": 80, "max_burst_kbps": 8, "direction": "ingress"}]},
+    ]);
     s["ports"][0]["qos_policy_id"] = json!("mark");
-    let mut c = Case::new("ipv6-dscp", "vm1's IPv6 leaves with DSCP 26 in its traffic class, ECN kept", s);
+    s["ports"][1]["qos_policy_id"] = json!("vm2-in");
+    let mut c = Case::new("ipv6-dscp", "vm1's IPv6 leaves with DSCP 26 in its traffic class, ECN kept; IPv6 to vm2 is policed", s);
     let mut sent = P6::udp(VM1, VM2, g1, g2, 4000, 5000, b"marked");
     sent.tclass = 0x01;
     let mut marked = sent.clone();
     marked.tclass = (26 << 2) | 0x01;
     c.input(1.0, "tap-vm1", sent.bytes()).expect(1.0, "tap-vm2", marked.bytes());
+    // 2.0 s later the 8 kbit bucket is full again (the first frame took far less than 2 s of it).
+    let big = P6::udp(VM1, VM2, g1, g2, 4000, 5001, &[0x24; 438]);
+    assert_eq!(big.bytes().len(), 500);
+    let mut bucket = Bucket::new(80_000, 8_000);
+    bucket.take(marked.bytes().len(), 1.0);
+    for _ in 0..3 {
+        c.input(3.0, "tap-vm1", big.bytes());
+        if bucket.take(500, 3.0) {
+            c.expect(3.0, "tap-vm2", P6 { tclass: 26 << 2, ..big.clone() }.bytes());
+        }
+    }
+    c.drop("qos_policed", 1);
     all.push(c);
 
     // Story: router advertisements (§10.3): r1-a advertises net-a's 2001:db8:a::/64 (slaac)
