@@ -95,6 +95,8 @@ impl crate::learn::Renumber for Remap {
 pub fn carry_over(state: &mut State, m: &Remap, new: &Topology) -> u64 {
     let dropped = state.learned.remap(m);
     carry_nat(&mut state.ct, m, new);
+    // fip64 bindings stay while their router has a fip64 (§11).
+    state.fip64.remap(|b| m.router(b.router).filter(|&r| !new.router(r).fip64s.is_empty()));
     let fw = std::mem::take(&mut state.fw);
     for (r, mut table) in fw {
         let Some(nr) = m.router(r) else { continue };

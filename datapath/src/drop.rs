@@ -82,6 +82,12 @@ drop_reasons! {
     FwDefaultDrop => "fw_default_drop", "no firewall rule matched, or the firewall is administratively down";
     QosPoliced => "qos_policed", "over the port's bandwidth limit (token bucket empty)";
     SnapshotRemoved => "snapshot_removed", "waiting for ARP on a port a new snapshot removed";
+    Fip64ExtensionHeader => "fip64_extension_header", "IPv6 to a fip64 with an extension header other than one fragment header";
+    Fip64Protocol => "fip64_protocol", "IPv6 to a fip64, or IPv4 to a NAT64 pool address, that is not TCP, UDP or ICMP";
+    Fip64IcmpUntranslatable => "fip64_icmp_untranslatable", "an ICMP or ICMPv6 message RFC 7915 does not translate";
+    Fip64Unbound => "fip64_unbound", "IPv4 to a NAT64 pool address no client is bound to";
+    Fip64NotFip64 => "fip64_not_fip64", "IPv4 to a NAT64 pool address from a fixed IP without a fip64";
+    Fip64Truncated => "fip64_truncated", "IPv4 or IPv6 to translate whose headers run past the frame";
 }
 
 /// Counters indexed by [`DropReason`].

@@ -11,11 +11,14 @@
 //! | ARP entries, per router (and the underlay's) | 16 384 | `gc_thresh3` 1024 per host | — |
 //! | next hops with packets waiting for ARP | 4096 | one queue per neighbour (≤ `gc_thresh3`) | — |
 //! | cached flows, per worker | 262 144 | — | `flow-limit` 200 000 |
+//! | fip64 bindings, per router (SPEC §11) | 65 536 | — | — |
+//! | fip64 pool addresses (of 100.64.0.0/10) | 4 194 302 | — | — |
 //!
 //! A full table refuses the new entry and counts it (a connection is a dropped packet:
 //! `conntrack_full`; a next hop that cannot wait is `arp_waiting_full`; a MAC or ARP entry is
 //! not learned, and `stats` counts it), except the flow cache, which evicts its least recently
-//! used flow. A new connection that finds the table full first takes the place of the oldest one
+//! used flow, and the fip64 bindings, which let the least recently used binding go (§11). A new
+//! connection that finds the table full first takes the place of the oldest one
 //! that was never answered (Linux's early drop); one that was answered is never let go for it.
 
 use std::time::Duration;
@@ -29,6 +32,16 @@ pub struct Limits {
     pub arp_per_router: usize,
     pub arp_waiting: usize,
     pub flows_per_worker: usize,
+    pub fip64_bindings_per_router: usize,
+    /// Addresses of the NAT64 pool a router binds clients to (tests use a few).
+    pub fip64_pool: u32,
+}
+
+impl Limits {
+    /// The fip64 bindings' bounds.
+    pub fn fip64(&self) -> crate::ct::bindings::Capacity {
+        crate::ct::bindings::Capacity { pool: self.fip64_pool, per_router: self.fip64_bindings_per_router }
+    }
 }
 
 impl Default for Limits {
@@ -41,6 +54,8 @@ impl Default for Limits {
             arp_per_router: 16_384,
             arp_waiting: 4096,
             flows_per_worker: 1 << 18,
+            fip64_bindings_per_router: 65_536,
+            fip64_pool: crate::ct::bindings::POOL_MAX,
         }
     }
 }
@@ -59,6 +74,8 @@ pub struct TableFill {
     pub waiting: usize,
     /// Cached flows of each worker.
     pub flows: Vec<usize>,
+    pub fip64_bindings: usize,
+    pub fullest_router_fip64_bindings: usize,
     pub refused: Refusals,
 }
 
@@ -72,7 +89,8 @@ impl TableFill {
              table macs: {}, fullest network {} of {} (aging {} s), {} refused\n\
              table arp: {}, fullest router {} of {}, {} refused\n\
              table arp_waiting: {} of {}\n\
-             table flows: fullest worker {} of {}\n",
+             table flows: fullest worker {} of {}\n\
+             table fip64_bindings: {}, fullest router {} of {} (pool {})\n",
             self.connections,
             l.connections,
             self.fullest_router_connections,
@@ -91,6 +109,10 @@ impl TableFill {
             l.arp_waiting,
             flows,
             l.flows_per_worker,
+            self.fip64_bindings,
+            self.fullest_router_fip64_bindings,
+            l.fip64_bindings_per_router,
+            l.fip64_pool,
         )
     }
 }

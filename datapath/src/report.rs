@@ -85,6 +85,20 @@ pub fn conntrack(state: &State, topo: &Topology, now: Instant) -> String {
             ));
         }
     }
+    for b in state.fip64.iter() {
+        let idle = b.idle(now);
+        if idle > crate::ct::bindings::BINDING_TIMEOUT {
+            continue;
+        }
+        let fip64 = topo.router(b.router).fip64s.iter().map(|&i| topo.fip64s[i].addr.to_string()).collect::<Vec<_>>().join(",");
+        lines.push(format!(
+            "fip64 client {} as {} fip64 {fip64} router {} idle {:.1}s",
+            b.client,
+            b.pool,
+            topo.router(b.router).id,
+            idle.as_secs_f64()
+        ));
+    }
     lines.join("\n")
 }
 

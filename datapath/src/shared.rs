@@ -198,6 +198,8 @@ impl Shared {
         let fullest_router_connections = routers.map(|r| crate::ct::of_router(&st.ct, &st.fw, r)).max().unwrap_or(0);
         let (macs, arps) = st.learned.sizes();
         let (fullest_network_macs, fullest_router_arps) = st.learned.fullest();
+        let routers = (0..core.snap.topo.routers.len() as u32).map(rules::compile::RouterRef);
+        let fullest_router_fip64_bindings = routers.map(|r| st.fip64.count(r)).max().unwrap_or(0);
         TableFill {
             limits: st.limits,
             connections: crate::ct::total(&st.ct, &st.fw),
@@ -208,6 +210,8 @@ impl Shared {
             fullest_router_arps,
             waiting: st.learned.pending.len(),
             flows,
+            fip64_bindings: st.fip64.len(),
+            fullest_router_fip64_bindings,
             refused: st.learned.refused,
         }
     }

@@ -40,7 +40,10 @@ fn run_case_threads(dir: &Path, out: &Path, flow_cache: bool, threads: usize) ->
         threads,
         macs,
         flow_cache,
-        limits: Default::default(),
+        limits: datapath::limits::Limits {
+            fip64_pool: meta["fip64_pool"].as_u64().map_or(datapath::limits::Limits::default().fip64_pool, |n| n as u32),
+            ..Default::default()
+        },
     };
     replay(&cfg).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }

@@ -314,6 +314,49 @@ fn snapshot_check_names_file_resource_and_attribute() {
     }
 }
 
+/// fip64s (SPEC §11) are listed, and the two rules on them are one-line errors.
+#[test]
+fn snapshot_check_lists_fip64s_and_refuses_bad_ones() {
+    let path = repo().join("pcaps/fip64/snapshot.json");
+    let o = edgepath(&["snapshot", "check", path.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "fip64 fip64-vm3 2001:db8:e::100 → 10.1.0.3 router r6 gateway port r6-gw",
+        "fip64 fip64-vm6 2001:db8:e::106 → 10.1.0.4 router r6 gateway port r6-gw",
+    ] {
+        assert!(out.lines().any(|l| l == want), "missing {want:?} in\n{out}");
+    }
+    let base: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a second fip64 for one fixed IP",
+            Box::new(|s| {
+                s["floatingips"][1]["port_id"] = "vm3".into();
+                s["floatingips"][1]["fixed_ip_address"] = "10.1.0.3".into();
+            }),
+            "floatingips/fip64-vm6: fixed_ip_address: 10.1.0.3 already has fip64 fip64-vm3",
+        ),
+        (
+            "a fip64 on a router interface's network",
+            Box::new(|s| s["routers"][0]["external_gateway_info"] = serde_json::Value::Null),
+            "floatingips/fip64-vm3: router_id: router r6 has no gateway port on ext6, which a fip64 needs",
+        ),
+    ];
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (what, edit, want) in cases {
+        let mut s = base.clone();
+        edit(&mut s);
+        let bad = tmp.path().join("snap.json");
+        std::fs::write(&bad, serde_json::to_string(&s).expect("json")).expect("write");
+        let o = edgepath(&["snapshot", "check", bad.to_str().expect("utf8")]);
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.trim_end(), format!("edgepath: {}: {want}", bad.display()), "{what}");
+    }
+}
+
 /// `edgepath replay` as host-a of `snapshot` on the frames of `input`, into `out`.
 fn replay_with(snapshot: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
     let s = |p: &Path| p.to_str().expect("utf8").to_string();

@@ -41,6 +41,7 @@ pub const ICMP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const TCP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 pub const TCP_TRANSITORY_TIMEOUT: Duration = Duration::from_secs(4 * 60);
 
+pub mod bindings;
 mod conn;
 mod key;
 mod ports;

@@ -13,6 +13,7 @@
 //! replies, ARP, queueing — marks the result not cacheable.
 
 mod bridge;
+mod fip64;
 pub mod firewall;
 pub mod frame;
 pub mod nat;
@@ -69,6 +70,8 @@ pub struct SimResult {
     pub own_outputs: u32,
     /// The connection the packet belongs to (dynamic NAT).
     pub conn: Option<ConnHandle>,
+    /// The fip64 binding the packet was translated by (§11).
+    pub binding: Option<crate::ct::bindings::BindingRef>,
     /// The bucket policing traffic from the port it entered by (QoS egress, SPEC §8).
     pub police_in: Option<crate::qos::BucketId>,
     /// A NAT rule looked for a mapping and found none: the flow depends on that.
@@ -111,6 +114,7 @@ impl SimResult {
             released: 0,
             own_outputs: 0,
             conn: None,
+            binding: None,
             police_in: None,
             ct_absent: false,
             learned: false,
@@ -142,6 +146,8 @@ pub struct Sim<'a> {
     pub ct: &'a mut ConnTable,
     /// Firewall connection state, per router.
     pub fw: &'a mut FwConns,
+    /// fip64 bindings (SPEC §11).
+    pub fip64: &'a mut crate::ct::bindings::Bindings,
     /// QoS buckets, to name the ones a packet meets.
     pub qos: &'a crate::qos::QosBuckets,
     pub limits: Limits,
@@ -169,8 +175,8 @@ impl<'a> Sim<'a> {
         now: Instant,
         trace: bool,
     ) -> Self {
-        let State { learned, ct, fw, limits } = state;
-        Sim { topo, ifs, learned, ct, fw, qos, limits: *limits, now, res: SimResult::new(trace), generating: 0 }
+        let State { learned, ct, fw, fip64, limits } = state;
+        Sim { topo, ifs, learned, ct, fw, fip64, qos, limits: *limits, now, res: SimResult::new(trace), generating: 0 }
     }
 
     /// The packet passed a firewall by an accepted connection; a flow of it depends on that entry.

@@ -68,6 +68,10 @@ impl Sim<'_> {
             self.icmp_error(&orig, inport, wire::ICMP_TIME_EXCEEDED, 0);
             return self.drop(DropReason::TtlExceeded);
         }
+        // §11: to a NAT64 pool address of a router with fip64s: back to the IPv6 client.
+        if fip64::to_pool(self.topo, r, ip.dst) {
+            return self.fip64_out(r, inport, &orig, f, ip);
+        }
         // §6.2 routing
         let Some(route) = router.routes.lookup(ip.src, ip.dst) else {
             self.icmp_error(&orig, inport, wire::ICMP_DEST_UNREACH, 0);

@@ -47,6 +47,10 @@ impl Sim<'_> {
             self.icmpv6_error(&f, p, icmpv6::TIME_EXCEEDED, 0);
             return self.drop(DropReason::TtlExceeded);
         }
+        // §11: a fip64 at its gateway port is translated to IPv4 and routed as such.
+        if let Some(fx) = self.topo.fip64_at(r, ip.dst).filter(|fx| fx.gw_port == p) {
+            return self.fip64_in(r, p, &f, &ip, fx);
+        }
         let Some(route) = router.routes6.lookup(ip.src, ip.dst) else {
             self.icmpv6_error(&f, p, icmpv6::DEST_UNREACH, icmpv6::UNREACH_NO_ROUTE);
             return self.drop(DropReason::NoRoute);
@@ -64,7 +68,7 @@ impl Sim<'_> {
 
     /// Resolve the next hop's MAC and send out of `outport`: a port of the snapshot is known,
     /// anything else is asked by NS, with ARP's queue, retries and give-up (§10.2, §6.4).
-    fn router_out6(&mut self, outport: PortRef, next_hop: Ipv6Addr, mut f: Frame) {
+    pub(super) fn router_out6(&mut self, outport: PortRef, next_hop: Ipv6Addr, mut f: Frame) {
         let port = self.topo.port(outport);
         if !port.admin_up {
             return self.drop(DropReason::PortDown);
@@ -111,7 +115,9 @@ impl Sim<'_> {
     fn router_ns(&mut self, p: PortRef, f: &Frame, ip: &Ipv6) {
         let port = self.topo.port(p);
         let target: Option<Ipv6Addr> = icmpv6::nd_target(&f.buf, ip);
-        let Some(target) = target.filter(|t| port.has_ip6(*t)) else {
+        // The port's own addresses, and on a gateway port its router's fip64s (§11).
+        let fip64 = |t: Ipv6Addr| port.router.and_then(|r| self.topo.fip64_at(r, t)).is_some_and(|fx| fx.gw_port == p);
+        let Some(target) = target.filter(|t| port.has_ip6(*t) || fip64(*t)) else {
             return self.drop(DropReason::NdNotHandled);
         };
         self.uncacheable();

@@ -21,6 +21,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
 pub mod vxlan;
+pub mod xlate;
 
 use std::net::Ipv4Addr;
 

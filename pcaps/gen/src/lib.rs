@@ -20,6 +20,7 @@
 //!   FIP-B 100.64.0.10  → vm1 (owned by r1's interface on fip-net)
 //! ```
 
+mod fip64;
 mod frames;
 mod ipv6;
 
@@ -327,6 +328,8 @@ struct Case {
     drops: Vec<(&'static str, u64)>,
     /// Expected firewall log files: `fw-<id>.log` and their lines.
     logs: BTreeMap<&'static str, Vec<String>>,
+    /// A NAT64 pool of this many addresses instead of the whole of SPEC §11's (`case.json`).
+    fip64_pool: Option<u32>,
 }
 
 impl Case {
@@ -341,6 +344,7 @@ impl Case {
             expected: Vec::new(),
             drops: Vec::new(),
             logs: BTreeMap::new(),
+            fip64_pool: None,
         }
     }
     fn input(&mut self, t: f64, iface: &'static str, f: Vec<u8>) -> &mut Self {
@@ -1083,6 +1087,7 @@ fn cases() -> Vec<Case> {
     all.push(c);
 
     ipv6::cases(&mut all);
+    fip64::cases(&mut all);
     all
 }
 
@@ -1130,7 +1135,10 @@ pub fn write_all(root: &Path) -> Vec<(String, String)> {
         snap.push('\n');
         fs::write(dir.join("snapshot.json"), snap).expect("write snapshot");
         let macs: serde_json::Map<String, Value> = c.macs.iter().map(|(i, m)| (i.to_string(), json!(mac_str(*m)))).collect();
-        let meta = json!({"story": c.story, "host": c.host, "macs": macs});
+        let mut meta = json!({"story": c.story, "host": c.host, "macs": macs});
+        if let Some(n) = c.fip64_pool {
+            meta["fip64_pool"] = json!(n);
+        }
         fs::write(dir.join("case.json"), serde_json::to_string_pretty(&meta).expect("json") + "\n").expect("write case");
         for (iface, frames) in by_iface(&c.inputs) {
             write_pcap(&dir.join("in").join(format!("{iface}.pcap")), &frames);

@@ -12,7 +12,7 @@ pub mod routes;
 pub mod vxlan;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -195,6 +195,8 @@ pub struct Router {
     /// The IPv6 routes (SPEC §10.2).
     pub routes6: RouteTable<Ipv6Addr>,
     pub nat: NatRules,
+    /// Its fip64s, as indices into `Topology::fip64s`.
+    pub fip64s: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +211,17 @@ pub struct FloatingIp {
     pub on_gateway: bool,
 }
 
+/// A fip64 (SPEC §11): an IPv6 floating IP that stands for an IPv4 fixed IP, on its router's
+/// gateway port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fip64 {
+    pub id: String,
+    pub addr: Ipv6Addr,
+    pub fixed: Ipv4Addr,
+    pub router: RouterRef,
+    pub gw_port: PortRef,
+}
+
 /// The compiled snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
@@ -218,6 +231,7 @@ pub struct Topology {
     pub ports: Vec<Port>,
     pub routers: Vec<Router>,
     pub fips: Vec<FloatingIp>,
+    pub fip64s: Vec<Fip64>,
     pub host_by_id: HashMap<String, HostRef>,
     pub port_by_id: HashMap<String, PortRef>,
     /// VTEPs, remote MACs and the VNI table (SPEC §7).
@@ -250,6 +264,16 @@ impl Topology {
     #[inline]
     pub fn fip(&self, f: FipRef) -> &FloatingIp {
         &self.fips[f.idx()]
+    }
+
+    /// Router `r`'s fip64 at `addr`.
+    pub fn fip64_at(&self, r: RouterRef, addr: Ipv6Addr) -> Option<&Fip64> {
+        self.router(r).fip64s.iter().map(|&i| &self.fip64s[i]).find(|f| f.addr == addr)
+    }
+
+    /// Router `r`'s fip64 for the fixed IP `fixed` (there is at most one).
+    pub fn fip64_of(&self, r: RouterRef, fixed: Ipv4Addr) -> Option<&Fip64> {
+        self.router(r).fip64s.iter().map(|&i| &self.fip64s[i]).find(|f| f.fixed == fixed)
     }
 
     /// Counts per collection, for `snapshot check` and the replay banner.
@@ -393,6 +417,7 @@ impl Topology {
                 routes: RouteTable::default(),
                 routes6: RouteTable::default(),
                 nat: NatRules::default(),
+                fip64s: Vec::new(),
             });
         }
 
@@ -422,9 +447,25 @@ impl Topology {
                 }
             })?;
             let on_gateway = t.routers[router.idx()].gateway_port == Some(fip_port);
-            let r = FipRef(t.fips.len() as u32);
-            t.fips.push(FloatingIp { id: f.id.clone(), addr: f.floating_ip_address, fixed, router, fip_port, on_gateway });
-            t.ports[fip_port.idx()].owned_fips.push(r);
+            match f.floating_ip_address {
+                IpAddr::V4(addr) => {
+                    let r = FipRef(t.fips.len() as u32);
+                    t.fips.push(FloatingIp { id: f.id.clone(), addr, fixed, router, fip_port, on_gateway });
+                    t.ports[fip_port.idx()].owned_fips.push(r);
+                }
+                IpAddr::V6(addr) => {
+                    if !on_gateway {
+                        let msg = format!("router {router_id} has no gateway port on {}, which a fip64 needs", f.floating_network_id);
+                        return Err(SnapshotError::new("floatingips", &f.id, "router_id", msg));
+                    }
+                    if let Some(other) = t.routers[router.idx()].fip64s.iter().map(|&i| &t.fip64s[i]).find(|o| o.fixed == fixed) {
+                        let msg = format!("{fixed} already has fip64 {}", other.id);
+                        return Err(SnapshotError::new("floatingips", &f.id, "fixed_ip_address", msg));
+                    }
+                    t.routers[router.idx()].fip64s.push(t.fip64s.len());
+                    t.fip64s.push(Fip64 { id: f.id.clone(), addr, fixed, router, gw_port: fip_port });
+                }
+            }
         }
 
         // ARP suppression answers (§5.4): fixed IPs of the network's ports, floating IPs owned by
@@ -444,6 +485,10 @@ impl Topology {
                 for ip in &port.ips6 {
                     nd.entry(ip.addr).or_insert(port.mac);
                 }
+            }
+            // §11: a fip64 is answered by its gateway port.
+            for f in t.fip64s.iter().filter(|f| t.ports[f.gw_port.idx()].network.idx() == n) {
+                nd.entry(f.addr).or_insert(t.ports[f.gw_port.idx()].mac);
             }
             t.networks[n].arp_answers = answers;
             t.networks[n].nd_answers = nd;

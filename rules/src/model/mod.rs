@@ -277,7 +277,8 @@ pub struct Router {
 #[derive(Debug, Clone, Deserialize)]
 pub struct FloatingIp {
     pub id: String,
-    pub floating_ip_address: Ipv4Addr,
+    /// IPv4, or IPv6 for a fip64 (SPEC §11).
+    pub floating_ip_address: IpAddr,
     pub floating_network_id: String,
     #[serde(default)]
     pub port_id: Option<String>,

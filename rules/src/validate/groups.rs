@@ -320,7 +320,7 @@ fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError
 
     // Floating IPs: the address lies in a subnet of the floating network, and the router has a
     // port on that network (its gateway port or a router interface).
-    let mut fip_addrs: HashMap<std::net::Ipv4Addr, &str> = HashMap::new();
+    let mut fip_addrs: HashMap<std::net::IpAddr, &str> = HashMap::new();
     for q in &s.qos_policies {
         for (i, r) in q.rules.iter().enumerate() {
             if let crate::model::QosRule::BandwidthLimit { max_kbps: 0, .. } = r {
@@ -343,10 +343,7 @@ fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError
                 format!("{} is already floating IP {other}", f.floating_ip_address),
             ));
         }
-        let inside = s
-            .subnets
-            .iter()
-            .any(|sn| sn.network_id == f.floating_network_id && sn.cidr.trunc().contains(&std::net::IpAddr::V4(f.floating_ip_address)));
+        let inside = s.subnets.iter().any(|sn| sn.network_id == f.floating_network_id && sn.cidr.trunc().contains(&f.floating_ip_address));
         if !inside {
             return Err(SnapshotError::new(
                 "floatingips",

@@ -29,6 +29,12 @@ pub struct LimitArgs {
     /// 200 000).
     #[arg(long, value_name = "N", default_value_t = Limits::default().flows_per_worker, value_parser = at_least_one)]
     max_flows_per_worker: usize,
+    /// fip64 bindings per router (SPEC §11); a full router lets its least recently used go.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().fip64_bindings_per_router, value_parser = at_least_one)]
+    max_fip64_bindings_per_router: usize,
+    /// Addresses of 100.64.0.0/10 a router's fip64 clients are bound to, from 100.64.0.1 up.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().fip64_pool, value_parser = clap::value_parser!(u32).range(1..=datapath::ct::bindings::POOL_MAX as i64))]
+    fip64_pool: u32,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -49,6 +55,8 @@ impl LimitArgs {
             arp_per_router: self.max_arp_per_router,
             arp_waiting: self.max_arp_waiting,
             flows_per_worker: self.max_flows_per_worker,
+            fip64_bindings_per_router: self.max_fip64_bindings_per_router,
+            fip64_pool: self.fip64_pool,
         }
     }
 }

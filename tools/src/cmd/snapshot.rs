@@ -6,8 +6,9 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum SnapshotCommand {
-    /// Validate a snapshot; print its version and the count of each collection, then every VXLAN
-    /// tunnel endpoint it makes edgepath talk to.
+    /// Validate a snapshot; print its version and the count of each collection, every VXLAN
+    /// tunnel endpoint it makes edgepath talk to, then every fip64 (IPv6 floating IP of an IPv4
+    /// fixed IP).
     Check {
         /// The snapshot JSON file.
         file: PathBuf,
@@ -25,6 +26,10 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), String> {
                     rules::compile::LocalVtep::Router { router, addr } => format!("router {} at {addr}", topo.router(router).id),
                 };
                 super::out(format!("vtep {} vni {} network {} from {local}: {origin}", t.remote, t.vni, topo.network(*net).id));
+            }
+            for f in &topo.fip64s {
+                let (router, port) = (&topo.router(f.router).id, &topo.port(f.gw_port).id);
+                super::out(format!("fip64 {} {} → {} router {router} gateway port {port}", f.id, f.addr, f.fixed));
             }
             Ok(())
         }
