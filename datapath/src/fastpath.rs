@@ -17,6 +17,10 @@ use crate::qos::BucketId;
 use crate::sim::SimResult;
 use crate::wire::{self, vxlan};
 
+/// The most a frame is given in front of its copy: a VXLAN header and a translated IPv6
+/// header's 20 extra bytes.
+const MAX_HEADROOM: usize = vxlan::ENCAP_LEN + 20;
+
 /// Frames to send, written back to back into one buffer and kept in the order sent, each with
 /// the interface it leaves by. Live mode keeps a batch's frames here and sends each interface's
 /// with one `sendmmsg()` straight from this buffer ([`TxBuf::by_iface`]); replay and tests read
@@ -52,25 +56,26 @@ impl TxBuf {
         self.mark = self.frames.len();
     }
 
-    /// Append a frame: `headroom` bytes (at most [`vxlan::ENCAP_LEN`]) for the caller to write,
-    /// then a copy of `body`. Returns the headroom and the copy.
+    /// Append a frame: `headroom` bytes (at most [`MAX_HEADROOM`]) for the caller to write,
+    /// then a copy of `body`. Returns the whole frame.
     #[inline]
-    fn push(&mut self, iface: IfIdx, headroom: usize, body: &[u8]) -> (&mut [u8], &mut [u8]) {
-        const ZEROS: [u8; vxlan::ENCAP_LEN] = [0; vxlan::ENCAP_LEN];
+    fn push(&mut self, iface: IfIdx, headroom: usize, body: &[u8]) -> &mut [u8] {
+        const ZEROS: [u8; MAX_HEADROOM] = [0; MAX_HEADROOM];
         let start = self.data.len();
         let headroom = headroom.min(ZEROS.len());
         self.data.extend_from_slice(&ZEROS[..headroom]);
         self.data.extend_from_slice(body);
         self.frames.push(Staged { iface, at: start..self.data.len() });
-        self.data[start..].split_at_mut(headroom)
+        &mut self.data[start..]
     }
 
-    /// Append a frame leaving by `iface`, encapsulated by `encap` when it has one.
-    fn push_encap(&mut self, iface: IfIdx, encap: Option<&vxlan::EncapTemplate>, body: &[u8]) -> &mut [u8] {
+    /// Append a frame leaving by `iface`, encapsulated by `encap` when it has one, with `grow`
+    /// bytes of room before `body` for a header that becomes longer. Returns the inner frame.
+    fn push_encap(&mut self, iface: IfIdx, encap: Option<&vxlan::EncapTemplate>, body: &[u8], grow: usize) -> &mut [u8] {
         let room = if encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
-        let (outer, inner) = self.push(iface, room, body);
+        let (outer, inner) = self.push(iface, room + grow, body).split_at_mut(room);
         if let Some(t) = encap {
-            t.write(outer, body.len());
+            t.write(outer, inner.len());
         }
         inner
     }
@@ -176,7 +181,8 @@ pub fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, confor
         |o| o.police,
         conforms,
         |out| {
-            let inner = tx.push_encap(out.iface, out.encap.as_ref(), body);
+            let (skip, grow) = flow.rewrite.resize();
+            let inner = tx.push_encap(out.iface, out.encap.as_ref(), body.get(skip..).unwrap_or_default(), grow);
             let rewritten = flow.rewrite.apply(inner, h);
             // A flow applies only to frames that parsed under its key, so its headers are there:
             // the datapath fuzz target and the suites check this in debug builds.
@@ -231,7 +237,7 @@ pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, conforms: 
         |o| o.police,
         conforms,
         |o| {
-            tx.push_encap(o.iface, o.encap.as_ref(), &o.frame);
+            tx.push_encap(o.iface, o.encap.as_ref(), &o.frame, 0);
         },
     )
 }
@@ -239,7 +245,7 @@ pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, conforms: 
 /// Send a simulation's own frames as they are, whatever they were for (timers, traces).
 pub fn send_frames(res: &SimResult, tx: &mut TxBuf) {
     for o in &res.outputs {
-        tx.push_encap(o.iface, o.encap.as_ref(), &o.frame);
+        tx.push_encap(o.iface, o.encap.as_ref(), &o.frame, 0);
     }
 }
 
@@ -263,10 +269,10 @@ mod tests {
     #[test]
     fn staged_frames_group_by_interface_in_order() {
         let mut tx = TxBuf::default();
-        tx.push_encap(IfIdx(2), None, b"a");
+        tx.push_encap(IfIdx(2), None, b"a", 0);
         tx.begin();
-        tx.push_encap(IfIdx(1), None, b"b");
-        tx.push_encap(IfIdx(2), None, b"c");
+        tx.push_encap(IfIdx(1), None, b"b", 0);
+        tx.push_encap(IfIdx(2), None, b"c", 0);
         let last: Vec<_> = tx.iter().collect();
         assert_eq!(last, [(IfIdx(1), &b"b"[..]), (IfIdx(2), &b"c"[..])], "iter shows the last input's frames");
         let groups: Vec<(IfIdx, Vec<&[u8]>)> = tx.by_iface().map(|(i, f)| (i, f.collect())).collect();

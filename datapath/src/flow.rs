@@ -209,6 +209,8 @@ pub struct Flow {
     /// simulation found none (SPEC §6.2).
     pub fw_conn: Option<ConnRef>,
     pub fw_absent: Option<Watch>,
+    /// The fip64 binding the flow translates by (SPEC §11); each hit keeps it alive.
+    pub binding: Option<crate::ct::bindings::BindingRef>,
     /// A deny the flow logs for every packet (§8).
     pub fw_log: Option<crate::sim::firewall::FwLog>,
     /// The learned entry of the packets' source MAC: each hit keeps it from aging out.
@@ -223,6 +225,7 @@ impl Flow {
     pub fn is_pure(&self) -> bool {
         self.conn.is_none()
             && self.fw_conn.is_none()
+            && self.binding.is_none()
             && self.fw_log.is_none()
             && self.police_in.is_none()
             && self.outputs.iter().all(|o| o.police.is_none())

@@ -98,6 +98,7 @@ fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh
         conn,
         fw_conn,
         fw_absent,
+        binding: res.binding.clone(),
         fw_log: res.fw_log_each_packet,
         mac_seen: res.mac_seen.clone(),
         hits: Default::default(),

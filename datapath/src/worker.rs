@@ -350,7 +350,8 @@ impl Datapath {
                     && flow.ct_absent.as_ref().is_none_or(Watch::unchanged)
                     && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
                     && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
-                    && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now));
+                    && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now))
+                    && flow.binding.as_ref().is_none_or(|b| b.touch(now));
                 if fresh {
                     if let Some(m) = &flow.mac_seen {
                         m.touch(now);

@@ -43,6 +43,8 @@ pub fn fuzz_limits() -> Limits {
         arp_per_router: 8,
         arp_waiting: 8,
         flows_per_worker: 24,
+        fip64_bindings_per_router: 4,
+        fip64_pool: 3,
     }
 }
 

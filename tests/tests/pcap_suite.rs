@@ -220,6 +220,16 @@ fn ipv6_flows_are_cached() {
     assert_eq!((s.stats.flow_hits, s.stats.flow_misses), (4, 3), "every packet after a flow's first hits it");
 }
 
+/// fip64 translation is cached both ways (SPEC §11): of three packets in each of five flows,
+/// the last two hit (the NS before them is no flow).
+#[test]
+fn fip64_flows_are_cached() {
+    let dir = repo_root().join("pcaps/fip64-flows");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = run_case(&dir, tmp.path(), true);
+    assert_eq!((s.stats.flow_hits, s.stats.flow_misses), (10, 6), "every packet after a flow's first hits it");
+}
+
 #[test]
 fn suite_is_up_to_date_with_its_generator() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -32,7 +32,9 @@ impl Sim<'_> {
             (pool, Some((fx.fixed, pool)))
         };
         note!(self, "fip64 {}: {} as {pool} → {}", fx.id, ip.src, fx.fixed);
-        self.uncacheable();
+        if quoted.is_some() && f.is_icmp_error() {
+            self.uncacheable();
+        }
         let v4 = match xlate::frame_to_ipv4(&f.buf, Addrs { src: pool, dst: fx.fixed, quoted }).and_then(Frame::parse) {
             Ok(v4) => v4,
             Err(reason) => return self.drop(reason),
@@ -56,6 +58,8 @@ impl Sim<'_> {
             false => (ip.dst, ip.src),
         };
         let Some(client) = self.fip64.by_pool(r, pool, self.now).map(|b| (b.client, b.hold())) else {
+            // A binding may come with the next client: this drop is not a flow.
+            self.uncacheable();
             return self.drop(DropReason::Fip64Unbound);
         };
         let Some(fx) = self.topo.fip64_of(r, fixed) else {
@@ -64,7 +68,6 @@ impl Sim<'_> {
         let (client, hold) = client;
         hold.touch(self.now);
         self.res.binding = Some(hold);
-        self.uncacheable();
         note!(self, "fip64 {}: {} → {pool} as {} → {client}", fx.id, ip.src, fx.addr);
         if let Err(reason) = firewall::filter(self, r, inport, orig, &f) {
             return self.drop(reason);

@@ -268,4 +268,27 @@ pub(super) fn cases(all: &mut Vec<Case>) {
     c.input(late, "tap-vm3", P::udp(VM3, RB6, IP_VM3, q1, 53, 1, b"too late").bytes());
     c.drop("fip64_unbound", 1);
     all.push(c);
+
+    // Story: fip64 flows (§11, §9): UDP and echo in both directions are translated by the
+    // simulation once and then by their cached flows, with the same bytes — the 4 → 6 flow
+    // computing the IPv6 UDP checksum of datagrams vm3 sends without one.
+    let mut c = Case::new("fip64-flows", "fip64 translation cached both ways after each flow's first packet", topology());
+    hello(&mut c, 1.0, c1, C1, fip_vm3());
+    let q = udp6(C1, c1, fip_vm3(), 40000, 53, b"cached query");
+    let a = P::udp(VM3, RB6, IP_VM3, p1, 53, 40000, b"cached answer");
+    let mut ping = P6::icmp(C1, GW6, c1, fip_vm3(), L6::EchoRequest { id: 4, seq: 1 }, b"cached ping");
+    ping.hop_limit = 64;
+    let pong = P { l4: L4::EchoReply { id: 4, seq: 1 }, ..P::udp(VM3, RB6, IP_VM3, p1, 0, 0, b"cached ping") };
+    let bare = P::udp(VM3, RB6, IP_VM3, p1, 5353, 40000, b"no UDP checksum");
+    let mut bare_bytes = bare.bytes();
+    bare_bytes[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+    for i in 0..3 {
+        let t = 2.0 + i as f64;
+        c.input(t, "uplink0", q.bytes()).expect(t, "tap-vm3", to_v4(&q, p1, IP_VM3, VM3).bytes());
+        c.input(t + 0.1, "tap-vm3", a.bytes()).expect(t + 0.1, "uplink0", to_v6(&a, fip_vm3(), c1, C1).bytes());
+        c.input(t + 0.2, "uplink0", ping.bytes()).expect(t + 0.2, "tap-vm3", to_v4(&ping, p1, IP_VM3, VM3).bytes());
+        c.input(t + 0.3, "tap-vm3", pong.bytes()).expect(t + 0.3, "uplink0", to_v6(&pong, fip_vm3(), c1, C1).bytes());
+        c.input(t + 0.4, "tap-vm3", bare_bytes.clone()).expect(t + 0.4, "uplink0", to_v6(&bare, fip_vm3(), c1, C1).bytes());
+    }
+    all.push(c);
 }

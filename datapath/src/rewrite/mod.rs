@@ -5,6 +5,8 @@
 //! MACs, traffic class, hop limit — IPv6 has no header checksum and nothing the pseudo-header
 //! covers changes, so there is no delta to carry.
 
+mod xlate;
+
 use crate::csum::Delta;
 use crate::wire::ipv4::{self, Ipv4Mut, OutOfRange};
 use crate::wire::ipv6::{self, Ipv6Mut};
@@ -15,6 +17,10 @@ use crate::wire::{self, Headers, Ipv4, Ipv6, L3, L4};
 pub enum Rewrite {
     V4(Rewrite4),
     V6(Rewrite6),
+    /// fip64, IPv6 → IPv4 (SPEC §11).
+    To4(xlate::To4),
+    /// fip64, IPv4 → IPv6.
+    To6(xlate::To6),
 }
 
 impl Default for Rewrite {
@@ -30,7 +36,21 @@ impl Rewrite {
         match (&h0.l3, &h1.l3) {
             (L3::Ipv4(a), L3::Ipv4(b)) => Rewrite4::derive(orig, h0, a, done, h1, b).map(Rewrite::V4),
             (L3::Ipv6(a), L3::Ipv6(b)) => Rewrite6::derive(orig, h0, a, done, h1, b).map(Rewrite::V6),
+            (L3::Ipv6(a), L3::Ipv4(b)) => xlate::To4::derive(orig, a, done, h1, b).map(Rewrite::To4),
+            (L3::Ipv4(a), L3::Ipv6(b)) => xlate::To6::derive(orig, a, done, h1, b).map(Rewrite::To6),
             _ => None,
+        }
+    }
+
+    /// How the fast path copies a frame for this rewrite: the bytes it skips at the front of
+    /// the frame, and the room it leaves before the copy. A translation changes the IP header's
+    /// length by 20 (`xlate.rs`); the rest keep the frame's length.
+    #[inline]
+    pub fn resize(&self) -> (usize, usize) {
+        match self {
+            Rewrite::To4(_) => (20, 0),
+            Rewrite::To6(_) => (0, 20),
+            _ => (0, 0),
         }
     }
 
@@ -43,6 +63,8 @@ impl Rewrite {
         match (self, &h.l3) {
             (Rewrite::V4(r), L3::Ipv4(ip)) => r.apply(b, ip),
             (Rewrite::V6(r), L3::Ipv6(ip)) => r.apply(b, ip),
+            (Rewrite::To4(r), L3::Ipv6(ip)) => r.apply(b, ip),
+            (Rewrite::To6(r), L3::Ipv4(ip)) => r.apply(b, ip),
             _ => Err(OutOfRange { at: 0..wire::ETH_LEN, len: b.len() }),
         }
     }
@@ -52,6 +74,8 @@ impl Rewrite {
         match self {
             Rewrite::V4(r) => r.describe(),
             Rewrite::V6(r) => r.describe(),
+            Rewrite::To4(r) => r.describe(),
+            Rewrite::To6(r) => r.describe(),
         }
     }
 }
