@@ -160,6 +160,76 @@ fn ipv6_with_real_stacks_slaac_ping_and_tcp() {
     assert!(clean, "edgepath stops cleanly: {stdout}\n{stderr}");
 }
 
+/// Issue 13: fip64 with real Linux stacks. The external host gets IPv6 (2001:db8:f::1, behind
+/// the edge router's uplink), vm2 keeps IPv4 only, and vm2 gets fip64 2001:db8:e::100 on r1's
+/// gateway port: the external host pings vm2 and sends it data over TCP, through the NAT64
+/// translation both ways.
+#[test]
+fn fip64_with_real_stacks_ping_and_tcp_to_an_ipv4_vm() {
+    let Some((lab, tmp)) = Lab::up("f") else { return };
+    let tag = lab.tag.clone();
+    let (ext, vm2) = (format!("{tag}-ext"), format!("{tag}-vm2"));
+    let snap_path = tmp.path().join("snapshot.json");
+    let mut snap: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&snap_path).expect("snapshot")).expect("json");
+    let subnets = snap["subnets"].as_array_mut().expect("subnets");
+    subnets.push(serde_json::json!({"id": "sub-up6", "network_id": "uplink-net", "cidr": "2001:db8:f::/64", "ip_version": 6}));
+    subnets.push(serde_json::json!({"id": "sub-ext6", "network_id": "ext-net", "cidr": "2001:db8:e::/64", "ip_version": 6}));
+    for p in snap["ports"].as_array_mut().expect("ports") {
+        let v6 = match p["id"].as_str() {
+            Some("edge-up") => "2001:db8:f::2",
+            Some("edge-ext") => "2001:db8:e::1",
+            Some("r1-gw") => "2001:db8:e::2",
+            _ => continue,
+        };
+        p["fixed_ips"].as_array_mut().expect("fixed_ips").push(serde_json::json!({"ip_address": v6}));
+    }
+    for r in snap["routers"].as_array_mut().expect("routers") {
+        if r["id"] == "r1" {
+            r["routes"] = serde_json::json!([{"destination": "::/0", "nexthop": "2001:db8:e::1"}]);
+        }
+    }
+    snap["floatingips"].as_array_mut().expect("floatingips").push(serde_json::json!({
+        "id": "fip64-vm2", "floating_ip_address": "2001:db8:e::100", "floating_network_id": "ext-net",
+        "port_id": "vm2", "fixed_ip_address": "10.0.0.4", "router_id": "r1",
+    }));
+    std::fs::write(&snap_path, snap.to_string()).expect("write snapshot");
+    // The external host speaks IPv6; vm2 does not.
+    for args in [
+        vec!["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0"],
+        vec!["ip", "-6", "addr", "add", "2001:db8:f::1/64", "dev", "eth0", "nodad"],
+        vec!["ip", "-6", "route", "add", "2001:db8:e::/64", "via", "2001:db8:f::2"],
+    ] {
+        in_ns(&ext, &args).expect("external host IPv6");
+    }
+    in_ns(&vm2, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.eth0.disable_ipv6=1"]).expect("vm2 IPv4 only");
+    let ctl = tmp.path().join("host-a.sock");
+    let a = Running::start(&snap_path, "host-a", &ctl, 2, &[]);
+    let ping = until(10.0, || in_ns(&ext, &["ping", "-6", "-c", "1", "-W", "1", "2001:db8:e::100"]).is_ok());
+    let pings = in_ns(&ext, &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:e::100"]);
+    let script = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).expect("script");
+        p.to_str().expect("utf8").to_string()
+    };
+    let (server, client) = (script("server.py", SERVER), script("client.py", CLIENT));
+    let mut srv = Command::new("ip").args(["netns", "exec", &vm2, "python3", &server, "10.0.0.4", "9090", "1"]).spawn().expect("server");
+    std::thread::sleep(Duration::from_millis(300));
+    let tcp = in_ns(&ext, &["python3", &client, "2001:db8:e::100", "9090", "300000", "10", "0"]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let conntrack = Command::new(env!("CARGO_BIN_EXE_edgepath")).args(["conntrack", "--control", ctl.to_str().expect("utf8")]).output();
+    let listing = conntrack.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let (clean, stdout, stderr) = a.stop();
+    assert!(ping, "the external host pings vm2 by its fip64\n{stderr}");
+    assert!(pings.is_ok(), "three pings: {pings:?}\n{stderr}");
+    assert_eq!(tcp.as_deref().map(str::trim), Ok("300000"), "TCP from IPv6 to the IPv4 VM\n{stderr}");
+    assert!(
+        listing.lines().any(|l| l.starts_with("fip64 client 2001:db8:f::1 as 100.") && l.contains("fip64 2001:db8:e::100 router r1")),
+        "conntrack lists the binding: {listing}"
+    );
+    assert!(clean, "edgepath stops cleanly: {stdout}\n{stderr}");
+}
+
 /// A running `edgepath run`.
 struct Running {
     child: std::process::Child,

@@ -42,15 +42,16 @@ impl Rewrite {
         }
     }
 
-    /// How the fast path copies a frame for this rewrite: the bytes it skips at the front of
-    /// the frame, and the room it leaves before the copy. A translation changes the IP header's
-    /// length by 20 (`xlate.rs`); the rest keep the frame's length.
+    /// How the fast path copies a frame (`len` bytes, headers `h`) for this rewrite: the bytes
+    /// it copies, and the room it leaves before the copy. A translation changes the IP header's
+    /// length by 20 and ends the frame where the IP packet ends (`xlate.rs`, as the simulation
+    /// builds it); the rest keep the frame as it is.
     #[inline]
-    pub fn resize(&self) -> (usize, usize) {
-        match self {
-            Rewrite::To4(_) => (20, 0),
-            Rewrite::To6(_) => (0, 20),
-            _ => (0, 0),
+    pub fn copy(&self, h: &Headers, len: usize) -> (std::ops::Range<usize>, usize) {
+        match (self, &h.l3) {
+            (Rewrite::To4(_), L3::Ipv6(ip)) => (20..ip.end().min(len).max(20), 0),
+            (Rewrite::To6(_), L3::Ipv4(ip)) => (0..ip.end().min(len), 20),
+            _ => (0..len, 0),
         }
     }
 

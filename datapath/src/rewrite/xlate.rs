@@ -6,7 +6,7 @@
 //! (checked at install in debug builds).
 //!
 //! The frame changes length: 6 → 4 drops 20 bytes in front of the L4 header, 4 → 6 adds 20.
-//! [`Rewrite::resize`](super::Rewrite::resize) tells the fast path how to copy the frame, once.
+//! [`Rewrite::copy`](super::Rewrite::copy) tells the fast path how to copy the frame, once.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -117,7 +117,12 @@ fn cacheable6(a: &Ipv6) -> bool {
 
 impl To4 {
     pub(super) fn derive(orig: &[u8], a: &Ipv6, done: &[u8], h1: &Headers, b: &Ipv4) -> Option<To4> {
-        if !cacheable6(a) || b.hlen != 20 || b.frag != wire::Frag::Whole || done.len() + 20 != orig.len() || b.ttl > a.hop_limit {
+        if !cacheable6(a)
+            || b.hlen != 20
+            || b.frag != wire::Frag::Whole
+            || done.len() + 20 != a.end().min(orig.len())
+            || b.ttl > a.hop_limit
+        {
             return None;
         }
         let (s6, d6) = (sum16(&a.src.octets()), sum16(&a.dst.octets()));
@@ -171,7 +176,12 @@ impl To4 {
 
 impl To6 {
     pub(super) fn derive(orig: &[u8], a: &Ipv4, done: &[u8], h1: &Headers, b: &Ipv6) -> Option<To6> {
-        if a.hlen != 20 || a.frag != wire::Frag::Whole || !cacheable6(b) || done.len() != orig.len() + 20 || b.hop_limit > a.ttl {
+        if a.hlen != 20
+            || a.frag != wire::Frag::Whole
+            || !cacheable6(b)
+            || done.len() != a.end().min(orig.len()) + 20
+            || b.hop_limit > a.ttl
+        {
             return None;
         }
         let (src, dst) = (b.src.octets(), b.dst.octets());

@@ -113,13 +113,14 @@ fn to_ipv4(p: &[u8], a: Addrs<Ipv4Addr>, quoted: bool) -> Result<Vec<u8>, DropRe
                     (true, None) => return Err(DropReason::Fip64IcmpUntranslatable),
                     (false, _) => l4.get(8..).unwrap_or_default().to_vec(),
                 };
-                let old_head = [word(&l4, 0), word(&l4, 4), word(&l4, 6)];
+                let old_type = word(&l4, 0);
                 let old_csum = word(&l4, 2);
                 l4 = [typ, code, 0, 0].into_iter().chain(rest).chain(body).collect();
-                if quoted {
-                    // A quoted echo: its checksum loses the pseudo-header and gains the new type.
+                if !is_error {
+                    // An echo's checksum loses the pseudo-header and gains the new type: updated,
+                    // not recomputed, so a wrong one stays wrong (as a router carries it).
                     let pseudo = csum::sum(src6) + csum::sum(dst6) + stated as u32 + IPPROTO_ICMPV6 as u32;
-                    let d = sums(pseudo, 0).plus(Delta::ZERO.word(old_head[0], word(&l4, 0)));
+                    let d = sums(pseudo, 0).plus(Delta::ZERO.word(old_type, word(&l4, 0)));
                     let c = d.apply(old_csum);
                     l4[2..4].copy_from_slice(&c.to_be_bytes());
                 } else {
@@ -201,7 +202,7 @@ fn to_ipv6(p: &[u8], a: Addrs<Ipv6Addr>, quoted: bool) -> Result<Vec<u8>, DropRe
                     // The error and its quote within the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
                     l4.truncate(icmpv6::ERROR_MAX - 40);
                 }
-                let c = if quoted {
+                let c = if !is_error {
                     let d = sums(0, pseudo6(stated)).plus(Delta::ZERO.word(old_type, word(&l4, 0)));
                     d.apply(old_csum)
                 } else {
@@ -231,14 +232,14 @@ fn to_ipv6(p: &[u8], a: Addrs<Ipv6Addr>, quoted: bool) -> Result<Vec<u8>, DropRe
     Ok(ip)
 }
 
-/// ICMPv6 type, code and second word as ICMPv4's (RFC 7915 §5.2); an error for what is not
-/// translated.
+/// ICMPv6 type, code and second word as ICMPv4's (RFC 7915 §5.2; an echo keeps its code); an
+/// error for what is not translated.
 fn icmp6_to_4(typ: u8, code: u8, rest: Option<&[u8]>) -> Result<(u8, u8, [u8; 4]), DropReason> {
     let rest: [u8; 4] = rest.and_then(|r| r.try_into().ok()).unwrap_or([0; 4]);
     let none = Err(DropReason::Fip64IcmpUntranslatable);
     Ok(match (typ, code) {
-        (icmpv6::ECHO_REQUEST, _) => (8, 0, rest),
-        (icmpv6::ECHO_REPLY, _) => (0, 0, rest),
+        (icmpv6::ECHO_REQUEST, c) => (8, c, rest),
+        (icmpv6::ECHO_REPLY, c) => (0, c, rest),
         (icmpv6::DEST_UNREACH, 0 | 2 | 3) => (3, 1, [0; 4]),
         (icmpv6::DEST_UNREACH, 1) => (3, 10, [0; 4]),
         (icmpv6::DEST_UNREACH, 4) => (3, 3, [0; 4]),
@@ -270,8 +271,8 @@ fn icmp4_to_6(typ: u8, code: u8, rest: Option<&[u8]>) -> Result<(u8, u8, [u8; 4]
     let rest: [u8; 4] = rest.and_then(|r| r.try_into().ok()).unwrap_or([0; 4]);
     let none = Err(DropReason::Fip64IcmpUntranslatable);
     Ok(match (typ, code) {
-        (8, _) => (icmpv6::ECHO_REQUEST, 0, rest),
-        (0, _) => (icmpv6::ECHO_REPLY, 0, rest),
+        (8, c) => (icmpv6::ECHO_REQUEST, c, rest),
+        (0, c) => (icmpv6::ECHO_REPLY, c, rest),
         (3, 0 | 1 | 5 | 6 | 7 | 8 | 11 | 12) => (icmpv6::DEST_UNREACH, 0, [0; 4]),
         (3, 2) => (icmpv6::PARAM_PROBLEM, 1, 6u32.to_be_bytes()),
         (3, 3) => (icmpv6::DEST_UNREACH, 4, [0; 4]),
