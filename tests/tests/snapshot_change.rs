@@ -253,3 +253,64 @@ fn ports_come_and_go_and_the_others_keep_their_state() {
     assert_eq!(dp.stats().drops.get(datapath::DropReason::PortAbsent), 2);
     assert!(!dp.shared().set_link("tap-vm2", true, None), "a released interface is no one's");
 }
+
+/// fip64 bindings (SPEC §11) cross a reload while their router keeps a fip64, and go with the
+/// last one: vm3's answer to the client's pool address reaches the client after a reload, is
+/// routed as plain IPv4 once the fip64s are gone, and finds no binding when a fip64 comes back.
+#[test]
+fn fip64_bindings_cross_a_reload_while_the_fip64_stays() {
+    const C1: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 1];
+    const GW6: [u8; 6] = [0xfa, 0x16, 0x3e, 0xcc, 0, 2];
+    const RB6: [u8; 6] = [0xfa, 0x16, 0x3e, 0xcc, 0, 1];
+    const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 3];
+    let c1: std::net::Ipv6Addr = "2001:db8:e::99".parse().expect("addr");
+    let fip: std::net::Ipv6Addr = "2001:db8:e::100".parse().expect("addr");
+    let mut dp = Datapath::new(topology_of("fip64", |_| {}), "host-a", &HashMap::new()).expect("datapath");
+    let (up, vm3) = (dp.interfaces().by_name("uplink0").expect("uplink"), dp.interfaces().by_name("tap-vm3").expect("vm3"));
+    // The client asks for the fip64 (so the router knows its MAC), then sends it a datagram.
+    let mut body = fip.octets().to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&C1);
+    let solicited = [0xff02, 0, 0, 0, 0, 1, 0xff00, 0x0100];
+    let mut ns = Vec::new();
+    PacketBuilder::ethernet2(C1, [0x33, 0x33, 0xff, 0, 1, 0])
+        .ipv6(c1.octets(), std::net::Ipv6Addr::from(solicited).octets(), 255)
+        .icmpv6_raw(135, 0, [0; 4])
+        .write(&mut ns, &body)
+        .expect("ns");
+    dp.process(up, &ns, Instant(1_000_000_000));
+    let mut q = Vec::new();
+    PacketBuilder::ethernet2(C1, GW6).ipv6(c1.octets(), fip.octets(), 64).udp(40000, 53).write(&mut q, b"q").expect("q");
+    dp.process(up, &q, Instant(2_000_000_000));
+    let (i, out) = dp.tx().iter().next().expect("translated to vm3");
+    assert_eq!(i, vm3);
+    let pool = [out[26], out[27], out[28], out[29]];
+    let answer = |dp: &mut Datapath, t: u64| {
+        let mut a = Vec::new();
+        PacketBuilder::ethernet2(VM3, RB6).ipv4([10, 1, 0, 3], pool, 64).udp(53, 40000).write(&mut a, b"a").expect("a");
+        dp.process(vm3, &a, Instant(t * 1_000_000_000));
+        // Where it left, and as what (the ethertype).
+        dp.tx().iter().next().map(|(i, f)| (i, u16::from_be_bytes([f[12], f[13]])))
+    };
+    assert_eq!(answer(&mut dp, 3), Some((up, 0x86dd)), "the answer goes back as IPv6");
+    // Version 2 drops vm6's fip64: r6 keeps vm3's, and the binding.
+    dp.set_topology(topology_of("fip64", |s| {
+        s["version"] = 2.into();
+        s["floatingips"].as_array_mut().expect("fips").truncate(1);
+    }))
+    .expect("reload");
+    assert_eq!(answer(&mut dp, 4), Some((up, 0x86dd)), "the binding crossed the reload");
+    // Version 3 has no fip64: the binding goes with them.
+    dp.set_topology(topology_of("fip64", |s| {
+        s["version"] = 3.into();
+        s["floatingips"] = serde_json::json!([]);
+    }))
+    .expect("reload");
+    // Routed as any IPv4 (toward the gateway subnet's router, asked by ARP), not translated.
+    assert_eq!(answer(&mut dp, 5), Some((up, 0x0806)), "no fip64, no translation");
+    // Version 4 brings the fip64 back: the old pool address is bound to no one.
+    dp.set_topology(topology_of("fip64", |s| s["version"] = 4.into())).expect("reload");
+    // (What leaves then is version 3's ARP for the upstream router, asked again.)
+    assert_ne!(answer(&mut dp, 6).map(|(_, ethertype)| ethertype), Some(0x86dd));
+    assert_eq!(dp.stats().drops.get(datapath::drop::DropReason::Fip64Unbound), 1, "{:?}", dp.stats().drops);
+}

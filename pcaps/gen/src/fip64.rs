@@ -1,6 +1,7 @@
 //! The fip64 scenarios (SPEC §11), on a topology of their own: router r6 with net-b behind it
 //! (vm3 10.1.0.3, vm6 10.1.0.4) and its gateway port r6-gw on ext6, bound to uplink0, with
-//! 198.51.100.2 and 2001:db8:e::2. vm3 has fip64 2001:db8:e::100, vm6 2001:db8:e::106. IPv6
+//! 198.51.100.2 and 2001:db8:e::2, and default SNAT on (which traffic to and from the NAT64
+//! pool never takes). vm3 has fip64 2001:db8:e::100, vm6 2001:db8:e::106. IPv6
 //! clients are on-link on ext6 behind uplink0. Expected frames are built from RFC 7915's rules
 //! with etherparse (every checksum computed in full), and the pool address a client gets from
 //! the hash SPEC §11 and `datapath/src/ct/bindings.rs` document — never from edgepath's output.
@@ -60,7 +61,7 @@ fn topology() -> Value {
             port("r6-b", "net-b", RB6, [10, 1, 0, 1], "network:router_interface", "r6", None),
             gw,
         ],
-        "routers": [{"id": "r6", "external_gateway_info": {"network_id": "ext6", "enable_snat": false}}],
+        "routers": [{"id": "r6", "external_gateway_info": {"network_id": "ext6", "enable_snat": true}}],
         "floatingips": [
             {"id": "fip64-vm3", "floating_ip_address": "2001:db8:e::100", "floating_network_id": "ext6",
              "port_id": "vm3", "fixed_ip_address": ip_str(IP_VM3), "router_id": "r6"},
