@@ -52,7 +52,6 @@ fn snapshot_check_lists_the_vteps() {
 fn snapshot_check_names_file_resource_and_attribute() {
     let base: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo().join("pcaps/l2-local/snapshot.json")).expect("read")).expect("json");
-    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "fixed IP outside its subnet",
@@ -300,18 +299,7 @@ fn snapshot_check_names_file_resource_and_attribute() {
             "logging_resources/l: firewall_logs[0].id: \"../x\" contains '/': it names the log file fw-<id>.log",
         ),
     ];
-    let tmp = tempfile::tempdir().expect("tmp");
-    for (what, edit, want) in cases {
-        let mut s = base.clone();
-        edit(&mut s);
-        let path = tmp.path().join("snap.json");
-        std::fs::write(&path, serde_json::to_string(&s).expect("json")).expect("write");
-        let o = edgepath(&["snapshot", "check", path.to_str().expect("utf8")]);
-        assert_eq!(o.status.code(), Some(2), "{what}");
-        let err = stderr(&o);
-        assert_eq!(err.lines().count(), 1, "{what}: {err}");
-        assert_eq!(err.trim_end(), format!("edgepath: {}: {want}", path.display()), "{what}");
-    }
+    assert_one_line_errors(&base, cases);
 }
 
 /// fip64s (SPEC §11) are listed, and the two rules on them are one-line errors.
@@ -328,7 +316,6 @@ fn snapshot_check_lists_fip64s_and_refuses_bad_ones() {
         assert!(out.lines().any(|l| l == want), "missing {want:?} in\n{out}");
     }
     let base: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "a second fip64 for one fixed IP",
@@ -344,16 +331,25 @@ fn snapshot_check_lists_fip64s_and_refuses_bad_ones() {
             "floatingips/fip64-vm3: router_id: router r6 has no gateway port on ext6, which a fip64 needs",
         ),
     ];
+    assert_one_line_errors(&base, cases);
+}
+
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
+/// Each of `cases` — what it breaks, how, the error it must give — applied to `base` makes
+/// `snapshot check` exit 2 with exactly that one line, naming the file.
+fn assert_one_line_errors(base: &serde_json::Value, cases: Vec<(&str, Edit, &str)>) {
     let tmp = tempfile::tempdir().expect("tmp");
     for (what, edit, want) in cases {
         let mut s = base.clone();
         edit(&mut s);
-        let bad = tmp.path().join("snap.json");
-        std::fs::write(&bad, serde_json::to_string(&s).expect("json")).expect("write");
-        let o = edgepath(&["snapshot", "check", bad.to_str().expect("utf8")]);
-        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
+        let path = tmp.path().join("snap.json");
+        std::fs::write(&path, serde_json::to_string(&s).expect("json")).expect("write");
+        let o = edgepath(&["snapshot", "check", path.to_str().expect("utf8")]);
+        assert_eq!(o.status.code(), Some(2), "{what}");
         let err = stderr(&o);
-        assert_eq!(err.trim_end(), format!("edgepath: {}: {want}", bad.display()), "{what}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        assert_eq!(err.trim_end(), format!("edgepath: {}: {want}", path.display()), "{what}");
     }
 }
 

@@ -148,11 +148,16 @@ fn l3_mut(b: &mut [u8]) -> Result<&mut [u8], OutOfRange> {
     b.get_mut(wire::ETH_LEN..).ok_or(OutOfRange { at: 0..wire::ETH_LEN, len })
 }
 
+/// A MAC as `flows` writes it.
+fn mac_text(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 /// How `flows` shows a rewrite: `set(eth_src=…,eth_dst=…,fields…),` then `limit-N,` for a
 /// TTL or hop limit lowered by N; nothing for a rewrite that changes nothing.
 fn render(eth: Option<([u8; 6], [u8; 6])>, fields: Vec<String>, limit: &str, dec: u8) -> String {
-    let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-    let parts: Vec<String> = eth.map(|(s, d)| format!("eth_src={},eth_dst={}", mac(s), mac(d))).into_iter().chain(fields).collect();
+    let parts: Vec<String> =
+        eth.map(|(s, d)| format!("eth_src={},eth_dst={}", mac_text(s), mac_text(d))).into_iter().chain(fields).collect();
     let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
     if dec > 0 {
         out.push_str(&format!("{limit}-{dec},"));

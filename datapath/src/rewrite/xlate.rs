@@ -54,10 +54,6 @@ enum L4Fix {
     Echo { typ: u8, addrs: u32 },
 }
 
-fn sum16(a: &[u8]) -> u32 {
-    csum::sum(a)
-}
-
 impl L4Fix {
     fn derive(l4: &L4, from: u32, to: u32, v6_addrs: u32) -> Option<L4Fix> {
         let delta = Delta::ZERO.word(csum::fold(from), csum::fold(to));
@@ -125,11 +121,11 @@ impl To4 {
         {
             return None;
         }
-        let (s6, d6) = (sum16(&a.src.octets()), sum16(&a.dst.octets()));
+        let (s6, d6) = (csum::sum(&a.src.octets()), csum::sum(&a.dst.octets()));
         let (src, dst) = (b.src.octets(), b.dst.octets());
-        let l4 = L4Fix::derive(&a.l4, s6 + d6, sum16(&src) + sum16(&dst), s6 + d6)?;
+        let l4 = L4Fix::derive(&a.l4, s6 + d6, csum::sum(&src) + csum::sum(&dst), s6 + d6)?;
         let fixed = [0x4500u16, 0, 0, 0x4000, b.proto as u16];
-        let ip_sum = fixed.iter().map(|&w| w as u32).sum::<u32>() + (b.tos as u32) + sum16(&src) + sum16(&dst);
+        let ip_sum = fixed.iter().map(|&w| w as u32).sum::<u32>() + (b.tos as u32) + csum::sum(&src) + csum::sum(&dst);
         Some(To4 { eth: (h1.eth_src, h1.eth_dst), tos: b.tos, src, dst, proto: b.proto, ttl_dec: a.hop_limit - b.ttl, ip_sum, l4 })
     }
 
@@ -161,11 +157,10 @@ impl To4 {
     }
 
     pub(super) fn describe(&self) -> String {
-        let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         format!(
             "translate(ipv4,eth_src={},eth_dst={},ip_src={},ip_dst={},tos={:#04x}),ttl-{},",
-            mac(self.eth.0),
-            mac(self.eth.1),
+            super::mac_text(self.eth.0),
+            super::mac_text(self.eth.1),
             Ipv4Addr::from(self.src),
             Ipv4Addr::from(self.dst),
             self.tos,
@@ -185,8 +180,8 @@ impl To6 {
             return None;
         }
         let (src, dst) = (b.src.octets(), b.dst.octets());
-        let (s6, d6) = (sum16(&src), sum16(&dst));
-        let l4 = L4Fix::derive(&a.l4, sum16(&a.src.octets()) + sum16(&a.dst.octets()), s6 + d6, s6 + d6)?;
+        let (s6, d6) = (csum::sum(&src), csum::sum(&dst));
+        let l4 = L4Fix::derive(&a.l4, csum::sum(&a.src.octets()) + csum::sum(&a.dst.octets()), s6 + d6, s6 + d6)?;
         Some(To6 { eth: (h1.eth_src, h1.eth_dst), tclass: b.tclass, src, dst, next: b.proto, hop_dec: a.ttl - b.hop_limit, l4 })
     }
 
@@ -213,11 +208,10 @@ impl To6 {
     }
 
     pub(super) fn describe(&self) -> String {
-        let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         format!(
             "translate(ipv6,eth_src={},eth_dst={},ip_src={},ip_dst={},tclass={:#04x}),hop_limit-{},",
-            mac(self.eth.0),
-            mac(self.eth.1),
+            super::mac_text(self.eth.0),
+            super::mac_text(self.eth.1),
             Ipv6Addr::from(self.src),
             Ipv6Addr::from(self.dst),
             self.tclass,

@@ -18,24 +18,24 @@ impl Sim<'_> {
     /// IPv6 to fip64 `fx` at its gateway port `p` of router `r` (6 → 4).
     pub(super) fn fip64_in(&mut self, r: RouterRef, p: PortRef, f: &Frame, ip: &Ipv6, fx: &Fip64) {
         // An error is about a packet the fip64 sent to a client: that client's binding, which it
-        // does not make. Anything else is from the client, bound now if it was not.
-        let (pool, quoted) = if f.is_icmp_error() {
+        // does not make, and the error is not a flow. Anything else is from the client, bound now
+        // if it was not.
+        let pool = if f.is_icmp_error() {
+            self.uncacheable();
             let client = quoted_dst6(f, ip);
             let Some(b) = client.and_then(|c| self.live_binding(r, c)) else {
                 return self.drop(DropReason::Fip64Unbound);
             };
-            (b.pool, Some((fx.fixed, b.pool)))
+            b.pool
         } else {
             let b: &Binding = self.fip64.bind(r, ip.src, self.limits.fip64(), self.now);
             let pool = b.pool;
             self.res.binding = Some(b.hold());
-            (pool, Some((fx.fixed, pool)))
+            pool
         };
         note!(self, "fip64 {}: {} as {pool} → {}", fx.id, ip.src, fx.fixed);
-        if quoted.is_some() && f.is_icmp_error() {
-            self.uncacheable();
-        }
-        let v4 = match xlate::frame_to_ipv4(&f.buf, Addrs { src: pool, dst: fx.fixed, quoted }).and_then(Frame::parse) {
+        let addrs = Addrs { src: pool, dst: fx.fixed, quoted: Some((fx.fixed, pool)) };
+        let v4 = match xlate::frame_to_ipv4(&f.buf, addrs).and_then(Frame::parse) {
             Ok(v4) => v4,
             Err(reason) => return self.drop(reason),
         };
@@ -57,7 +57,7 @@ impl Sim<'_> {
             },
             false => (ip.dst, ip.src),
         };
-        let Some(client) = self.fip64.by_pool(r, pool, self.now).map(|b| (b.client, b.hold())) else {
+        let Some((client, hold)) = self.fip64.by_pool(r, pool, self.now).map(|b| (b.client, b.hold())) else {
             // A binding may come with the next client: this drop is not a flow.
             self.uncacheable();
             return self.drop(DropReason::Fip64Unbound);
@@ -65,7 +65,6 @@ impl Sim<'_> {
         let Some(fx) = self.topo.fip64_of(r, fixed) else {
             return self.drop(DropReason::Fip64NotFip64);
         };
-        let (client, hold) = client;
         hold.touch(self.now);
         self.res.binding = Some(hold);
         note!(self, "fip64 {}: {} → {pool} as {} → {client}", fx.id, ip.src, fx.addr);

@@ -102,20 +102,9 @@ fn to_ipv4(p: &[u8], a: Addrs<Ipv4Addr>, quoted: bool) -> Result<Vec<u8>, DropRe
             IPPROTO_TCP => patch(&mut l4, 16, addrs, false),
             IPPROTO_UDP => patch(&mut l4, 6, addrs, true),
             _ => {
-                let (typ, code, rest) = icmp6_to_4(l4.first().copied().unwrap_or(0), l4.get(1).copied().unwrap_or(0), l4.get(4..8))?;
-                let is_error = typ != 8 && typ != 0;
-                if is_error && quoted {
-                    // An error about an error is never sent (RFC 4443 §2.4): nothing to quote.
-                    return Err(DropReason::Fip64IcmpUntranslatable);
-                }
-                let body = match (is_error, a.quoted) {
-                    (true, Some((qs, qd))) => to_ipv4(l4.get(8..).unwrap_or_default(), Addrs { src: qs, dst: qd, quoted: None }, true)?,
-                    (true, None) => return Err(DropReason::Fip64IcmpUntranslatable),
-                    (false, _) => l4.get(8..).unwrap_or_default().to_vec(),
-                };
-                let old_type = word(&l4, 0);
-                let old_csum = word(&l4, 2);
-                l4 = [typ, code, 0, 0].into_iter().chain(rest).chain(body).collect();
+                let (old_type, old_csum) = (word(&l4, 0), word(&l4, 2));
+                let is_error;
+                (l4, is_error) = icmp_message(&l4, icmp6_to_4, |t| t != 8 && t != 0, quoted, a.quoted, to_ipv4)?;
                 if !is_error {
                     // An echo's checksum loses the pseudo-header and gains the new type: updated,
                     // not recomputed, so a wrong one stays wrong (as a router carries it).
@@ -185,19 +174,9 @@ fn to_ipv6(p: &[u8], a: Addrs<Ipv6Addr>, quoted: bool) -> Result<Vec<u8>, DropRe
             }
             IPPROTO_UDP => patch(&mut l4, 6, addrs, true),
             _ => {
-                let (typ, code, rest) = icmp4_to_6(l4.first().copied().unwrap_or(0), l4.get(1).copied().unwrap_or(0), l4.get(4..8))?;
-                let is_error = typ < 128;
-                if is_error && quoted {
-                    return Err(DropReason::Fip64IcmpUntranslatable);
-                }
-                let body = match (is_error, a.quoted) {
-                    (true, Some((qs, qd))) => to_ipv6(l4.get(8..).unwrap_or_default(), Addrs { src: qs, dst: qd, quoted: None }, true)?,
-                    (true, None) => return Err(DropReason::Fip64IcmpUntranslatable),
-                    (false, _) => l4.get(8..).unwrap_or_default().to_vec(),
-                };
-                let old_type = word(&l4, 0);
-                let old_csum = word(&l4, 2);
-                l4 = [typ, code, 0, 0].into_iter().chain(rest).chain(body).collect();
+                let (old_type, old_csum) = (word(&l4, 0), word(&l4, 2));
+                let is_error;
+                (l4, is_error) = icmp_message(&l4, icmp4_to_6, icmpv6::is_error, quoted, a.quoted, to_ipv6)?;
                 if is_error {
                     // The error and its quote within the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
                     l4.truncate(icmpv6::ERROR_MAX - 40);
@@ -230,6 +209,36 @@ fn to_ipv6(p: &[u8], a: Addrs<Ipv6Addr>, quoted: bool) -> Result<Vec<u8>, DropRe
     }
     ip.extend_from_slice(&l4);
     Ok(ip)
+}
+
+/// One family's ICMP type, code and second word as the other's.
+type IcmpMap = fn(u8, u8, Option<&[u8]>) -> Result<(u8, u8, [u8; 4]), DropReason>;
+
+/// One direction's packet translation ([`to_ipv4`], [`to_ipv6`]).
+type Translate<A> = fn(&[u8], Addrs<A>, bool) -> Result<Vec<u8>, DropReason>;
+
+/// The ICMP message `l4` in the other family, checksum zero: type, code and second word by
+/// `map`, and for an error (`is_error` of the new type) the quoted packet translated by
+/// `translate` with the addresses `quoted_addrs`. Also whether it is an error. `quoted`: `l4`
+/// is itself inside a quote, where an error is never found (RFC 4443 §2.4: no error about an
+/// error).
+fn icmp_message<A>(
+    l4: &[u8],
+    map: IcmpMap,
+    is_error: fn(u8) -> bool,
+    quoted: bool,
+    quoted_addrs: Option<(A, A)>,
+    translate: Translate<A>,
+) -> Result<(Vec<u8>, bool), DropReason> {
+    let (typ, code, rest) = map(l4.first().copied().unwrap_or(0), l4.get(1).copied().unwrap_or(0), l4.get(4..8))?;
+    let error = is_error(typ);
+    let body = l4.get(8..).unwrap_or_default();
+    let body = match (error, quoted_addrs) {
+        (true, Some((src, dst))) if !quoted => translate(body, Addrs { src, dst, quoted: None }, true)?,
+        (true, _) => return Err(DropReason::Fip64IcmpUntranslatable),
+        (false, _) => body.to_vec(),
+    };
+    Ok(([typ, code, 0, 0].into_iter().chain(rest).chain(body).collect(), error))
 }
 
 /// ICMPv6 type, code and second word as ICMPv4's (RFC 7915 §5.2; an echo keeps its code); an
