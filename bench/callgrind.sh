@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench/callgrind.sh [--before REV] [N] [FLOW...] — instructions per cached hit, counted by
 # callgrind (stable where wall-clock time is not). Runs `bench/examples/hitloop` (one cached flow
-# in a plain loop: `fip`, the FIP-DNAT flow, by default; `routed-v4`, `routed-v6`) for N and 2N
-# packets (default N = 200000) and prints the difference divided by N, so start-up and the first
-# (simulated) packet cancel out. With --before REV, the same for the tree at REV (a git worktree
+# in a plain loop: `fip`, the FIP-DNAT flow, by default; `routed-v4`, `routed-v6`, `fip64-6to4`,
+# `fip64-4to6`) for N and 2N packets (default N = 200000) and prints the difference divided by N,
+# so start-up and the first (simulated) packet cancel out. With --before REV, the same for the tree at REV (a git worktree
 # under target/), in the same run; trees before the IPv6 work know `fip` only.
 set -euo pipefail
 cd "$(dirname "$0")/.."

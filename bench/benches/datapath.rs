@@ -164,6 +164,14 @@ fn routed_v4_v6(c: &mut Criterion) {
     }
 }
 
+/// fip64 (SPEC §11, issue 13): a cached flow each way, 6 → 4 from the client and 4 → 6 back.
+fn fip64(c: &mut Criterion) {
+    let (dp, up, query, _, _) = fip64_both_ways();
+    bench_hit(c, "fip64-6to4", dp, up, &query);
+    let (dp, _, _, tap, answer) = fip64_both_ways();
+    bench_hit(c, "fip64-4to6", dp, tap, &answer);
+}
+
 /// Rule evaluation (SPEC §6.2, issue 4): the classifier alone, and a whole flow-cache miss
 /// through a firewall, with 10, 100 and 1000 rules where only the last matches.
 fn firewall(c: &mut Criterion) {
@@ -310,5 +318,5 @@ fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, routed_v4_v6, vxlan_encap, remote_mac_encap, vxlan_decap, qos_hit, firewall, default_snat_miss, workers }
+criterion_group! { name = benches; config = config(); targets = parse, fip_dnat, routed_v4_v6, fip64, vxlan_encap, remote_mac_encap, vxlan_decap, qos_hit, firewall, default_snat_miss, workers }
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! A plain loop over one cached flow, for profilers (`perf record`, callgrind):
-//! `hitloop [N] [fip|routed-v4|routed-v6]` — the FIP-DNAT flow from the uplink (the default),
-//! or vm1 → vm3 across r1 on the dual-stack `ipv6-flows` scenario, IPv4 or IPv6.
+//! `hitloop [N] [fip|routed-v4|routed-v6|fip64-6to4|fip64-4to6]` — the FIP-DNAT flow from the
+//! uplink (the default), vm1 → vm3 across r1 on the dual-stack `ipv6-flows` scenario, IPv4 or
+//! IPv6, or a fip64 flow either way.
 use datapath::Instant;
 use edgepath_bench::*;
 
@@ -20,6 +21,14 @@ fn main() {
                 udp(vm1, r1_a, [10, 0, 0, 3], [10, 1, 0, 3], 4000, 5000)
             };
             (dp, i, f)
+        }
+        "fip64-6to4" => {
+            let (dp, up, query, _, _) = fip64_both_ways();
+            (dp, up, query)
+        }
+        "fip64-4to6" => {
+            let (dp, _, _, tap, answer) = fip64_both_ways();
+            (dp, tap, answer)
         }
         _ => {
             let dp = datapath("fip-dnat-inbound", "host-a", &[]);

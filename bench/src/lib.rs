@@ -64,6 +64,39 @@ pub fn udp6(smac: [u8; 6], dmac: [u8; 6], src: [u8; 16], dst: [u8; 16], sport: u
     v
 }
 
+/// A Neighbor Solicitation from `mac`/`src` for `target`, multicast to its solicited-node
+/// group, with the source link-layer address option.
+pub fn ns(mac: [u8; 6], src: [u8; 16], target: [u8; 16]) -> Vec<u8> {
+    let group = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15]];
+    let ns = etherparse::Icmpv6Type::Unknown { type_u8: 135, code_u8: 0, bytes5to8: [0; 4] };
+    let mut body = target.to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&mac);
+    let mut v = Vec::new();
+    let dmac = [0x33, 0x33, 0xff, target[13], target[14], target[15]];
+    PacketBuilder::ethernet2(mac, dmac).ipv6(src, group, 255).icmpv6(ns).write(&mut v, &body).expect("build");
+    v
+}
+
+/// The fip64 scenario (SPEC §11) with both directions cached: client 2001:db8:e::99 behind
+/// uplink0 asked for vm3's fip64 2001:db8:e::100 by NS, and one UDP query and its answer
+/// passed. Returns the datapath, uplink0 and the query, tap-vm3 and the answer.
+pub fn fip64_both_ways() -> (Datapath, IfIdx, Vec<u8>, IfIdx, Vec<u8>) {
+    let mut dp = datapath("fip64-flows", "host-a", &[]);
+    let (up, tap) = (iface(&dp, "uplink0"), iface(&dp, "tap-vm3"));
+    let (client, cmac) = ([0x20, 1, 0x0d, 0xb8, 0, 0xe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99], [0x02, 0xc1, 0, 0, 0, 1]);
+    let fip = [0x20, 1, 0x0d, 0xb8, 0, 0xe, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    must_forward(&mut dp, up, &ns(cmac, client, fip), SEC / 2);
+    let query = udp6(cmac, [0xfa, 0x16, 0x3e, 0xcc, 0, 2], client, fip, 40000, 53);
+    must_forward(&mut dp, up, &query, SEC);
+    // The client's pool address is the translated query's IPv4 source.
+    let (_, v4) = dp.tx().iter().next().expect("the query left");
+    let pool: [u8; 4] = v4[26..30].try_into().expect("IPv4");
+    let answer = udp([0xfa, 0x16, 0x3e, 0, 1, 3], [0xfa, 0x16, 0x3e, 0xcc, 0, 1], [10, 1, 0, 3], pool, 53, 40000);
+    must_forward(&mut dp, tap, &answer, SEC);
+    (dp, up, query, tap, answer)
+}
+
 /// An ARP frame.
 pub fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], eth_dst: [u8; 6]) -> Vec<u8> {
     let mut f = Vec::new();
