@@ -1,6 +1,7 @@
 //! fip64 (SPEC §11): IPv6 clients reach an IPv4 VM through an IPv6 floating IP. IPv6 to the
 //! fip64 at the router's gateway port is translated to IPv4 (the client's source becomes its
-//! pool address, the fip64 the fixed IP) and routed as IPv4, firewall included; IPv4 from the
+//! pool address, the fip64 the fixed IP) and routed as IPv4, firewall included (a reject
+//! answers the client in IPv6, from the packet as it arrived); IPv4 from the
 //! VM to a pool address bound on its router is translated back and routed as IPv6. ICMP errors
 //! are translated with the packet they quote (`wire/xlate.rs`), each by the binding of the
 //! client that packet was to or from.
@@ -39,7 +40,7 @@ impl Sim<'_> {
             Ok(v4) => v4,
             Err(reason) => return self.drop(reason),
         };
-        self.route(r, p, v4);
+        self.route_arrived(r, p, f, v4);
     }
 
     /// IPv4 from `inport` of router `r` to a pool address (4 → 6): the firewall, TTL, then

@@ -32,8 +32,15 @@ impl Sim<'_> {
     }
 
     /// Route an IPv4 packet that entered router `r` by port `inport` (§6.1–§6.3, §6.1 NAT).
-    pub(super) fn route(&mut self, r: RouterRef, inport: PortRef, mut f: Frame) {
+    pub(super) fn route(&mut self, r: RouterRef, inport: PortRef, f: Frame) {
         let orig = f.clone();
+        self.route_arrived(r, inport, &orig, f)
+    }
+
+    /// Route `f`, which arrived at `inport` as `orig`: the same packet, or for fip64 (§11) the
+    /// IPv6 packet it was translated from, so that what the router answers (a reject, an ICMP
+    /// error) goes to the sender in the sender's family.
+    pub(super) fn route_arrived(&mut self, r: RouterRef, inport: PortRef, orig: &Frame, mut f: Frame) {
         // SPEC §6.1 PREROUTING
         let pre = match nat::prerouting(self, r, inport, &mut f) {
             Ok(pre) => pre,
@@ -65,23 +72,23 @@ impl Sim<'_> {
         }
         // §6.3 TTL
         if ip.ttl <= 1 {
-            self.icmp_error(&orig, inport, wire::ICMP_TIME_EXCEEDED, 0);
+            self.icmp_error(orig, inport, wire::ICMP_TIME_EXCEEDED, 0);
             return self.drop(DropReason::TtlExceeded);
         }
         // §11: to a NAT64 pool address of a router with fip64s: back to the IPv6 client.
         if fip64::to_pool(self.topo, r, ip.dst) {
-            return self.fip64_out(r, inport, &orig, f, ip);
+            return self.fip64_out(r, inport, orig, f, ip);
         }
         // §6.2 routing
         let Some(route) = router.routes.lookup(ip.src, ip.dst) else {
-            self.icmp_error(&orig, inport, wire::ICMP_DEST_UNREACH, 0);
+            self.icmp_error(orig, inport, wire::ICMP_DEST_UNREACH, 0);
             return self.drop(DropReason::NoRoute);
         };
         let outport = route.port;
         let next_hop = route.via.unwrap_or(ip.dst);
         note!(self, "route {} via {} out port {}", route.destination, next_hop, self.topo.port(outport).id);
         // SPEC §6.2 firewall: after routing, before POSTROUTING (iptables' FORWARD chain).
-        if let Err(reason) = firewall::filter(self, r, inport, &orig, &f) {
+        if let Err(reason) = firewall::filter(self, r, inport, orig, &f) {
             return self.drop(reason);
         }
         // SPEC §6.1 POSTROUTING

@@ -6,7 +6,7 @@
 //! with etherparse (every checksum computed in full), and the pool address a client gets from
 //! the hash SPEC §11 and `datapath/src/ct/bindings.rs` document — never from edgepath's output.
 
-use super::ipv6::{a6, ns, Ip6, L6, P6};
+use super::ipv6::{a6, error6, ns, Ip6, L6, P6};
 use super::*;
 
 const GW6: Mac = [0xfa, 0x16, 0x3e, 0xcc, 0, 2];
@@ -291,5 +291,36 @@ pub(super) fn cases(all: &mut Vec<Case>) {
         c.input(t + 0.3, "tap-vm3", pong.bytes()).expect(t + 0.3, "uplink0", to_v6(&pong, fip_vm3(), c1, C1).bytes());
         c.input(t + 0.4, "tap-vm3", bare_bytes.clone()).expect(t + 0.4, "uplink0", to_v6(&bare, fip_vm3(), c1, C1).bytes());
     }
+    all.push(c);
+
+    // Story: r6's firewall (§6.2) sees fip64 traffic as the IPv4 it becomes (pool address →
+    // fixed IP), and a reject answers the client in its own family (§11): SMTP gets a TCP RST
+    // over IPv6 from the fip64, UDP to a rejected range gets ICMPv6 port unreachable from the
+    // gateway port's IPv6 address quoting the datagram as it arrived. Allowed UDP passes and
+    // its answer returns by the connection's state.
+    let mut s = topology();
+    s["firewall_rules"] = json!([
+        {"id": "reject-smtp", "protocol": "tcp", "destination_port": "25", "action": "reject"},
+        {"id": "reject-udp-range", "protocol": "udp", "source_ip_address": "100.64.0.0/10", "destination_port": "5000:5010", "action": "reject"},
+        {"id": "allow-dns", "protocol": "udp", "destination_ip_address": "10.1.0.3/32", "destination_port": "53", "action": "allow"},
+    ]);
+    s["firewall_policies"] = json!([{"id": "pol6", "firewall_rules": ["reject-smtp", "reject-udp-range", "allow-dns"]}]);
+    s["firewalls"] = json!([{"id": "fw6", "firewall_policy_id": "pol6", "router_ids": ["r6"]}]);
+    let mut c = Case::new("fip64-firewall", "the firewall filters fip64 traffic as IPv4; a reject answers the client in IPv6", s);
+    hello(&mut c, 1.0, c1, C1, fip_vm3());
+    let q = udp6(C1, c1, fip_vm3(), 40000, 53, b"allowed");
+    c.input(2.0, "uplink0", q.bytes()).expect(2.0, "tap-vm3", to_v4(&q, p1, IP_VM3, VM3).bytes());
+    let a = P::udp(VM3, RB6, IP_VM3, p1, 53, 40000, b"by state");
+    c.input(3.0, "tap-vm3", a.bytes()).expect(3.0, "uplink0", to_v6(&a, fip_vm3(), c1, C1).bytes());
+    let smtp = P6 { l4: L6::Tcp(L4::Tcp { sport: 41000, dport: 25, syn: true, ack: false, seq: 7 }), ..udp6(C1, c1, fip_vm3(), 0, 0, b"") };
+    let rst = P6 {
+        l4: L6::Tcp(L4::TcpRst { sport: 25, dport: 41000, seq: 0, ack: Some(8) }),
+        hop_limit: 64,
+        ..udp6(GW6, fip_vm3(), c1, 0, 0, b"")
+    };
+    c.input(4.0, "uplink0", smtp.bytes()).expect(4.0, "uplink0", P6 { dmac: C1, ..rst }.bytes());
+    let rejected = udp6(C1, c1, fip_vm3(), 40001, 5005, b"to a rejected port");
+    c.input(5.0, "uplink0", rejected.bytes()).expect(5.0, "uplink0", error6(GW6, a6(0xe, 2), 1, 4, &rejected).bytes());
+    c.drop("fw_rejected", 2);
     all.push(c);
 }

@@ -176,7 +176,7 @@ fn routed6(p: &P6, smac: Mac, dmac: Mac) -> P6 {
 
 /// An ICMPv6 error from `src` at `smac` about `orig`, quoting all of it (the suites' packets
 /// are far below 1280 bytes).
-fn error6(smac: Mac, src: Ip6, typ: u8, code: u8, orig: &P6) -> P6 {
+pub(super) fn error6(smac: Mac, src: Ip6, typ: u8, code: u8, orig: &P6) -> P6 {
     let mut e = P6::icmp(smac, orig.smac, src, orig.src, L6::Icmp(typ, code, [0; 4]), &orig.bytes()[14..]);
     e.hop_limit = 64;
     e
