@@ -14,10 +14,12 @@
 //! list of outputs, each optionally with a VXLAN outer-header template. Applying a flow is a copy,
 //! a few stores and incremental checksum updates; no allocation once the transmit buffer is warm.
 //!
-//! **Validity.** A flow remembers the datapath epoch (bumped by a new snapshot and by every learned
-//! MAC or ARP entry), the connection table generation when the simulation saw a mapping missing,
-//! and the connection it belongs to. A hit whose dependencies changed is simulated again. A hit
-//! also stamps the learned entry of its source MAC, so a talking MAC does not age out.
+//! **Validity.** A flow remembers the datapath epoch (bumped by a new snapshot), the generation
+//! of each learned MAC and ARP entry the simulation read (found or not: `learn.rs`), the
+//! connection table generation when the simulation saw a mapping missing, and the connection it
+//! belongs to. A hit whose dependencies changed is simulated again; a change to an entry leaves
+//! the flows that never read it alone. A hit also stamps the learned entry of its source MAC, so
+//! a talking MAC does not age out.
 //!
 //! Thread safety: a flow table belongs to one worker and is taken `&mut`; what a flow depends on
 //! is read through atomics (the epoch, [`Watch`], [`ConnRef`]), so a hit takes no lock.
@@ -213,6 +215,8 @@ pub struct Flow {
     pub binding: Option<crate::ct::bindings::BindingRef>,
     /// A deny the flow logs for every packet (§8).
     pub fw_log: Option<crate::sim::firewall::FwLog>,
+    /// The learned MAC and ARP entries the simulation read, by generation (SPEC §9).
+    pub learned: crate::learn::LearnedDeps,
     /// The learned entry of the packets' source MAC: each hit keeps it from aging out.
     pub mac_seen: Option<crate::learn::MacSeen>,
     /// Packets that took this flow from the cache.

@@ -100,6 +100,7 @@ fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh
         fw_absent,
         binding: res.binding.clone(),
         fw_log: res.fw_log_each_packet,
+        learned: state.learned.gens.deps(&res.learned),
         mac_seen: res.mac_seen.clone(),
         hits: Default::default(),
     })

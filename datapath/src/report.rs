@@ -103,14 +103,14 @@ pub fn conntrack(state: &State, topo: &Topology, now: Instant) -> String {
 }
 
 /// A worker's cached flows, one per line, sorted: ingress, the fields matched, the actions, the
-/// hits; a flow made before `epoch` is marked stale.
+/// hits; a flow made before `epoch`, or after which an entry it read changed, is marked stale.
 pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u64) -> String {
     let name = |i: IfIdx| ifs.list.get(i.0 as usize).map_or("?".to_string(), |x| x.name.clone());
     let mut lines: Vec<String> = flows
         .iter()
         .map(|(k, f)| {
             let (inf, fields) = k.describe();
-            let stale = if f.epoch != epoch { " (stale)" } else { "" };
+            let stale = if f.epoch != epoch || !f.learned.fresh() { " (stale)" } else { "" };
             let actions = match f.drop {
                 Some(r) => format!("drop:{}", r.name()),
                 None => f

@@ -327,9 +327,6 @@ impl Shared {
             state.learned.counted(input);
         }
         state.ct.sweep(now, 2);
-        if res.learned {
-            self.epoch.fetch_add(1, Ordering::Release);
-        }
         self.timers_due.store(core.timers_due(), Ordering::Release);
         let flow = match keyed && res.cacheable {
             true => install(&res, &core.state, self.epoch.load(Ordering::Acquire), p),
@@ -356,10 +353,8 @@ impl Shared {
             core.next_adverts = now.saturating_add(ADVERT_EVERY);
         }
         let limits = core.state.limits;
-        if core.state.learned.age(now, &limits) {
-            // Flows that reach an aged-out MAC flood again.
-            self.epoch.fetch_add(1, Ordering::Release);
-        }
+        // Flows that reached an aged-out MAC are stale by its generation, and flood again.
+        core.state.learned.age(now, &limits);
         self.timers_due.store(core.timers_due(), Ordering::Release);
         drop(core);
         send_frames(&res, tx);

@@ -347,6 +347,7 @@ impl Datapath {
                 // What the flow depends on, read without a lock (see `Shared`).
                 let flags = tcp_flags(bh);
                 let fresh = flow.epoch == self.shared.epoch()
+                    && flow.learned.fresh()
                     && flow.ct_absent.as_ref().is_none_or(Watch::unchanged)
                     && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
                     && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)

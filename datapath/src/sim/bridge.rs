@@ -50,15 +50,18 @@ impl Sim<'_> {
         let seen = match self.learned.learn_mac(net, mac, loc, self.now, &self.limits) {
             MacLearn::News(seen) => {
                 note!(self, "learn MAC {mac} behind {loc}");
-                self.res.learned = true;
                 seen
             }
             MacLearn::Known(seen) => seen,
             MacLearn::Refused => {
                 note!(self, "MAC table of network {} full: {mac} not learned", self.topo.network(net).id);
-                return;
+                // Learned once the table has room: the flow lasts until an entry goes.
+                return self.depend_learned(Entry::Room(net));
             }
         };
+        // Its flow keeps the source where it was learned: the entry moving elsewhere (and
+        // back by this flow's next packet) takes a simulation.
+        self.depend_learned(Entry::Mac(net, mac));
         if self.generating == 0 && self.res.mac_seen.is_none() {
             self.res.mac_seen = Some(seen);
         }
@@ -134,7 +137,7 @@ impl Sim<'_> {
             Some(&p) => Some(Attach::Port(p)),
             None => match self.topo.vxlan.nets[net.idx()].remote_macs.get(&dst) {
                 Some(group) => Some(Attach::Tunnel(group.pick(flow_hash(&f)))),
-                None => match self.learned.mac(net, dst) {
+                None => match self.learned_mac(net, dst) {
                     Some(Location::Port(p)) => Some(Attach::Port(p)),
                     Some(Location::Tunnel(t)) => Some(Attach::Tunnel(t)),
                     None => None,

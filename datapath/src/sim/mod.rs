@@ -30,7 +30,7 @@ use rules::model::{Mac, NetworkType};
 use crate::ct::{ConnHandle, ConnTable, FwConns};
 use crate::drop::DropReason;
 use crate::iface::{Binding, IfIdx, Ifaces};
-use crate::learn::{ArpOwner, ArpScope, Egress, Learned, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
+use crate::learn::{ArpOwner, ArpScope, Egress, Entry, Learned, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
 use crate::limits::Limits;
 use crate::state::State;
 use crate::time::Instant;
@@ -76,8 +76,9 @@ pub struct SimResult {
     pub police_in: Option<crate::qos::BucketId>,
     /// A NAT rule looked for a mapping and found none: the flow depends on that.
     pub ct_absent: bool,
-    /// A MAC or ARP entry was learned: cached flows are stale.
-    pub learned: bool,
+    /// The learned entries the simulation read, found or not, with their generations (§9:
+    /// the flow is stale once one of them changes).
+    pub learned: Vec<crate::learn::Dep>,
     /// The learned entry of the packet's source MAC, kept alive by the flow's hits.
     pub mac_seen: Option<MacSeen>,
     /// The number [`Learned::new_input`] gave the packet when a copy of it was parked.
@@ -117,7 +118,7 @@ impl SimResult {
             binding: None,
             police_in: None,
             ct_absent: false,
-            learned: false,
+            learned: Vec::new(),
             mac_seen: None,
             input: None,
             fw_conn: None,
@@ -185,6 +186,28 @@ impl<'a> Sim<'a> {
             Some((pr, ph)) if (pr, ph) != (r, h) => self.res.cacheable = false,
             _ => self.res.fw_conn = Some((r, h)),
         }
+    }
+
+    /// The learned entry `e` as it is now decides the packet's way: a flow of it depends on the
+    /// entry's generation (§9).
+    fn depend_learned(&mut self, e: Entry) {
+        let d = self.learned.gens.read(e);
+        if !self.res.learned.contains(&d) {
+            self.res.learned.push(d);
+        }
+    }
+
+    /// Where `mac` was learned on `net`, if it was; the flow depends on that, found or not.
+    fn learned_mac(&mut self, net: NetRef, mac: Mac) -> Option<Location> {
+        self.depend_learned(Entry::Mac(net, mac));
+        self.learned.mac(net, mac)
+    }
+
+    /// The MAC ARP (ND) learned for `ip` in `scope`; the flow depends on that, found or not.
+    fn learned_arp(&mut self, scope: ArpScope, ip: impl Into<std::net::IpAddr>) -> Option<Mac> {
+        let ip = ip.into();
+        self.depend_learned(Entry::Arp(scope, ip));
+        self.learned.arp(scope, ip)
     }
 
     /// A firewall found no connection for the packet; a flow of it depends on none appearing.

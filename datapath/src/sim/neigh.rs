@@ -46,7 +46,6 @@ impl Sim<'_> {
         };
         if self.learned.learn_arp(scope, owner, ip, mac, &self.limits) {
             note!(self, "learn {} {ip} is at {mac}", if ip.is_ipv6() { "ND" } else { "ARP" });
-            self.res.learned = true;
         }
         if let Some(pending) = self.learned.pending.remove(&(scope, ip)) {
             note!(self, "release {} packets waiting for {ip}", pending.frames.len());

@@ -125,7 +125,7 @@ impl Sim<'_> {
         // A port of the snapshot or a floating IP's owning router port is known; anything
         // else is resolved by ARP out of the egress port.
         let known = self.topo.network(port.network).arp_answers.get(&next_hop).copied();
-        let mac = known.or_else(|| self.learned.arp(ArpScope::RouterPort(outport), next_hop.into()));
+        let mac = known.or_else(|| self.learned_arp(ArpScope::RouterPort(outport), next_hop));
         match mac {
             Some(mac) => {
                 f.set_eth(port.mac.0, mac.0);

@@ -74,7 +74,7 @@ impl Sim<'_> {
             return self.drop(DropReason::PortDown);
         }
         let known = self.topo.network(port.network).nd_answers.get(&next_hop).copied();
-        match known.or_else(|| self.learned.arp(ArpScope::RouterPort(outport), next_hop.into())) {
+        match known.or_else(|| self.learned_arp(ArpScope::RouterPort(outport), next_hop)) {
             Some(mac) => {
                 f.set_eth(port.mac.0, mac.0);
                 self.router_send(outport, f);

@@ -33,7 +33,7 @@ impl Sim<'_> {
         let next_hop = host.underlay_gateway.unwrap_or(dst);
         let src_mac = self.ifs.get(ul).mac.0;
         let sport = vxlan::source_port(&f.h);
-        match self.learned.arp(ArpScope::Underlay, next_hop.into()) {
+        match self.learned_arp(ArpScope::Underlay, next_hop) {
             Some(mac) => {
                 let t = vxlan::EncapTemplate::new(src_mac, mac.0, host.tunnel_ip, dst, sport, vni);
                 self.output(ul, f, Some(t));

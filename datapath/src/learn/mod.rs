@@ -1,9 +1,11 @@
 //! What the datapath learns from traffic: MAC locations (SPEC §5.3), ARP entries of router
 //! ports and of the underlay (§6.4, §7), and the packets waiting for an ARP answer.
 //!
-//! A change to either table bumps the datapath epoch, which invalidates every cached flow
-//! (§9: a learned MAC or ARP entry invalidates the flows that depended on it before the next
-//! packet uses them). Learning the same thing again changes nothing.
+//! Invalidation by dependency (SPEC §9): every entry has a generation, bumped when the entry
+//! is made, moves or goes ([`Generations`]). A simulation records the generation of each entry
+//! it read — found or not — and its flow is fresh while none of them moved
+//! ([`LearnedDeps`]), so a MAC learned on a busy uplink invalidates the flows that looked that
+//! MAC up, not every flow of the host. Learning the same thing again changes nothing.
 //!
 //! Every table is bounded ([`Limits`], SPEC §9): a full table refuses the new entry and counts
 //! it. A learned MAC ages out after [`Limits::mac_aging`] without a frame from it, as Linux
@@ -14,6 +16,8 @@
 //! Accounting (SPEC §4): an input whose only copies wait for ARP is counted when the first of
 //! them leaves (forwarded) or when the last is dropped; an input that was also sent elsewhere
 //! was counted then, and its waiting copies count nothing more.
+
+mod gens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -27,6 +31,7 @@ use rules::model::Mac;
 use crate::iface::IfIdx;
 use crate::limits::{Limits, Refusals};
 use crate::time::Instant;
+pub use gens::{Dep, Entry, Generations, LearnedDeps};
 
 /// Where a learned MAC lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +168,8 @@ pub trait Renumber {
 
 #[derive(Debug, Default, Clone)]
 pub struct Learned {
+    /// Each entry's generation (see [`Generations`]).
+    pub gens: Generations,
     macs: HashMap<(NetRef, Mac), MacEntry, ahash::RandomState>,
     macs_per_net: HashMap<NetRef, usize, ahash::RandomState>,
     /// `(stamp when queued, entry)`, in deadline order: an entry is looked at once its queued
@@ -187,6 +194,7 @@ impl Learned {
                 return MacLearn::Known(e.seen.clone());
             }
             e.loc = loc;
+            self.gens.bump(Entry::Mac(net, mac));
             return MacLearn::News(e.seen.clone());
         }
         let n = self.macs_per_net.entry(net).or_default();
@@ -198,6 +206,7 @@ impl Learned {
         let seen = MacSeen(Arc::new(AtomicU64::new(now.0)));
         self.macs.insert((net, mac), MacEntry { loc, seen: seen.clone() });
         self.aging.insert((now, net, mac));
+        self.gens.bump(Entry::Mac(net, mac));
         MacLearn::News(seen)
     }
 
@@ -215,7 +224,8 @@ impl Learned {
         self.aging.first().map_or(u64::MAX, |(t, _, _)| t.saturating_add(limits.mac_aging).0)
     }
 
-    /// Forget the MACs that sent nothing for the aging time; true if any went.
+    /// Forget the MACs that sent nothing for the aging time (the flows that read them are stale);
+    /// true if any went.
     pub fn age(&mut self, now: Instant, limits: &Limits) -> bool {
         let mut gone = false;
         while let Some(&(t, net, mac)) = self.aging.first() {
@@ -233,6 +243,8 @@ impl Learned {
             if let Some(n) = self.macs_per_net.get_mut(&net) {
                 *n -= 1;
             }
+            self.gens.bump(Entry::Mac(net, mac));
+            self.gens.bump(Entry::Room(net));
             gone = true;
         }
         gone
@@ -243,6 +255,9 @@ impl Learned {
         if let Some(e) = self.arp.get_mut(&(scope, ip)) {
             let news = e.0 != mac;
             e.0 = mac;
+            if news {
+                self.gens.bump(Entry::Arp(scope, ip));
+            }
             return news;
         }
         let n = self.arps_per_owner.entry(owner).or_default();
@@ -252,6 +267,7 @@ impl Learned {
         }
         *n += 1;
         self.arp.insert((scope, ip), (mac, owner));
+        self.gens.bump(Entry::Arp(scope, ip));
         true
     }
 
