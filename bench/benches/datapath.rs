@@ -22,37 +22,12 @@
 //! After the timings, each hit bench counts heap allocations per packet with a counting global
 //! allocator and prints them (STYLE.md item 12): the hit path must not allocate.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use datapath::{Datapath, IfIdx, Instant};
 use edgepath_bench::*;
-
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarding the caller's layout to the system allocator unchanged.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` above with this layout.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const VM1: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x03];
 const VM3: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 1, 0x03];
@@ -69,11 +44,11 @@ const RMAC_1: [u8; 6] = [0x02, 0xee, 0, 0, 0, 1];
 
 /// Allocations per packet over `n` packets of a warm flow.
 fn allocs_per_packet(dp: &mut Datapath, i: IfIdx, f: &[u8], n: u64) -> f64 {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocations();
     for k in 0..n {
         dp.process(i, f, Instant(2 * SEC + k));
     }
-    (ALLOCS.load(Ordering::Relaxed) - before) as f64 / n as f64
+    (allocations() - before) as f64 / n as f64
 }
 
 fn parse(c: &mut Criterion) {

@@ -1,7 +1,9 @@
 //! Fixtures for the criterion benches: datapaths built from the scenario snapshots, and frames.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datapath::{Datapath, IfIdx, Instant};
@@ -9,6 +11,46 @@ use etherparse::PacketBuilder;
 use rules::model::Mac;
 
 pub const SEC: u64 = 1_000_000_000;
+
+/// Every bench and example counts heap allocations (the hit path must make none, STYLE.md
+/// item 12) and the bytes held (bytes per cached flow), with this global allocator.
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static HELD: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        HELD.fetch_add(l.size() as u64, Ordering::Relaxed);
+        // SAFETY: forwarding the caller's layout to the system allocator unchanged.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        HELD.fetch_sub(l.size() as u64, Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` above with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        HELD.fetch_add(n as u64, Ordering::Relaxed);
+        HELD.fetch_sub(l.size() as u64, Ordering::Relaxed);
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations made so far.
+pub fn allocations() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+/// Heap bytes held now.
+pub fn heap_bytes() -> u64 {
+    HELD.load(Ordering::Relaxed)
+}
 
 /// A snapshot of the scenario suite.
 pub fn snapshot(case: &str) -> PathBuf {

@@ -9,6 +9,7 @@
 //! with its own flow cache, all on one [`datapath::Shared`] state — with hot reload ([`carry`]
 //! says what a new snapshot keeps) and the control socket of [`io::control`].
 
+pub mod batch;
 pub mod carry;
 pub mod csum;
 pub mod ct;

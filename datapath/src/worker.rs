@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rules::compile::Topology;
 use rules::model::Mac;
 
+use crate::batch::RxBatch;
 use crate::ct::{ConnTable, Watch};
 use crate::drop::DropReason;
 use crate::fastpath::{apply, send_simulated, Outcome, PureJob, TxBuf};
@@ -246,6 +247,16 @@ impl Datapath {
             }
             o => o,
         }
+    }
+
+    /// Process a batch of frames that arrived on `iface` at `now`, in order. What they send
+    /// stays in [`Datapath::tx`] until [`Datapath::sent`].
+    pub fn process_batch(&mut self, iface: IfIdx, batch: &RxBatch, now: Instant) {
+        let batching = std::mem::replace(&mut self.batching, true);
+        for k in 0..batch.len() {
+            self.process(iface, batch.frame(k), now);
+        }
+        self.batching = batching;
     }
 
     /// Process one frame — or, with `defer`, when it takes a cached flow that touches no shared
