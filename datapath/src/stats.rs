@@ -29,7 +29,7 @@ pub struct Stats {
     /// TCP super-frames (segmentation offload) cut into segments at ingress (live mode); each
     /// segment counts as a frame received.
     pub gso_cut: u64,
-    /// Flows the cache let go (least recently used) to make room for new ones.
+    /// Flows the cache let go (not used recently) to make room for new ones.
     pub flows_evicted: u64,
     /// Per interface slot of the running snapshot ([`crate::iface::Ifaces`]).
     pub per_iface: Vec<IfaceCounts>,

@@ -47,6 +47,17 @@ pub struct Datapath {
     /// Frames of earlier inputs stay in `tx` until the I/O layer sends them
     /// ([`Datapath::set_batching`]).
     batching: bool,
+    /// A batch's frames, classified before any is taken (reused).
+    classified: Vec<Classified>,
+}
+
+/// A frame's headers (or why it does not parse), a VXLAN frame's inner headers, its flow key
+/// and the key's hash in this worker's table.
+struct Classified {
+    h: Result<wire::Headers, DropReason>,
+    inner: Option<(std::ops::Range<usize>, wire::Headers, vxlan::Vxlan)>,
+    key: Option<FlowKey>,
+    hash: u64,
 }
 
 impl Datapath {
@@ -72,6 +83,7 @@ impl Datapath {
             trace: false,
             last_trace: Vec::new(),
             batching: false,
+            classified: Vec::with_capacity(crate::batch::BATCH),
         }
     }
 
@@ -249,13 +261,26 @@ impl Datapath {
         }
     }
 
-    /// Process a batch of frames that arrived on `iface` at `now`, in order. What they send
-    /// stays in [`Datapath::tx`] until [`Datapath::sent`].
+    /// Process a batch of frames that arrived on `iface` at `now`: all of them parsed, keyed
+    /// and hashed first, their flows' buckets prefetched, then each taken in order — a hit
+    /// applied, a miss simulated — so frames keep their order and every frame meets the state
+    /// the ones before it left. What they send stays in [`Datapath::tx`] until
+    /// [`Datapath::sent`].
     pub fn process_batch(&mut self, iface: IfIdx, batch: &RxBatch, now: Instant) {
         let batching = std::mem::replace(&mut self.batching, true);
+        let mut classified = std::mem::take(&mut self.classified);
+        classified.clear();
         for k in 0..batch.len() {
-            self.process(iface, batch.frame(k), now);
+            let c = self.classify(iface, batch.frame(k));
+            if c.key.is_some() {
+                self.flows.prefetch(c.hash);
+            }
+            classified.push(c);
         }
+        for (k, c) in classified.iter().enumerate() {
+            self.process_classified(iface, batch.frame(k), c, now, false);
+        }
+        self.classified = classified;
         self.batching = batching;
     }
 
@@ -264,6 +289,13 @@ impl Datapath {
     /// ([`Outcome::Deferred`]). Everything that reads or changes state (misses, connections,
     /// policing, logs, timers) happens here, in order.
     pub fn process_or_defer(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Outcome {
+        let c = self.classify(iface, frame);
+        self.process_classified(iface, frame, &c, now, defer)
+    }
+
+    /// [`Datapath::process_or_defer`] of a frame classified already.
+    #[inline(always)]
+    fn process_classified(&mut self, iface: IfIdx, frame: &[u8], c: &Classified, now: Instant, defer: bool) -> Outcome {
         self.begin_input();
         if self.trace {
             self.last_trace.clear();
@@ -272,7 +304,7 @@ impl Datapath {
             self.run_timers(now);
         }
         self.stats.count_rx(iface);
-        let outcome = self.receive(iface, frame, now, defer);
+        let outcome = self.receive(iface, frame, c, now, defer);
         let job = match &outcome {
             Outcome::Forwarded => {
                 self.stats.forwarded += 1;
@@ -323,11 +355,13 @@ impl Datapath {
         self.stats.fw_log_dropped = self.shared.fw_log_dropped();
     }
 
-    /// A frame's way through: a fresh cached flow (applied here, or deferred), else the slow path.
-    fn receive(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Outcome {
+    /// A frame's headers and key, before its flow is looked up: a batch finds them for all its
+    /// frames first, and prefetches their buckets.
+    #[inline(always)]
+    fn classify(&self, iface: IfIdx, frame: &[u8]) -> Classified {
         let h = match wire::parse(frame) {
             Ok(h) => h,
-            Err(r) => return Outcome::Dropped(r),
+            Err(r) => return Classified { h: Err(r), inner: None, key: None, hash: 0 },
         };
         // A VXLAN frame is matched by its outer and its inner headers; its flow may act on the
         // inner frame (it decapsulates) or on the whole (it is routed as it is).
@@ -348,12 +382,22 @@ impl Datapath {
             Some((_, ih, v)) => FlowKey::vxlan(iface, &h, *v, ih),
             None => FlowKey::of(iface, &h),
         };
+        let hash = key.as_ref().map_or(0, |k| self.flows.hash(k));
+        Classified { h: Ok(h), inner, key, hash }
+    }
 
+    /// A frame's way through: a fresh cached flow (applied here, or deferred), else the slow path.
+    fn receive(&mut self, iface: IfIdx, frame: &[u8], c: &Classified, now: Instant, defer: bool) -> Outcome {
+        let Classified { h, inner, key, hash } = c;
+        let h = match h {
+            Ok(h) => h,
+            Err(r) => return Outcome::Dropped(*r),
+        };
         if let (true, Some(k)) = (self.cache, key.as_ref()) {
-            if let Some(flow) = self.flows.get(k) {
+            if let Some(flow) = self.flows.get_hashed(*hash, k) {
                 let (range, bh) = match (&inner, flow.decap) {
                     (Some((r, ih, _)), true) => (r.clone(), ih),
-                    _ => (0..frame.len(), &h),
+                    _ => (0..frame.len(), h),
                 };
                 // What the flow depends on, read without a lock (see `Shared`).
                 let flags = tcp_flags(bh);
@@ -386,7 +430,7 @@ impl Datapath {
 
         self.stats.flow_misses += 1;
         let inner = inner.as_ref().map(|(r, ih, _)| (r.clone(), ih));
-        let packet = Packet { iface, frame, headers: &h, inner, now };
+        let packet = Packet { iface, frame, headers: h, inner, now };
         let miss = self.shared.simulate(&packet, key.is_some(), self.trace);
         self.adopt(miss.snap.clone(), miss.snap_gen);
         self.stats.forwarded += miss.res.released;
@@ -399,7 +443,7 @@ impl Datapath {
                 let (qos, len) = (&miss.snap.qos, made.body.len());
                 let outcome = send_simulated(&miss.res, &mut self.tx, true, |b| qos.conforms(b, len, now));
                 if self.cache {
-                    self.flows.insert(k, Arc::new(made.flow));
+                    self.flows.insert(*k, Arc::new(made.flow));
                     self.stats.flows_evicted = self.flows.evicted;
                 }
                 outcome

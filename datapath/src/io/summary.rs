@@ -58,7 +58,7 @@ impl ReplaySummary {
         if let Some(t) = &self.tables {
             out.push_str(&t.render());
             if s.flows_evicted > 0 {
-                out.push_str(&format!("flows evicted (least recently used): {}\n", s.flows_evicted));
+                out.push_str(&format!("flows evicted (not used recently): {}\n", s.flows_evicted));
             }
         }
         if s.fw_log_dropped > 0 {

@@ -25,7 +25,7 @@ pub struct LimitArgs {
     /// Next hops with packets waiting for an ARP answer, in all (each holds at most 3).
     #[arg(long, value_name = "N", default_value_t = Limits::default().arp_waiting, value_parser = at_least_one)]
     max_arp_waiting: usize,
-    /// Cached flows per worker; a full cache evicts the least recently used (OVS `flow-limit`:
+    /// Cached flows per worker; a full cache evicts one not used recently (OVS `flow-limit`:
     /// 200 000).
     #[arg(long, value_name = "N", default_value_t = Limits::default().flows_per_worker, value_parser = at_least_one)]
     max_flows_per_worker: usize,

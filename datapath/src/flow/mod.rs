@@ -24,6 +24,10 @@
 //! Thread safety: a flow table belongs to one worker and is taken `&mut`; what a flow depends on
 //! is read through atomics (the epoch, [`Watch`], [`ConnRef`]), so a hit takes no lock.
 
+mod table;
+
+pub use table::FlowTable;
+
 use crate::ct::{ConnRef, Watch};
 use crate::drop::DropReason;
 use crate::iface::IfIdx;
@@ -168,6 +172,17 @@ impl FlowKey {
         words(in_if, h)
     }
 
+    /// The key's words, whatever its kind.
+    #[inline]
+    pub fn words(&self) -> &[u64] {
+        match self {
+            FlowKey::Plain(w) => w,
+            FlowKey::Plain6(w) => w,
+            FlowKey::Vxlan(w) => w,
+            FlowKey::Vxlan6(w) => w,
+        }
+    }
+
     /// The key of a VXLAN frame: its outer headers (`outer`, IPv4), its VXLAN header and its
     /// inner headers (`inner`).
     #[inline]
@@ -233,74 +248,6 @@ impl Flow {
             && self.fw_log.is_none()
             && self.police_in.is_none()
             && self.outputs.iter().all(|o| o.police.is_none())
-    }
-}
-
-/// One worker's flows, at most [`crate::limits::Limits::flows_per_worker`] of them: a new flow
-/// in a full table takes the place of the least recently used one (SPEC §9), as OVS's flow
-/// limit evicts idle flows rather than flushing. A hit moves its flow to the front of the
-/// recency list — a few pointer stores, no allocation (the `lru` crate).
-pub struct FlowTable {
-    map: lru::LruCache<FlowKey, std::sync::Arc<Flow>, ahash::RandomState>,
-    limit: usize,
-    /// Flows let go to make room.
-    pub evicted: u64,
-}
-
-impl std::fmt::Debug for FlowTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowTable").field("len", &self.map.len()).field("limit", &self.limit).finish()
-    }
-}
-
-impl Default for FlowTable {
-    fn default() -> Self {
-        FlowTable::with_limit(crate::limits::Limits::default().flows_per_worker)
-    }
-}
-
-impl FlowTable {
-    pub fn with_limit(limit: usize) -> FlowTable {
-        FlowTable { map: lru::LruCache::unbounded_with_hasher(ahash::RandomState::default()), limit: limit.max(1), evicted: 0 }
-    }
-
-    /// The flow of `k`, now the most recently used.
-    #[inline]
-    pub fn get(&mut self, k: &FlowKey) -> Option<&std::sync::Arc<Flow>> {
-        self.map.get(k)
-    }
-
-    pub fn insert(&mut self, k: FlowKey, f: std::sync::Arc<Flow>) {
-        if self.map.len() >= self.limit && !self.map.contains(&k) {
-            self.map.pop_lru();
-            self.evicted += 1;
-        }
-        self.map.put(k, f);
-    }
-
-    pub fn remove(&mut self, k: &FlowKey) {
-        self.map.pop(k);
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    pub fn clear(&mut self) {
-        self.map.clear();
-    }
-
-    /// Every flow, most recently used first.
-    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
-        self.map.iter().map(|(k, f)| (k, &**f))
     }
 }
 

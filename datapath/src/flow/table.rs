@@ -1,0 +1,386 @@
+//! One worker's flows (SPEC §9), found by a hash computed once per frame — so a batch can hash
+//! all its frames and prefetch their buckets before it applies any flow (issue 14).
+//!
+//! **Shape.** Buckets of eight ways, each way a 32-bit tag (from the hash) and the number of a
+//! slot that holds the key, its hash and the flow. A key may live in one of two buckets chosen
+//! by its hash, and is put in the emptier (two choices keep every bucket near the mean: no
+//! flow of a million is let go for want of a way at half load), so a lookup reads exactly two
+//! cache lines of buckets and never walks a chain,
+//! whatever keys an attacker sends: when both are full, an entry of the sixteen goes. The hash
+//! is keyed by a seed drawn per table (a folded 64×64 → 128-bit multiply per pair of key words,
+//! as foldhash and wyhash do), so colliding keys cannot be computed from outside.
+//!
+//! **Bound.** At most `limit` flows. A new flow in a full table takes the place of a flow not
+//! used recently: a hit sets its slot's use bit, and a clock hand walks the slots, clearing
+//! bits, until it finds one clear (second chance, as the Linux page cache ages pages). Exact
+//! least-recently-used order would move list pointers in two other flows on every hit — two
+//! more cache lines written per packet at a million flows.
+//!
+//! **Growth.** Buckets double (and every entry is placed again, by its stored hash) when the
+//! table is half full, up to what `limit` needs: a small datapath stays small, and the hit path
+//! never allocates.
+
+use std::sync::Arc;
+
+use super::{Flow, FlowKey};
+
+const WAYS: usize = 8;
+
+/// Eight ways: `tag << 32 | slot`, 0 when empty (tags are never 0).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Bucket([u64; WAYS]);
+
+#[derive(Debug)]
+struct Slot {
+    hash: u64,
+    key: FlowKey,
+    flow: Arc<Flow>,
+    used: bool,
+}
+
+pub struct FlowTable {
+    buckets: Vec<Bucket>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    hand: usize,
+    len: usize,
+    limit: usize,
+    seed: [u64; 2],
+    /// Flows let go to make room.
+    pub evicted: u64,
+}
+
+impl std::fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowTable").field("len", &self.len).field("limit", &self.limit).finish()
+    }
+}
+
+impl Default for FlowTable {
+    fn default() -> Self {
+        FlowTable::with_limit(crate::limits::Limits::default().flows_per_worker)
+    }
+}
+
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let m = (a as u128).wrapping_mul(b as u128);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+#[inline(always)]
+fn tag(h: u64) -> u64 {
+    (h >> 32) | 1
+}
+
+impl FlowTable {
+    const FIRST_BUCKETS: usize = 8;
+
+    pub fn with_limit(limit: usize) -> FlowTable {
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let s = ahash::RandomState::new();
+            let mut a = s.build_hasher();
+            a.write_u64(0x5eed);
+            let mut b = s.build_hasher();
+            b.write_u64(0xf10e);
+            [a.finish() | 1, b.finish() | 1]
+        };
+        FlowTable {
+            buckets: vec![Bucket::default(); Self::FIRST_BUCKETS],
+            slots: Vec::new(),
+            free: Vec::new(),
+            hand: 0,
+            len: 0,
+            limit: limit.max(1),
+            seed,
+            evicted: 0,
+        }
+    }
+
+    /// The hash of `k` in this table.
+    #[inline]
+    pub fn hash(&self, k: &FlowKey) -> u64 {
+        let w = k.words();
+        let mut h = self.seed[0] ^ w.len() as u64;
+        let mut pairs = w.chunks_exact(2);
+        for p in &mut pairs {
+            h = fold(p[0] ^ self.seed[1], p[1] ^ h);
+        }
+        if let [last] = pairs.remainder() {
+            h = fold(last ^ self.seed[1], h ^ self.seed[0]);
+        }
+        h
+    }
+
+    #[inline(always)]
+    fn homes(&self, h: u64) -> [usize; 2] {
+        let mask = self.buckets.len() - 1;
+        [h as usize & mask, (h >> 29 ^ h.rotate_left(17)) as usize & mask]
+    }
+
+    /// Ask the CPU for the two buckets of hash `h` ahead of the lookup.
+    #[inline(always)]
+    pub fn prefetch(&self, h: u64) {
+        #[cfg(target_arch = "x86_64")]
+        for b in self.homes(h) {
+            if let Some(bucket) = self.buckets.get(b) {
+                // SAFETY: a prefetch reads nothing architecturally and cannot fault; the
+                // pointer is to a live bucket.
+                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bucket as *const Bucket as *const i8) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = h;
+    }
+
+    #[inline]
+    fn find(&self, h: u64, k: &FlowKey) -> Option<usize> {
+        let t = tag(h);
+        for bucket in self.homes(h) {
+            let Some(b) = self.buckets.get(bucket) else { continue };
+            for &e in &b.0 {
+                if e >> 32 != t {
+                    continue;
+                }
+                let slot = e as u32 as usize;
+                if let Some(Some(s)) = self.slots.get(slot) {
+                    if s.hash == h && s.key == *k {
+                        return Some(slot);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The flow of `k` (whose hash is `h`), marked used.
+    #[inline]
+    pub fn get_hashed(&mut self, h: u64, k: &FlowKey) -> Option<&Arc<Flow>> {
+        let slot = self.find(h, k)?;
+        let s = self.slots.get_mut(slot)?.as_mut()?;
+        s.used = true;
+        Some(&s.flow)
+    }
+
+    /// The flow of `k`, marked used.
+    pub fn get(&mut self, k: &FlowKey) -> Option<&Arc<Flow>> {
+        self.get_hashed(self.hash(k), k)
+    }
+
+    pub fn insert(&mut self, k: FlowKey, flow: Arc<Flow>) {
+        let h = self.hash(&k);
+        if let Some(slot) = self.find(h, &k) {
+            if let Some(Some(s)) = self.slots.get_mut(slot) {
+                s.flow = flow;
+            }
+            return;
+        }
+        if self.len >= self.limit {
+            self.evict_one();
+        }
+        if self.len * 2 >= self.buckets.len() * WAYS && self.buckets.len() * WAYS < self.limit * 2 {
+            self.grow();
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s as usize,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(Slot { hash: h, key: k, flow, used: false });
+        }
+        self.len += 1;
+        self.place(h, slot);
+    }
+
+    /// Put slot `slot` (hash `h`) in a free way of one of its buckets; when both are full, an
+    /// unused entry of theirs goes (or, all used, the first).
+    fn place(&mut self, h: u64, slot: usize) {
+        let homes = self.homes(h);
+        let ways = homes.iter().flat_map(|&b| (0..WAYS).map(move |w| (b, w)));
+        // The emptier of the two buckets (two choices keep the fullest bucket near the mean).
+        let fill = |b: usize| self.buckets[b].0.iter().filter(|&&e| e != 0).count();
+        let emptier = if fill(homes[1]) < fill(homes[0]) { homes[1] } else { homes[0] };
+        let free = (0..WAYS).map(|w| (emptier, w)).find(|&(b, w)| self.buckets[b].0[w] == 0);
+        let (b, w) = match free {
+            Some(bw) => bw,
+            None => {
+                let victim = ways.clone().find(|&(b, w)| self.slot_of(b, w).is_some_and(|s| !s.used)).unwrap_or((homes[0], 0));
+                let gone = self.buckets[victim.0].0[victim.1] as u32 as usize;
+                self.release(gone);
+                self.evicted += 1;
+                for (b, w) in ways {
+                    let s = self.buckets[b].0[w] as u32 as usize;
+                    if let Some(Some(s)) = self.slots.get_mut(s) {
+                        s.used = false;
+                    }
+                }
+                victim
+            }
+        };
+        self.buckets[b].0[w] = tag(h) << 32 | slot as u64;
+    }
+
+    fn slot_of(&self, b: usize, w: usize) -> Option<&Slot> {
+        let e = self.buckets.get(b)?.0.get(w)?;
+        self.slots.get(*e as u32 as usize)?.as_ref()
+    }
+
+    /// Let go of slot `slot`: its way in the buckets and the slot itself.
+    fn release(&mut self, slot: usize) {
+        let Some(s) = self.slots.get_mut(slot).and_then(Option::take) else { return };
+        for b in self.homes(s.hash) {
+            for e in self.buckets[b].0.iter_mut() {
+                if *e != 0 && *e as u32 as usize == slot {
+                    *e = 0;
+                }
+            }
+        }
+        self.free.push(slot as u32);
+        self.len -= 1;
+    }
+
+    /// The clock hand: the first slot not used since the hand last passed it goes.
+    fn evict_one(&mut self) {
+        for _ in 0..2 * self.slots.len() + 1 {
+            self.hand = (self.hand + 1) % self.slots.len().max(1);
+            match self.slots.get_mut(self.hand) {
+                Some(Some(s)) if s.used => s.used = false,
+                Some(Some(_)) => {
+                    self.release(self.hand);
+                    self.evicted += 1;
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Twice the buckets, every entry placed again by its stored hash.
+    fn grow(&mut self) {
+        self.buckets = vec![Bucket::default(); self.buckets.len() * 2];
+        for slot in 0..self.slots.len() {
+            if let Some(Some(s)) = self.slots.get(slot) {
+                let h = s.hash;
+                self.place(h, slot);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, k: &FlowKey) {
+        if let Some(slot) = self.find(self.hash(k), k) {
+            self.release(slot);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        *self = FlowTable { seed: self.seed, evicted: self.evicted, ..FlowTable::with_limit(self.limit) };
+    }
+
+    /// Every flow, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
+        self.slots.iter().flatten().map(|s| (&s.key, &*s.flow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> Arc<Flow> {
+        Arc::new(Flow {
+            decap: false,
+            police_in: None,
+            rewrite: Default::default(),
+            outputs: Vec::new(),
+            drop: None,
+            epoch: 0,
+            ct_absent: None,
+            conn: None,
+            fw_conn: None,
+            fw_absent: None,
+            binding: None,
+            fw_log: None,
+            learned: Default::default(),
+            mac_seen: None,
+            hits: Default::default(),
+        })
+    }
+
+    fn key(n: u64) -> FlowKey {
+        FlowKey::Plain([n, n.wrapping_mul(7), 3, n >> 3, 0])
+    }
+
+    /// Random inserts, lookups and removals against a model: what the table holds it finds,
+    /// it holds no more than its limit, and what it let go it counted.
+    #[test]
+    fn the_table_finds_what_it_holds_within_its_bound() {
+        let mut x: u64 = 88172645463325252;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for limit in [1usize, 2, 7, 100, 3000] {
+            let mut t = FlowTable::with_limit(limit);
+            let mut model: std::collections::HashMap<FlowKey, Arc<Flow>> = Default::default();
+            for op in 0..20_000 {
+                let k = key(rnd() % (limit as u64 * 3));
+                match rnd() % 4 {
+                    0 | 1 => {
+                        let f = flow();
+                        t.insert(k, f.clone());
+                        model.insert(k, f);
+                    }
+                    2 => {
+                        t.remove(&k);
+                        model.remove(&k);
+                    }
+                    _ => {
+                        if let Some(f) = t.get(&k) {
+                            assert!(Arc::ptr_eq(f, &model[&k]), "a key finds its own flow");
+                        }
+                    }
+                }
+                assert!(t.len() <= limit, "{} flows in a table of {limit}", t.len());
+                if op % 64 == 0 {
+                    // What the table let go, the model lets go too.
+                    model.retain(|k, _| t.find(t.hash(k), k).is_some());
+                    assert_eq!(t.len(), model.len());
+                    assert_eq!(t.iter().count(), t.len());
+                }
+            }
+        }
+    }
+
+    /// A flow used since the hand last passed stays; the others go first.
+    #[test]
+    fn a_full_table_lets_an_unused_flow_go() {
+        let mut t = FlowTable::with_limit(3);
+        for n in 0..3 {
+            t.insert(key(n), flow());
+        }
+        assert!(t.get(&key(0)).is_some() && t.get(&key(2)).is_some());
+        t.insert(key(3), flow());
+        assert!(t.get(&key(1)).is_none(), "the one flow not used went");
+        assert!(t.get(&key(0)).is_some() && t.get(&key(2)).is_some() && t.get(&key(3)).is_some());
+        assert_eq!(t.evicted, 1);
+    }
+}
