@@ -12,6 +12,10 @@
 //! - `fastpath/learning-churn`: 1 000 SNAT flows from vm2 while ext-net learns a new MAC behind
 //!   the uplink every millisecond of packet clock (packets 1 µs apart); prints the hit rate.
 //!
+//! - `workers/hits/N`, `workers/misses-two-routers/N`: N = 1, 2 worker threads on one shared
+//!   state, each with batches of its own, through its own router (r1, and r2 of a second
+//!   tenant); 2 against 1 is how the datapath scales.
+//!
 //! After each, the bench prints allocations per packet (0: the hit path must not allocate) and
 //! heap bytes per cached flow (for `snat-both-ways`, with its connection's share).
 
@@ -245,9 +249,97 @@ fn learning_churn(c: &mut Criterion) {
     );
 }
 
+/// A second tenant on the east-west topology: router r2 between net-c (vm7 10.2.0.3) and net-d
+/// (vm8 10.3.0.3), both VMs on host-a, beside r1 between net-a and net-b.
+fn two_routers(s: &mut serde_json::Value) {
+    let vm = |id: &str, net: &str, mac: &str, ip: &str| {
+        serde_json::json!({"id": id, "network_id": net, "mac_address": mac, "fixed_ips": [{"ip_address": ip}],
+            "device_owner": "compute:nova", "device_id": format!("instance-{id}"), "binding:host_id": "host-a",
+            "binding:profile": {"interface_name": format!("tap-{id}")}})
+    };
+    let rif = |id: &str, net: &str, mac: &str, ip: &str| {
+        serde_json::json!({"id": id, "network_id": net, "mac_address": mac, "fixed_ips": [{"ip_address": ip}],
+            "device_owner": "network:router_interface", "device_id": "r2"})
+    };
+    let push = |s: &mut serde_json::Value, k: &str, v: serde_json::Value| s[k].as_array_mut().expect("array").push(v);
+    push(s, "networks", serde_json::json!({"id": "net-c", "provider:segmentation_id": 500}));
+    push(s, "networks", serde_json::json!({"id": "net-d", "provider:segmentation_id": 600}));
+    push(s, "subnets", serde_json::json!({"id": "sub-c", "network_id": "net-c", "cidr": "10.2.0.0/24", "gateway_ip": "10.2.0.1"}));
+    push(s, "subnets", serde_json::json!({"id": "sub-d", "network_id": "net-d", "cidr": "10.3.0.0/24", "gateway_ip": "10.3.0.1"}));
+    push(s, "ports", vm("vm7", "net-c", "fa:16:3e:00:03:03", "10.2.0.3"));
+    push(s, "ports", vm("vm8", "net-d", "fa:16:3e:00:04:03", "10.3.0.3"));
+    push(s, "ports", rif("r2-c", "net-c", "fa:16:3e:aa:02:01", "10.2.0.1"));
+    push(s, "ports", rif("r2-d", "net-d", "fa:16:3e:aa:02:02", "10.3.0.1"));
+    push(s, "routers", serde_json::json!({"id": "r2"}));
+}
+
+/// `workers/hits/N` and `workers/misses-two-routers/N`, N = 1, 2: N threads on one shared
+/// state, each with batches of its own — cached flows across r1 (worker 0) and r2 (worker 1)
+/// for hits; for misses, every frame a new flow (a new source port) across its worker's router.
+/// Throughput is for all threads together: 2 against 1 is the scaling.
+fn workers(c: &mut Criterion) {
+    let base = datapath_with("east-west", two_routers).with_limits(Limits { flows_per_worker: 1 << 16, ..Limits::default() });
+    let path = |w: usize| match w % 2 {
+        0 => ("tap-vm1", VM1, R1_A, [10, 0, 0, 3], [10, 1, 0, 3]),
+        _ => ("tap-vm7", [0xfa, 0x16, 0x3e, 0, 3, 3], [0xfa, 0x16, 0x3e, 0xaa, 2, 1], [10, 2, 0, 3], [10, 3, 0, 3]),
+    };
+    for (kind, distinct) in [("hits", 64usize), ("misses-two-routers", 1 << 20)] {
+        let mut g = c.benchmark_group(format!("workers/{kind}"));
+        for n in [1usize, 2] {
+            let mut ws: Vec<(Datapath, Frames)> = (0..n)
+                .map(|w| {
+                    let mut dp = base.worker();
+                    let (tap, smac, dmac, src, dst) = path(w);
+                    let i = iface(&dp, tap);
+                    let frames = Frames::new(i, distinct.min(65_536), |k| udp(smac, dmac, src, dst, 1024 + (k % 60_000) as u16, 1 + (k / 60_000) as u16));
+                    if kind == "hits" {
+                        warm(&mut dp, std::slice::from_ref(&frames), SEC);
+                    }
+                    (dp, frames)
+                })
+                .collect();
+            g.throughput(Throughput::Elements((n * BATCH) as u64));
+            g.bench_function(format!("{n}"), |b| {
+                b.iter_custom(|iters| {
+                    let start = std::sync::Barrier::new(n + 1);
+                    let took = std::thread::scope(|s| {
+                        for (dp, frames) in ws.iter_mut() {
+                            let start = &start;
+                            s.spawn(move || {
+                                let mut batch = RxBatch::new(256);
+                                let mut next = 0;
+                                start.wait();
+                                for it in 0..iters {
+                                    batch.clear();
+                                    for _ in 0..BATCH {
+                                        batch.push(frames.get(next));
+                                        next = (next + 1) % frames.count();
+                                    }
+                                    if kind != "hits" {
+                                        // A new flow every frame: the table forgets them first.
+                                        dp.set_flow_cache(true);
+                                    }
+                                    dp.process_batch(frames.iface, black_box(&batch), Instant(2 * SEC + it * 64_000));
+                                    dp.sent();
+                                }
+                            });
+                        }
+                        start.wait();
+                        StdInstant::now()
+                    });
+                    took.elapsed()
+                })
+            });
+            let (hits, misses): (u64, u64) = ws.iter().fold((0, 0), |(h, m), (dp, _)| (h + dp.stats().flow_hits, m + dp.stats().flow_misses));
+            println!("workers/{kind}/{n}: {hits} hits, {misses} misses");
+        }
+        g.finish();
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(20)
 }
 
-criterion_group! { name = benches; config = config(); targets = batches, learning_churn }
+criterion_group! { name = benches; config = config(); targets = batches, learning_churn, workers }
 criterion_main!(benches);
