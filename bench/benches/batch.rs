@@ -291,7 +291,9 @@ fn workers(c: &mut Criterion) {
                     let mut dp = base.worker();
                     let (tap, smac, dmac, src, dst) = path(w);
                     let i = iface(&dp, tap);
-                    let frames = Frames::new(i, distinct.min(65_536), |k| udp(smac, dmac, src, dst, 1024 + (k % 60_000) as u16, 1 + (k / 60_000) as u16));
+                    let frames = Frames::new(i, distinct.min(65_536), |k| {
+                        udp(smac, dmac, src, dst, 1024 + (k % 60_000) as u16, 1 + (k / 60_000) as u16)
+                    });
                     if kind == "hits" {
                         warm(&mut dp, std::slice::from_ref(&frames), SEC);
                     }
@@ -330,7 +332,8 @@ fn workers(c: &mut Criterion) {
                     took.elapsed()
                 })
             });
-            let (hits, misses): (u64, u64) = ws.iter().fold((0, 0), |(h, m), (dp, _)| (h + dp.stats().flow_hits, m + dp.stats().flow_misses));
+            let (hits, misses): (u64, u64) =
+                ws.iter().fold((0, 0), |(h, m), (dp, _)| (h + dp.stats().flow_hits, m + dp.stats().flow_misses));
             println!("workers/{kind}/{n}: {hits} hits, {misses} misses");
         }
         g.finish();

@@ -2,8 +2,11 @@
 
 use crate::drop::DropCounters;
 
-/// Frames received and sent on one interface slot.
+/// Frames received and sent on one interface slot. A cache line each: the workers' counters
+/// are written every packet, and two workers' vectors made one after the other would otherwise
+/// share the line between them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(align(64))]
 pub struct IfaceCounts {
     pub rx: u64,
     pub tx: u64,

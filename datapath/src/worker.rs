@@ -28,7 +28,9 @@ use crate::wire::{self, vxlan, Frag, L3};
 
 /// One worker of a datapath: its own flow cache, counters and transmit buffer, taken `&mut`;
 /// everything else is [`Shared`]. `Datapath::new` makes the first worker,
-/// [`Datapath::worker`] more on the same state.
+/// [`Datapath::worker`] more on the same state. Aligned to cache lines, so that counters it
+/// writes every packet share no line with whatever lies next to it (another worker).
+#[repr(align(128))]
 pub struct Datapath {
     shared: Arc<Shared>,
     /// The snapshot this worker last took from the shared state. A flow it made is fresh only
