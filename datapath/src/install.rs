@@ -7,7 +7,7 @@
 //! A frame that came through a tunnel is tried first as a decapsulating flow (the rewrite acts on
 //! the inner frame), then as a flow on the whole frame. What the flow depends on — the NAT and
 //! firewall connections it passed by, the tables where the simulation found none, the learned
-//! entry of its source MAC — is taken from the state the simulation ran on, still locked.
+//! entry of its source MAC — is taken from the tables the simulation ran on, each locked in turn.
 //!
 //! In debug builds every new flow is applied to its first packet and must give the
 //! simulation's own bytes: the cache is exact by check, not by construction.
@@ -18,7 +18,7 @@ use crate::fastpath::{self, TxBuf};
 use crate::flow::{Flow, FlowOut, Rewrite};
 use crate::iface::IfIdx;
 use crate::sim::SimResult;
-use crate::state::State;
+use crate::state::Tables;
 use crate::time::Instant;
 use crate::wire::{self, Headers};
 
@@ -41,7 +41,7 @@ pub struct Packet<'a> {
 
 /// The flow of a cacheable `res` for packet `p`, made at `epoch`. `None` when the outputs share
 /// no rewrite.
-pub fn install(res: &SimResult, state: &State, epoch: u64, p: &Packet) -> Option<Installed> {
+pub fn install(res: &SimResult, state: &Tables, epoch: u64, p: &Packet) -> Option<Installed> {
     let (frame, h, inner) = (p.frame, p.headers, p.inner.clone());
     let decap = inner.and_then(|(r, ih)| {
         let body = frame.get(r.clone())?;
@@ -53,7 +53,7 @@ pub fn install(res: &SimResult, state: &State, epoch: u64, p: &Packet) -> Option
     Some(made)
 }
 
-fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh: &Headers) -> Option<Flow> {
+fn make(res: &SimResult, state: &Tables, epoch: u64, decap: bool, body: &[u8], bh: &Headers) -> Option<Flow> {
     let mut rewrite = None;
     let mut outputs = Vec::with_capacity(res.outputs.len());
     for o in &res.outputs {
@@ -75,16 +75,16 @@ fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh
         return None;
     }
     let conn = match res.conn {
-        Some(h) => Some(state.ct.conn_ref(h)?),
+        Some(h) => Some(state.ct().conn_ref(h)?),
         None => None,
     };
     let fw_conn = match res.fw_conn {
-        Some((r, h)) => Some(state.fw.get(&r)?.conn_ref(h)?),
+        Some((r, h)) => Some(state.fw().get(&r)?.conn_ref(h)?),
         None => None,
     };
     let fw_absent = match res.fw_absent {
         // The simulation saw generation `g` of the table it looked in.
-        Some((r, g)) => Some(state.fw.get(&r)?.watch_from(g)),
+        Some((r, g)) => Some(state.fw().get(&r)?.watch_from(g)),
         None => None,
     };
     Some(Flow {
@@ -94,13 +94,13 @@ fn make(res: &SimResult, state: &State, epoch: u64, decap: bool, body: &[u8], bh
         outputs,
         drop,
         epoch,
-        ct_absent: res.ct_absent.then(|| state.ct.watch()),
+        ct_absent: res.ct_absent.map(|g| state.ct().watch_from(g)),
         conn,
         fw_conn,
         fw_absent,
         binding: res.binding.clone(),
         fw_log: res.fw_log_each_packet,
-        learned: state.learned.gens.deps(&res.learned),
+        learned: crate::learn::LearnedDeps::of(&res.learned),
         mac_seen: res.mac_seen.clone(),
         hits: Default::default(),
     })

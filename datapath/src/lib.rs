@@ -17,6 +17,7 @@ pub mod drop;
 pub mod fastpath;
 pub mod flow;
 pub mod fwlog;
+pub mod gate;
 pub mod iface;
 pub mod install;
 #[warn(clippy::undocumented_unsafe_blocks)]

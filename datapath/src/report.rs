@@ -10,13 +10,13 @@ use crate::flow::FlowTable;
 use crate::iface::{IfIdx, Ifaces};
 use crate::qos::QosBuckets;
 use crate::sim::{frame::Frame, Sim};
-use crate::state::State;
+use crate::state::{State, Tables};
 use crate::time::Instant;
 use crate::wire;
 
 /// What the simulation does with `frame` arriving on `iface` at `now`, run on `state` (a copy:
 /// what it changes is thrown away). The steps, then one line per frame that would leave.
-pub fn trace(topo: &Topology, ifs: &Ifaces, qos: &QosBuckets, state: &mut State, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+pub fn trace(topo: &Topology, ifs: &Ifaces, qos: &QosBuckets, state: &Tables, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
     let mut lines = vec![format!("packet on {}: {}", ifs.get(iface).name, wire::describe::describe(frame))];
     let h = match wire::parse(frame) {
         Ok(h) => h,
@@ -25,7 +25,8 @@ pub fn trace(topo: &Topology, ifs: &Ifaces, qos: &QosBuckets, state: &mut State,
             return lines;
         }
     };
-    let mut sim = Sim::new(topo, ifs, state, qos, now, true);
+    let mut cache = crate::learn::LearnCache::default();
+    let mut sim = Sim::new(topo, ifs, state, &mut cache, qos, now, true);
     sim.ingress(iface, Frame { buf: frame.to_vec(), h, encap_len: 0 });
     let res = sim.res;
     lines.extend(res.trace.iter().flatten().map(|s| format!("  {s}")));
@@ -104,13 +105,13 @@ pub fn conntrack(state: &State, topo: &Topology, now: Instant) -> String {
 
 /// A worker's cached flows, one per line, sorted: ingress, the fields matched, the actions, the
 /// hits; a flow made before `epoch`, or after which an entry it read changed, is marked stale.
-pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u64) -> String {
+pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u64, gens: &crate::learn::Generations) -> String {
     let name = |i: IfIdx| ifs.list.get(i.0 as usize).map_or("?".to_string(), |x| x.name.clone());
     let mut lines: Vec<String> = flows
         .iter()
         .map(|(k, f)| {
             let (inf, fields) = k.describe();
-            let stale = if f.epoch != epoch || !f.learned.fresh() { " (stale)" } else { "" };
+            let stale = if f.epoch != epoch || !f.learned.fresh(gens) { " (stale)" } else { "" };
             let actions = match f.drop {
                 Some(r) => format!("drop:{}", r.name()),
                 None => f

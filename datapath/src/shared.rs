@@ -1,15 +1,20 @@
-//! The state every worker shares, and the one lock the slow path takes (SPEC §9).
+//! The state every worker shares, and the locks the slow path takes (SPEC §9).
 //!
-//! [`Shared`] holds the running snapshot and the learned, NAT and firewall state
-//! ([`crate::state::State`]) under its lock, and is the only thing that takes it: workers call
-//! its few operations — [`Shared::simulate`] a miss (and install its flow), [`Shared::run_timers`],
-//! [`Shared::finish`] (let go of what waits), [`Shared::set_topology`] (swap the snapshot),
-//! [`Shared::trace_packet`] (on a copy) — and a cache hit takes no lock at all: it reads the
-//! epoch and the timer deadline here, and the atomics its flow holds.
+//! [`Shared`] holds the running snapshot and the learned, NAT, firewall and fip64 tables
+//! ([`crate::state::Tables`], each behind a lock of its own), and is the only thing that takes
+//! them: workers call its few operations — [`Shared::simulate`] a miss (and install its flow),
+//! [`Shared::run_timers`], [`Shared::finish`] (let go of what waits), [`Shared::set_topology`]
+//! (swap the snapshot), [`Shared::trace_packet`] (on a copy) — and a cache hit takes no lock at
+//! all: it reads the epoch and the timer deadline here, and the atomics its flow holds.
+//!
+//! Misses of different workers run side by side: a simulation holds the snapshot gate shared
+//! and locks each table only for the one lookup or change it makes. What changes the snapshot
+//! or works on every table at once (a reload, the timers, a report) holds the gate alone, so it
+//! never meets a simulation half done.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use rules::compile::Topology;
 use rules::model::Mac;
@@ -17,12 +22,14 @@ use rules::model::Mac;
 use crate::ct::ConnTable;
 use crate::fastpath::{send_frames, TxBuf};
 use crate::fwlog::FwLogger;
+use crate::gate::{Gate, Read, Write};
 use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::install::{install, Installed, Packet};
+use crate::learn::{Generations, LearnCache};
 use crate::limits::{Limits, TableFill};
 use crate::qos::QosBuckets;
 use crate::sim::{frame::Frame, Sim, SimResult};
-use crate::state::State;
+use crate::state::Tables;
 use crate::time::Instant;
 
 /// One snapshot as the datapath runs it: the compiled topology, this host's interfaces (each in
@@ -34,11 +41,11 @@ pub struct Snap {
     pub qos: Arc<QosBuckets>,
 }
 
-/// What the slow path changes, under [`Shared`]'s lock: the running snapshot and the learned, NAT
-/// and firewall state.
+/// What the slow path reads and changes, behind [`Shared`]'s gate: the running snapshot and the
+/// tables.
 struct SlowPath {
     snap: Arc<Snap>,
-    state: State,
+    tables: Tables,
     /// When the next unsolicited router advertisements go (SPEC §10.3); the start of the clock
     /// until the first, so the first input (or live tick) sends them.
     next_adverts: Instant,
@@ -51,23 +58,29 @@ impl SlowPath {
     /// The earliest ARP retry, MAC aging or router advertisement due, as packet-clock
     /// nanoseconds (`u64::MAX`: none).
     fn timers_due(&self) -> u64 {
-        let arp = self.state.learned.pending.values().map(|p| p.next_try.0).min().unwrap_or(u64::MAX);
+        let learned = self.tables.learned();
+        let arp = learned.pending.values().map(|p| p.next_try.0).min().unwrap_or(u64::MAX);
         let adverts = if self.snap.topo.ports.iter().any(|p| p.advert.is_some()) { self.next_adverts.0 } else { u64::MAX };
-        arp.min(self.state.learned.aging_due(&self.state.limits)).min(adverts)
+        arp.min(learned.aging_due(&self.tables.limits())).min(adverts)
     }
 }
 
 /// The state every worker of one datapath shares (SPEC §9): both directions of a connection may
 /// reach different workers, so connections, NAT mappings, learned entries and the snapshot live
-/// here. The slow path (a miss, a timer, a reload, a report) takes the lock; a cache hit takes
-/// none — it reads the epoch and timer deadline below and the atomics its flow holds.
+/// here. The slow path (a miss, a timer, a reload, a report) takes the gate and the tables'
+/// locks; a cache hit takes none — it reads the epoch and timer deadline below and the atomics
+/// its flow holds.
 pub struct Shared {
     host: String,
     macs: HashMap<String, Mac>,
     /// Set by live mode, which follows the kernel's links: interfaces a new snapshot adds start
     /// absent until their link is seen ([`Shared::set_link`]). Replay's always exist.
     follow_links: std::sync::atomic::AtomicBool,
-    core: Mutex<SlowPath>,
+    /// Read by simulations side by side (each worker through a lock of its own), written alone
+    /// by what swaps the snapshot or works on every table.
+    core: Gate<SlowPath>,
+    /// Numbers workers as they are made, for their reader lock of `core`.
+    workers: AtomicU64,
     /// Bumped under the lock by a new snapshot, an interface that comes or goes, and every
     /// learned MAC or ARP entry; flows remember the value they were made at.
     epoch: AtomicU64,
@@ -90,7 +103,8 @@ impl Shared {
             host: host.to_string(),
             macs: macs.clone(),
             follow_links: Default::default(),
-            core: Mutex::new(SlowPath { snap, state: State::default(), next_adverts: Instant(0) }),
+            core: Gate::new(SlowPath { snap, tables: Tables::default(), next_adverts: Instant(0) }),
+            workers: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             snap_gen: AtomicU64::new(0),
             // The first input runs the timers: router advertisements may be due.
@@ -99,14 +113,29 @@ impl Shared {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, SlowPath> {
-        // A worker that panicked mid-update leaves tables that are still well-formed maps.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    /// The gate alone: nothing else runs on the tables or the snapshot meanwhile.
+    fn lock(&self) -> Write<'_, SlowPath> {
+        self.core.write()
+    }
+
+    /// The gate shared, as a report reads it (workers read as themselves, [`Shared::simulate`]).
+    fn read(&self) -> Read<'_, SlowPath> {
+        self.core.read(usize::MAX)
+    }
+
+    /// The learned entries' generations, by which a worker checks its flows.
+    pub fn generations(&self) -> Generations {
+        self.read().tables.gens().share()
+    }
+
+    /// A number for a new worker, by which it reads the gate.
+    pub fn new_worker(&self) -> usize {
+        self.workers.fetch_add(1, Ordering::Relaxed) as usize
     }
 
     /// The snapshot running now.
     pub fn snapshot(&self) -> Arc<Snap> {
-        self.lock().snap.clone()
+        self.read().snap.clone()
     }
 
     /// Run a new snapshot from the next packet on (SPEC §9): every cached flow is stale from
@@ -122,8 +151,9 @@ impl Shared {
         let present = !self.follow_links.load(Ordering::Relaxed);
         let (ifs, released) = core.snap.ifs.rebind(&topo, &self.host, &self.macs, present)?;
         let old_topo = core.snap.topo.clone();
-        let mut dropped = crate::carry::carry_over(&mut core.state, &crate::carry::Remap::between(&old_topo, &topo), &topo);
-        dropped += core.state.learned.release_ifaces(&released);
+        let remap = crate::carry::Remap::between(&old_topo, &topo);
+        let dropped =
+            core.tables.with_all(|state| crate::carry::carry_over(state, &remap, &topo) + state.learned.release_ifaces(&released));
         let qos = QosBuckets::for_topology(&topo);
         self.replace_snap(&mut core, Snap { topo, ifs, qos });
         Ok(dropped)
@@ -187,46 +217,46 @@ impl Shared {
 
     /// The bounds of the tables (SPEC §9).
     pub fn limits(&self) -> Limits {
-        self.lock().state.limits
+        self.read().tables.limits()
     }
 
     /// Each table's fill against its bound; `flows` is each worker's flow count.
     pub fn tables(&self, flows: Vec<usize>) -> TableFill {
-        let core = self.lock();
-        let st = &core.state;
-        let routers = (0..core.snap.topo.routers.len() as u32).map(rules::compile::RouterRef);
-        let fullest_router_connections = routers.map(|r| crate::ct::of_router(&st.ct, &st.fw, r)).max().unwrap_or(0);
-        let (macs, arps) = st.learned.sizes();
-        let (fullest_network_macs, fullest_router_arps) = st.learned.fullest();
-        let routers = (0..core.snap.topo.routers.len() as u32).map(rules::compile::RouterRef);
-        let fullest_router_fip64_bindings = routers.map(|r| st.fip64.count(r)).max().unwrap_or(0);
-        TableFill {
-            limits: st.limits,
-            connections: crate::ct::total(&st.ct, &st.fw),
-            fullest_router_connections,
-            macs,
-            fullest_network_macs,
-            arps,
-            fullest_router_arps,
-            waiting: st.learned.pending.len(),
-            flows,
-            fip64_bindings: st.fip64.len(),
-            fullest_router_fip64_bindings,
-            refused: st.learned.refused,
-        }
+        let core = self.read();
+        let routers = core.snap.topo.routers.len() as u32;
+        core.tables.read_all(|ct, fw, fip64, learned, limits| {
+            let routers = || (0..routers).map(rules::compile::RouterRef);
+            let (macs, arps) = learned.sizes();
+            let (fullest_network_macs, fullest_router_arps) = learned.fullest();
+            TableFill {
+                limits,
+                connections: crate::ct::total(ct, fw),
+                fullest_router_connections: routers().map(|r| crate::ct::of_router(ct, fw, r)).max().unwrap_or(0),
+                macs,
+                fullest_network_macs,
+                arps,
+                fullest_router_arps,
+                waiting: learned.pending.len(),
+                flows,
+                fip64_bindings: fip64.len(),
+                fullest_router_fip64_bindings: routers().map(|r| fip64.count(r)).max().unwrap_or(0),
+                refused: learned.refused,
+            }
+        })
     }
 
     /// The connections and learned entries, as `persist.rs` writes them.
     pub fn save_state(&self) -> String {
-        let core = self.lock();
-        crate::persist::save(&core.state, &core.snap.topo)
+        let mut core = self.lock();
+        let topo = core.snap.topo.clone();
+        core.tables.with_all(|state| crate::persist::save(state, &topo))
     }
 
     /// Put back a saved state, carried over to the running snapshot (before traffic).
     pub fn restore_state(&self, text: &str) -> Result<crate::persist::Restored, String> {
         let mut core = self.lock();
         let topo = core.snap.topo.clone();
-        let r = crate::persist::restore(text, &mut core.state, &topo)?;
+        let r = core.tables.with_all(|state| crate::persist::restore(text, state, &topo))?;
         self.timers_due.store(core.timers_due(), Ordering::Release);
         self.epoch.fetch_add(1, Ordering::Release);
         Ok(r)
@@ -234,35 +264,36 @@ impl Shared {
 
     /// Connections tracked now (NAT and firewall).
     pub fn connection_count(&self) -> usize {
-        let core = self.lock();
-        crate::ct::total(&core.state.ct, &core.state.fw)
+        let core = self.read();
+        core.tables.read_all(|ct, fw, _, _, _| crate::ct::total(ct, fw))
     }
 
     /// What the simulation would do with `frame` arriving on `iface` now, without changing
     /// anything: it runs on a copy of the learned, NAT and firewall state. The steps, then one line
     /// per frame that would leave.
     pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
-        let (snap, mut state) = {
-            let core = self.lock();
-            (core.snap.clone(), core.state.clone())
+        let (snap, state) = {
+            let core = self.read();
+            (core.snap.clone(), core.tables.copy())
         };
-        crate::report::trace(&snap.topo, &snap.ifs, &snap.qos, &mut state, iface, frame, now)
+        crate::report::trace(&snap.topo, &snap.ifs, &snap.qos, &Tables::new(state), iface, frame, now)
     }
 
     /// The connections (NAT mappings and firewall state), one per line, at `now`.
     pub fn conntrack_report(&self, now: Instant) -> String {
-        let core = self.lock();
-        crate::report::conntrack(&core.state, &core.snap.topo, now)
+        let mut core = self.lock();
+        let topo = core.snap.topo.clone();
+        core.tables.with_all(|state| crate::report::conntrack(state, &topo, now))
     }
 
     /// Replace the connection table (tests use small SNAT pools).
     pub fn set_conn_table(&self, ct: ConnTable) {
-        self.lock().state.ct = ct;
+        self.lock().tables.with_all(|state| state.ct = ct);
     }
 
     /// Set the tables' bounds (before traffic).
     pub fn set_limits(&self, limits: Limits) {
-        self.lock().state.limits = limits;
+        self.lock().tables.with_all(|state| state.limits = limits);
     }
 
     // ---- what workers need ---------------------------------------------------------------
@@ -283,7 +314,7 @@ impl Shared {
 
     /// The running snapshot and its generation.
     pub fn current(&self) -> (Arc<Snap>, u64) {
-        let core = self.lock();
+        let core = self.read();
         (core.snap.clone(), self.snap_gen.load(Ordering::Acquire))
     }
 
@@ -308,13 +339,20 @@ impl Shared {
     /// The slow path: simulate packet `p` on the snapshot running now, and when `keyed` (the frame
     /// has a flow key) and the result may be cached, install its flow. Firewall events are logged,
     /// the input counted once it left or was dropped, expired connections swept.
-    pub fn simulate(&self, p: &Packet, keyed: bool, trace: bool) -> Miss {
+    ///
+    /// `worker` is the worker's number ([`Shared::new_worker`]) and `running` the generation of
+    /// the snapshot it runs: the miss hands back the snapshot it ran on only when that is
+    /// another, so a miss moves no shared count.
+    pub fn simulate(&self, worker: usize, running: u64, cache: &mut LearnCache, p: &Packet, keyed: bool, trace: bool) -> Miss {
         let now = p.now;
-        let mut core = self.lock();
-        let snap = core.snap.clone();
+        // The epoch before the snapshot: a reload between the two leaves the flow stale.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let core = self.core.read(worker);
+        let snap = &core.snap;
         let snap_gen = self.snap_gen.load(Ordering::Acquire);
-        let state = &mut core.state;
-        let mut sim = Sim::new(&snap.topo, &snap.ifs, state, &snap.qos, now, trace);
+        let tables = &core.tables;
+        cache.at_epoch(epoch);
+        let mut sim = Sim::new(&snap.topo, &snap.ifs, tables, cache, &snap.qos, now, trace);
         sim.ingress(p.iface, Frame { buf: p.frame.to_vec(), h: *p.headers, encap_len: 0 });
         let res = sim.res;
         if let Some(logger) = self.fwlog.get() {
@@ -324,15 +362,23 @@ impl Shared {
         }
         if let Some(input) = res.input.filter(|_| !res.queued) {
             // Sent or dropped now: the copies that wait count nothing more.
-            state.learned.counted(input);
+            tables.learned().counted(input);
         }
-        state.ct.sweep(now, 2);
-        self.timers_due.store(core.timers_due(), Ordering::Release);
+        if res.conn.is_some() {
+            // Two slots looked at for every connection made keep expired ones from piling up.
+            tables.ct().sweep(now, 2);
+        }
+        if res.new_timer {
+            // Only ever earlier here: another worker's miss may have set a nearer deadline, and a
+            // deadline passed over is found and set again when the timers run.
+            self.timers_due.fetch_min(core.timers_due(), Ordering::AcqRel);
+        }
         let flow = match keyed && res.cacheable {
-            true => install(&res, &core.state, self.epoch.load(Ordering::Acquire), p),
+            true => install(&res, tables, epoch, p),
             false => None,
         };
-        Miss { snap, snap_gen, res, flow }
+        let snap = (snap_gen != running).then(|| (snap.clone(), snap_gen));
+        Miss { snap, res, flow }
     }
 
     /// Run the timers due at `now` (SPEC §6.4 ARP retries and give-ups, §9 MAC aging), sending
@@ -343,7 +389,8 @@ impl Shared {
         let snap = core.snap.clone();
         let snap_gen = self.snap_gen.load(Ordering::Acquire);
         let adverts_due = now >= core.next_adverts;
-        let mut sim = Sim::new(&snap.topo, &snap.ifs, &mut core.state, &snap.qos, now, false);
+        let mut cache = LearnCache::default();
+        let mut sim = Sim::new(&snap.topo, &snap.ifs, &core.tables, &mut cache, &snap.qos, now, false);
         let unresolved = sim.arp_timers();
         if adverts_due {
             sim.router_adverts();
@@ -352,9 +399,9 @@ impl Shared {
         if adverts_due {
             core.next_adverts = now.saturating_add(ADVERT_EVERY);
         }
-        let limits = core.state.limits;
+        let limits = core.tables.limits();
         // Flows that reached an aged-out MAC are stale by its generation, and flood again.
-        core.state.learned.age(now, &limits);
+        core.tables.learned().age(now, &limits);
         self.timers_due.store(core.timers_due(), Ordering::Release);
         drop(core);
         send_frames(&res, tx);
@@ -367,8 +414,8 @@ impl Shared {
         if let Some(l) = self.fwlog.get() {
             l.finish();
         }
-        let mut core = self.lock();
-        let dropped = core.state.learned.let_go_all();
+        let core = self.lock();
+        let dropped = core.tables.learned().let_go_all();
         self.timers_due.store(u64::MAX, Ordering::Release);
         dropped
     }
@@ -376,9 +423,8 @@ impl Shared {
 
 /// What the slow path did with one packet.
 pub struct Miss {
-    /// The snapshot it ran on, and that snapshot's generation.
-    pub snap: Arc<Snap>,
-    pub snap_gen: u64,
+    /// The snapshot it ran on, and that snapshot's generation, when the worker does not run it.
+    pub snap: Option<(Arc<Snap>, u64)>,
     pub res: SimResult,
     /// The flow installed for it, when its result may be cached.
     pub flow: Option<Installed>,

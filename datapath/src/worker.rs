@@ -33,6 +33,12 @@ use crate::wire::{self, vxlan, Frag, L3};
 #[repr(align(128))]
 pub struct Datapath {
     shared: Arc<Shared>,
+    /// Its number among the workers of `shared` ([`Shared::new_worker`]).
+    id: usize,
+    /// The learned entries' generations, which its flows are checked by.
+    gens: crate::learn::Generations,
+    /// Its copy of the learned entries its misses read.
+    learn_cache: crate::learn::LearnCache,
     /// The snapshot this worker last took from the shared state. A flow it made is fresh only
     /// while the epoch has not moved, so a fresh flow was made under this snapshot.
     snap: Arc<Snap>,
@@ -74,6 +80,9 @@ impl Datapath {
         let iface_gens = snap.ifs.list.iter().map(|i| i.gen).collect();
         let per_iface = vec![IfaceCounts::default(); snap.ifs.len()];
         Datapath {
+            id: shared.new_worker(),
+            gens: shared.generations(),
+            learn_cache: Default::default(),
             snap_gen,
             iface_gens,
             shared,
@@ -209,7 +218,7 @@ impl Datapath {
 
     /// This worker's cached flows, one per line ([`crate::report::flows`]).
     pub fn flows_report(&self) -> String {
-        crate::report::flows(&self.flows, &self.snap.ifs, self.shared.epoch())
+        crate::report::flows(&self.flows, &self.snap.ifs, self.shared.epoch(), &self.gens)
     }
 
     /// See [`Shared::conntrack_report`].
@@ -404,7 +413,7 @@ impl Datapath {
                 // What the flow depends on, read without a lock (see `Shared`).
                 let flags = tcp_flags(bh);
                 let fresh = flow.epoch == self.shared.epoch()
-                    && flow.learned.fresh()
+                    && flow.learned.fresh(&self.gens)
                     && flow.ct_absent.as_ref().is_none_or(Watch::unchanged)
                     && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
                     && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
@@ -433,8 +442,10 @@ impl Datapath {
         self.stats.flow_misses += 1;
         let inner = inner.as_ref().map(|(r, ih, _)| (r.clone(), ih));
         let packet = Packet { iface, frame, headers: h, inner, now };
-        let miss = self.shared.simulate(&packet, key.is_some(), self.trace);
-        self.adopt(miss.snap.clone(), miss.snap_gen);
+        let miss = self.shared.simulate(self.id, self.snap_gen, &mut self.learn_cache, &packet, key.is_some(), self.trace);
+        if let Some((snap, g)) = miss.snap {
+            self.adopt(snap, g);
+        }
         self.stats.forwarded += miss.res.released;
         if let Some(t) = &miss.res.trace {
             self.last_trace.clone_from(t);
@@ -442,7 +453,7 @@ impl Datapath {
         match (miss.flow, key) {
             (Some(made), Some(k)) => {
                 // The first packet is policed as its flow will police the packets after it.
-                let (qos, len) = (&miss.snap.qos, made.body.len());
+                let (qos, len) = (&self.snap.qos, made.body.len());
                 let outcome = send_simulated(&miss.res, &mut self.tx, true, |b| qos.conforms(b, len, now));
                 if self.cache {
                     self.flows.insert(*k, Arc::new(made.flow));

@@ -176,6 +176,41 @@ fn workers_in_parallel_keep_every_connection_whole() {
     assert_eq!(done[0].connection_count(), 1 + THREADS * CONNS as usize);
 }
 
+/// Misses run side by side (issue 14: each table is locked only for the lookup or change made
+/// of it), so two workers may simulate the first packet of one connection at the same moment:
+/// both must find or make the one mapping — the lookup and the making are one step — and both
+/// packets leave with the same translation.
+#[test]
+fn first_packets_of_one_connection_on_two_workers_at_once_share_a_mapping() {
+    const ROUNDS: u16 = 300;
+    let (mut a, _, tap, _) = two_workers();
+    a.process(tap, &out_udp(7000), secs(1));
+    let workers: Vec<Datapath> = (0..2).map(|_| a.worker()).collect();
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let handles: Vec<_> = workers
+        .into_iter()
+        .map(|mut w| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for r in 0..ROUNDS {
+                    start.wait();
+                    w.process(tap, &out_udp(20_000 + r), secs(2));
+                    got.push(sent(&w).map(|s| (s.2, s.3)));
+                }
+                (w, got)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("worker thread")).collect();
+    for r in 0..ROUNDS as usize {
+        let (x, y) = (results[0].1[r], results[1].1[r]);
+        assert!(x.is_some(), "round {r}: sent");
+        assert_eq!(x, y, "round {r}: both first packets of source port {} take one mapping", 20_000 + r);
+    }
+    assert_eq!(results[0].0.connection_count(), 1 + ROUNDS as usize, "one connection per source port");
+}
+
 /// Live workers run the timers between polls: ARP retries and the give-up happen on their own
 /// clock with no packet arriving (SPEC §6.4: three requests a second apart, then the waiting
 /// packet is dropped).

@@ -275,8 +275,13 @@ impl ConnTable {
     }
 
     /// Track `key` without translation (a firewall's accepted connection): its reply is the
-    /// reversed tuple.
+    /// reversed tuple. A live entry for `key` already there — made by another worker since this
+    /// one looked — is the connection, and is kept.
     pub fn track(&mut self, key: CtKey, router: RouterRef, flags: u8, now: Instant) -> ConnHandle {
+        if let Some(h) = self.lookup(&key, now).filter(|h| h.dir == Dir::Orig) {
+            self.touch(h, flags, now);
+            return h;
+        }
         if let Some(&(idx, _)) = self.by_key.get(&key) {
             self.remove(idx);
         }

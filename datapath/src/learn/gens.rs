@@ -79,29 +79,38 @@ impl Generations {
         }
     }
 
-    /// What a flow holds of the entries it read.
-    pub fn deps(&self, read: &[Dep]) -> LearnedDeps {
-        match read.is_empty() {
-            true => LearnedDeps::default(),
-            false => LearnedDeps(Some((self.0.clone(), read.into()))),
-        }
+    /// Another handle on the same counters (a worker's, to check its flows with).
+    pub fn share(&self) -> Generations {
+        Generations(self.0.clone())
+    }
+
+    /// `d`'s entry has not changed since `d` was read.
+    #[inline]
+    pub fn unchanged(&self, d: &Dep) -> bool {
+        self.0 .0.get(d.slot as usize).is_some_and(|g| g.load(Ordering::Acquire) == d.gen)
     }
 }
 
-/// The learned entries a flow read, with their generations then: fresh while none moved.
+/// The learned entries a flow read, with their generations then: fresh while none moved. It
+/// holds no handle on the counters — the worker checking it has one ([`Generations::share`]),
+/// so installing a flow moves no shared reference count.
 #[derive(Debug, Default)]
-pub struct LearnedDeps(Option<(Arc<GenTable>, Box<[Dep]>)>);
+pub struct LearnedDeps(Option<Box<[Dep]>>);
 
 impl LearnedDeps {
+    pub fn of(read: &[Dep]) -> LearnedDeps {
+        LearnedDeps((!read.is_empty()).then(|| read.into()))
+    }
+
     #[inline]
-    pub fn fresh(&self) -> bool {
-        let Some((table, read)) = &self.0 else { return true };
-        read.iter().all(|d| table.0.get(d.slot as usize).is_some_and(|g| g.load(Ordering::Acquire) == d.gen))
+    pub fn fresh(&self, gens: &Generations) -> bool {
+        let Some(read) = &self.0 else { return true };
+        read.iter().all(|d| gens.unchanged(d))
     }
 
     /// How many entries it read.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |(_, r)| r.len())
+        self.0.as_ref().map_or(0, |r| r.len())
     }
 
     pub fn is_empty(&self) -> bool {

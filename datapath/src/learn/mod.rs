@@ -17,6 +17,7 @@
 //! them leaves (forwarded) or when the last is dropped; an input that was also sent elsewhere
 //! was counted then, and its waiting copies count nothing more.
 
+mod cache;
 mod gens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -31,6 +32,7 @@ use rules::model::Mac;
 use crate::iface::IfIdx;
 use crate::limits::{Limits, Refusals};
 use crate::time::Instant;
+pub use cache::LearnCache;
 pub use gens::{Dep, Entry, Generations, LearnedDeps};
 
 /// Where a learned MAC lives.
@@ -117,6 +119,15 @@ impl MacSeen {
         }
     }
 
+    /// Seen at `now` exactly (the slow path learning it again): written only when the stamp
+    /// moves.
+    #[inline]
+    pub fn stamp(&self, now: Instant) {
+        if self.0.load(Ordering::Relaxed) < now.0 {
+            self.0.fetch_max(now.0, Ordering::Relaxed);
+        }
+    }
+
     fn get(&self) -> Instant {
         Instant(self.0.load(Ordering::Relaxed))
     }
@@ -189,7 +200,7 @@ impl Learned {
     /// Learn that `mac` is at `loc` on `net`, seen at `now`.
     pub fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location, now: Instant, limits: &Limits) -> MacLearn {
         if let Some(e) = self.macs.get_mut(&(net, mac)) {
-            e.seen.0.fetch_max(now.0, Ordering::Relaxed);
+            e.seen.stamp(now);
             if e.loc == loc {
                 return MacLearn::Known(e.seen.clone());
             }
@@ -212,6 +223,11 @@ impl Learned {
 
     pub fn mac(&self, net: NetRef, mac: Mac) -> Option<Location> {
         self.macs.get(&(net, mac)).map(|e| e.loc)
+    }
+
+    /// Where `mac` is on `net`, and its last-seen stamp.
+    pub fn mac_entry(&self, net: NetRef, mac: Mac) -> Option<(Location, MacSeen)> {
+        self.macs.get(&(net, mac)).map(|e| (e.loc, e.seen.clone()))
     }
 
     /// Learned MACs of one network.

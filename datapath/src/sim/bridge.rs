@@ -47,21 +47,40 @@ impl Sim<'_> {
     }
 
     pub(super) fn learn_mac(&mut self, net: NetRef, mac: Mac, loc: Location) {
-        let seen = match self.learned.learn_mac(net, mac, loc, self.now, &self.limits) {
+        // Known there already (the worker's copy says so while it holds): only its stamp moves.
+        let tables = self.tables;
+        let (d, found) = self.cache.mac(tables.gens(), || tables.learned(), net, mac);
+        if let Some((_, seen)) = found.filter(|(l, _)| *l == loc) {
+            self.depend(d);
+            seen.stamp(self.now);
+            if self.generating == 0 && self.res.mac_seen.is_none() {
+                self.res.mac_seen = Some(seen);
+            }
+            return;
+        }
+        // Learned, and the generation its flow keeps read, under one lock.
+        let (learn, dep) = {
+            let mut l = self.tables.learned();
+            let learn = l.learn_mac(net, mac, loc, self.now, &self.limits);
+            let e = if learn == MacLearn::Refused { Entry::Room(net) } else { Entry::Mac(net, mac) };
+            (learn, l.gens.read(e))
+        };
+        // Its flow keeps the source where it was learned: the entry moving elsewhere (and
+        // back by this flow's next packet) takes a simulation. A refused one is learned once the
+        // table has room: the flow lasts until an entry goes.
+        self.depend(dep);
+        let seen = match learn {
             MacLearn::News(seen) => {
+                self.res.new_timer = true;
                 note!(self, "learn MAC {mac} behind {loc}");
                 seen
             }
             MacLearn::Known(seen) => seen,
             MacLearn::Refused => {
                 note!(self, "MAC table of network {} full: {mac} not learned", self.topo.network(net).id);
-                // Learned once the table has room: the flow lasts until an entry goes.
-                return self.depend_learned(Entry::Room(net));
+                return;
             }
         };
-        // Its flow keeps the source where it was learned: the entry moving elsewhere (and
-        // back by this flow's next packet) takes a simulation.
-        self.depend_learned(Entry::Mac(net, mac));
         if self.generating == 0 && self.res.mac_seen.is_none() {
             self.res.mac_seen = Some(seen);
         }

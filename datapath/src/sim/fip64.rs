@@ -24,14 +24,17 @@ impl Sim<'_> {
         let pool = if f.is_icmp_error() {
             self.uncacheable();
             let client = quoted_dst6(f, ip);
-            let Some(b) = client.and_then(|c| self.live_binding(r, c)) else {
+            let Some(pool) = client.and_then(|c| self.live_binding(r, c)) else {
                 return self.drop(DropReason::Fip64Unbound);
             };
-            b.pool
+            pool
         } else {
-            let b: &Binding = self.fip64.bind(r, ip.src, self.limits.fip64(), self.now);
-            let pool = b.pool;
-            self.res.binding = Some(b.hold());
+            let (pool, hold) = {
+                let mut bindings = self.tables.fip64();
+                let b: &Binding = bindings.bind(r, ip.src, self.limits.fip64(), self.now);
+                (b.pool, b.hold())
+            };
+            self.res.binding = Some(hold);
             pool
         };
         note!(self, "fip64 {}: {} as {pool} → {}", fx.id, ip.src, fx.fixed);
@@ -58,7 +61,8 @@ impl Sim<'_> {
             },
             false => (ip.dst, ip.src),
         };
-        let Some((client, hold)) = self.fip64.by_pool(r, pool, self.now).map(|b| (b.client, b.hold())) else {
+        let bound = self.tables.fip64().by_pool(r, pool, self.now).map(|b| (b.client, b.hold()));
+        let Some((client, hold)) = bound else {
             // A binding may come with the next client: this drop is not a flow.
             self.uncacheable();
             return self.drop(DropReason::Fip64Unbound);
@@ -86,11 +90,12 @@ impl Sim<'_> {
         self.router_out6(outport, next_hop, v6);
     }
 
-    /// Router `r`'s live binding of `client`, its use recorded.
-    fn live_binding(&mut self, r: RouterRef, client: Ipv6Addr) -> Option<&Binding> {
-        let b = self.fip64.by_client(r, client, self.now)?;
+    /// The pool address of router `r`'s live binding of `client`, its use recorded.
+    fn live_binding(&mut self, r: RouterRef, client: Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+        let mut bindings = self.tables.fip64();
+        let b = bindings.by_client(r, client, self.now)?;
         b.hold().touch(self.now);
-        Some(b)
+        Some(b.pool)
     }
 }
 

@@ -73,15 +73,24 @@ pub(super) fn filter(sim: &mut Sim, r: RouterRef, inport: PortRef, orig: &Frame,
     let ck = f.conn_key();
     // A connection already accepted passes, both ways.
     if let Some(k) = ck {
-        let table = sim.fw.entry(r).or_default();
-        if let Some(h) = table.lookup(&k, sim.now) {
-            table.touch(h, f.tcp_flags(), sim.now);
-            note!(sim, "firewall: connection already accepted ({})", if h.dir == Dir::Orig { "original" } else { "reply" });
-            sim.depend_fw_conn(r, h);
-            return Ok(());
+        let found = {
+            let mut fw = sim.tables.fw();
+            let table = fw.entry(r).or_default();
+            let generation = table.generation();
+            let h = table.lookup(&k, sim.now);
+            if let Some(h) = h {
+                table.touch(h, f.tcp_flags(), sim.now);
+            }
+            h.ok_or(generation)
+        };
+        match found {
+            Ok(h) => {
+                note!(sim, "firewall: connection already accepted ({})", if h.dir == Dir::Orig { "original" } else { "reply" });
+                sim.depend_fw_conn(r, h);
+                return Ok(());
+            }
+            Err(generation) => sim.depend_fw_absent(r, generation),
         }
-        let generation = table.generation();
-        sim.depend_fw_absent(r, generation);
     }
     for (index, (_, fw)) in firewalls {
         if !fw.admin_up {
@@ -98,10 +107,11 @@ pub(super) fn filter(sim: &mut Sim, r: RouterRef, inport: PortRef, orig: &Frame,
             FirewallAction::Allow => {
                 sim.res.fw_events.push(log);
                 if let Some(k) = ck {
-                    if !sim.room_for_conn(r) {
+                    let tables = sim.tables;
+                    if !sim.room_for_conn(r, &mut tables.ct()) {
                         return Err(DropReason::ConntrackFull);
                     }
-                    let h = sim.fw.entry(r).or_default().track(k, r, f.tcp_flags(), sim.now);
+                    let h = tables.fw().entry(r).or_default().track(k, r, f.tcp_flags(), sim.now);
                     sim.depend_fw_conn(r, h);
                 }
             }

@@ -27,12 +27,12 @@ use std::net::Ipv4Addr;
 use rules::compile::{HostRef, LocalVtep, NetRef, PortRef, RouterRef, Topology, Tunnel};
 use rules::model::{Mac, NetworkType};
 
-use crate::ct::{ConnHandle, ConnTable, FwConns};
+use crate::ct::ConnHandle;
 use crate::drop::DropReason;
 use crate::iface::{Binding, IfIdx, Ifaces};
-use crate::learn::{ArpOwner, ArpScope, Egress, Entry, Learned, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
+use crate::learn::{ArpOwner, ArpScope, Egress, Entry, Location, MacLearn, MacSeen, Pending, ARP_RETRY, PENDING_MAX};
 use crate::limits::Limits;
-use crate::state::State;
+use crate::state::Tables;
 use crate::time::Instant;
 use crate::wire::{self, arp, icmp, icmpv6, vxlan, Arp, L3, L4};
 use frame::Frame;
@@ -74,14 +74,18 @@ pub struct SimResult {
     pub binding: Option<crate::ct::bindings::BindingRef>,
     /// The bucket policing traffic from the port it entered by (QoS egress, SPEC §8).
     pub police_in: Option<crate::qos::BucketId>,
-    /// A NAT rule looked for a mapping and found none: the flow depends on that.
-    pub ct_absent: bool,
+    /// A NAT rule looked for a mapping and found none, in this generation of the NAT table:
+    /// the flow depends on none appearing since.
+    pub ct_absent: Option<u64>,
     /// The learned entries the simulation read, found or not, with their generations (§9:
     /// the flow is stale once one of them changes).
     pub learned: Vec<crate::learn::Dep>,
     /// The learned entry of the packet's source MAC, kept alive by the flow's hits.
     pub mac_seen: Option<MacSeen>,
-    /// The number [`Learned::new_input`] gave the packet when a copy of it was parked.
+    /// A timer was set (a next hop now waits for ARP, a MAC began to age): the deadline of the
+    /// next timer may be nearer.
+    pub new_timer: bool,
+    /// The number [`crate::learn::Learned::new_input`] gave the packet when a copy of it was parked.
     pub input: Option<u64>,
     /// The firewall connection the packet passed by (router, entry).
     pub fw_conn: Option<(rules::compile::RouterRef, ConnHandle)>,
@@ -117,9 +121,10 @@ impl SimResult {
             conn: None,
             binding: None,
             police_in: None,
-            ct_absent: false,
+            ct_absent: None,
             learned: Vec::new(),
             mac_seen: None,
+            new_timer: false,
             input: None,
             fw_conn: None,
             fw_absent: None,
@@ -143,12 +148,11 @@ pub enum Attach {
 pub struct Sim<'a> {
     pub topo: &'a Topology,
     pub ifs: &'a Ifaces,
-    pub learned: &'a mut Learned,
-    pub ct: &'a mut ConnTable,
-    /// Firewall connection state, per router.
-    pub fw: &'a mut FwConns,
-    /// fip64 bindings (SPEC §11).
-    pub fip64: &'a mut crate::ct::bindings::Bindings,
+    /// Learned entries, NAT and firewall connections, fip64 bindings: each table is locked for
+    /// the one lookup or change made of it, never across a device (`state.rs`).
+    pub tables: &'a Tables,
+    /// The worker's copy of the learned entries its misses read.
+    cache: &'a mut crate::learn::LearnCache,
     /// QoS buckets, to name the ones a packet meets.
     pub qos: &'a crate::qos::QosBuckets,
     pub limits: Limits,
@@ -171,13 +175,13 @@ impl<'a> Sim<'a> {
     pub fn new(
         topo: &'a Topology,
         ifs: &'a Ifaces,
-        state: &'a mut State,
+        tables: &'a Tables,
+        cache: &'a mut crate::learn::LearnCache,
         qos: &'a crate::qos::QosBuckets,
         now: Instant,
         trace: bool,
     ) -> Self {
-        let State { learned, ct, fw, fip64, limits } = state;
-        Sim { topo, ifs, learned, ct, fw, fip64, qos, limits: *limits, now, res: SimResult::new(trace), generating: 0 }
+        Sim { topo, ifs, tables, cache, qos, limits: tables.limits(), now, res: SimResult::new(trace), generating: 0 }
     }
 
     /// The packet passed a firewall by an accepted connection; a flow of it depends on that entry.
@@ -188,26 +192,36 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The learned entry `e` as it is now decides the packet's way: a flow of it depends on the
-    /// entry's generation (§9).
-    fn depend_learned(&mut self, e: Entry) {
-        let d = self.learned.gens.read(e);
+    /// A learned entry as the simulation read it decides the packet's way: a flow of it depends
+    /// on the entry's generation (§9).
+    fn depend(&mut self, d: crate::learn::Dep) {
         if !self.res.learned.contains(&d) {
             self.res.learned.push(d);
         }
     }
 
     /// Where `mac` was learned on `net`, if it was; the flow depends on that, found or not.
+    /// From the worker's copy while it holds, else read with its generation under one lock, so
+    /// a flow never holds a generation newer than what it read.
     fn learned_mac(&mut self, net: NetRef, mac: Mac) -> Option<Location> {
-        self.depend_learned(Entry::Mac(net, mac));
-        self.learned.mac(net, mac)
+        let tables = self.tables;
+        let (d, found) = self.cache.mac(tables.gens(), || tables.learned(), net, mac);
+        self.depend(d);
+        found.map(|(loc, _)| loc)
     }
 
     /// The MAC ARP (ND) learned for `ip` in `scope`; the flow depends on that, found or not.
     fn learned_arp(&mut self, scope: ArpScope, ip: impl Into<std::net::IpAddr>) -> Option<Mac> {
-        let ip = ip.into();
-        self.depend_learned(Entry::Arp(scope, ip));
-        self.learned.arp(scope, ip)
+        let tables = self.tables;
+        let (d, mac) = self.cache.arp(tables.gens(), || tables.learned(), scope, ip.into());
+        self.depend(d);
+        mac
+    }
+
+    /// A NAT rule found no mapping: the flow depends on the NAT table's generation as it was
+    /// before the lookup (`seen`), so a mapping made since by any worker makes it stale.
+    fn depend_ct_absent(&mut self, seen: u64) {
+        self.res.ct_absent = Some(self.res.ct_absent.map_or(seen, |g| g.min(seen)));
     }
 
     /// A firewall found no connection for the packet; a flow of it depends on none appearing.
@@ -221,24 +235,32 @@ impl<'a> Sim<'a> {
     /// Whether router `r` may have one more connection (SPEC §9): under both bounds, or after
     /// an expired or never-answered connection made room — the router's own first, then, when
     /// only the total is reached, anyone's. Tables found full make the result not cacheable.
-    fn room_for_conn(&mut self, r: RouterRef) -> bool {
+    ///
+    /// `ct` is the NAT table, locked by the caller (which creates the connection under the same
+    /// lock); the firewall tables are locked here, after it.
+    fn room_for_conn(&mut self, r: RouterRef, ct: &mut crate::ct::ConnTable) -> bool {
+        let tables = self.tables;
         loop {
-            let mine = crate::ct::of_router(self.ct, self.fw, r);
-            let all = crate::ct::total(self.ct, self.fw);
-            let router_full = mine >= self.limits.connections_per_router;
-            if !router_full && all < self.limits.connections {
-                return true;
-            }
+            let (room, mine, all) = {
+                let mut fw = tables.fw();
+                let mine = crate::ct::of_router(ct, &fw, r);
+                let all = crate::ct::total(ct, &fw);
+                let router_full = mine >= self.limits.connections_per_router;
+                if !router_full && all < self.limits.connections {
+                    return true;
+                }
+                let now = self.now;
+                let mut room = ct.make_room(Some(r), now).or_else(|| fw.get_mut(&r)?.make_room(None, now));
+                if room.is_none() && !router_full {
+                    room = ct.make_room(None, now).or_else(|| fw.values_mut().find_map(|t| t.make_room(None, now)));
+                }
+                (room, mine, all)
+            };
             self.uncacheable();
-            let now = self.now;
-            let mut room = self.ct.make_room(Some(r), now).or_else(|| self.fw.get_mut(&r)?.make_room(None, now));
-            if room.is_none() && !router_full {
-                room = self.ct.make_room(None, now).or_else(|| self.fw.values_mut().find_map(|t| t.make_room(None, now)));
-            }
             match room {
                 Some(crate::ct::Room::EarlyDrop) => {
                     note!(self, "connection table full: the oldest unanswered connection goes");
-                    self.learned.refused.early_drops += 1;
+                    tables.learned().refused.early_drops += 1;
                 }
                 Some(crate::ct::Room::Expired) => {}
                 None => {

@@ -59,29 +59,30 @@ pub(super) fn prerouting(sim: &mut Sim, r: RouterRef, inport: PortRef, f: &mut F
 
 /// Reverse a dynamic SNAT mapping of `kind` for a reply; false (and `f` untouched) when none exists.
 fn reverse_snat(sim: &mut Sim, f: &mut Frame, kind: SnatKind) -> bool {
-    let Some(key) = f.conn_key() else {
-        sim.res.ct_absent = true;
-        return false;
-    };
-    let Some(h) = sim.ct.lookup(&key, sim.now) else {
-        sim.res.ct_absent = true;
-        return false;
-    };
-    let Some(conn) = sim.ct.get(h).filter(|c| c.kind == kind && h.dir == ct::Dir::Reply) else {
-        sim.res.ct_absent = true;
-        return false;
-    };
-    // NAT tables hold IPv4 connections only (§10.2).
-    let (IpAddr::V4(addr), port) = (conn.orig.src, conn.orig.sport) else {
-        sim.res.ct_absent = true;
+    let tables = sim.tables;
+    let mut ct = tables.ct();
+    let seen = ct.generation();
+    let found = f.conn_key().and_then(|key| {
+        let h = ct.lookup(&key, sim.now)?;
+        let conn = ct.get(h).filter(|c| c.kind == kind && h.dir == ct::Dir::Reply)?;
+        // NAT tables hold IPv4 connections only (§10.2).
+        match (conn.orig.src, conn.orig.sport) {
+            (IpAddr::V4(addr), port) => Some((h, addr, port)),
+            _ => None,
+        }
+    });
+    let Some((h, addr, port)) = found else {
+        drop(ct);
+        sim.depend_ct_absent(seen);
         return false;
     };
     if f.is_icmp_error() {
         sim.res.cacheable = false;
     } else {
-        sim.ct.touch(h, f.tcp_flags(), sim.now);
+        ct.touch(h, f.tcp_flags(), sim.now);
         sim.res.conn = Some(h);
     }
+    drop(ct);
     f.nat_dst(addr, Some(port));
     true
 }
@@ -173,16 +174,13 @@ fn dynamic_snat(
     if f.is_icmp_error() {
         // An error about a packet of a tracked connection, from its inside host.
         sim.res.cacheable = false;
-        let Some(key) = f.conn_key() else {
-            return untranslatable(sim);
-        };
-        let Some(h) = sim.ct.lookup(&key, sim.now) else {
-            return untranslatable(sim);
-        };
-        let Some(conn) = sim.ct.get(h).filter(|_| h.dir == ct::Dir::Orig) else {
-            return untranslatable(sim);
-        };
-        let (IpAddr::V4(addr), port) = conn.nat_src() else {
+        let tables = sim.tables;
+        let nat_src = f.conn_key().and_then(|key| {
+            let mut ct = tables.ct();
+            let h = ct.lookup(&key, sim.now)?;
+            ct.get(h).filter(|_| h.dir == ct::Dir::Orig).map(|conn| conn.nat_src())
+        });
+        let Some((IpAddr::V4(addr), port)) = nat_src else {
             return untranslatable(sim);
         };
         f.nat_src(addr, Some(port));
@@ -195,19 +193,24 @@ fn dynamic_snat(
         return untranslatable(sim);
     };
     let flags = f.tcp_flags();
-    let h = match sim.ct.lookup(&key, sim.now) {
+    // Looked up and, for a new connection, made under one lock: two workers with the first
+    // packets of one connection find or make the same mapping.
+    let tables = sim.tables;
+    let mut ct = tables.ct();
+    let h = match ct.lookup(&key, sim.now) {
         Some(h) if h.dir == ct::Dir::Orig => {
-            sim.ct.touch(h, flags, sim.now);
+            ct.touch(h, flags, sim.now);
             h
         }
         _ => {
             if !ct::can_originate(&ip) {
+                drop(ct);
                 return untranslatable(sim);
             }
-            if !sim.room_for_conn(r) {
+            if !sim.room_for_conn(r, &mut ct) {
                 return Err(DropReason::ConntrackFull);
             }
-            match sim.ct.create(key, nat_ip, kind, r, flags, sim.now) {
+            match ct.create(key, nat_ip, kind, r, flags, sim.now) {
                 Ok(h) => h,
                 Err(ct::PortsExhausted) => {
                     // Ports free up as other connections expire: this drop is not a flow.
@@ -217,10 +220,9 @@ fn dynamic_snat(
             }
         }
     };
-    let Some(conn) = sim.ct.get(h) else {
-        return untranslatable(sim);
-    };
-    let (IpAddr::V4(addr), port) = conn.nat_src() else {
+    let nat_src = ct.get(h).map(|conn| conn.nat_src());
+    drop(ct);
+    let Some((IpAddr::V4(addr), port)) = nat_src else {
         return untranslatable(sim);
     };
     let keeps_port = matches!(ip.l4, L4::Icmp { typ: wire::ICMP_ECHO_REQUEST, .. } | L4::Tcp { .. } | L4::Udp { .. });

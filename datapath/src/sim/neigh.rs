@@ -19,7 +19,7 @@ impl Sim<'_> {
         // RFC 826's merge rule: a sender already in the table is updated by whatever it sends —
         // a gratuitous request or reply (sender IP = target IP) announcing a new MAC after a
         // failover included; a request for this port's addresses and a reply create the entry.
-        let known = self.learned.arp(ArpScope::RouterPort(p), a.spa.into()).is_some();
+        let known = self.tables.learned().arp(ArpScope::RouterPort(p), a.spa.into()).is_some();
         let learns = on_link && (for_me || a.op == wire::ARP_REPLY || known);
         if learns {
             self.learn_arp(ArpScope::RouterPort(p), a.spa, Mac(a.sha));
@@ -44,24 +44,33 @@ impl Sim<'_> {
             ArpScope::RouterPort(p) => self.topo.port(p).router.map_or(ArpOwner::Underlay, ArpOwner::Router),
             ArpScope::Underlay => ArpOwner::Underlay,
         };
-        if self.learned.learn_arp(scope, owner, ip, mac, &self.limits) {
+        let tables = self.tables;
+        let (news, pending) = {
+            let mut l = tables.learned();
+            (l.learn_arp(scope, owner, ip, mac, &self.limits), l.pending.remove(&(scope, ip)))
+        };
+        if news {
             note!(self, "learn {} {ip} is at {mac}", if ip.is_ipv6() { "ND" } else { "ARP" });
         }
-        if let Some(pending) = self.learned.pending.remove(&(scope, ip)) {
+        if let Some(pending) = pending {
             note!(self, "release {} packets waiting for {ip}", pending.frames.len());
             for w in pending.frames {
-                if self.learned.leaves(&w) {
+                if tables.learned().leaves(&w) {
                     self.res.released += 1;
                 }
-                let mut frame = w.frame;
-                // A parked frame is a whole Ethernet frame: its destination MAC is there.
-                let _ = wire::ipv4::put(&mut frame, wire::ETH_DST, &mac.0);
-                let Ok(f) = Frame::parse(frame) else { continue };
-                self.generated(|s| match pending.egress {
-                    Egress::Iface(i) => s.output(i, f, None),
-                    Egress::RouterPort(rp) => s.bridge(s.topo.port(rp).network, Attach::Port(rp), f),
-                });
+                self.generated(|s| s.send_resolved(pending.egress, w.frame, mac));
             }
+        }
+    }
+
+    /// Send a frame that waited for (or would have waited for) `mac`, its next hop's.
+    fn send_resolved(&mut self, egress: Egress, mut frame: Vec<u8>, mac: Mac) {
+        // A parked frame is a whole Ethernet frame: its destination MAC is there.
+        let _ = wire::ipv4::put(&mut frame, wire::ETH_DST, &mac.0);
+        let Ok(f) = Frame::parse(frame) else { return };
+        match egress {
+            Egress::Iface(i) => self.output(i, f, None),
+            Egress::RouterPort(rp) => self.bridge(self.topo.port(rp).network, Attach::Port(rp), f),
         }
     }
 
@@ -70,12 +79,22 @@ impl Sim<'_> {
         let ip = ip.into();
         self.uncacheable();
         let now = self.now;
-        let first = !self.learned.pending.contains_key(&(scope, ip));
-        if first && self.learned.pending.len() >= self.limits.arp_waiting {
-            note!(self, "{} next hops wait for ARP already", self.learned.pending.len());
+        let tables = self.tables;
+        let mut l = tables.learned();
+        if let Some(mac) = l.arp(scope, ip) {
+            // Another worker learned it since this simulation looked.
+            drop(l);
+            return self.send_resolved(egress, frame, mac);
+        }
+        let first = !l.pending.contains_key(&(scope, ip));
+        self.res.new_timer |= first;
+        if first && l.pending.len() >= self.limits.arp_waiting {
+            let waiting = l.pending.len();
+            drop(l);
+            note!(self, "{waiting} next hops wait for ARP already");
             return self.drop(DropReason::ArpWaitingFull);
         }
-        let pending = self.learned.pending.entry((scope, ip)).or_insert_with(|| Pending {
+        let pending = l.pending.entry((scope, ip)).or_insert_with(|| Pending {
             frames: Vec::new(),
             egress,
             request: request.clone(),
@@ -83,6 +102,7 @@ impl Sim<'_> {
             next_try: now.saturating_add(ARP_RETRY),
         });
         if pending.frames.len() >= PENDING_MAX {
+            drop(l);
             return self.drop(DropReason::ArpQueueFull);
         }
         let waiting = pending.frames.len() + 1;
@@ -90,10 +110,11 @@ impl Sim<'_> {
         // own fate counts it, and the waiting frame counts nothing.
         let input = match (self.generating, self.res.input) {
             (0, Some(i)) => Some(i),
-            (0, None) => Some(*self.res.input.insert(self.learned.new_input())),
+            (0, None) => Some(*self.res.input.insert(l.new_input())),
             _ => None,
         };
-        self.learned.park((scope, ip), frame, input);
+        l.park((scope, ip), frame, input);
+        drop(l);
         note!(self, "wait for {} of {ip} ({waiting} waiting)", if ip.is_ipv6() { "ND" } else { "ARP" });
         self.res.queued |= input.is_some();
         if first {
@@ -115,22 +136,26 @@ impl Sim<'_> {
     /// (`arp_unresolved`).
     pub fn arp_timers(&mut self) -> u64 {
         let now = self.now;
-        let due: Vec<_> = self.learned.pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
+        let tables = self.tables;
+        let due: Vec<_> = tables.learned().pending.iter().filter(|(_, p)| p.next_try <= now).map(|(k, _)| *k).collect();
         let mut unresolved = 0;
         for k in due {
-            let Some(p) = self.learned.pending.get_mut(&k) else {
-                continue;
-            };
-            if p.tries >= ARP_TRIES {
-                if let Some(p) = self.learned.pending.remove(&k) {
-                    unresolved += self.learned.let_go(&p.frames);
+            let again = {
+                let mut l = tables.learned();
+                let Some(p) = l.pending.get_mut(&k) else {
+                    continue;
+                };
+                if p.tries >= ARP_TRIES {
+                    if let Some(p) = l.pending.remove(&k) {
+                        unresolved += l.let_go(&p.frames);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            p.tries += 1;
-            p.next_try = p.next_try.saturating_add(ARP_RETRY);
-            let (egress, req) = (p.egress, p.request.clone());
-            self.send_arp_request(egress, req);
+                p.tries += 1;
+                p.next_try = p.next_try.saturating_add(ARP_RETRY);
+                (p.egress, p.request.clone())
+            };
+            self.send_arp_request(again.0, again.1);
         }
         unresolved
     }

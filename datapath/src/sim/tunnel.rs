@@ -106,7 +106,7 @@ impl Sim<'_> {
             if a.tpa != my_ip {
                 // The merge rule (RFC 826), as at router ports: a known neighbour's announcement
                 // updates its entry.
-                if self.learned.arp(ArpScope::Underlay, a.spa.into()).is_some() {
+                if self.tables.learned().arp(ArpScope::Underlay, a.spa.into()).is_some() {
                     self.res.handled = true;
                     return self.learn_arp(ArpScope::Underlay, a.spa, Mac(a.sha));
                 }
