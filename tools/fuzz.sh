@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/fuzz.sh [SECONDS] [TARGET...] — the cargo-fuzz targets of fuzz/ (nightly Rust):
 #   parse     the header parser on any bytes;
-#   datapath  the whole datapath fed frames against each scenario's snapshot, cache on and off,
+#   datapath  the whole datapath fed frames against each scenario's snapshot, cache on and off
+#             and through the vector path (batches, hits rewritten in place),
 #             checking that both send the same bytes, that what leaves has valid checksums, and
 #             that every input is forwarded, handled or dropped once;
 #   snapshot  the snapshot loader and compiler on any text.

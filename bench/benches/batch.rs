@@ -81,12 +81,12 @@ impl Case {
             let l = b % self.lists.len();
             let frames = &self.lists[l];
             batch.clear();
+            *t += 64_000;
             for _ in 0..BATCH {
-                batch.push(frames.get(next[l]));
+                batch.push(frames.get(next[l]), Instant(*t));
                 next[l] = (next[l] + 1) % frames.count();
             }
-            *t += 64_000;
-            self.dp.process_batch(frames.iface, black_box(batch), Instant(*t));
+            self.dp.process_batch(frames.iface, black_box(&mut *batch));
             self.dp.sent();
         }
     }
@@ -220,14 +220,14 @@ fn learning_churn(c: &mut Criterion) {
             let start = StdInstant::now();
             for _ in 0..iters {
                 batch.clear();
-                for _ in 0..BATCH {
-                    batch.push(flows.get(next));
-                    next = (next + 1) % flows.count();
-                }
                 // Packets 1 µs apart: a batch is 64 µs of packet clock.
                 let ms = t / 1_000_000;
                 t += 64_000;
-                dp.process_batch(tap, black_box(&batch), Instant(t));
+                for _ in 0..BATCH {
+                    batch.push(flows.get(next), Instant(t));
+                    next = (next + 1) % flows.count();
+                }
+                dp.process_batch(tap, black_box(&mut batch));
                 dp.sent();
                 if t / 1_000_000 > ms {
                     learned += 1;
@@ -314,14 +314,14 @@ fn workers(c: &mut Criterion) {
                                 for it in 0..iters {
                                     batch.clear();
                                     for _ in 0..BATCH {
-                                        batch.push(frames.get(next));
+                                        batch.push(frames.get(next), Instant(2 * SEC + it * 64_000));
                                         next = (next + 1) % frames.count();
                                     }
                                     if kind != "hits" {
                                         // A new flow every frame: the table forgets them first.
                                         dp.set_flow_cache(true);
                                     }
-                                    dp.process_batch(frames.iface, black_box(&batch), Instant(2 * SEC + it * 64_000));
+                                    dp.process_batch(frames.iface, black_box(&mut batch));
                                     dp.sent();
                                 }
                             });

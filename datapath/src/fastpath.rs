@@ -10,6 +10,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::batch::{NoRx, RxFrames};
 use crate::drop::DropReason;
 use crate::flow::Flow;
 use crate::iface::IfIdx;
@@ -21,11 +22,13 @@ use crate::wire::{self, vxlan};
 /// header's 20 extra bytes.
 const MAX_HEADROOM: usize = vxlan::ENCAP_LEN + 20;
 
-/// Frames to send, written back to back into one buffer and kept in the order sent, each with
-/// the interface it leaves by. Live mode keeps a batch's frames here and sends each interface's
-/// with one `sendmmsg()` straight from this buffer ([`TxBuf::by_iface`]); replay and tests read
-/// the last input's frames in order ([`TxBuf::iter`]). Reused between packets: no allocation
-/// once it has held its largest batch.
+/// Frames to send, kept in the order sent, each with the interface it leaves by: written back to
+/// back into one buffer, or — a hit applied in place ([`apply_in_place`]) — left where it was
+/// received, in a batch's buffer ([`RxFrames`]), and named by its place there. Live mode keeps a
+/// batch's frames here and sends each interface's with one `sendmmsg()` straight from where
+/// they lie ([`TxBuf::by_iface_in`]); replay and tests read the last input's frames in order
+/// ([`TxBuf::iter`], [`TxBuf::iter_in`]). Reused between packets: no allocation once it has held
+/// its largest batch.
 #[derive(Debug, Default)]
 pub struct TxBuf {
     data: Vec<u8>,
@@ -35,11 +38,19 @@ pub struct TxBuf {
     mark: usize,
 }
 
-/// One staged frame: where it lies in [`TxBuf::data`], and its interface.
+/// One staged frame: where it lies, and its interface.
 #[derive(Debug, Clone)]
 struct Staged {
     iface: IfIdx,
-    at: Range<usize>,
+    at: Place,
+}
+
+#[derive(Debug, Clone)]
+enum Place {
+    /// In [`TxBuf::data`].
+    Own(Range<usize>),
+    /// In the buffer of frame `k` of the batch being processed ([`RxFrames::buf`]).
+    Rx { k: usize, at: Range<usize> },
 }
 
 impl TxBuf {
@@ -65,8 +76,19 @@ impl TxBuf {
         let headroom = headroom.min(ZEROS.len());
         self.data.extend_from_slice(&ZEROS[..headroom]);
         self.data.extend_from_slice(body);
-        self.frames.push(Staged { iface, at: start..self.data.len() });
+        self.frames.push(Staged { iface, at: Place::Own(start..self.data.len()) });
         &mut self.data[start..]
+    }
+
+    /// Stage bytes `at` of batch frame `k`'s buffer, written there in place, leaving by `iface`.
+    #[inline]
+    fn stage_rx(&mut self, iface: IfIdx, k: usize, at: Range<usize>) {
+        self.frames.push(Staged { iface, at: Place::Rx { k, at } });
+    }
+
+    /// Frames staged so far, of every input (where the next input's begin).
+    pub fn staged_count(&self) -> usize {
+        self.frames.len()
     }
 
     /// Append a frame leaving by `iface`, encapsulated by `encap` when it has one, with `grow`
@@ -94,13 +116,28 @@ impl TxBuf {
         !self.frames.is_empty()
     }
 
-    fn bytes(&self, s: &Staged) -> &[u8] {
-        self.data.get(s.at.clone()).unwrap_or_default()
+    fn bytes<'a>(&'a self, s: &Staged, rx: &'a impl RxFrames) -> &'a [u8] {
+        match &s.at {
+            Place::Own(at) => self.data.get(at.clone()).unwrap_or_default(),
+            Place::Rx { k, at } => rx.buf(*k).get(at.clone()).unwrap_or_default(),
+        }
     }
 
-    /// The last input's frames, in the order sent.
+    /// The last input's frames, in the order sent, when none was applied in place (a single
+    /// frame's input: [`crate::Datapath::process`]).
     pub fn iter(&self) -> impl Iterator<Item = (IfIdx, &[u8])> {
-        self.frames[self.mark..].iter().map(|s| (s.iface, self.bytes(s)))
+        self.iter_in(&NoRx)
+    }
+
+    /// The last input's frames, in the order sent; those applied in place lie in `rx`, the batch
+    /// they were received in.
+    pub fn iter_in<'a>(&'a self, rx: &'a impl RxFrames) -> impl Iterator<Item = (IfIdx, &'a [u8])> {
+        self.range_in(self.mark..self.frames.len(), rx)
+    }
+
+    /// Staged frames `range` (by [`TxBuf::staged_count`] before and after an input), in order.
+    pub fn range_in<'a>(&'a self, range: Range<usize>, rx: &'a impl RxFrames) -> impl Iterator<Item = (IfIdx, &'a [u8])> {
+        self.frames.get(range).unwrap_or_default().iter().map(move |s| (s.iface, self.bytes(s, rx)))
     }
 
     /// The interface of each of the last input's frames, in order.
@@ -109,12 +146,18 @@ impl TxBuf {
     }
 
     /// Every staged frame grouped by interface: each interface once (in the order of its first
-    /// frame), with its frames in the order sent. Grouping costs a scan per batch, not per packet.
-    pub fn by_iface(&self) -> impl Iterator<Item = (IfIdx, impl Iterator<Item = &[u8]> + Clone)> {
+    /// frame), with its frames in the order sent; those applied in place lie in `rx`. Grouping
+    /// costs a scan per batch, not per packet.
+    pub fn by_iface_in<'a, R: RxFrames>(&'a self, rx: &'a R) -> impl Iterator<Item = (IfIdx, impl Iterator<Item = &'a [u8]> + Clone)> {
         self.frames.iter().enumerate().filter(|(n, s)| !self.frames[..*n].iter().any(|e| e.iface == s.iface)).map(move |(n, s)| {
             let iface = s.iface;
-            (iface, self.frames[n..].iter().filter(move |e| e.iface == iface).map(|e| self.bytes(e)))
+            (iface, self.frames[n..].iter().filter(move |e| e.iface == iface).map(move |e| self.bytes(e, rx)))
         })
+    }
+
+    /// [`TxBuf::by_iface_in`] when nothing was applied in place.
+    pub fn by_iface(&self) -> impl Iterator<Item = (IfIdx, impl Iterator<Item = &[u8]> + Clone)> {
+        self.by_iface_in(&NoRx)
     }
 }
 
@@ -189,6 +232,43 @@ pub fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, confor
             debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
         },
     )
+}
+
+/// [`apply`], in place: batch frame `k`, whose part the flow acts on lies at `body` in `buf` (its
+/// receive buffer), is rewritten where it lies — its longer headers, if any, written into the
+/// headroom before it — and staged from there. `None` when the flow sends more than one copy, or
+/// drops, or the frame has less room in front than the flow's headers need: the caller copies.
+#[inline]
+pub fn apply_in_place(
+    flow: &Flow,
+    buf: &mut [u8],
+    body: Range<usize>,
+    h: &wire::Headers,
+    tx: &mut TxBuf,
+    k: usize,
+    conforms: impl FnMut(BucketId) -> bool,
+) -> Option<Outcome> {
+    let [only] = flow.outputs.as_slice() else { return None };
+    let (copy, grow) = flow.rewrite.copy(h, body.len());
+    let room = if only.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
+    let end = body.start.checked_add(copy.end).filter(|&e| e <= body.end && copy.start <= copy.end)?;
+    let first = (body.start + copy.start).checked_sub(room + grow)?;
+    Some(police(
+        flow.police_in,
+        &flow.outputs,
+        |o| o.police,
+        conforms,
+        |out| {
+            let Some(frame) = buf.get_mut(first..end) else { return };
+            let (outer, inner) = frame.split_at_mut(room);
+            if let Some(t) = &out.encap {
+                t.write(outer, inner.len());
+            }
+            let rewritten = flow.rewrite.apply(inner, h);
+            debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
+            tx.stage_rx(out.iface, k, first..end);
+        },
+    ))
 }
 
 /// QoS as a flow and its first packet both meet it: the bucket of the port the packet entered

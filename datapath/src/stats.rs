@@ -24,6 +24,9 @@ pub struct Stats {
     pub handled: u64,
     pub drops: DropCounters,
     pub flow_hits: u64,
+    /// Hits applied in place in their receive buffer and sent from there (issue 14); the rest
+    /// were copied once into the transmit buffer.
+    pub hits_in_place: u64,
     pub flow_misses: u64,
     /// Firewall log lines dropped because the writer's queue was full.
     pub fw_log_dropped: u64,
@@ -47,6 +50,7 @@ impl Stats {
         self.handled += o.handled;
         self.drops.add(&o.drops);
         self.flow_hits += o.flow_hits;
+        self.hits_in_place += o.hits_in_place;
         self.flow_misses += o.flow_misses;
         self.fw_log_dropped += o.fw_log_dropped;
         self.tx_errors += o.tx_errors;

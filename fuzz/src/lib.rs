@@ -259,6 +259,10 @@ pub fn run_datapath(data: &[u8]) {
         dp
     };
     let (mut on, mut off) = (new(true), new(false));
+    // The vector path (issue 14), each frame a batch of one in a buffer with headroom: a hit is
+    // rewritten in place, and must send what the frame-at-a-time path sends.
+    let mut vector = new(true);
+    let mut rx = datapath::batch::RxBatch::new(rest.len());
     let ifs: Vec<IfIdx> = sc.ifaces.iter().filter_map(|n| on.interfaces().by_name(n)).collect();
     let mut now = Instant(1_767_225_600_000_000_000);
     let mut all_fixed = true;
@@ -289,9 +293,15 @@ pub fn run_datapath(data: &[u8]) {
                 new(&off, &d_off)
             );
         }
+        rx.clear();
+        rx.push(&buf, now);
+        vector.process_batch(i, &mut rx);
         let a: Vec<(IfIdx, &[u8])> = on.tx().iter().collect();
         let b: Vec<(IfIdx, &[u8])> = off.tx().iter().collect();
         assert!(a == b, "{}: cache on sent {a:02x?}, cache off {b:02x?}", sc.name);
+        let v: Vec<(IfIdx, &[u8])> = vector.batch_sent(0, &rx).collect();
+        assert!(a == v, "{}: one at a time sent {a:02x?}, the vector path {v:02x?}", sc.name);
+        vector.sent();
         if all_fixed {
             for (_, f) in &a {
                 if let Err(e) = check_sent(f) {

@@ -438,6 +438,13 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
     let frames_in: u64 = stats.1.lines().find_map(|l| l.strip_prefix("frames in: ")).and_then(|n| n.parse().ok()).expect("frames in");
     assert_eq!(worker_in.iter().sum::<u64>(), frames_in, "the workers' counters add up: {stats:?}");
     assert!(worker_in.iter().filter(|&&n| n > 0).count() >= 2, "traffic spread over workers: {worker_in:?}");
+    // Hits read from the ring in batches are rewritten where they were received (issue 14).
+    let in_place: u64 = stats
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("flow cache: ")?.split_once(" hits (")?.1.split_once(' ')?.0.parse().ok())
+        .expect("flow cache line");
+    assert!(in_place > 0, "hits applied in place in the ring: {stats:?}");
     assert!(status0.1.contains("4 workers"), "{status0:?}");
     assert!(
         traced.contains("POSTROUTING 5 default SNAT to 203.0.113.2")

@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use datapath::io::rawsock::{PollSet, RawSocket, RxRing};
+use datapath::batch::RxFrames;
+use datapath::io::rawsock::{PollSet, RawSocket};
+use datapath::io::ring::RxRing;
 use etherparse::PacketBuilder;
 
 fn arg(n: usize) -> String {
@@ -69,10 +71,13 @@ fn main() {
             let mut got: u64 = 0;
             while Instant::now() < end {
                 let _ = poll.wait(Duration::from_millis(50));
-                ring.read(16, |f, r| {
-                    // IPv4/UDP to port 9.
-                    if !r.outgoing && f.len() >= 38 && f[12..14] == [8, 0] && f[23] == 17 && f[36..38] == [0, 9] {
-                        got += 1;
+                ring.read(16, datapath::Instant(0), |rx| {
+                    for k in 0..rx.count() {
+                        // IPv4/UDP to port 9.
+                        let f = rx.frame(k);
+                        if !rx.received(k).outgoing && f.len() >= 38 && f[12..14] == [8, 0] && f[23] == 17 && f[36..38] == [0, 9] {
+                            got += 1;
+                        }
                     }
                 });
             }

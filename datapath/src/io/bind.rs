@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use super::afpacket::{LiveError, RxMode};
 use super::control::PortStatus;
 use super::live_worker::{ask_all, mtu, Ask, Asker, Port, TICK};
-use super::rawsock::{RawSocket, RxRing};
+use super::rawsock::RawSocket;
+use super::ring::RxRing;
 use crate::iface::IfIdx;
 use crate::shared::Shared;
 
@@ -242,7 +243,7 @@ pub(super) fn open_group(name: &str, ifindex: u32, workers: usize, mode: RxMode)
         for (s, ring) in socks.iter().zip(rings.iter_mut()) {
             s.drain();
             if let Some(r) = ring {
-                r.read(RING_BLOCKS, |_, _| {});
+                r.read(RING_BLOCKS, crate::time::Instant(0), |_| {});
             }
         }
     }

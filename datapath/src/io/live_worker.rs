@@ -1,9 +1,11 @@
 //! The live worker loop (SPEC §2, §9): one thread per worker, run to completion. It polls its
-//! sockets — one per interface, in that interface's fanout group — reads what arrived (in place
-//! from a `TPACKET_V3` ring, or by `recvmmsg()`), cuts TCP super-frames, completes pending
-//! checksums, processes each frame with the clock read once per poll, and sends each interface's
-//! frames with one `sendmmsg()` from where the datapath wrote them. Between batches it answers
-//! the supervisor ([`Ask`]): counters, flows, a socket to take or to close.
+//! sockets — one per interface, in that interface's fanout group — reads what arrived in batches
+//! of up to 64 frames (in place from a `TPACKET_V3` ring, or by `recvmmsg()` into buffers with
+//! headroom), cuts TCP super-frames, completes pending checksums, hands each batch to the vector
+//! path with the clock read once per poll ([`Datapath::process_frames`]: hits rewritten where
+//! they were received), and sends each interface's frames with one `sendmmsg()` from where they
+//! lie. Between batches it answers the supervisor ([`Ask`]): counters, flows, a socket to take
+//! or to close.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,14 +14,16 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::bind::RING_BLOCKS;
-use super::rawsock::{PollSet, RawSocket, RxRing, Waker};
+use super::rawsock::{PollSet, RawSocket, Received, Waker};
+use super::ring::RxRing;
 use super::summary::WorkerLoad;
+use crate::batch::{RxBatch, RxFrames};
 use crate::iface::IfIdx;
 use crate::time::Instant;
 use crate::{Datapath, Stats};
 
 /// Frames per `recvmmsg()` and per batch.
-pub const BATCH: usize = 64;
+pub const BATCH: usize = crate::batch::BATCH;
 /// Bytes per receive buffer: a whole TCP super-frame (64 KiB of IP and its Ethernet header).
 const BUF: usize = 65536 + 64;
 /// How often idle threads look at the stop flag and at questions.
@@ -71,7 +75,7 @@ pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop:
     // ports[slot]: this worker's socket on the interface in that slot, if it is bound.
     let mut ports: Vec<Option<Box<Port>>> = Vec::new();
     let mut gso = Gso::default();
-    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; BUF]).collect();
+    let mut batch = RxBatch::new(BUF);
     let mut meta = Vec::with_capacity(BATCH);
     // The poll set and, for each of its entries, the slot it is for.
     let mut order: Vec<usize> = Vec::new();
@@ -124,7 +128,7 @@ pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop:
         // ARP retries and give-ups are due whether packets arrive or not.
         dp.tick(at);
         if dp.tx().staged() {
-            flush(&mut dp, &ports, None);
+            flush(&mut dp, &ports, None, &crate::batch::NoRx);
         }
         for (e, &k) in order.iter().enumerate() {
             let i = IfIdx(k as u16);
@@ -140,34 +144,30 @@ pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop:
             if poll.ready(e) {
                 let mtu = *mtu;
                 if let Some(ring) = ring.as_mut() {
-                    // Frames are processed in place in the ring; what they send is flushed every
-                    // BATCH frames and at the end.
-                    let mut n = 0;
-                    let read = ring.read(RING_BLOCKS, |frame, r| {
-                        if r.outgoing {
-                            return;
-                        }
-                        receive(&mut dp, &mut gso, i, mtu, frame, r.csum_pending, at);
-                        n += 1;
-                        if n % BATCH == 0 {
-                            flush(&mut dp, &ports, Some((k, sock)));
-                        }
+                    // A block's frames in batches, in place in the ring; each batch's frames are
+                    // sent before its block goes back.
+                    let read = ring.read(RING_BLOCKS, at, |rx| {
+                        let meta: [Received; BATCH] = std::array::from_fn(|k| rx.received(k));
+                        take(&mut dp, &mut gso, i, mtu, rx, &meta);
+                        flush(&mut dp, &ports, Some((k, sock)), &*rx);
                     });
                     batches += (read > 0) as u64;
                 } else {
-                    match sock.recv_many(&mut bufs, &mut meta, false) {
+                    let got = {
+                        let mut bufs = batch.rx_bufs();
+                        let mut slots: [&mut [u8]; BATCH] = std::array::from_fn(|_| bufs.next().unwrap_or_default());
+                        sock.recv_many(&mut slots, &mut meta, false)
+                    };
+                    match got {
                         Ok(n) => {
                             batches += (n > 0) as u64;
-                            for (buf, r) in bufs.iter_mut().zip(meta.iter()).take(n) {
-                                if !r.outgoing {
-                                    receive(&mut dp, &mut gso, i, mtu, &mut buf[..r.len], r.csum_pending, at);
-                                }
-                            }
+                            batch.set_lens(meta.iter().map(|r| r.len), at);
+                            take(&mut dp, &mut gso, i, mtu, &mut batch, &meta);
+                            flush(&mut dp, &ports, Some((k, sock)), &batch);
                         }
                         Err(e) => tracing::error!(interface = %dp.interfaces().get(i).name, error = %e, "receive failed"),
                     }
                 }
-                flush(&mut dp, &ports, Some((k, sock)));
             }
             if let Some(p) = ports.get_mut(k) {
                 *p = Some(port);
@@ -184,25 +184,43 @@ struct Gso {
     segs: Vec<std::ops::Range<usize>>,
 }
 
-/// One frame that arrived on `i`, whose MTU is `mtu`: a TCP super-frame cut into segments, a
-/// pending checksum completed, and processed: what it sends stays staged in the datapath's
-/// transmit buffer until [`flush`].
-#[inline]
-fn receive(dp: &mut Datapath, gso: &mut Gso, i: IfIdx, mtu: usize, frame: &mut [u8], csum_pending: bool, at: Instant) {
-    if frame.len() > crate::wire::ETH_LEN + mtu {
-        gso.data.clear();
-        gso.segs.clear();
-        if crate::wire::gso::segment_tcp(frame, mtu, &mut gso.data, &mut gso.segs) {
-            dp.count_gso_cut();
-            for r in &gso.segs {
-                let seg = gso.data.get(r.clone()).unwrap_or_default();
-                dp.process(i, seg, at);
+/// A batch that arrived on `i`, whose MTU is `mtu` (`meta`: what the kernel said of each
+/// frame): frames this host sent are left out, a TCP super-frame is cut into segments and those
+/// processed one by one in its place, a pending checksum is completed where the frame lies, and
+/// the rest go through the vector path in order. What they send stays staged in the datapath's
+/// transmit buffer — or, applied in place, in `rx` — until [`flush`].
+fn take(dp: &mut Datapath, gso: &mut Gso, i: IfIdx, mtu: usize, rx: &mut impl RxFrames, meta: &[Received]) {
+    let mut from = 0;
+    for (k, r) in meta.iter().enumerate().take(rx.count()) {
+        let super_frame = rx.frame(k).len() > crate::wire::ETH_LEN + mtu;
+        if r.outgoing || super_frame {
+            dp.process_frames(i, rx, from..k);
+            from = k + 1;
+            if !r.outgoing {
+                cut(dp, gso, i, mtu, rx.frame(k), rx.time(k));
             }
-            return;
+            continue;
+        }
+        if r.csum_pending {
+            let (buf, at) = rx.buf_mut(k);
+            crate::wire::complete_pending_checksum(buf.get_mut(at..).unwrap_or_default());
         }
     }
-    if csum_pending {
-        crate::wire::complete_pending_checksum(frame);
+    dp.process_frames(i, rx, from..rx.count());
+}
+
+/// A TCP super-frame, cut into segments of `mtu` and each processed; one that cannot be cut is
+/// processed whole (and dropped as too long where it must leave).
+fn cut(dp: &mut Datapath, gso: &mut Gso, i: IfIdx, mtu: usize, frame: &[u8], at: Instant) {
+    gso.data.clear();
+    gso.segs.clear();
+    if crate::wire::gso::segment_tcp(frame, mtu, &mut gso.data, &mut gso.segs) {
+        dp.count_gso_cut();
+        for r in &gso.segs {
+            let seg = gso.data.get(r.clone()).unwrap_or_default();
+            dp.process(i, seg, at);
+        }
+        return;
     }
     dp.process(i, frame, at);
 }
@@ -212,13 +230,13 @@ pub(super) fn mtu(name: &str) -> usize {
     std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1500)
 }
 
-/// Send what the datapath staged, one `sendmmsg()` per interface straight from its transmit
-/// buffer, and count what was refused. `taken` is a port the caller holds out of `ports` while
-/// it reads it. Frames for an interface this worker has no socket on (it went between the
-/// flow's making and now) count as refused.
-fn flush(dp: &mut Datapath, ports: &[Option<Box<Port>>], taken: Option<(usize, &RawSocket)>) {
+/// Send what the datapath staged, one `sendmmsg()` per interface straight from where it lies
+/// (its transmit buffer, or `rx` for hits applied in place), and count what was refused. `taken`
+/// is a port the caller holds out of `ports` while it reads it. Frames for an interface this
+/// worker has no socket on (it went between the flow's making and now) count as refused.
+fn flush(dp: &mut Datapath, ports: &[Option<Box<Port>>], taken: Option<(usize, &RawSocket)>, rx: &impl RxFrames) {
     let mut refused = 0;
-    for (o, frames) in dp.tx().by_iface() {
+    for (o, frames) in dp.tx().by_iface_in(rx) {
         let o = o.0 as usize;
         let sock = match taken {
             Some((k, s)) if k == o => Some(s),

@@ -7,4 +7,5 @@ pub mod links;
 mod live_worker;
 pub mod pcap;
 pub mod rawsock;
+pub mod ring;
 pub mod summary;

@@ -18,6 +18,7 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 use rules::model::Mac;
 
 pub use super::summary::{ReplaySummary, WorkerLoad};
+use crate::batch::{RxBatch, BATCH};
 use crate::fastpath::{Outcome, PureJob, TxBuf};
 use crate::iface::IfIdx;
 use crate::time::Instant;
@@ -119,11 +120,42 @@ pub fn replay_traced(cfg: &ReplayConfig, hooks: Hooks) -> Result<ReplaySummary, 
     let mut out = Outputs { dir: cfg.out_dir.clone(), names: names.clone(), writers: HashMap::new() };
     let total = inputs.len() as u64;
     let mut workers = Workers::start(cfg.threads);
-    for (seq, input) in inputs.into_iter().enumerate() {
+    // Alone and untraced, frames go as live mode takes them: in batches of up to BATCH frames of
+    // one interface (consecutive in processing order), through the vector path, so the suites
+    // check it byte for byte. Each frame keeps its own time.
+    let mut rx = (workers.is_none() && trace.is_none()).then(|| RxBatch::new(inputs.iter().map(|i| i.data.len()).max().unwrap_or(0)));
+    let mut times = Vec::with_capacity(BATCH);
+    let mut inputs = inputs.into_iter().enumerate().peekable();
+    let mut next_progress = 0;
+    while let Some((seq, input)) = inputs.next() {
         if let Some(p) = progress.as_mut() {
-            if seq % 4096 == 0 {
+            if seq >= next_progress {
                 p(seq as u64, total);
+                next_progress = seq + 4096;
             }
+        }
+        if let Some(rx) = rx.as_mut() {
+            rx.clear();
+            times.clear();
+            let mut push = |rx: &mut RxBatch, i: &Input| {
+                times.push(i.ts);
+                rx.push(&i.data, Instant::from_duration(i.ts))
+            };
+            push(rx, &input);
+            while !rx.is_full() {
+                match inputs.next_if(|(_, next)| next.iface == input.iface) {
+                    Some((_, next)) => push(rx, &next),
+                    None => break,
+                };
+            }
+            dp.process_batch(input.iface, rx);
+            for (k, ts) in times.iter().enumerate() {
+                for (oi, bytes) in dp.batch_sent(k, rx) {
+                    out.write(oi, *ts, bytes)?;
+                }
+            }
+            dp.sent();
+            continue;
         }
         let now = Instant::from_duration(input.ts);
         // With workers, pure cached flows are deferred to them; alone, everything is done here.

@@ -2,12 +2,10 @@
 //! whether the kernel left a frame's L4 checksum pending (`TP_STATUS_CSUMNOTREADY`, read from
 //! `PACKET_AUXDATA`), and whether a frame is one this host sent (`PACKET_OUTGOING`).
 //!
-//! Frames are read either with `recvmmsg()` into the caller's buffers or, with [`RxRing`], from a
-//! `TPACKET_V3` ring the kernel fills and the process reads in place: no copy to a buffer and no
-//! system call per frame, one `poll()` wake-up per block of frames.
+//! Frames are read either with `recvmmsg()` into the caller's buffers or from a `TPACKET_V3`
+//! ring (`ring.rs`).
 //!
-//! This is the one module with `unsafe`: the socket calls of libc and the ring's shared memory.
-//! Each block says why it is sound.
+//! `unsafe` here is the socket calls of libc; each block says why it is sound.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -15,22 +13,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 // Linux ABI values (linux/if_packet.h, linux/socket.h); stable since 2.6.
-const SOL_PACKET: libc::c_int = 263;
+pub(super) const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_AUXDATA: libc::c_int = 8;
-const PACKET_OUTGOING: u8 = 4;
+pub(super) const PACKET_OUTGOING: u8 = 4;
 const PACKET_FANOUT: libc::c_int = 18;
-const PACKET_RX_RING: libc::c_int = 5;
-const PACKET_VERSION: libc::c_int = 10;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
-const TPACKET_V3: libc::c_int = 2;
-const TP_STATUS_USER: u32 = 1;
-const TP_STATUS_KERNEL: u32 = 0;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
 const PACKET_FANOUT_FLAG_DEFRAG: libc::c_int = 0x8000;
-const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+pub(super) const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const ETH_P_ALL: u16 = 0x0003;
 
 #[repr(C)]
@@ -55,7 +48,7 @@ struct TpacketAuxdata {
 }
 
 /// A received frame's length and what the kernel said of it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Received {
     pub len: usize,
     /// The TCP/UDP checksum is still to be computed (offload).
@@ -78,13 +71,17 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// `setsockopt(fd, level, opt, value)`, the value being a plain C struct or integer.
-fn set_opt<T: Copy>(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, value: &T) -> io::Result<()> {
+pub(super) fn set_opt<T: Copy>(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: the pointer and length describe `value`, a live plain-data value, for the call.
     check(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, value as *const T as *const libc::c_void, size_of::<T>() as u32) })
         .map(drop)
 }
 
 impl RawSocket {
+    pub(super) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     /// Open, bind to `name`, turn on promiscuous mode and auxiliary data; reads time out after
     /// `timeout`.
     pub fn open(name: &str, timeout: Duration) -> io::Result<RawSocket> {
@@ -160,7 +157,7 @@ impl RawSocket {
     /// Receive up to `bufs.len()` frames with one `recvmmsg()`: with `wait`, waiting for the first
     /// only (up to the socket's timeout), else only what is queued. `out` receives one entry per
     /// frame, in `bufs` order; returns how many (0 on timeout or when none was queued).
-    pub fn recv_many(&self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>, wait: bool) -> io::Result<usize> {
+    pub fn recv_many(&self, bufs: &mut [&mut [u8]], out: &mut Vec<Received>, wait: bool) -> io::Result<usize> {
         const MAX: usize = 64;
         let n = bufs.len().min(MAX);
         out.clear();
@@ -314,157 +311,5 @@ impl PollSet {
     /// [`RawSocket::take_error`] reads it, every wait returns at once.
     pub fn failed(&self, k: usize) -> bool {
         self.fds.get(k).is_some_and(|f| f.revents & libc::POLLERR != 0)
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct TpacketReq3 {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-    tp_retire_blk_tov: u32,
-    tp_sizeof_priv: u32,
-    tp_feature_req_word: u32,
-}
-
-// Offsets in the ring (linux/if_packet.h): a block starts with `tpacket_block_desc`, whose
-// `tpacket_hdr_v1` has the block status at byte 8, the number of frames at 12 and the offset of
-// the first frame at 16. A frame starts with `tpacket3_hdr`: the offset of the next frame at 0,
-// the captured length at 12, the status at 20 and the offset of the Ethernet header at 24; its
-// `sockaddr_ll` follows at 48 (`TPACKET_ALIGN(sizeof(tpacket3_hdr))`), packet type at 10 there.
-const BLOCK_STATUS: usize = 8;
-const BLOCK_NUM_PKTS: usize = 12;
-const BLOCK_FIRST: usize = 16;
-const PKT_NEXT: usize = 0;
-const PKT_SNAPLEN: usize = 12;
-const PKT_STATUS: usize = 20;
-const PKT_MAC: usize = 24;
-const PKT_SLL_PKTTYPE: usize = 48 + 10;
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// A `TPACKET_V3` receive ring on a socket: blocks of frames the kernel fills and hands over
-/// (a full block, or one whose `retire` time passed), read in place and handed back.
-pub struct RxRing {
-    map: *mut u8,
-    block_size: usize,
-    blocks: usize,
-    next: usize,
-}
-
-// SAFETY: the mapping is owned by the ring alone (no other Rust value points into it) and the
-// kernel synchronises through each block's status word; moving the ring to another thread moves
-// that ownership.
-unsafe impl Send for RxRing {}
-
-impl RxRing {
-    /// Put a ring of `blocks` blocks of `block_size` bytes on `sock` (which must have no ring
-    /// yet); a block is handed over when full or `retire` after its first frame.
-    pub fn new(sock: &RawSocket, block_size: usize, blocks: usize, retire: Duration) -> io::Result<RxRing> {
-        set_opt(&sock.fd, SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
-        let frame = 2048u32;
-        let req = TpacketReq3 {
-            tp_block_size: block_size as u32,
-            tp_block_nr: blocks as u32,
-            tp_frame_size: frame,
-            tp_frame_nr: (block_size * blocks) as u32 / frame,
-            tp_retire_blk_tov: retire.as_millis().max(1) as u32,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
-        };
-        set_opt(&sock.fd, SOL_PACKET, PACKET_RX_RING, &req)?;
-        let len = block_size * blocks;
-        // SAFETY: a fresh shared mapping of the ring the kernel just made for this socket, of the
-        // length it was asked for; checked for failure below and unmapped once, in Drop.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                sock.fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(RxRing { map: map as *mut u8, block_size, blocks, next: 0 })
-    }
-
-    /// The status word of block `b`.
-    fn status(&self, b: usize) -> *mut u32 {
-        // SAFETY: b < blocks, so the offset is inside the mapping; the word is 4-byte aligned
-        // (blocks are page-aligned).
-        unsafe { self.map.add(b * self.block_size + BLOCK_STATUS) as *mut u32 }
-    }
-
-    /// Read the blocks the kernel has handed over, up to `max_blocks`, in order: `f` gets each
-    /// frame (writable in place), whether its L4 checksum is pending, and whether this host sent
-    /// it; each block goes back to the kernel after its last frame. Returns the frames read.
-    pub fn read(&mut self, max_blocks: usize, mut f: impl FnMut(&mut [u8], Received)) -> usize {
-        let mut frames = 0;
-        for _ in 0..max_blocks {
-            let b = self.next;
-            // SAFETY: the status word is inside the mapping (see `status`); a volatile read, as
-            // the kernel writes it.
-            let st = unsafe { std::ptr::read_volatile(self.status(b)) };
-            if st & TP_STATUS_USER == 0 {
-                break;
-            }
-            // Nothing of the block is read before its status said it is ours.
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-            // SAFETY: block b is inside the mapping, and while its status is TP_STATUS_USER the
-            // kernel does not touch it: this is the only reference to it until it is handed back
-            // below.
-            let block = unsafe { std::slice::from_raw_parts_mut(self.map.add(b * self.block_size), self.block_size) };
-            let n = u32_at(block, BLOCK_NUM_PKTS).unwrap_or(0);
-            let mut at = u32_at(block, BLOCK_FIRST).unwrap_or(0) as usize;
-            for _ in 0..n {
-                let (Some(next), Some(snap), Some(status), Some(mac)) = (
-                    u32_at(block, at + PKT_NEXT),
-                    u32_at(block, at + PKT_SNAPLEN),
-                    u32_at(block, at + PKT_STATUS),
-                    u16_at(block, at + PKT_MAC),
-                ) else {
-                    break;
-                };
-                let outgoing = block.get(at + PKT_SLL_PKTTYPE) == Some(&PACKET_OUTGOING);
-                let start = at + mac as usize;
-                if let Some(frame) = block.get_mut(start..start + snap as usize) {
-                    let len = frame.len();
-                    f(frame, Received { len, csum_pending: status & TP_STATUS_CSUMNOTREADY != 0, outgoing });
-                    frames += 1;
-                }
-                if next == 0 {
-                    break;
-                }
-                at += next as usize;
-            }
-            // Hand the block back once everything above is done with it.
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-            // SAFETY: as in the read above; from here on the kernel owns the block again.
-            unsafe { std::ptr::write_volatile(self.status(b), TP_STATUS_KERNEL) };
-            self.next = (b + 1) % self.blocks;
-        }
-        frames
-    }
-}
-
-impl Drop for RxRing {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, of that length, unmapped once; no slice into it
-        // outlives `read`.
-        unsafe {
-            libc::munmap(self.map as *mut libc::c_void, self.block_size * self.blocks);
-        }
     }
 }

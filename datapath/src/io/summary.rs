@@ -48,7 +48,7 @@ impl ReplaySummary {
         for (r, n) in s.drops.nonzero() {
             out.push_str(&format!("  {:<24} {n}\n", r.name()));
         }
-        out.push_str(&format!("flow cache: {} hits, {} misses\n", s.flow_hits, s.flow_misses));
+        out.push_str(&format!("flow cache: {} hits ({} applied in place), {} misses\n", s.flow_hits, s.hits_in_place, s.flow_misses));
         if s.tx_errors > 0 {
             out.push_str(&format!("send errors: {}\n", s.tx_errors));
         }

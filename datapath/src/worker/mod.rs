@@ -13,18 +13,20 @@ use std::sync::Arc;
 use rules::compile::Topology;
 use rules::model::Mac;
 
-use crate::batch::RxBatch;
 use crate::ct::{ConnTable, Watch};
 use crate::drop::DropReason;
-use crate::fastpath::{apply, send_simulated, Outcome, PureJob, TxBuf};
-use crate::flow::{FlowKey, FlowTable};
+use crate::fastpath::{apply, apply_in_place, send_simulated, Outcome, PureJob, TxBuf};
+use crate::flow::FlowTable;
 use crate::iface::{IfIdx, IfaceError, Ifaces};
 use crate::install::Packet;
 use crate::limits::{Limits, TableFill};
 use crate::shared::{Shared, Snap};
 use crate::stats::{IfaceCounts, Stats};
 use crate::time::Instant;
-use crate::wire::{self, vxlan, Frag, L3};
+use crate::wire::{self, L3};
+
+mod vector;
+use vector::Classified;
 
 /// One worker of a datapath: its own flow cache, counters and transmit buffer, taken `&mut`;
 /// everything else is [`Shared`]. `Datapath::new` makes the first worker,
@@ -57,15 +59,24 @@ pub struct Datapath {
     batching: bool,
     /// A batch's frames, classified before any is taken (reused).
     classified: Vec<Classified>,
+    /// Where each frame of the last batch began sending in `tx` ([`Datapath::batch_sent`]).
+    batch_marks: Vec<usize>,
 }
 
-/// A frame's headers (or why it does not parse), a VXLAN frame's inner headers, its flow key
-/// and the key's hash in this worker's table.
-struct Classified {
-    h: Result<wire::Headers, DropReason>,
-    inner: Option<(std::ops::Range<usize>, wire::Headers, vxlan::Vxlan)>,
-    key: Option<FlowKey>,
-    hash: u64,
+/// The frame an input is: a slice (single frames), or frame `k` of a batch, in its receive
+/// buffer at `at`, where a hit may be applied in place.
+enum Src<'a> {
+    Slice(&'a [u8]),
+    Rx { buf: &'a mut [u8], at: usize, k: usize },
+}
+
+impl Src<'_> {
+    fn frame(&self) -> &[u8] {
+        match self {
+            Src::Slice(f) => f,
+            Src::Rx { buf, at, .. } => buf.get(*at..).unwrap_or_default(),
+        }
+    }
 }
 
 impl Datapath {
@@ -95,6 +106,7 @@ impl Datapath {
             last_trace: Vec::new(),
             batching: false,
             classified: Vec::with_capacity(crate::batch::BATCH),
+            batch_marks: Vec::with_capacity(crate::batch::BATCH + 1),
         }
     }
 
@@ -272,41 +284,18 @@ impl Datapath {
         }
     }
 
-    /// Process a batch of frames that arrived on `iface` at `now`: all of them parsed, keyed
-    /// and hashed first, their flows' buckets prefetched, then each taken in order — a hit
-    /// applied, a miss simulated — so frames keep their order and every frame meets the state
-    /// the ones before it left. What they send stays in [`Datapath::tx`] until
-    /// [`Datapath::sent`].
-    pub fn process_batch(&mut self, iface: IfIdx, batch: &RxBatch, now: Instant) {
-        let batching = std::mem::replace(&mut self.batching, true);
-        let mut classified = std::mem::take(&mut self.classified);
-        classified.clear();
-        for k in 0..batch.len() {
-            let c = self.classify(iface, batch.frame(k));
-            if c.key.is_some() {
-                self.flows.prefetch(c.hash);
-            }
-            classified.push(c);
-        }
-        for (k, c) in classified.iter().enumerate() {
-            self.process_classified(iface, batch.frame(k), c, now, false);
-        }
-        self.classified = classified;
-        self.batching = batching;
-    }
-
     /// Process one frame — or, with `defer`, when it takes a cached flow that touches no shared
     /// state, count it and hand back the job of applying it, for a worker
     /// ([`Outcome::Deferred`]). Everything that reads or changes state (misses, connections,
     /// policing, logs, timers) happens here, in order.
     pub fn process_or_defer(&mut self, iface: IfIdx, frame: &[u8], now: Instant, defer: bool) -> Outcome {
         let c = self.classify(iface, frame);
-        self.process_classified(iface, frame, &c, now, defer)
+        self.process_classified(iface, Src::Slice(frame), &c, now, defer)
     }
 
     /// [`Datapath::process_or_defer`] of a frame classified already.
     #[inline(always)]
-    fn process_classified(&mut self, iface: IfIdx, frame: &[u8], c: &Classified, now: Instant, defer: bool) -> Outcome {
+    fn process_classified(&mut self, iface: IfIdx, frame: Src, c: &Classified, now: Instant, defer: bool) -> Outcome {
         self.begin_input();
         if self.trace {
             self.last_trace.clear();
@@ -366,39 +355,8 @@ impl Datapath {
         self.stats.fw_log_dropped = self.shared.fw_log_dropped();
     }
 
-    /// A frame's headers and key, before its flow is looked up: a batch finds them for all its
-    /// frames first, and prefetches their buckets.
-    #[inline(always)]
-    fn classify(&self, iface: IfIdx, frame: &[u8]) -> Classified {
-        let h = match wire::parse(frame) {
-            Ok(h) => h,
-            Err(r) => return Classified { h: Err(r), inner: None, key: None, hash: 0 },
-        };
-        // A VXLAN frame is matched by its outer and its inner headers; its flow may act on the
-        // inner frame (it decapsulates) or on the whole (it is routed as it is).
-        let mut inner = None;
-        let mut keyable = true;
-        if let (L3::Ipv4(ip), Some((v, off))) = (&h.l3, vxlan::view(frame, &h)) {
-            if ip.frag == Frag::Whole {
-                match frame.get(off..ip.end()).map(wire::parse) {
-                    Some(Ok(ih)) => inner = Some((off..ip.end(), ih, v)),
-                    // The simulation reads the VNI and the inner frame, which no key holds
-                    // (found by the datapath fuzz target): simulate every such frame.
-                    _ => keyable = false,
-                }
-            }
-        }
-        let key = match &inner {
-            _ if !keyable => None,
-            Some((_, ih, v)) => FlowKey::vxlan(iface, &h, *v, ih),
-            None => FlowKey::of(iface, &h),
-        };
-        let hash = key.as_ref().map_or(0, |k| self.flows.hash(k));
-        Classified { h: Ok(h), inner, key, hash }
-    }
-
     /// A frame's way through: a fresh cached flow (applied here, or deferred), else the slow path.
-    fn receive(&mut self, iface: IfIdx, frame: &[u8], c: &Classified, now: Instant, defer: bool) -> Outcome {
+    fn receive(&mut self, iface: IfIdx, mut src: Src, c: &Classified, now: Instant, defer: bool) -> Outcome {
         let Classified { h, inner, key, hash } = c;
         let h = match h {
             Ok(h) => h,
@@ -408,7 +366,7 @@ impl Datapath {
             if let Some(flow) = self.flows.get_hashed(*hash, k) {
                 let (range, bh) = match (&inner, flow.decap) {
                     (Some((r, ih, _)), true) => (r.clone(), ih),
-                    _ => (0..frame.len(), h),
+                    _ => (0..src.frame().len(), h),
                 };
                 // What the flow depends on, read without a lock (see `Shared`).
                 let flags = tcp_flags(bh);
@@ -431,9 +389,17 @@ impl Datapath {
                     if let (Some(log), Some(logger)) = (flow.fw_log, self.shared.fwlog()) {
                         logger.log(log.event(&self.snap.topo, now));
                     }
-                    let body = frame.get(range).unwrap_or_default();
                     let qos = &self.snap.qos;
-                    return apply(flow, body, bh, &mut self.tx, |b| qos.conforms(b, body.len(), now));
+                    let len = range.len();
+                    if let Src::Rx { buf, at, k } = &mut src {
+                        let body = *at + range.start..*at + range.end;
+                        if let Some(o) = apply_in_place(flow, buf, body, bh, &mut self.tx, *k, |b| qos.conforms(b, len, now)) {
+                            self.stats.hits_in_place += 1;
+                            return o;
+                        }
+                    }
+                    let body = src.frame().get(range).unwrap_or_default();
+                    return apply(flow, body, bh, &mut self.tx, |b| qos.conforms(b, len, now));
                 }
                 self.flows.remove(k);
             }
@@ -441,7 +407,7 @@ impl Datapath {
 
         self.stats.flow_misses += 1;
         let inner = inner.as_ref().map(|(r, ih, _)| (r.clone(), ih));
-        let packet = Packet { iface, frame, headers: h, inner, now };
+        let packet = Packet { iface, frame: src.frame(), headers: h, inner, now };
         let miss = self.shared.simulate(self.id, self.snap_gen, &mut self.learn_cache, &packet, key.is_some(), self.trace);
         if let Some((snap, g)) = miss.snap {
             self.adopt(snap, g);
