@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bench/callgrind.sh [--before REV] [N] [FLOW...] — instructions per cached hit, counted by
+# bench/callgrind.sh [--before REV] [--batch] [N] [FLOW...] — instructions per cached hit, counted by
 # callgrind (stable where wall-clock time is not). Runs `bench/examples/hitloop` (one cached flow
 # in a plain loop: `fip`, the FIP-DNAT flow, by default; `routed-v4`, `routed-v6`, `fip64-6to4`,
 # `fip64-4to6`) for N and 2N packets (default N = 200000) and prints the difference divided by N,
-# so start-up and the first (simulated) packet cancel out. With --before REV, the same for the tree at REV (a git worktree
+# so start-up and the first (simulated) packet cancel out. With --batch, in 64-frame batches
+# through the vector path (N a multiple of 64; trees before it have no batches). With --before REV, the same for the tree at REV (a git worktree
 # under target/), in the same run; trees before the IPv6 work know `fip` only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,11 @@ before=""
 if [ "${1:-}" = "--before" ]; then
     before=$2
     shift 2
+fi
+mode=""
+if [ "${1:-}" = "--batch" ]; then
+    mode=batch
+    shift
 fi
 n=${1:-200000}
 shift || true
@@ -33,7 +39,7 @@ for t in "${trees[@]}"; do
     dir=${t#*=}
     (cd "$dir" && cargo build --release -q -p edgepath-bench --example hitloop)
     count() {
-        valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$dir/target/release/examples/hitloop" "$1" "$2" >/dev/null 2>"$work/cg.err"
+        valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$dir/target/release/examples/hitloop" "$1" "$2" $mode >/dev/null 2>"$work/cg.err"
         awk '/^summary:/ {print $2}' "$work/cg.out"
     }
     for flow in "${flows[@]}"; do

@@ -1,7 +1,9 @@
 //! A plain loop over one cached flow, for profilers (`perf record`, callgrind):
-//! `hitloop [N] [fip|routed-v4|routed-v6|fip64-6to4|fip64-4to6]` — the FIP-DNAT flow from the
-//! uplink (the default), vm1 → vm3 across r1 on the dual-stack `ipv6-flows` scenario, IPv4 or
-//! IPv6, or a fip64 flow either way.
+//! `hitloop [N] [fip|routed-v4|routed-v6|fip64-6to4|fip64-4to6] [batch]` — the FIP-DNAT flow from
+//! the uplink (the default), vm1 → vm3 across r1 on the dual-stack `ipv6-flows` scenario, IPv4 or
+//! IPv6, or a fip64 flow either way; frame by frame, or with `batch` in 64-frame batches through
+//! the vector path (each batch refilled with copies of the frame, as a receive call would).
+use datapath::batch::{RxBatch, BATCH};
 use datapath::Instant;
 use edgepath_bench::*;
 
@@ -37,9 +39,22 @@ fn main() {
         }
     };
     must_forward(&mut dp, i, &f, SEC);
+    let batched = std::env::args().nth(3).is_some_and(|a| a == "batch");
+    let mut rx = RxBatch::new(f.len());
     let t0 = std::time::Instant::now();
-    for k in 0..n {
-        dp.process(i, std::hint::black_box(&f), Instant(2 * SEC + k));
+    if batched {
+        for b in 0..n / BATCH as u64 {
+            rx.clear();
+            for _ in 0..BATCH {
+                rx.push(&f, Instant(2 * SEC + b));
+            }
+            dp.process_batch(i, std::hint::black_box(&mut rx));
+            dp.sent();
+        }
+    } else {
+        for k in 0..n {
+            dp.process(i, std::hint::black_box(&f), Instant(2 * SEC + k));
+        }
     }
     let el = t0.elapsed();
     println!("{which}: {n} packets, {:.1} ns/packet, hits {}", el.as_nanos() as f64 / n as f64, dp.stats().flow_hits);
