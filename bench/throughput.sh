@@ -15,7 +15,12 @@
 # edgepath runs with one worker and with one per core (or the counts in EDGEPATH_THREADS, e.g.
 # EDGEPATH_THREADS="1 4 8"), receiving from TPACKET_V3 rings (or the modes in EDGEPATH_RX, e.g.
 # EDGEPATH_RX="ring mmsg"). It prints frames sent, delivered, packets per second delivered, loss,
-# and the ratios of the best edgepath run to the others.
+# the CPU time the contender spent per delivered packet, and the ratios of the best edgepath run
+# to the others. The generator offers what it can, the same in every run: on 2 vCPUs it caps
+# the packets per second, so CPU per packet is the figure that separates the contenders there.
+# CPU is the contender's process (all its threads: edgepath, ovs-vswitchd) over the blast; for
+# the kernel it is the forwarding CPUs' user, system, irq and softirq time, so only with PIN=1
+# (without it the generator's CPU is in there too, and it is left out).
 #
 # With PIN=1 (and two CPUs or more), the generator and the sink run on CPU 0 and the contender on
 # the others: edgepath and ovs-vswitchd under taskset, the kernel's forwarding moved there by RPS
@@ -55,21 +60,37 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# measure DST_MAC: blast from the external host to the floating IP; prints "sent delivered".
+hz=$(getconf CLK_TCK)
+# cpu_ticks PID: the process's CPU time so far (user + system, all threads), in clock ticks;
+# cpu_ticks kernel: the forwarding CPUs' (1 and up, PIN=1) user, system, irq and softirq time.
+cpu_ticks() {
+    if [ "$1" = kernel ]; then
+        awk '/^cpu[0-9]/ { if (substr($1, 4) + 0 >= 1) s += $2 + $3 + $4 + $7 + $8 } END { print s + 0 }' /proc/stat
+    else
+        awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+    fi
+}
+
+# measure DST_MAC WHO: blast from the external host to the floating IP, WHO (a PID, or kernel)
+# forwarding; prints "sent delivered cpu-ticks".
 measure() {
     ip netns exec "$tag-vm1" "${gen[@]}" "$blast" sink eth0 "$((secs + 2))" >"$dir/sink" &
     local sink=$!
     sleep 0.5
-    local sent
+    local sent t0 t1
+    t0=$(cpu_ticks "$2")
     sent=$(ip netns exec "$tag-ext" "${gen[@]}" "$blast" send eth0 02:aa:00:00:00:01 "$1" 192.0.2.50 203.0.113.10 "$secs")
+    t1=$(cpu_ticks "$2")
     wait "$sink"
-    echo "$sent $(cat "$dir/sink")"
+    echo "$sent $(cat "$dir/sink") $((t1 - t0))"
 }
 
+# report NAME SENT DELIVERED CPU-TICKS (CPU "-": not measured)
 report() {
-    local name=$1 sent=$2 got=$3
-    awk -v n="$name" -v s="$sent" -v g="$got" -v t="$secs" \
-        'BEGIN { printf "%-18s sent %10d  delivered %10d  %8.3f Mpps delivered  loss %5.1f %%\n", n, s, g, g / t / 1e6, (s ? 100 * (s - g) / s : 0) }'
+    local name=$1 sent=$2 got=$3 cpu=${4:--}
+    awk -v n="$name" -v s="$sent" -v g="$got" -v t="$secs" -v c="$cpu" -v hz="$hz" \
+        'BEGIN { printf "%-18s sent %10d  delivered %10d  %8.3f Mpps delivered  loss %5.1f %%", n, s, g, g / t / 1e6, (s ? 100 * (s - g) / s : 0);
+                 if (c != "-" && g > 0) printf "  CPU %7.1f ns per packet", c / hz * 1e9 / g; printf "\n" }'
 }
 
 # (a) edgepath
@@ -94,12 +115,12 @@ for rx in ${EDGEPATH_RX:-ring}; do
             >"$dir/ep.out" 2>"$dir/ep.log" &
         ep=$!
         sleep 1
-        read -r ep_sent ep_got < <(measure fa:16:3e:bb:00:02)
+        read -r ep_sent ep_got ep_cpu < <(measure fa:16:3e:bb:00:02 "$ep")
         kill "$ep"
         wait "$ep" 2>/dev/null || true
         ep=
         grep -q "no TPACKET_V3 ring" "$dir/ep.log" && echo "edgepath: $(grep -m1 'no TPACKET_V3 ring' "$dir/ep.log")"
-        ep_lines+=("$(report "edgepath-$rx-${n}w" "$ep_sent" "$ep_got")")
+        ep_lines+=("$(report "edgepath-$rx-${n}w" "$ep_sent" "$ep_got" "$ep_cpu")")
         [ "$ep_got" -gt "$ep_best" ] && ep_best=$ep_got
     done
 done
@@ -134,8 +155,8 @@ if command -v ovs-vswitchd >/dev/null 2>&1; then
             "table=0,priority=10,in_port=$v1,ip,nw_src=10.0.0.3,actions=ct(commit,zone=1,nat(src=203.0.113.10)),mod_dl_src:fa:16:3e:bb:00:02,mod_dl_dst:02:aa:00:00:00:01,dec_ttl,output:$up" \
             | ovs-ofctl add-flows "ep$$" -
         sleep 1
-        read -r ovs_sent ovs_got < <(measure fa:16:3e:bb:00:02)
-        ovs_lines+=("$(report "ovs-$type" "$ovs_sent" "$ovs_got")")
+        read -r ovs_sent ovs_got ovs_cpu < <(measure fa:16:3e:bb:00:02 "$(cat "$dir/ovs/vswitchd.pid")")
+        ovs_lines+=("$(report "ovs-$type" "$ovs_sent" "$ovs_got" "$ovs_cpu")")
         [ "$ovs_got" -gt "$ovs_best" ] && ovs_best=$ovs_got
         ovs del-br "ep$$"
         sleep 0.5
@@ -174,11 +195,12 @@ EOF
 ip -n "$tag-vm1" neigh replace 10.0.0.1 lladdr "$(ip -n "$tag-rt" -o link show "${tag}v1" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)" dev eth0
 rt_mac=$(ip -n "$tag-rt" -o link show "${tag}up" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
 ip -n "$tag-rt" neigh replace 10.0.0.3 lladdr fa:16:3e:00:00:03 dev "${tag}v1"
-read -r k_sent k_got < <(measure "$rt_mac")
+read -r k_sent k_got k_cpu < <(measure "$rt_mac" kernel)
+[ "$pin" = 1 ] || k_cpu=-
 
 echo "floating-IP path, 64-byte UDP, 64 flows, $secs s per run, $cpus CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))$([ "$pin" = 1 ] && echo ", generator and sink on CPU 0, contenders on CPUs 1-$((cpus - 1))")"
 printf '%s\n' "${ep_lines[@]}"
-report kernel "$k_sent" "$k_got"
+report kernel "$k_sent" "$k_got" "$k_cpu"
 if [ ${#ovs_lines[@]} -gt 0 ]; then
     printf '%s\n' "${ovs_lines[@]}"
 else
