@@ -248,7 +248,7 @@ pub fn apply_in_place(
     k: usize,
     conforms: impl FnMut(BucketId) -> bool,
 ) -> Option<Outcome> {
-    let [only] = flow.outputs.as_slice() else { return None };
+    let [only] = &*flow.outputs else { return None };
     let (copy, grow) = flow.rewrite.copy(h, body.len());
     let room = if only.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
     let end = body.start.checked_add(copy.end).filter(|&e| e <= body.end && copy.start <= copy.end)?;

@@ -15,7 +15,7 @@
 use std::ops::Range;
 
 use crate::fastpath::{self, TxBuf};
-use crate::flow::{Flow, FlowOut, Rewrite};
+use crate::flow::{Flow, FlowOut, FlowState, Outputs, Rewrite};
 use crate::iface::IfIdx;
 use crate::sim::SimResult;
 use crate::state::Tables;
@@ -87,19 +87,22 @@ fn make(res: &SimResult, state: &Tables, epoch: u64, decap: bool, body: &[u8], b
         Some((r, g)) => Some(state.fw().get(&r)?.watch_from(g)),
         None => None,
     };
-    Some(Flow {
-        decap,
-        police_in: res.police_in,
-        rewrite: rewrite.unwrap_or_default(),
-        outputs,
-        drop,
-        epoch,
+    let rare = FlowState {
         ct_absent: res.ct_absent.map(|g| state.ct().watch_from(g)),
-        conn,
         fw_conn,
         fw_absent,
         binding: res.binding.clone(),
         fw_log: res.fw_log_each_packet,
+    };
+    Some(Flow {
+        decap,
+        police_in: res.police_in,
+        rewrite: rewrite.unwrap_or_default(),
+        outputs: Outputs::of(outputs),
+        drop,
+        epoch,
+        conn,
+        state: rare.boxed(),
         learned: crate::learn::LearnedDeps::of(&res.learned),
         mac_seen: res.mac_seen.clone(),
         hits: Default::default(),

@@ -206,22 +206,68 @@ pub struct FlowOut {
     pub encap: Option<EncapTemplate>,
 }
 
-/// A cached flow.
+/// Where a flow's packets go: one place, kept in the flow itself (nearly every flow), or
+/// several (a flood).
+#[derive(Debug, Clone)]
+pub enum Outputs {
+    None,
+    One(FlowOut),
+    Many(Box<[FlowOut]>),
+}
+
+impl Outputs {
+    pub fn of(outs: Vec<FlowOut>) -> Outputs {
+        match outs.as_slice() {
+            [] => Outputs::None,
+            [one] => Outputs::One(*one),
+            _ => Outputs::Many(outs.into_boxed_slice()),
+        }
+    }
+}
+
+impl std::ops::Deref for Outputs {
+    type Target = [FlowOut];
+    #[inline]
+    fn deref(&self) -> &[FlowOut] {
+        match self {
+            Outputs::None => &[],
+            Outputs::One(o) => std::slice::from_ref(o),
+            Outputs::Many(v) => v,
+        }
+    }
+}
+
+/// A cached flow. What every hit reads comes first and lies in the flow; what few flows have —
+/// a firewall's connection, a table watched for a connection appearing, a fip64 binding, a deny
+/// to log — is in [`FlowState`], boxed, so the flows that have none do not carry its room.
 #[derive(Debug)]
 pub struct Flow {
     /// The flow acts on the inner frame of a VXLAN frame (it decapsulates).
     pub decap: bool,
-    /// QoS egress policing of the port the packets come from.
-    pub police_in: Option<crate::qos::BucketId>,
-    pub rewrite: Rewrite,
-    pub outputs: Vec<FlowOut>,
     /// Why the flow drops, when it has no outputs.
     pub drop: Option<DropReason>,
+    /// QoS egress policing of the port the packets come from.
+    pub police_in: Option<crate::qos::BucketId>,
     pub epoch: u64,
-    /// The NAT table's generation when the simulation found a mapping missing.
-    pub ct_absent: Option<Watch>,
+    pub rewrite: Rewrite,
+    pub outputs: Outputs,
+    /// The learned MAC and ARP entries the simulation read, by generation (SPEC §9).
+    pub learned: crate::learn::LearnedDeps,
+    /// The learned entry of the packets' source MAC: each hit keeps it from aging out.
+    pub mac_seen: Option<crate::learn::MacSeen>,
     /// The NAT connection the flow belongs to.
     pub conn: Option<ConnRef>,
+    pub state: Option<Box<FlowState>>,
+    /// Packets that took this flow from the cache, counted by the worker whose table holds it
+    /// (the only writer).
+    pub hits: std::sync::atomic::AtomicU64,
+}
+
+/// What some flows depend on or do besides their NAT connection and learned entries.
+#[derive(Debug, Default)]
+pub struct FlowState {
+    /// The NAT table's generation when the simulation found a mapping missing.
+    pub ct_absent: Option<Watch>,
     /// The firewall connection the flow passes by, and the firewall table's generation when the
     /// simulation found none (SPEC §6.2).
     pub fw_conn: Option<ConnRef>,
@@ -230,12 +276,18 @@ pub struct Flow {
     pub binding: Option<crate::ct::bindings::BindingRef>,
     /// A deny the flow logs for every packet (§8).
     pub fw_log: Option<crate::sim::firewall::FwLog>,
-    /// The learned MAC and ARP entries the simulation read, by generation (SPEC §9).
-    pub learned: crate::learn::LearnedDeps,
-    /// The learned entry of the packets' source MAC: each hit keeps it from aging out.
-    pub mac_seen: Option<crate::learn::MacSeen>,
-    /// Packets that took this flow from the cache.
-    pub hits: std::sync::atomic::AtomicU64,
+}
+
+impl FlowState {
+    /// `Some` when it holds anything.
+    pub fn boxed(self) -> Option<Box<FlowState>> {
+        let empty = self.ct_absent.is_none()
+            && self.fw_conn.is_none()
+            && self.fw_absent.is_none()
+            && self.binding.is_none()
+            && self.fw_log.is_none();
+        (!empty).then(|| Box::new(self))
+    }
 }
 
 impl Flow {
@@ -243,11 +295,31 @@ impl Flow {
     /// so any worker can apply it.
     pub fn is_pure(&self) -> bool {
         self.conn.is_none()
-            && self.fw_conn.is_none()
-            && self.binding.is_none()
-            && self.fw_log.is_none()
+            && self.state.as_ref().is_none_or(|s| s.fw_conn.is_none() && s.binding.is_none() && s.fw_log.is_none())
             && self.police_in.is_none()
             && self.outputs.iter().all(|o| o.police.is_none())
+    }
+
+    /// Whether what the flow depends on is as it was (the epoch and learned entries aside),
+    /// touching its connections and binding on the way, as a hit of TCP `flags` at `now` does:
+    /// a NAT mapping still missing, its connection alive, no firewall connection appeared (or
+    /// its own alive), its fip64 binding alive.
+    #[inline]
+    pub fn holds(&self, flags: u8, now: crate::time::Instant) -> bool {
+        let st = self.state.as_deref();
+        st.is_none_or(|s| s.ct_absent.as_ref().is_none_or(Watch::unchanged))
+            && self.conn.as_ref().is_none_or(|c| c.touch(flags, now))
+            && st.is_none_or(|s| {
+                s.fw_absent.as_ref().is_none_or(Watch::unchanged)
+                    && s.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now))
+                    && s.binding.as_ref().is_none_or(|b| b.touch(now))
+            })
+    }
+
+    /// The deny it logs for every packet, if it does.
+    #[inline]
+    pub fn fw_log(&self) -> Option<crate::sim::firewall::FwLog> {
+        self.state.as_ref().and_then(|s| s.fw_log)
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rules::compile::Topology;
 use rules::model::Mac;
 
-use crate::ct::{ConnTable, Watch};
+use crate::ct::ConnTable;
 use crate::drop::DropReason;
 use crate::fastpath::{apply, apply_in_place, send_simulated, Outcome, PureJob, TxBuf};
 use crate::flow::FlowTable;
@@ -370,23 +370,20 @@ impl Datapath {
                 };
                 // What the flow depends on, read without a lock (see `Shared`).
                 let flags = tcp_flags(bh);
-                let fresh = flow.epoch == self.shared.epoch()
-                    && flow.learned.fresh(&self.gens)
-                    && flow.ct_absent.as_ref().is_none_or(Watch::unchanged)
-                    && flow.conn.as_ref().is_none_or(|c| c.touch(flags, now))
-                    && flow.fw_absent.as_ref().is_none_or(Watch::unchanged)
-                    && flow.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now))
-                    && flow.binding.as_ref().is_none_or(|b| b.touch(now));
+                let fresh = flow.epoch == self.shared.epoch() && flow.learned.fresh(&self.gens) && flow.holds(flags, now);
                 if fresh {
                     if let Some(m) = &flow.mac_seen {
                         m.touch(now);
                     }
                     self.stats.flow_hits += 1;
-                    flow.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // Only this worker counts its flows' hits: a load and a store, not a locked
+                    // read-modify-write.
+                    let hits = &flow.hits;
+                    hits.store(hits.load(std::sync::atomic::Ordering::Relaxed) + 1, std::sync::atomic::Ordering::Relaxed);
                     if defer && flow.is_pure() {
                         return Outcome::Deferred(PureJob { flow: flow.clone(), body: range, headers: *bh });
                     }
-                    if let (Some(log), Some(logger)) = (flow.fw_log, self.shared.fwlog()) {
+                    if let (Some(log), Some(logger)) = (flow.fw_log(), self.shared.fwlog()) {
                         logger.log(log.event(&self.snap.topo, now));
                     }
                     let qos = &self.snap.qos;
