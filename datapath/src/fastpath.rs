@@ -225,7 +225,7 @@ pub fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, confor
         conforms,
         |out| {
             let (copy, grow) = flow.rewrite.copy(h, body.len());
-            let inner = tx.push_encap(out.iface, out.encap.as_ref(), body.get(copy).unwrap_or_default(), grow);
+            let inner = tx.push_encap(out.iface, out.encap.as_deref(), body.get(copy).unwrap_or_default(), grow);
             let rewritten = flow.rewrite.apply(inner, h);
             // A flow applies only to frames that parsed under its key, so its headers are there:
             // the datapath fuzz target and the suites check this in debug builds.

@@ -63,7 +63,7 @@ fn make(res: &SimResult, state: &Tables, epoch: u64, decap: bool, body: &[u8], b
             return None;
         }
         rewrite = Some(r);
-        outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap });
+        outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap.map(Box::new) });
     }
     // Flows are made for IPv4 and IPv6 (their keys, `flow.rs`).
     if !matches!(bh.l3, wire::L3::Ipv4(_) | wire::L3::Ipv6(_)) {

@@ -197,13 +197,14 @@ impl FlowKey {
     }
 }
 
-/// Where a flow sends its packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a flow sends its packets. A VXLAN template (56 bytes) is boxed: most outputs have
+/// none, and the flows that do read it from a line of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowOut {
     pub iface: IfIdx,
     /// QoS ingress policing of the port it leaves by.
     pub police: Option<crate::qos::BucketId>,
-    pub encap: Option<EncapTemplate>,
+    pub encap: Option<Box<EncapTemplate>>,
 }
 
 /// Where a flow's packets go: one place, kept in the flow itself (nearly every flow), or
@@ -219,7 +220,7 @@ impl Outputs {
     pub fn of(outs: Vec<FlowOut>) -> Outputs {
         match outs.as_slice() {
             [] => Outputs::None,
-            [one] => Outputs::One(*one),
+            [one] => Outputs::One(one.clone()),
             _ => Outputs::Many(outs.into_boxed_slice()),
         }
     }

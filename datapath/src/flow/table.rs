@@ -34,9 +34,47 @@ struct Bucket([u64; WAYS]);
 #[derive(Debug)]
 struct Slot {
     hash: u64,
-    key: FlowKey,
+    key: Stored,
     flow: Arc<Flow>,
     used: bool,
+}
+
+/// A key as the table keeps it: a plain frame's (IPv4 or IPv6) in place, a VXLAN frame's —
+/// outer and inner headers, up to 13 words — boxed, so the keys of most flows do not carry the
+/// room of the largest.
+#[derive(Debug)]
+enum Stored {
+    Plain([u64; 5]),
+    Plain6([u64; 7]),
+    Boxed(Box<FlowKey>),
+}
+
+impl Stored {
+    fn of(k: FlowKey) -> Stored {
+        match k {
+            FlowKey::Plain(w) => Stored::Plain(w),
+            FlowKey::Plain6(w) => Stored::Plain6(w),
+            k => Stored::Boxed(Box::new(k)),
+        }
+    }
+
+    #[inline]
+    fn is(&self, k: &FlowKey) -> bool {
+        match (self, k) {
+            (Stored::Plain(a), FlowKey::Plain(b)) => a == b,
+            (Stored::Plain6(a), FlowKey::Plain6(b)) => a == b,
+            (Stored::Boxed(a), k) => **a == *k,
+            _ => false,
+        }
+    }
+
+    fn key(&self) -> FlowKey {
+        match self {
+            Stored::Plain(w) => FlowKey::Plain(*w),
+            Stored::Plain6(w) => FlowKey::Plain6(*w),
+            Stored::Boxed(k) => **k,
+        }
+    }
 }
 
 pub struct FlowTable {
@@ -146,7 +184,7 @@ impl FlowTable {
                 }
                 let slot = e as u32 as usize;
                 if let Some(Some(s)) = self.slots.get(slot) {
-                    if s.hash == h && s.key == *k {
+                    if s.hash == h && s.key.is(k) {
                         return Some(slot);
                     }
                 }
@@ -191,7 +229,7 @@ impl FlowTable {
             }
         };
         if let Some(s) = self.slots.get_mut(slot) {
-            *s = Some(Slot { hash: h, key: k, flow, used: false });
+            *s = Some(Slot { hash: h, key: Stored::of(k), flow, used: false });
         }
         self.len += 1;
         self.place(h, slot);
@@ -294,8 +332,8 @@ impl FlowTable {
     }
 
     /// Every flow, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
-        self.slots.iter().flatten().map(|s| (&s.key, &*s.flow))
+    pub fn iter(&self) -> impl Iterator<Item = (FlowKey, &Flow)> {
+        self.slots.iter().flatten().map(|s| (s.key.key(), &*s.flow))
     }
 }
 

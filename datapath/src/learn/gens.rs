@@ -93,24 +93,47 @@ impl Generations {
 
 /// The learned entries a flow read, with their generations then: fresh while none moved. It
 /// holds no handle on the counters — the worker checking it has one ([`Generations::share`]),
-/// so installing a flow moves no shared reference count.
-#[derive(Debug, Default)]
-pub struct LearnedDeps(Option<Box<[Dep]>>);
+/// so installing a flow moves no shared reference count. Up to three (what nearly every flow
+/// reads) lie in the flow itself.
+#[derive(Debug)]
+pub enum LearnedDeps {
+    Few(u8, [Dep; 3]),
+    Many(Box<[Dep]>),
+}
+
+impl Default for LearnedDeps {
+    fn default() -> Self {
+        LearnedDeps::Few(0, [Dep { slot: 0, gen: 0 }; 3])
+    }
+}
 
 impl LearnedDeps {
     pub fn of(read: &[Dep]) -> LearnedDeps {
-        LearnedDeps((!read.is_empty()).then(|| read.into()))
+        let mut few = [Dep { slot: 0, gen: 0 }; 3];
+        match few.get_mut(..read.len()) {
+            Some(into) => {
+                into.copy_from_slice(read);
+                LearnedDeps::Few(read.len() as u8, few)
+            }
+            None => LearnedDeps::Many(read.into()),
+        }
+    }
+
+    fn read(&self) -> &[Dep] {
+        match self {
+            LearnedDeps::Few(n, d) => d.get(..*n as usize).unwrap_or_default(),
+            LearnedDeps::Many(d) => d,
+        }
     }
 
     #[inline]
     pub fn fresh(&self, gens: &Generations) -> bool {
-        let Some(read) = &self.0 else { return true };
-        read.iter().all(|d| gens.unchanged(d))
+        self.read().iter().all(|d| gens.unchanged(d))
     }
 
     /// How many entries it read.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |r| r.len())
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
