@@ -81,13 +81,15 @@ pub struct Shared {
     core: Gate<SlowPath>,
     /// Numbers workers as they are made, for their reader lock of `core`.
     workers: AtomicU64,
-    /// Bumped under the lock by a new snapshot, an interface that comes or goes, and every
-    /// learned MAC or ARP entry; flows remember the value they were made at.
+    /// Bumped with the gate held alone by a new snapshot, an interface that comes or goes, and a
+    /// restored state; flows remember the value they were made at (a learned entry moves only
+    /// the flows that read it: `learn/gens.rs`).
     epoch: AtomicU64,
-    /// Bumped under the lock whenever [`SlowPath::snap`] is replaced, so a worker sees without the
-    /// lock that it should take the new one ([`crate::Datapath::refresh`]).
+    /// Bumped with the gate held alone whenever [`SlowPath::snap`] is replaced, so a worker sees
+    /// without a lock that it should take the new one ([`crate::Datapath::refresh`]).
     snap_gen: AtomicU64,
-    /// [`SlowPath::timers_due`], kept up to date under the lock.
+    /// [`SlowPath::timers_due`]: set when the timers run, and only ever made earlier by a miss
+    /// that set a timer.
     timers_due: AtomicU64,
     fwlog: OnceLock<FwLogger>,
 }

@@ -145,9 +145,9 @@ impl RxRing {
                 };
                 let outgoing = blk.get(at + PKT_SLL_PKTTYPE) == Some(&PACKET_OUTGOING);
                 let (start, end) = (at + mac as usize, at + mac as usize + snap as usize);
-                if start >= lo && end <= blk.len() {
+                if let (true, Some(slot)) = (start >= lo && end <= blk.len(), batch.frames.get_mut(batch.n)) {
                     let received = Received { len: end - start, csum_pending: status & TP_STATUS_CSUMNOTREADY != 0, outgoing };
-                    batch.frames[batch.n] = RingFrame { lo, start, end, received };
+                    *slot = RingFrame { lo, start, end, received };
                     batch.n += 1;
                     frames += 1;
                     // The next frame may write back to where this one ends, never into it.
