@@ -14,7 +14,8 @@
 #       openvswitch-switch is installed (skipped otherwise).
 # edgepath runs with one worker and with one per core (or the counts in EDGEPATH_THREADS, e.g.
 # EDGEPATH_THREADS="1 4 8"), receiving from TPACKET_V3 rings (or the modes in EDGEPATH_RX, e.g.
-# EDGEPATH_RX="ring mmsg"). It prints frames sent, delivered, packets per second delivered, loss,
+# EDGEPATH_RX="ring mmsg"), and through AF_XDP sockets (`edgepath-xdp`, `run --io xdp`; leave it
+# out with EDGEPATH_XDP=0). It prints frames sent, delivered, packets per second delivered, loss,
 # the CPU time the contender spent per delivered packet, and the ratios of the best edgepath run
 # to the others. The generator offers what it can, the same in every run: on 2 vCPUs it caps
 # the packets per second, so CPU per packet is the figure that separates the contenders there.
@@ -107,11 +108,15 @@ table ip sink {
 EOF
 ep_best=0
 ep_lines=()
-for rx in ${EDGEPATH_RX:-ring}; do
+modes=${EDGEPATH_RX:-ring}
+[ "${EDGEPATH_XDP:-1}" = 1 ] && modes="$modes xdp"
+for rx in $modes; do
     most=$cpus
     [ "$pin" = 1 ] && most=$((cpus - 1))
     for n in ${EDGEPATH_THREADS:-$(printf '%s\n' 1 "$most" | sort -un)}; do
-        "${dp[@]}" "$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" --threads "$n" --rx "$rx" \
+        io=(--rx "$rx")
+        [ "$rx" = xdp ] && io=(--io xdp)
+        "${dp[@]}" "$edgepath" run --snapshot "$dir/snapshot.json" --host host-a --control "$dir/a.sock" --threads "$n" "${io[@]}" \
             >"$dir/ep.out" 2>"$dir/ep.log" &
         ep=$!
         sleep 1
@@ -120,6 +125,7 @@ for rx in ${EDGEPATH_RX:-ring}; do
         wait "$ep" 2>/dev/null || true
         ep=
         grep -q "no TPACKET_V3 ring" "$dir/ep.log" && echo "edgepath: $(grep -m1 'no TPACKET_V3 ring' "$dir/ep.log")"
+        grep -q "AF_XDP unavailable" "$dir/ep.log" && echo "edgepath: $(grep -m1 'AF_XDP unavailable' "$dir/ep.log")"
         ep_lines+=("$(report "edgepath-$rx-${n}w" "$ep_sent" "$ep_got" "$ep_cpu")")
         [ "$ep_got" -gt "$ep_best" ] && ep_best=$ep_got
     done

@@ -468,6 +468,45 @@ fn a_live_edgepath_with_real_stacks_on_each_side() {
 /// SPEC §2: `run` starts on whatever subset of the host's interfaces exists — here none — logs
 /// one line per absent interface, and `status` shows each port absent (no root needed: no
 /// socket is opened until an interface appears).
+/// Issue 14: `run --io xdp` — frames come and go by AF_XDP sockets (libxdp's redirect program,
+/// copy mode on veth) with the real stacks on each side, hits are rewritten in place in the
+/// umem, and an interface where XDP cannot be had (its veth peer's MTU is too large for native
+/// XDP) falls back to AF_PACKET with one log line and still forwards.
+#[test]
+fn af_xdp_with_real_stacks_and_the_fallback() {
+    let Some((lab, tmp)) = Lab::up("x") else { return };
+    let tag = lab.tag.clone();
+    let (ext, vm2) = (format!("{tag}-ext"), format!("{tag}-vm2"));
+    // vm2's end takes jumbo frames: the kernel refuses native XDP on its tap.
+    in_ns(&vm2, &["ip", "link", "set", "eth0", "mtu", "9000"]).expect("mtu");
+    let (snap, ctl) = (tmp.path().join("snapshot.json"), tmp.path().join("a.sock"));
+    let a = Running::start(&snap, "host-a", &ctl, 2, &["--io", "xdp"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let by_fip = in_ns(&ext, &["ping", "-n", "-c", "5", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
+    let by_snat = in_ns(&vm2, &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "192.0.2.50"]);
+    let stats = Command::new(env!("CARGO_BIN_EXE_edgepath")).args(["stats", "--control"]).arg(&ctl).output().expect("stats");
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    let (clean, _, stderr) = a.stop();
+    let xdp_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("AF_XDP")).collect();
+    let (up, v1, v2) = (format!("interface={tag}up"), format!("interface={tag}v1"), format!("interface={tag}v2"));
+    for i in [&up, &v1] {
+        assert!(xdp_lines.iter().any(|l| l.contains(i.as_str()) && l.contains("mode=\"copy\"")), "{i} on AF_XDP:\n{stderr}");
+    }
+    let fallback: Vec<_> = xdp_lines.iter().filter(|l| l.contains("AF_XDP unavailable")).collect();
+    assert!(fallback.len() == 1 && fallback[0].contains(v2.as_str()), "one line for the tap XDP refused:\n{stderr}");
+    assert!(by_fip.as_ref().is_ok_and(|o| o.contains(" 0% packet loss")), "the floating IP answers over AF_XDP: {by_fip:?}\n{stderr}");
+    assert!(by_snat.is_ok(), "vm2, on AF_PACKET, reaches out by default SNAT: {by_snat:?}\n{stderr}");
+    let in_place: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("flow cache: ")?.split_once(" hits (")?.1.split_once(' ')?.0.parse().ok())
+        .expect("flow cache line");
+    assert!(in_place > 0, "hits rewritten in the umem: {stats}");
+    assert!(clean, "stopped cleanly (sockets deleted, libxdp's program taken off)\n{stderr}");
+    let left = sh(&["ip", "-d", "link", "show", &format!("{tag}up")]).unwrap_or_default();
+    assert!(!left.contains("prog/xdp"), "no XDP program left on the interface: {left}");
+    drop(lab);
+}
+
 #[test]
 fn run_starts_without_its_interfaces() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();

@@ -73,6 +73,9 @@ pub struct LiveOptions {
     pub log_dir: Option<PathBuf>,
     /// How frames are received.
     pub rx: RxMode,
+    /// Receive and send through AF_XDP sockets (`run --io xdp`): one per interface queue, a
+    /// worker each; the rest, and interfaces where XDP is unavailable, as `rx` says.
+    pub xdp: bool,
     /// The tables' bounds (SPEC §9).
     pub limits: crate::limits::Limits,
     /// Where connections and learned entries are kept across a restart (`persist.rs`).
@@ -152,7 +155,7 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
             .map_err(|e| LiveError::Path("starting a worker thread".into(), e.to_string()))?;
         threads.push(t);
     }
-    let mut links = Links { monitor, kernel, ours: HashMap::new(), rx: opts.rx, workers: opts.threads };
+    let mut links = Links { monitor, kernel, ours: HashMap::new(), rx: opts.rx, xdp: opts.xdp, workers: opts.threads };
     let bound = links.reconcile_all(&shared, &asks);
     let control = match (&bound, &opts.control) {
         (Ok(()), Some(p)) => {

@@ -12,6 +12,7 @@ use super::control::PortStatus;
 use super::live_worker::{ask_all, mtu, Ask, Asker, Port, TICK};
 use super::rawsock::RawSocket;
 use super::ring::RxRing;
+use super::xsk::Xsk;
 use crate::iface::IfIdx;
 use crate::shared::Shared;
 
@@ -40,6 +41,8 @@ pub(super) struct Links {
     /// Each interface of the snapshot (and each still bound), with since when it is in its state.
     pub(super) ours: HashMap<String, (LinkState, SystemTime)>,
     pub(super) rx: RxMode,
+    /// AF_XDP sockets where the interface takes them.
+    pub(super) xdp: bool,
     pub(super) workers: usize,
 }
 
@@ -103,13 +106,13 @@ impl Links {
                 shared.set_link(name, false, None);
             }
             Some(l) => {
-                let group = open_group(name, l.index, self.workers, self.rx)?;
+                let group = open_group(name, l.index, self.workers, self.rx, self.xdp)?;
                 let mtu = l.mtu.map_or_else(|| mtu(name), |m| m as usize);
                 let mut group = group.into_iter();
                 // Every worker takes its socket before the port is marked present.
                 let acks = ask_all(asks, |tx| {
-                    let (sock, ring) = group.next().expect("one socket per worker");
-                    Ask::Bind(slot, Box::new(Port { sock, ring, mtu }), tx)
+                    let (sock, ring, xsk) = group.next().expect("one socket per worker");
+                    Ask::Bind(slot, Box::new(Port { sock, ring, xsk, mtu }), tx)
                 });
                 if acks.len() != asks.len() {
                     tracing::warn!(interface = %name, "a worker did not take its socket");
@@ -211,9 +214,13 @@ fn open(name: &str, ifindex: u32) -> Result<RawSocket, LiveError> {
     }
 }
 
+/// A worker's sockets on one interface: AF_PACKET (with its ring), and AF_XDP on its queue.
+type Group = Vec<(RawSocket, Option<RxRing>, Option<Xsk>)>;
+
 /// One socket per worker on interface `name` (with its receive ring, in ring mode), all in one
-/// fanout group when there are several.
-pub(super) fn open_group(name: &str, ifindex: u32, workers: usize, mode: RxMode) -> Result<Vec<(RawSocket, Option<RxRing>)>, LiveError> {
+/// fanout group when there are several; with `xdp`, an AF_XDP socket too for each worker the
+/// interface has a queue for (worker k on queue k).
+pub(super) fn open_group(name: &str, ifindex: u32, workers: usize, mode: RxMode, xdp: bool) -> Result<Group, LiveError> {
     let socks = (0..workers).map(|_| open(name, ifindex)).collect::<Result<Vec<_>, _>>()?;
     let mut rings: Vec<Option<RxRing>> = socks
         .iter()
@@ -247,5 +254,32 @@ pub(super) fn open_group(name: &str, ifindex: u32, workers: usize, mode: RxMode)
             }
         }
     }
-    Ok(socks.into_iter().zip(rings).collect())
+    let xsks = match xdp {
+        true => open_xsks(name, workers),
+        false => Vec::new(),
+    };
+    let mut xsks = xsks.into_iter();
+    Ok(socks.into_iter().zip(rings).map(|(s, r)| (s, r, xsks.next().flatten())).collect())
+}
+
+/// AF_XDP sockets on the first `workers` queues of `name` (as many as it has), with one log
+/// line: which queues, copy or zero-copy — or why not, receiving by AF_PACKET instead.
+fn open_xsks(name: &str, workers: usize) -> Vec<Option<Xsk>> {
+    let queues = std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        .unwrap_or(1)
+        .max(1);
+    let mut out = Vec::with_capacity(workers);
+    for q in 0..workers.min(queues) {
+        match Xsk::open(name, q as u32) {
+            Ok(x) => out.push(Some(x)),
+            Err(e) => {
+                tracing::warn!(interface = %name, queue = q, error = %e, "AF_XDP unavailable; receiving with AF_PACKET");
+                return Vec::new();
+            }
+        }
+    }
+    let zero_copy = out.iter().flatten().all(Xsk::zero_copy);
+    tracing::info!(interface = %name, queues = out.len(), workers, mode = if zero_copy { "zero-copy" } else { "copy" }, "AF_XDP");
+    out
 }

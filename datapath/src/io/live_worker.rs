@@ -17,6 +17,7 @@ use super::bind::RING_BLOCKS;
 use super::rawsock::{PollSet, RawSocket, Received, Waker};
 use super::ring::RxRing;
 use super::summary::WorkerLoad;
+use super::xsk::Xsk;
 use crate::batch::{RxBatch, RxFrames};
 use crate::iface::IfIdx;
 use crate::time::Instant;
@@ -45,6 +46,9 @@ pub(super) enum Ask {
 pub struct Port {
     pub(super) sock: RawSocket,
     pub(super) ring: Option<RxRing>,
+    /// An AF_XDP socket on this worker's queue (`run --io xdp`): frames arrive there, and leave
+    /// by it.
+    pub(super) xsk: Option<Xsk>,
     pub(super) mtu: usize,
 }
 
@@ -116,7 +120,9 @@ pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop:
         }
         if rebuilt {
             order = ports.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(k, _)| k).collect();
-            poll = PollSet::new(ports.iter().flatten().map(|p| &p.sock), Some(waker));
+            // An interface's frames arrive on its AF_XDP socket when it has one.
+            let fds = ports.iter().flatten().map(|p| p.xsk.as_ref().map_or_else(|| p.sock.raw_fd(), Xsk::fd));
+            poll = PollSet::of_fds(fds, Some(waker));
         }
         if let Err(e) = poll.wait(TICK) {
             tracing::error!(error = %e, "poll failed");
@@ -128,14 +134,14 @@ pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop:
         // ARP retries and give-ups are due whether packets arrive or not.
         dp.tick(at);
         if dp.tx().staged() {
-            flush(&mut dp, &ports, None, &crate::batch::NoRx);
+            flush(&mut dp, &mut ports, None, &crate::batch::NoRx);
         }
         for (e, &k) in order.iter().enumerate() {
             let i = IfIdx(k as u16);
             // Taken out while its frames are read, so that what they send can be flushed to
             // every port, this one included.
             let Some(mut port) = ports.get_mut(k).and_then(Option::take) else { continue };
-            let Port { sock, ring, mtu } = &mut *port;
+            let Port { sock, ring, xsk, mtu } = &mut *port;
             if poll.failed(e) {
                 if let Some(err) = sock.take_error() {
                     tracing::warn!(interface = %dp.interfaces().get(i).name, error = %err, "interface error");
@@ -143,13 +149,21 @@ pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop:
             }
             if poll.ready(e) {
                 let mtu = *mtu;
-                if let Some(ring) = ring.as_mut() {
+                if let Some(x) = xsk.as_mut() {
+                    // In place in the umem; sent before the chunks go back to the kernel.
+                    let read = x.read(at, |rx| {
+                        let meta: [Received; BATCH] = std::array::from_fn(|k| rx.received(k));
+                        take(&mut dp, &mut gso, i, mtu, rx, &meta);
+                        flush(&mut dp, &mut ports, Some((k, sock)), &*rx);
+                    });
+                    batches += (read > 0) as u64;
+                } else if let Some(ring) = ring.as_mut() {
                     // A block's frames in batches, in place in the ring; each batch's frames are
                     // sent before its block goes back.
                     let read = ring.read(RING_BLOCKS, at, |rx| {
                         let meta: [Received; BATCH] = std::array::from_fn(|k| rx.received(k));
                         take(&mut dp, &mut gso, i, mtu, rx, &meta);
-                        flush(&mut dp, &ports, Some((k, sock)), &*rx);
+                        flush(&mut dp, &mut ports, Some((k, sock)), &*rx);
                     });
                     batches += (read > 0) as u64;
                 } else {
@@ -163,7 +177,7 @@ pub(super) fn worker(mut dp: Datapath, asks: Receiver<Ask>, waker: &Waker, stop:
                             batches += (n > 0) as u64;
                             batch.set_lens(meta.iter().map(|r| r.len), at);
                             take(&mut dp, &mut gso, i, mtu, &mut batch, &meta);
-                            flush(&mut dp, &ports, Some((k, sock)), &batch);
+                            flush(&mut dp, &mut ports, Some((k, sock)), &batch);
                         }
                         Err(e) => tracing::error!(interface = %dp.interfaces().get(i).name, error = %e, "receive failed"),
                     }
@@ -231,20 +245,21 @@ pub(super) fn mtu(name: &str) -> usize {
 }
 
 /// Send what the datapath staged, one `sendmmsg()` per interface straight from where it lies
-/// (its transmit buffer, or `rx` for hits applied in place), and count what was refused. `taken`
-/// is a port the caller holds out of `ports` while it reads it. Frames for an interface this
-/// worker has no socket on (it went between the flow's making and now) count as refused.
-fn flush(dp: &mut Datapath, ports: &[Option<Box<Port>>], taken: Option<(usize, &RawSocket)>, rx: &impl RxFrames) {
+/// (its transmit buffer, or `rx` for hits applied in place) — by the interface's AF_XDP socket
+/// when it has one — and count what was refused. `taken` is a port the caller holds out of
+/// `ports` while it reads it (its frames leave by its AF_PACKET socket). Frames for an interface
+/// this worker has no socket on (it went between the flow's making and now) count as refused.
+fn flush(dp: &mut Datapath, ports: &mut [Option<Box<Port>>], taken: Option<(usize, &RawSocket)>, rx: &impl RxFrames) {
     let mut refused = 0;
     for (o, frames) in dp.tx().by_iface_in(rx) {
         let o = o.0 as usize;
-        let sock = match taken {
-            Some((k, s)) if k == o => Some(s),
-            _ => ports.get(o).and_then(Option::as_ref).map(|p| &p.sock),
-        };
-        refused += match sock {
-            Some(s) => s.send_many(frames),
-            None => frames.count(),
+        refused += match (taken, ports.get_mut(o).and_then(Option::as_mut)) {
+            (Some((k, s)), _) if k == o => s.send_many(frames),
+            (_, Some(p)) => match p.xsk.as_mut() {
+                Some(x) => x.send(frames),
+                None => p.sock.send_many(frames),
+            },
+            (_, None) => frames.count(),
         };
     }
     dp.sent();

@@ -9,3 +9,4 @@ pub mod pcap;
 pub mod rawsock;
 pub mod ring;
 pub mod summary;
+pub mod xsk;

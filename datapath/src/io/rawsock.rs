@@ -82,6 +82,11 @@ impl RawSocket {
         &self.fd
     }
 
+    /// The descriptor, to poll.
+    pub fn raw_fd(&self) -> libc::c_int {
+        self.fd.as_raw_fd()
+    }
+
     /// Open, bind to `name`, turn on promiscuous mode and auxiliary data; reads time out after
     /// `timeout`.
     pub fn open(name: &str, timeout: Duration) -> io::Result<RawSocket> {
@@ -287,7 +292,12 @@ impl Waker {
 impl PollSet {
     /// The sockets, then `waker` if any (its entry is past the sockets').
     pub fn new<'a>(socks: impl IntoIterator<Item = &'a RawSocket>, waker: Option<&Waker>) -> PollSet {
-        let fds = socks.into_iter().map(|s| s.fd.as_raw_fd()).chain(waker.map(|w| w.fd.as_raw_fd()));
+        PollSet::of_fds(socks.into_iter().map(|s| s.fd.as_raw_fd()), waker)
+    }
+
+    /// [`PollSet::new`] of any descriptors (AF_XDP sockets among them).
+    pub fn of_fds(fds: impl IntoIterator<Item = libc::c_int>, waker: Option<&Waker>) -> PollSet {
+        let fds = fds.into_iter().chain(waker.map(|w| w.fd.as_raw_fd()));
         PollSet { fds: fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect() }
     }
 

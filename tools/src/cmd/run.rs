@@ -25,9 +25,14 @@ pub struct RunArgs {
     /// Directory for firewall logs (`fw-<firewall_log_id>.log`).
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// How frames are received.
+    /// How frames are received (with `--io packet`, and where AF_XDP is unavailable).
     #[arg(long, value_enum, default_value_t = Rx::Ring)]
     rx: Rx,
+    /// The sockets: AF_PACKET, or AF_XDP (one per interface queue, a worker each; copy mode on
+    /// veth, zero-copy where the driver has it; AF_PACKET with one log line where XDP is
+    /// unavailable). AF_XDP needs libxdp (Debian's libxdp1) and CAP_SYS_ADMIN besides.
+    #[arg(long, value_enum, default_value_t = Io::Packet)]
+    io: Io,
     /// Keep connections (NAT mappings, firewall state) and learned MAC and ARP entries across a
     /// restart: written to DIR/state.json on SIGTERM, put back at the next start where their
     /// resources and rules still exist (as a reload would).
@@ -44,6 +49,15 @@ pub enum Rx {
     Ring,
     /// recvmmsg() into the worker's buffers.
     Mmsg,
+}
+
+/// `--io`: the sockets frames come and go by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Io {
+    /// AF_PACKET sockets.
+    Packet,
+    /// AF_XDP sockets through libxdp's redirect program.
+    Xdp,
 }
 
 impl From<Rx> for datapath::io::afpacket::RxMode {
@@ -78,6 +92,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         threads,
         log_dir: a.log_dir,
         rx: a.rx.into(),
+        xdp: a.io == Io::Xdp,
         limits: a.limits.limits(),
         state_dir: a.state_dir,
     };
