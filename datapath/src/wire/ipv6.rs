@@ -43,8 +43,9 @@ pub struct Ipv6 {
     pub payload_len: u16,
     pub tclass: u8,
     pub hop_limit: u8,
-    /// The upper-layer protocol after the extension headers ([`IPPROTO_NONE`] for a later
-    /// fragment, whose protocol is not known without reassembly).
+    /// The upper-layer protocol after the extension headers; for a later fragment, the one its
+    /// fragment header names (RFC 8200 §4.5: every fragment's says the same), its header being
+    /// in the first fragment ([`L4::None`]), as IPv4 keeps a later fragment's protocol.
     pub proto: u8,
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
@@ -116,12 +117,12 @@ pub(super) fn parse(p: &[u8]) -> Result<Ipv6, DropReason> {
             return Err(DropReason::BadIpv6Extension);
         }
         if frag == Frag::Later {
-            next = IPPROTO_NONE;
             break;
         }
     }
     let seg = packet.get(off..).unwrap_or_default();
     let l4 = match next {
+        _ if frag == Frag::Later => L4::None,
         IPPROTO_ICMPV6 => parse_l4(seg, IPPROTO_ICMP)?,
         // ICMP for IPv4 inside IPv6 is no ICMP to edgepath.
         IPPROTO_ICMP | IPPROTO_NONE => L4::None,
@@ -277,7 +278,8 @@ mod tests {
         f[20] = IPPROTO_FRAGMENT;
         f[19] += 8;
         let ip = ip6(&f);
-        assert_eq!((ip.frag, ip.proto, ip.l4), (Frag::Later, IPPROTO_NONE, L4::None));
+        // Its protocol is its fragment header's (the key and fip64 read it), its header elsewhere.
+        assert_eq!((ip.frag, ip.proto, ip.l4), (Frag::Later, 17, L4::None));
     }
 
     #[test]
