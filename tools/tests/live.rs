@@ -502,8 +502,23 @@ fn af_xdp_with_real_stacks_and_the_fallback() {
         .expect("flow cache line");
     assert!(in_place > 0, "hits rewritten in the umem: {stats}");
     assert!(clean, "stopped cleanly (sockets deleted, libxdp's program taken off)\n{stderr}");
-    let left = sh(&["ip", "-d", "link", "show", &format!("{tag}up")]).unwrap_or_default();
-    assert!(!left.contains("prog/xdp"), "no XDP program left on the interface: {left}");
+    let has_prog = || sh(&["ip", "-d", "link", "show", &format!("{tag}up")]).unwrap_or_default().contains("prog/xdp");
+    assert!(!has_prog(), "no XDP program left on the interface");
+    // Killed, a run leaves libxdp's program behind; the next takes it off and, stopped, leaves
+    // nothing.
+    let killed = Running::start(&snap, "host-a", &ctl, 1, &["--io", "xdp"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    killed.signal("-KILL");
+    let _ = killed.stop();
+    let left_by_kill = has_prog();
+    let next = Running::start(&snap, "host-a", &ctl, 1, &["--io", "xdp"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_restart = in_ns(&ext, &["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", "192.0.2.50", "203.0.113.10"]);
+    let (clean, _, stderr) = next.stop();
+    assert!(left_by_kill, "kill -9 leaves the program (what the next run must clean up)");
+    assert!(stderr.contains("took off an AF_XDP redirect program a stopped run left"), "{stderr}");
+    assert!(after_restart.is_ok(), "the restarted run forwards: {after_restart:?}\n{stderr}");
+    assert!(clean && !has_prog(), "and stopped, it leaves no program\n{stderr}");
     drop(lab);
 }
 

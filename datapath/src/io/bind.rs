@@ -255,7 +255,7 @@ pub(super) fn open_group(name: &str, ifindex: u32, workers: usize, mode: RxMode,
         }
     }
     let xsks = match xdp {
-        true => open_xsks(name, workers),
+        true => open_xsks(name, ifindex, workers),
         false => Vec::new(),
     };
     let mut xsks = xsks.into_iter();
@@ -264,7 +264,11 @@ pub(super) fn open_group(name: &str, ifindex: u32, workers: usize, mode: RxMode,
 
 /// AF_XDP sockets on the first `workers` queues of `name` (as many as it has), with one log
 /// line: which queues, copy or zero-copy — or why not, receiving by AF_PACKET instead.
-fn open_xsks(name: &str, workers: usize) -> Vec<Option<Xsk>> {
+fn open_xsks(name: &str, ifindex: u32, workers: usize) -> Vec<Option<Xsk>> {
+    // This process holds no socket on it yet: a program there was left by one that died.
+    if Xsk::clear_stale(ifindex) {
+        tracing::info!(interface = %name, "took off an AF_XDP redirect program a stopped run left");
+    }
     let queues = std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
         .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
         .unwrap_or(1)

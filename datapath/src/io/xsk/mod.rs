@@ -111,6 +111,12 @@ impl Xsk {
         Ok(x)
     }
 
+    /// Take a redirect program a killed run left on interface `ifindex` off it, before this
+    /// process makes its first socket there; true when there was one.
+    pub fn clear_stale(ifindex: u32) -> bool {
+        lib().is_ok_and(|l| l.detach_stale(ifindex))
+    }
+
     /// The socket, to poll.
     pub fn fd(&self) -> c_int {
         self.fd

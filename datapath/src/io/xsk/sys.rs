@@ -70,6 +70,12 @@ type SocketDelete = unsafe extern "C" fn(*mut c_void);
 type UmemDelete = unsafe extern "C" fn(*mut c_void) -> c_int;
 type SocketFd = unsafe extern "C" fn(*const c_void) -> c_int;
 type SetPrint = unsafe extern "C" fn(Option<PrintFn>) -> Option<PrintFn>;
+type GetFromIfindex = unsafe extern "C" fn(c_int) -> *mut c_void;
+type GetError = unsafe extern "C" fn(*const c_void) -> std::ffi::c_long;
+type MainProg = unsafe extern "C" fn(*const c_void) -> *mut c_void;
+type ProgName = unsafe extern "C" fn(*const c_void) -> *const c_char;
+type Detach = unsafe extern "C" fn(*mut c_void) -> c_int;
+type Close = unsafe extern "C" fn(*mut c_void);
 
 /// The few functions of libxdp (and libbpf's log switch) the control path calls.
 pub(super) struct Lib {
@@ -78,6 +84,35 @@ pub(super) struct Lib {
     pub(super) socket_delete: SocketDelete,
     pub(super) umem_delete: UmemDelete,
     pub(super) socket_fd: SocketFd,
+    get_from_ifindex: GetFromIfindex,
+    get_error: GetError,
+    main_prog: MainProg,
+    prog_name: ProgName,
+    detach: Detach,
+    close: Close,
+}
+
+impl Lib {
+    /// Take libxdp's redirect program off interface `ifindex` when one is there — left by a
+    /// process that died with its sockets (the kernel let go of them, not of the program, which
+    /// libxdp would then reuse and never take off). True when it did. Only for an interface this
+    /// process holds no socket on.
+    pub(super) fn detach_stale(&self, ifindex: u32) -> bool {
+        // SAFETY: libxdp's calls on the object it returns, which is checked for an error pointer
+        // before use and closed once.
+        unsafe {
+            let mp = (self.get_from_ifindex)(ifindex as c_int);
+            if mp.is_null() || (self.get_error)(mp) != 0 {
+                return false;
+            }
+            let prog = (self.main_prog)(mp);
+            let name = if prog.is_null() { std::ptr::null() } else { (self.prog_name)(prog) };
+            let ours = !name.is_null() && std::ffi::CStr::from_ptr(name).to_bytes() == b"xsk_def_prog";
+            let detached = ours && (self.detach)(mp) == 0;
+            (self.close)(mp);
+            detached
+        }
+    }
 }
 
 /// libxdp, opened once; why not, when it cannot be.
@@ -109,6 +144,12 @@ fn open_lib() -> Result<Lib, String> {
             socket_delete: std::mem::transmute::<*mut c_void, SocketDelete>(sym(xdp, "xsk_socket__delete")?),
             umem_delete: std::mem::transmute::<*mut c_void, UmemDelete>(sym(xdp, "xsk_umem__delete")?),
             socket_fd: std::mem::transmute::<*mut c_void, SocketFd>(sym(xdp, "xsk_socket__fd")?),
+            get_from_ifindex: std::mem::transmute::<*mut c_void, GetFromIfindex>(sym(xdp, "xdp_multiprog__get_from_ifindex")?),
+            get_error: std::mem::transmute::<*mut c_void, GetError>(sym(xdp, "libxdp_get_error")?),
+            main_prog: std::mem::transmute::<*mut c_void, MainProg>(sym(xdp, "xdp_multiprog__main_prog")?),
+            prog_name: std::mem::transmute::<*mut c_void, ProgName>(sym(xdp, "xdp_program__name")?),
+            detach: std::mem::transmute::<*mut c_void, Detach>(sym(xdp, "xdp_multiprog__detach")?),
+            close: std::mem::transmute::<*mut c_void, Close>(sym(xdp, "xdp_multiprog__close")?),
         }
     };
     // Their default log prints every step of loading the redirect program to stderr.
