@@ -39,8 +39,13 @@ pub struct RxBatch {
 impl RxBatch {
     /// A batch whose frames may be up to `frame_max` bytes long.
     pub fn new(frame_max: usize) -> RxBatch {
+        RxBatch::of(BATCH, frame_max)
+    }
+
+    /// A batch of at most `frames` frames (up to [`BATCH`]) of up to `frame_max` bytes.
+    pub fn of(frames: usize, frame_max: usize) -> RxBatch {
         RxBatch {
-            bufs: (0..BATCH).map(|_| vec![0; HEADROOM + frame_max].into_boxed_slice()).collect(),
+            bufs: (0..frames.min(BATCH)).map(|_| vec![0; HEADROOM + frame_max].into_boxed_slice()).collect(),
             lens: [0; BATCH],
             times: [Instant(0); BATCH],
             n: 0,
@@ -60,7 +65,7 @@ impl RxBatch {
     }
 
     pub fn is_full(&self) -> bool {
-        self.n == BATCH
+        self.n == self.bufs.len()
     }
 
     /// Copy `frame`, which arrived at `now`, in as the next frame; false (and nothing copied)
@@ -83,7 +88,7 @@ impl RxBatch {
     /// A receive call wrote these frame lengths, in order, at `now`.
     pub fn set_lens(&mut self, lens: impl IntoIterator<Item = usize>, now: Instant) {
         self.n = 0;
-        for ((slot, time), len) in self.lens.iter_mut().zip(self.times.iter_mut()).zip(lens) {
+        for ((slot, time), len) in self.lens.iter_mut().zip(self.times.iter_mut()).zip(lens).take(self.bufs.len()) {
             *slot = len;
             *time = now;
             self.n += 1;

@@ -262,7 +262,7 @@ pub fn run_datapath(data: &[u8]) {
     // The vector path (issue 14), each frame a batch of one in a buffer with headroom: a hit is
     // rewritten in place, and must send what the frame-at-a-time path sends.
     let mut vector = new(true);
-    let mut rx = datapath::batch::RxBatch::new(rest.len());
+    let mut rx = datapath::batch::RxBatch::of(1, rest.len());
     let ifs: Vec<IfIdx> = sc.ifaces.iter().filter_map(|n| on.interfaces().by_name(n)).collect();
     let mut now = Instant(1_767_225_600_000_000_000);
     let mut all_fixed = true;
