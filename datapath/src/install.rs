@@ -41,7 +41,7 @@ pub struct Packet<'a> {
 
 /// The flow of a cacheable `res` for packet `p`, made at `epoch`. `None` when the outputs share
 /// no rewrite.
-pub fn install(res: &SimResult, state: &Tables, epoch: u64, p: &Packet) -> Option<Installed> {
+pub fn install(res: &SimResult, state: &Tables, epoch: u32, p: &Packet) -> Option<Installed> {
     let (frame, h, inner) = (p.frame, p.headers, p.inner.clone());
     let decap = inner.and_then(|(r, ih)| {
         let body = frame.get(r.clone())?;
@@ -53,7 +53,7 @@ pub fn install(res: &SimResult, state: &Tables, epoch: u64, p: &Packet) -> Optio
     Some(made)
 }
 
-fn make(res: &SimResult, state: &Tables, epoch: u64, decap: bool, body: &[u8], bh: &Headers) -> Option<Flow> {
+fn make(res: &SimResult, state: &Tables, epoch: u32, decap: bool, body: &[u8], bh: &Headers) -> Option<Flow> {
     let mut rewrite = None;
     let mut outputs = Vec::with_capacity(res.outputs.len());
     for o in &res.outputs {

@@ -105,7 +105,7 @@ pub fn conntrack(state: &State, topo: &Topology, now: Instant) -> String {
 
 /// A worker's cached flows, one per line, sorted: ingress, the fields matched, the actions, the
 /// hits; a flow made before `epoch`, or after which an entry it read changed, is marked stale.
-pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u64, gens: &crate::learn::Generations) -> String {
+pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u32, gens: &crate::learn::Generations) -> String {
     let name = |i: IfIdx| ifs.list.get(i.0 as usize).map_or("?".to_string(), |x| x.name.clone());
     let mut lines: Vec<String> = flows
         .iter()

@@ -84,7 +84,7 @@ pub struct Shared {
     /// Bumped with the gate held alone by a new snapshot, an interface that comes or goes, and a
     /// restored state; flows remember the value they were made at (a learned entry moves only
     /// the flows that read it: `learn/gens.rs`).
-    epoch: AtomicU64,
+    epoch: std::sync::atomic::AtomicU32,
     /// Bumped with the gate held alone whenever [`SlowPath::snap`] is replaced, so a worker sees
     /// without a lock that it should take the new one ([`crate::Datapath::refresh`]).
     snap_gen: AtomicU64,
@@ -107,7 +107,7 @@ impl Shared {
             follow_links: Default::default(),
             core: Gate::new(SlowPath { snap, tables: Tables::default(), next_adverts: Instant(0) }),
             workers: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
+            epoch: std::sync::atomic::AtomicU32::new(0),
             snap_gen: AtomicU64::new(0),
             // The first input runs the timers: router advertisements may be due.
             timers_due: AtomicU64::new(0),
@@ -320,9 +320,10 @@ impl Shared {
         (core.snap.clone(), self.snap_gen.load(Ordering::Acquire))
     }
 
-    /// The epoch flows are made at and checked against (without the lock).
+    /// The epoch flows are made at and checked against (without the lock). 32 bits: a reload a
+    /// second for a century does not wrap it.
     #[inline]
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> u32 {
         self.epoch.load(Ordering::Acquire)
     }
 

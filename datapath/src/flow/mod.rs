@@ -249,7 +249,7 @@ pub struct Flow {
     pub drop: Option<DropReason>,
     /// QoS egress policing of the port the packets come from.
     pub police_in: Option<crate::qos::BucketId>,
-    pub epoch: u64,
+    pub epoch: u32,
     pub rewrite: Rewrite,
     pub outputs: Outputs,
     /// The learned MAC and ARP entries the simulation read, by generation (SPEC §9).

@@ -2,7 +2,8 @@
 //! all its frames and prefetch their buckets before it applies any flow (issue 14).
 //!
 //! **Shape.** Buckets of eight ways, each way a 32-bit tag (from the hash) and the number of a
-//! slot that holds the key, its hash and the flow. A key may live in one of two buckets chosen
+//! slot that holds the key and the flow (72 bytes; the hash is computed again from the key where
+//! a slot is moved or let go, and the use bits lie apart, one per slot). A key may live in one of two buckets chosen
 //! by its hash, and is put in the emptier (two choices keep every bucket near the mean: no
 //! flow of a million is let go for want of a way at half load), so a lookup reads exactly two
 //! cache lines of buckets and never walks a chain,
@@ -16,7 +17,7 @@
 //! least-recently-used order would move list pointers in two other flows on every hit — two
 //! more cache lines written per packet at a million flows.
 //!
-//! **Growth.** Buckets double (and every entry is placed again, by its stored hash) when the
+//! **Growth.** Buckets double (and every entry is placed again, by its key's hash) when the
 //! table is half full, up to what `limit` needs: a small datapath stays small, and the hit path
 //! never allocates.
 
@@ -33,10 +34,8 @@ struct Bucket([u64; WAYS]);
 
 #[derive(Debug)]
 struct Slot {
-    hash: u64,
     key: Stored,
     flow: Arc<Flow>,
-    used: bool,
 }
 
 /// A key as the table keeps it: a plain frame's (IPv4 or IPv6) in place, a VXLAN frame's —
@@ -80,6 +79,8 @@ impl Stored {
 pub struct FlowTable {
     buckets: Vec<Bucket>,
     slots: Vec<Option<Slot>>,
+    /// A bit per slot: used since the clock hand last passed it.
+    used: Vec<u64>,
     free: Vec<u32>,
     hand: usize,
     len: usize,
@@ -128,6 +129,7 @@ impl FlowTable {
         FlowTable {
             buckets: vec![Bucket::default(); Self::FIRST_BUCKETS],
             slots: Vec::new(),
+            used: Vec::new(),
             free: Vec::new(),
             hand: 0,
             len: 0,
@@ -184,7 +186,7 @@ impl FlowTable {
                 }
                 let slot = e as u32 as usize;
                 if let Some(Some(s)) = self.slots.get(slot) {
-                    if s.hash == h && s.key.is(k) {
+                    if s.key.is(k) {
                         return Some(slot);
                     }
                 }
@@ -197,9 +199,8 @@ impl FlowTable {
     #[inline]
     pub fn get_hashed(&mut self, h: u64, k: &FlowKey) -> Option<&Arc<Flow>> {
         let slot = self.find(h, k)?;
-        let s = self.slots.get_mut(slot)?.as_mut()?;
-        s.used = true;
-        Some(&s.flow)
+        self.set_used(slot, true);
+        Some(&self.slots.get(slot)?.as_ref()?.flow)
     }
 
     /// The flow of `k`, marked used.
@@ -225,12 +226,16 @@ impl FlowTable {
             Some(s) => s as usize,
             None => {
                 self.slots.push(None);
+                if self.slots.len() > self.used.len() * 64 {
+                    self.used.push(0);
+                }
                 self.slots.len() - 1
             }
         };
         if let Some(s) = self.slots.get_mut(slot) {
-            *s = Some(Slot { hash: h, key: Stored::of(k), flow, used: false });
+            *s = Some(Slot { key: Stored::of(k), flow });
         }
+        self.set_used(slot, false);
         self.len += 1;
         self.place(h, slot);
     }
@@ -247,15 +252,13 @@ impl FlowTable {
         let (b, w) = match free {
             Some(bw) => bw,
             None => {
-                let victim = ways.clone().find(|&(b, w)| self.slot_of(b, w).is_some_and(|s| !s.used)).unwrap_or((homes[0], 0));
+                let victim = ways.clone().find(|&(b, w)| self.slot_of(b, w).is_some_and(|s| !self.is_used(s))).unwrap_or((homes[0], 0));
                 let gone = self.buckets[victim.0].0[victim.1] as u32 as usize;
                 self.release(gone);
                 self.evicted += 1;
                 for (b, w) in ways {
                     let s = self.buckets[b].0[w] as u32 as usize;
-                    if let Some(Some(s)) = self.slots.get_mut(s) {
-                        s.used = false;
-                    }
+                    self.set_used(s, false);
                 }
                 victim
             }
@@ -263,15 +266,30 @@ impl FlowTable {
         self.buckets[b].0[w] = tag(h) << 32 | slot as u64;
     }
 
-    fn slot_of(&self, b: usize, w: usize) -> Option<&Slot> {
-        let e = self.buckets.get(b)?.0.get(w)?;
-        self.slots.get(*e as u32 as usize)?.as_ref()
+    /// The slot number in way `w` of bucket `b`, when it holds one.
+    fn slot_of(&self, b: usize, w: usize) -> Option<usize> {
+        let e = *self.buckets.get(b)?.0.get(w)?;
+        let s = e as u32 as usize;
+        (e != 0 && self.slots.get(s).is_some_and(Option::is_some)).then_some(s)
+    }
+
+    #[inline]
+    fn is_used(&self, slot: usize) -> bool {
+        self.used.get(slot / 64).is_some_and(|w| w >> (slot % 64) & 1 != 0)
+    }
+
+    #[inline]
+    fn set_used(&mut self, slot: usize, on: bool) {
+        if let Some(w) = self.used.get_mut(slot / 64) {
+            let bit = 1u64 << (slot % 64);
+            *w = if on { *w | bit } else { *w & !bit };
+        }
     }
 
     /// Let go of slot `slot`: its way in the buckets and the slot itself.
     fn release(&mut self, slot: usize) {
         let Some(s) = self.slots.get_mut(slot).and_then(Option::take) else { return };
-        for b in self.homes(s.hash) {
+        for b in self.homes(self.hash(&s.key.key())) {
             for e in self.buckets[b].0.iter_mut() {
                 if *e != 0 && *e as u32 as usize == slot {
                     *e = 0;
@@ -286,8 +304,8 @@ impl FlowTable {
     fn evict_one(&mut self) {
         for _ in 0..2 * self.slots.len() + 1 {
             self.hand = (self.hand + 1) % self.slots.len().max(1);
-            match self.slots.get_mut(self.hand) {
-                Some(Some(s)) if s.used => s.used = false,
+            match self.slots.get(self.hand) {
+                Some(Some(_)) if self.is_used(self.hand) => self.set_used(self.hand, false),
                 Some(Some(_)) => {
                     self.release(self.hand);
                     self.evicted += 1;
@@ -303,7 +321,7 @@ impl FlowTable {
         self.buckets = vec![Bucket::default(); self.buckets.len() * 2];
         for slot in 0..self.slots.len() {
             if let Some(Some(s)) = self.slots.get(slot) {
-                let h = s.hash;
+                let h = self.hash(&s.key.key());
                 self.place(h, slot);
             }
         }

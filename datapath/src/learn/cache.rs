@@ -20,14 +20,14 @@ type MacFound = Option<(Location, MacSeen)>;
 #[derive(Debug, Default)]
 pub struct LearnCache {
     /// The datapath epoch the copies were made in: a new snapshot renumbers networks and ports.
-    epoch: u64,
+    epoch: u32,
     macs: HashMap<(NetRef, Mac), (Dep, MacFound), ahash::RandomState>,
     arps: HashMap<(ArpScope, IpAddr), (Dep, Option<Mac>), ahash::RandomState>,
 }
 
 impl LearnCache {
     /// Start again empty when the datapath moved to epoch `epoch` since the copies were made.
-    pub fn at_epoch(&mut self, epoch: u64) {
+    pub fn at_epoch(&mut self, epoch: u32) {
         if self.epoch != epoch {
             self.epoch = epoch;
             self.macs.clear();

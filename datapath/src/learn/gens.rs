@@ -93,23 +93,23 @@ impl Generations {
 
 /// The learned entries a flow read, with their generations then: fresh while none moved. It
 /// holds no handle on the counters — the worker checking it has one ([`Generations::share`]),
-/// so installing a flow moves no shared reference count. Up to three (what nearly every flow
-/// reads) lie in the flow itself.
+/// so installing a flow moves no shared reference count. Up to two (what most flows read) lie
+/// in the flow itself.
 #[derive(Debug)]
 pub enum LearnedDeps {
-    Few(u8, [Dep; 3]),
+    Few(u8, [Dep; 2]),
     Many(Box<[Dep]>),
 }
 
 impl Default for LearnedDeps {
     fn default() -> Self {
-        LearnedDeps::Few(0, [Dep { slot: 0, gen: 0 }; 3])
+        LearnedDeps::Few(0, [Dep { slot: 0, gen: 0 }; 2])
     }
 }
 
 impl LearnedDeps {
     pub fn of(read: &[Dep]) -> LearnedDeps {
-        let mut few = [Dep { slot: 0, gen: 0 }; 3];
+        let mut few = [Dep { slot: 0, gen: 0 }; 2];
         match few.get_mut(..read.len()) {
             Some(into) => {
                 into.copy_from_slice(read);
