@@ -13,7 +13,7 @@
 //! A binding expires after 2 h 4 min without a packet either way (RFC 5382's established-TCP
 //! timeout, so no live connection loses its address). What the hit path touches is the
 //! binding's [`BindingLive`] (atomics, shared with the flows of both directions); the table is
-//! changed under the state lock, on the slow path.
+//! changed under its own lock (`state.rs`), on the slow path.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -18,8 +18,8 @@
 //! their port is wanted, and by a small sweep per packet; none of these changes what a packet
 //! sees, so replay stays deterministic.
 //!
-//! Thread safety: the table lives in the datapath's shared state and is changed under its lock
-//! (the slow path). What the hit path needs without the lock is shared through `Arc`s of atomics:
+//! Thread safety: the table lives in the datapath's shared state and is changed under its own
+//! lock (`state.rs`), by the slow path. What the hit path needs without the lock is shared through `Arc`s of atomics:
 //! a connection's per-packet state ([`ConnLive`], held by the flows of both directions, on any
 //! worker) and the table's generation ([`Watch`]). A clone of the table (a trace's scratch copy)
 //! copies those too, so touching the clone changes nothing of the original.

@@ -1,11 +1,13 @@
 //! One worker of a datapath: a packet in, frames out. Follow a packet through
 //! [`Datapath::process_or_defer`]: timers on the packet clock, parse, flow lookup, and on a hit
-//! the cached actions (`fastpath.rs`); on a miss the slow path ([`Shared::simulate`], under the
-//! one lock), whose flow is installed for the packets after it.
+//! the cached actions (`fastpath.rs`); on a miss the slow path ([`Shared::simulate`], beside
+//! other workers' misses), whose flow is installed for the packets after it. A batch takes the
+//! same door frame by frame (`vector.rs`).
 //!
 //! Thread safety: a `Datapath` is one worker, taken `&mut`: its flow cache, counters and transmit
 //! buffer. What all workers share — the snapshot, learned entries, NAT and firewall connections —
-//! is [`Shared`]: the slow path changes it under its lock, a cache hit reads it through atomics.
+//! is [`Shared`]: the slow path changes it under the tables' locks, a cache hit reads it through
+//! atomics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
