@@ -24,7 +24,7 @@ use crate::time::Instant;
 use crate::{Datapath, Stats};
 
 /// Frames per `recvmmsg()` and per batch.
-pub const BATCH: usize = crate::batch::BATCH;
+pub use crate::batch::BATCH;
 /// Bytes per receive buffer: a whole TCP super-frame (64 KiB of IP and its Ethernet header).
 const BUF: usize = 65536 + 64;
 /// How often idle threads look at the stop flag and at questions.

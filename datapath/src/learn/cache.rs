@@ -3,6 +3,7 @@
 //! entries' generations ([`Generations`]) — a copy is used only while its entry's generation is
 //! the one it was read at, and an entry that changes bumps its generation under the lock.
 
+use std::collections::hash_map::Entry::{Occupied, Vacant};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -43,21 +44,24 @@ impl LearnCache {
         lock: impl FnOnce() -> std::sync::MutexGuard<'l, Learned>,
         net: NetRef,
         mac: Mac,
-    ) -> (Dep, MacFound) {
-        if let Some((d, found)) = self.macs.get(&(net, mac)) {
-            if gens.unchanged(d) {
-                return (*d, found.clone());
-            }
-        }
-        let got = {
+    ) -> (Dep, Option<&(Location, MacSeen)>) {
+        let read = || {
             let l = lock();
             (l.gens.read(Entry::Mac(net, mac)), l.mac_entry(net, mac))
         };
-        if self.macs.len() >= MAX {
+        if self.macs.len() >= MAX && !self.macs.contains_key(&(net, mac)) {
             self.macs.clear();
         }
-        self.macs.insert((net, mac), got.clone());
-        got
+        let e = match self.macs.entry((net, mac)) {
+            Occupied(o) if gens.unchanged(&o.get().0) => o.into_mut(),
+            Occupied(o) => {
+                let e = o.into_mut();
+                *e = read();
+                e
+            }
+            Vacant(v) => v.insert(read()),
+        };
+        (e.0, e.1.as_ref())
     }
 
     /// The MAC learned for `ip` in `scope`, with the generation that says so; as [`LearnCache::mac`].

@@ -50,7 +50,7 @@ impl Sim<'_> {
         // Known there already (the worker's copy says so while it holds): only its stamp moves.
         let tables = self.tables;
         let (d, found) = self.cache.mac(tables.gens(), || tables.learned(), net, mac);
-        if let Some((_, seen)) = found.filter(|(l, _)| *l == loc) {
+        if let Some(seen) = found.filter(|(l, _)| *l == loc).map(|(_, seen)| seen.clone()) {
             self.depend(d);
             seen.stamp(self.now);
             if self.generating == 0 && self.res.mac_seen.is_none() {

@@ -206,8 +206,9 @@ impl<'a> Sim<'a> {
     fn learned_mac(&mut self, net: NetRef, mac: Mac) -> Option<Location> {
         let tables = self.tables;
         let (d, found) = self.cache.mac(tables.gens(), || tables.learned(), net, mac);
+        let loc = found.map(|(loc, _)| *loc);
         self.depend(d);
-        found.map(|(loc, _)| loc)
+        loc
     }
 
     /// The MAC ARP (ND) learned for `ip` in `scope`; the flow depends on that, found or not.

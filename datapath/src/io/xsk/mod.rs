@@ -148,18 +148,17 @@ impl Xsk {
                 }
             }
             f(&mut batch);
+            let (descs, got) = (batch.descs, batch.n);
+            // Once released, the kernel may write new entries where these were: what goes back
+            // on the fill ring is taken from the batch's copy, not from the rx ring.
             self.rx.release(n);
             // The chunks read go back to the kernel for more.
-            if let Some(fill_at) = self.fill.reserve(n) {
-                for i in 0..n {
-                    // SAFETY: an rx entry still readable (the ring is ours until refilled) and a
-                    // reserved fill entry.
-                    unsafe {
-                        let d = *self.rx.slot::<Desc>(at.wrapping_add(i));
-                        *self.fill.slot::<u64>(fill_at.wrapping_add(i)) = d.addr & !(CHUNK as u64 - 1);
-                    }
+            if let Some(fill_at) = self.fill.reserve(got as u32) {
+                for (i, &(addr, _)) in (0..).zip(descs.iter().take(got)) {
+                    // SAFETY: a reserved fill entry.
+                    unsafe { *self.fill.slot::<u64>(fill_at.wrapping_add(i)) = addr & !(CHUNK as u64 - 1) };
                 }
-                self.fill.submit(n);
+                self.fill.submit(got as u32);
             }
             frames += n as usize;
         }
