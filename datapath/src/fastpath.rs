@@ -248,27 +248,68 @@ pub fn apply_in_place(
     k: usize,
     conforms: impl FnMut(BucketId) -> bool,
 ) -> Option<Outcome> {
-    let [only] = &*flow.outputs else { return None };
     let (copy, grow) = flow.rewrite.copy(h, body.len());
-    let room = if only.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
-    let end = body.start.checked_add(copy.end).filter(|&e| e <= body.end && copy.start <= copy.end)?;
-    let first = (body.start + copy.start).checked_sub(room + grow)?;
-    Some(police(
-        flow.police_in,
-        &flow.outputs,
-        |o| o.police,
-        conforms,
-        |out| {
-            let Some(frame) = buf.get_mut(first..end) else { return };
-            let (outer, inner) = frame.split_at_mut(room);
-            if let Some(t) = &out.encap {
-                t.write(outer, inner.len());
-            }
-            let rewritten = flow.rewrite.apply(inner, h);
-            debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
-            tx.stage_rx(out.iface, k, first..end);
-        },
-    ))
+    let at = InPlace::plan(flow, body, copy, grow)?;
+    Some(at.apply(flow, buf, tx, k, conforms, |inner| flow.rewrite.apply(inner, h)))
+}
+
+/// Where a flow's one output is written in a frame's receive buffer (see [`apply_in_place`]):
+/// planned before anything is touched, so a caller that finds it does not fit can still take
+/// another way.
+#[derive(Debug, Clone, Copy)]
+pub struct InPlace {
+    first: usize,
+    end: usize,
+    /// The outer headers' room before the (rewritten) frame.
+    room: usize,
+}
+
+impl InPlace {
+    /// The plan for a flow whose part of the frame lies at `body` in its buffer, of which it
+    /// copies `copy` (relative to `body`) with `grow` bytes more in front. `None` when the flow
+    /// does not send exactly one copy, or drops, or there is not room enough in front.
+    #[inline(always)]
+    pub fn plan(flow: &Flow, body: Range<usize>, copy: Range<usize>, grow: usize) -> Option<InPlace> {
+        let crate::flow::Outputs::One(only) = &flow.outputs else { return None };
+        if flow.drop.is_some() {
+            return None;
+        }
+        let room = if only.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
+        let end = body.start.checked_add(copy.end).filter(|&e| e <= body.end && copy.start <= copy.end)?;
+        let first = (body.start + copy.start).checked_sub(room + grow)?;
+        Some(InPlace { first, end, room })
+    }
+
+    /// Police as [`apply`] does and write the flow's one output where planned: its outer headers,
+    /// then `rewrite` of the frame behind them; staged from `buf`, batch frame `k`'s buffer.
+    #[inline(always)]
+    pub fn apply(
+        self,
+        flow: &Flow,
+        buf: &mut [u8],
+        tx: &mut TxBuf,
+        k: usize,
+        conforms: impl FnMut(BucketId) -> bool,
+        mut rewrite: impl FnMut(&mut [u8]) -> Result<(), wire::ipv4::OutOfRange>,
+    ) -> Outcome {
+        let InPlace { first, end, room } = self;
+        police(
+            flow.police_in,
+            &flow.outputs,
+            |o| o.police,
+            conforms,
+            |out| {
+                let Some(frame) = buf.get_mut(first..end) else { return };
+                let (outer, inner) = frame.split_at_mut(room);
+                if let Some(t) = &out.encap {
+                    t.write(outer, inner.len());
+                }
+                let rewritten = rewrite(inner);
+                debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
+                tx.stage_rx(out.iface, k, first..end);
+            },
+        )
+    }
 }
 
 /// QoS as a flow and its first packet both meet it: the bucket of the port the packet entered

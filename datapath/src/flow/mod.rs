@@ -81,16 +81,7 @@ fn frag_word(f: Frag) -> u64 {
 #[inline(always)]
 fn words(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
     match &h.l3 {
-        L3::Ipv4(ip) => {
-            let (l4a, l4b) = l4_words(ip.l4, wire::icmp_is_error)?;
-            Some(FlowKey::Plain([
-                in_if.0 as u64 | (ip.proto as u64) << 16 | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24 | frag_word(ip.frag) << 32,
-                mac_word(h.eth_src, l4a),
-                mac_word(h.eth_dst, l4b),
-                (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
-                ip.tos as u64,
-            ]))
-        }
+        L3::Ipv4(ip) => plain4(in_if, h.eth_src, h.eth_dst, ip).map(FlowKey::Plain),
         L3::Ipv6(ip) => {
             // Of ICMPv6 only echo is cached: errors are not, and ND, RS, RA and MLD are the
             // simulation's to answer or check every time.
@@ -112,6 +103,19 @@ fn words(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
         }
         _ => None,
     }
+}
+
+/// The key words of an IPv4 frame from `in_if` with these MACs and IPv4 headers (see [`words`]).
+#[inline(always)]
+pub(crate) fn plain4(in_if: IfIdx, eth_src: [u8; 6], eth_dst: [u8; 6], ip: &wire::Ipv4) -> Option<[u64; 5]> {
+    let (l4a, l4b) = l4_words(ip.l4, wire::icmp_is_error)?;
+    Some([
+        in_if.0 as u64 | (ip.proto as u64) << 16 | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24 | frag_word(ip.frag) << 32,
+        mac_word(eth_src, l4a),
+        mac_word(eth_dst, l4b),
+        (u32::from(ip.src) as u64) << 32 | u32::from(ip.dst) as u64,
+        ip.tos as u64,
+    ])
 }
 
 /// The fields of a frame's key words (five for IPv4, seven for IPv6), for people.

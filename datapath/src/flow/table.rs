@@ -142,7 +142,12 @@ impl FlowTable {
     /// The hash of `k` in this table.
     #[inline]
     pub fn hash(&self, k: &FlowKey) -> u64 {
-        let w = k.words();
+        self.hash_words(k.words())
+    }
+
+    /// The hash of a key of these words (a plain IPv4 frame's five, in the vector path).
+    #[inline(always)]
+    pub fn hash_words(&self, w: &[u64]) -> u64 {
         let mut h = self.seed[0] ^ w.len() as u64;
         let mut pairs = w.chunks_exact(2);
         for p in &mut pairs {
@@ -177,6 +182,12 @@ impl FlowTable {
 
     #[inline]
     fn find(&self, h: u64, k: &FlowKey) -> Option<usize> {
+        self.find_by(h, |s| s.is(k))
+    }
+
+    /// The slot whose key has hash `h` and satisfies `is`.
+    #[inline(always)]
+    fn find_by(&self, h: u64, is: impl Fn(&Stored) -> bool) -> Option<usize> {
         let t = tag(h);
         for bucket in self.homes(h) {
             let Some(b) = self.buckets.get(bucket) else { continue };
@@ -186,7 +197,7 @@ impl FlowTable {
                 }
                 let slot = e as u32 as usize;
                 if let Some(Some(s)) = self.slots.get(slot) {
-                    if s.key.is(k) {
+                    if is(&s.key) {
                         return Some(slot);
                     }
                 }
@@ -199,6 +210,17 @@ impl FlowTable {
     #[inline]
     pub fn get_hashed(&mut self, h: u64, k: &FlowKey) -> Option<&Arc<Flow>> {
         let slot = self.find(h, k)?;
+        self.set_used(slot, true);
+        Some(&self.slots.get(slot)?.as_ref()?.flow)
+    }
+
+    /// The flow of a plain IPv4 frame's key `w` (whose hash is `h`), marked used: what
+    /// [`FlowTable::get_hashed`] finds for `FlowKey::Plain(w)`, without the key's enum.
+    #[inline(always)]
+    pub fn get_plain(&mut self, h: u64, w: &[u64; 5]) -> Option<&Arc<Flow>> {
+        // Word by word, without a call to `memcmp`.
+        let same = |a: &[u64; 5]| a.iter().zip(w).fold(0, |d, (x, y)| d | (x ^ y)) == 0;
+        let slot = self.find_by(h, |s| matches!(s, Stored::Plain(a) if same(a)))?;
         self.set_used(slot, true);
         Some(&self.slots.get(slot)?.as_ref()?.flow)
     }

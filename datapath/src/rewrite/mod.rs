@@ -263,6 +263,14 @@ impl Rewrite4 {
 
     #[inline]
     fn apply(&self, b: &mut [u8], ip: &Ipv4) -> Result<(), OutOfRange> {
+        let icmp = matches!(ip.l4, L4::Icmp { .. }).then(|| (ip.total_len as usize).saturating_sub(ip.hlen));
+        self.apply_bytes(b, icmp)
+    }
+
+    /// [`Rewrite4::apply`] by the frame's bytes alone (the IPv4 header's length is in them):
+    /// `icmp` is an ICMP message's length, `None` for other protocols.
+    #[inline(always)]
+    pub fn apply_bytes(&self, b: &mut [u8], icmp: Option<usize>) -> Result<(), OutOfRange> {
         put_eth(b, self.eth)?;
         let mut v = Ipv4Mut::new(l3_mut(b)?)?;
         if let Some(t) = self.tos {
@@ -286,8 +294,8 @@ impl Rewrite4 {
         // ICMP checksum covers the identifier only.
         if let Some((c, udp)) = self.l4_csum {
             ipv4::patch(l4, c as usize..c as usize + 2, self.l4_delta, udp)?;
-            if let L4::Icmp { .. } = ip.l4 {
-                v.icmp_zero_message((ip.total_len as usize).saturating_sub(ip.hlen));
+            if let Some(len) = icmp {
+                v.icmp_zero_message(len);
             }
         }
         Ok(())

@@ -182,6 +182,27 @@ pub fn parse(frame: &[u8]) -> Result<Headers, DropReason> {
     }
 }
 
+/// [`parse`] of an IPv4 frame, inlined where it is called: its MACs and IPv4 headers, or why it is malformed; `None` when the frame is not IPv4 at all. The vector
+/// path's express lane reads the frames of a batch with it, and keeps the result in registers.
+#[inline(always)]
+pub fn parse_ipv4_frame(frame: &[u8]) -> Option<Result<Ipv4Frame, DropReason>> {
+    let eth = frame.first_chunk::<ETH_LEN>()?;
+    if u16::from_be_bytes([eth[12], eth[13]]) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let eth_dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+    let eth_src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+    Some(parse_ipv4(&frame[ETH_LEN..]).map(|ip| Ipv4Frame { eth_dst, eth_src, ip }))
+}
+
+/// An IPv4 frame's headers, as [`parse_ipv4_frame`] reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Frame {
+    pub eth_dst: [u8; 6],
+    pub eth_src: [u8; 6],
+    pub ip: Ipv4,
+}
+
 fn parse_arp(p: &[u8]) -> Option<Arp> {
     let a = p.first_chunk::<28>()?;
     if a[0..2] != [0, 1] || a[2..4] != [0x08, 0x00] || a[4] != 6 || a[5] != 4 {
@@ -197,7 +218,7 @@ fn parse_arp(p: &[u8]) -> Option<Arp> {
 }
 
 /// Parse the IPv4 header at the start of `p` (the bytes after the Ethernet header).
-#[inline]
+#[inline(always)]
 fn parse_ipv4(p: &[u8]) -> Result<Ipv4, DropReason> {
     let Some(hdr) = p.first_chunk::<20>() else { return Err(DropReason::TruncatedIpv4) };
     if hdr[0] >> 4 != 4 {
@@ -209,14 +230,16 @@ fn parse_ipv4(p: &[u8]) -> Result<Ipv4, DropReason> {
         return Err(DropReason::BadIhl);
     }
     let Some(datagram) = p.get(..total_len as usize) else { return Err(DropReason::TruncatedIpv4) };
-    // Options are rare: sum the fixed 20 bytes word by word, and the options apart.
-    let mut sum: u32 = 0;
-    for w in hdr.chunks_exact(2) {
-        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-    }
+    // Options are rare: sum the fixed 20 bytes as five 32-bit words, and the options apart. The
+    // words are read in the machine's order: a one's-complement sum in swapped byte order is
+    // the swapped sum (RFC 1071 §2(B)), and the all-ones a valid header sums to reads the same
+    // either way.
+    let word = |w: &[u8]| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as u64;
+    let mut wide: u64 = hdr.chunks_exact(4).map(word).sum();
     if hlen > 20 {
-        sum += csum::sum(&datagram[20..hlen]);
+        wide += datagram[20..hlen].chunks_exact(4).map(word).sum::<u64>();
     }
+    let sum = ((wide & 0xffff) + (wide >> 16 & 0xffff) + (wide >> 32 & 0xffff) + (wide >> 48)) as u32;
     if csum::fold(sum) != 0xffff {
         return Err(DropReason::BadIpv4Checksum);
     }

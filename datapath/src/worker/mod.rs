@@ -27,8 +27,9 @@ use crate::stats::{IfaceCounts, Stats};
 use crate::time::Instant;
 use crate::wire::{self, L3};
 
+mod express;
 mod vector;
-use vector::Classified;
+use vector::{Classified, Pre};
 
 /// One worker of a datapath: its own flow cache, counters and transmit buffer, taken `&mut`;
 /// everything else is [`Shared`]. `Datapath::new` makes the first worker,
@@ -59,7 +60,9 @@ pub struct Datapath {
     /// Frames of earlier inputs stay in `tx` until the I/O layer sends them
     /// ([`Datapath::set_batching`]).
     batching: bool,
-    /// A batch's frames, classified before any is taken (reused).
+    /// How each frame of a batch was read, before any is taken, and the general door's records
+    /// of those the express lane did not read (reused).
+    pre: Vec<Pre>,
     classified: Vec<Classified>,
     /// Where each frame of the last batch began sending in `tx` ([`Datapath::batch_sent`]).
     batch_marks: Vec<usize>,
@@ -107,6 +110,7 @@ impl Datapath {
             trace: false,
             last_trace: Vec::new(),
             batching: false,
+            pre: Vec::with_capacity(crate::batch::BATCH),
             classified: Vec::with_capacity(crate::batch::BATCH),
             batch_marks: Vec::with_capacity(crate::batch::BATCH + 1),
         }

@@ -10,6 +10,14 @@ use crate::wire::{self, vxlan, Frag, L3};
 
 use super::{Datapath, Src};
 
+/// How a frame of a batch was read: by the express lane, or by the general door (its place in
+/// the batch's [`Classified`] records).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Pre {
+    Lane(super::express::Lane),
+    General(usize),
+}
+
 /// A frame's headers (or why it does not parse), a VXLAN frame's inner headers, its flow key
 /// and the key's hash in this worker's table.
 pub(super) struct Classified {
@@ -34,23 +42,50 @@ impl Datapath {
     /// takes another way: frames this host sent, super-frames it cuts).
     pub fn process_frames(&mut self, iface: IfIdx, rx: &mut impl RxFrames, range: std::ops::Range<usize>) {
         let batching = std::mem::replace(&mut self.batching, true);
+        let mut pre = std::mem::take(&mut self.pre);
         let mut classified = std::mem::take(&mut self.classified);
+        pre.clear();
         classified.clear();
         self.batch_marks.clear();
+        // The express lane needs the flow cache, and gives no trace.
+        let express = self.cache && !self.trace;
         for k in range.clone() {
-            let c = self.classify(iface, rx.frame(k));
-            if c.key.is_some() {
-                self.flows.prefetch(c.hash);
+            let frame = rx.frame(k);
+            match express.then(|| self.lane(iface, frame)).flatten() {
+                Some(lane) => {
+                    self.flows.prefetch(lane.hash);
+                    pre.push(Pre::Lane(lane));
+                }
+                None => {
+                    let c = self.classify(iface, frame);
+                    if c.key.is_some() {
+                        self.flows.prefetch(c.hash);
+                    }
+                    pre.push(Pre::General(classified.len()));
+                    classified.push(c);
+                }
             }
-            classified.push(c);
         }
-        for (k, c) in range.zip(classified.iter()) {
+        for (k, p) in range.zip(pre.iter()) {
             self.batch_marks.push(self.tx.staged_count());
             let now = rx.time(k);
+            let fresh;
+            let c = match p {
+                Pre::Lane(lane) if self.express(iface, rx, k, lane, now) => continue,
+                Pre::Lane(_) => {
+                    fresh = self.classify(iface, rx.frame(k));
+                    &fresh
+                }
+                Pre::General(n) => match classified.get(*n) {
+                    Some(c) => c,
+                    None => continue,
+                },
+            };
             let (buf, at) = rx.buf_mut(k);
             self.process_classified(iface, Src::Rx { buf, at, k }, c, now, false);
         }
         self.batch_marks.push(self.tx.staged_count());
+        self.pre = pre;
         self.classified = classified;
         self.batching = batching;
     }
