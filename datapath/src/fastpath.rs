@@ -315,7 +315,7 @@ impl InPlace {
 /// QoS as a flow and its first packet both meet it: the bucket of the port the packet entered
 /// by, then each output's, asked in that order; `send` writes each output that conforms.
 /// Dropped as policed when nothing conforms.
-#[inline]
+#[inline(always)]
 fn police<O>(
     police_in: Option<BucketId>,
     outputs: &[O],

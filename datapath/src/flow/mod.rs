@@ -48,9 +48,16 @@ pub enum FlowKey {
     Vxlan6([u64; 13]),
 }
 
-#[inline]
-fn mac_word(m: [u8; 6], hi: u16) -> u64 {
-    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], hi as u8, (hi >> 8) as u8])
+/// A MAC as the low 48 bits of a key word (its bytes in little-endian order).
+#[inline(always)]
+pub(crate) fn mac48(m: [u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
+}
+
+/// A key word: a MAC ([`mac48`]) and 16 bits above it.
+#[inline(always)]
+fn mac_word(m: u64, hi: u16) -> u64 {
+    m | (hi as u64) << 48
 }
 
 /// The L4 words of a key: ports, or ICMP(v6) type and code and the identifier; `None` for an
@@ -81,7 +88,7 @@ fn frag_word(f: Frag) -> u64 {
 #[inline(always)]
 fn words(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
     match &h.l3 {
-        L3::Ipv4(ip) => plain4(in_if, h.eth_src, h.eth_dst, ip).map(FlowKey::Plain),
+        L3::Ipv4(ip) => plain4(in_if, mac48(h.eth_src), mac48(h.eth_dst), ip).map(FlowKey::Plain),
         L3::Ipv6(ip) => {
             // Of ICMPv6 only echo is cached: errors are not, and ND, RS, RA and MLD are the
             // simulation's to answer or check every time.
@@ -93,8 +100,8 @@ fn words(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
                     | (ip.hop_limit.min(TTL_CLASS_MAX) as u64) << 24
                     | frag_word(ip.frag) << 32
                     | (ip.tclass as u64) << 40,
-                mac_word(h.eth_src, l4a),
-                mac_word(h.eth_dst, l4b),
+                mac_word(mac48(h.eth_src), l4a),
+                mac_word(mac48(h.eth_dst), l4b),
                 (s >> 64) as u64,
                 s as u64,
                 (d >> 64) as u64,
@@ -105,9 +112,10 @@ fn words(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
     }
 }
 
-/// The key words of an IPv4 frame from `in_if` with these MACs and IPv4 headers (see [`words`]).
+/// The key words of an IPv4 frame from `in_if` with these MACs ([`mac48`]) and IPv4 headers
+/// (see [`words`]).
 #[inline(always)]
-pub(crate) fn plain4(in_if: IfIdx, eth_src: [u8; 6], eth_dst: [u8; 6], ip: &wire::Ipv4) -> Option<[u64; 5]> {
+pub(crate) fn plain4(in_if: IfIdx, eth_src: u64, eth_dst: u64, ip: &wire::Ipv4) -> Option<[u64; 5]> {
     let (l4a, l4b) = l4_words(ip.l4, wire::icmp_is_error)?;
     Some([
         in_if.0 as u64 | (ip.proto as u64) << 16 | (ip.ttl.min(TTL_CLASS_MAX) as u64) << 24 | frag_word(ip.frag) << 32,
@@ -319,6 +327,12 @@ impl Flow {
                     && s.fw_conn.as_ref().is_none_or(|c| c.touch(flags, now))
                     && s.binding.as_ref().is_none_or(|b| b.touch(now))
             })
+    }
+
+    /// Whether it logs every packet.
+    #[inline]
+    pub fn logs(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.fw_log.is_some())
     }
 
     /// The deny it logs for every packet, if it does.

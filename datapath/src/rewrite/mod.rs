@@ -268,25 +268,37 @@ impl Rewrite4 {
     }
 
     /// [`Rewrite4::apply`] by the frame's bytes alone (the IPv4 header's length is in them):
-    /// `icmp` is an ICMP message's length, `None` for other protocols.
+    /// `icmp` is an ICMP message's length, `None` for other protocols. The Ethernet and fixed
+    /// IPv4 headers are checked in the frame once and then written as arrays, so the stores
+    /// need no more checks.
     #[inline(always)]
     pub fn apply_bytes(&self, b: &mut [u8], icmp: Option<usize>) -> Result<(), OutOfRange> {
-        put_eth(b, self.eth)?;
-        let mut v = Ipv4Mut::new(l3_mut(b)?)?;
+        let len = b.len();
+        let short = |at: std::ops::Range<usize>| OutOfRange { at, len };
+        let (eth, l3) = b.split_first_chunk_mut::<{ wire::ETH_LEN }>().ok_or_else(|| short(0..wire::ETH_LEN))?;
+        if let Some((src, dst)) = self.eth {
+            eth[wire::ETH_DST].copy_from_slice(&dst);
+            eth[wire::ETH_SRC].copy_from_slice(&src);
+        }
+        let hlen = l3.first().map_or(0, |&v| (v & 0x0f) as usize * 4);
+        if hlen < ipv4::field::MIN_LEN || hlen > l3.len() {
+            return Err(short(wire::ETH_LEN..wire::ETH_LEN + hlen.max(ipv4::field::MIN_LEN)));
+        }
+        let (hdr, l4) = l3.split_at_mut(hlen);
+        let Some(ip) = hdr.first_chunk_mut::<{ ipv4::field::MIN_LEN }>() else { return Err(short(0..len + 1)) };
         if let Some(t) = self.tos {
-            v.put_tos(t);
+            ip[ipv4::field::TOS] = t;
         }
         if let Some(s) = self.src {
-            v.put_src(s);
+            ip[ipv4::field::SRC].copy_from_slice(&s);
         }
         if let Some(d) = self.dst {
-            v.put_dst(d);
+            ip[ipv4::field::DST].copy_from_slice(&d);
         }
-        if self.ttl_dec > 0 {
-            v.put_ttl_dec(self.ttl_dec);
-        }
-        v.patch_checksum(self.ip_delta);
-        let l4 = v.payload_mut();
+        ip[ipv4::field::TTL] = ip[ipv4::field::TTL].wrapping_sub(self.ttl_dec);
+        let c = &mut ip[ipv4::field::CHECKSUM];
+        let sum = self.ip_delta.apply(u16::from_be_bytes([c[0], c[1]]));
+        c.copy_from_slice(&sum.to_be_bytes());
         for &(o, val) in self.l4_writes.get(..self.l4_nwrites as usize).unwrap_or_default() {
             ipv4::put(l4, o as usize..o as usize + 2, &val.to_be_bytes())?;
         }
@@ -295,6 +307,7 @@ impl Rewrite4 {
         if let Some((c, udp)) = self.l4_csum {
             ipv4::patch(l4, c as usize..c as usize + 2, self.l4_delta, udp)?;
             if let Some(len) = icmp {
+                let mut v = Ipv4Mut::new(l3)?;
                 v.icmp_zero_message(len);
             }
         }

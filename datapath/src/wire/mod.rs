@@ -235,7 +235,7 @@ fn parse_ipv4(p: &[u8]) -> Result<Ipv4, DropReason> {
     // the swapped sum (RFC 1071 §2(B)), and the all-ones a valid header sums to reads the same
     // either way.
     let word = |w: &[u8]| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as u64;
-    let mut wide: u64 = hdr.chunks_exact(4).map(word).sum();
+    let mut wide = word(&hdr[0..4]) + word(&hdr[4..8]) + word(&hdr[8..12]) + word(&hdr[12..16]) + word(&hdr[16..20]);
     if hlen > 20 {
         wide += datagram[20..hlen].chunks_exact(4).map(word).sum::<u64>();
     }
@@ -265,7 +265,7 @@ fn parse_ipv4(p: &[u8]) -> Result<Ipv4, DropReason> {
     })
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_l4(p: &[u8], proto: u8) -> Result<L4, DropReason> {
     let t = DropReason::TruncatedL4;
     Ok(match proto {
