@@ -61,13 +61,18 @@ pub enum Direction {
     Ingress = 1,
 }
 
-/// A bucket's index in [`QosBuckets`].
+/// A bucket's index in [`QosBuckets`], kept plus one so that a flow's `Option<BucketId>` is
+/// four bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BucketId(u32);
+pub struct BucketId(std::num::NonZeroU32);
 
 impl BucketId {
     pub fn of(port: PortRef, dir: Direction) -> BucketId {
-        BucketId(port.0 * 2 + dir as u32)
+        BucketId(std::num::NonZeroU32::new((port.0 * 2 + dir as u32).saturating_add(1)).unwrap_or(std::num::NonZeroU32::MAX))
+    }
+
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
     }
 }
 
@@ -90,13 +95,13 @@ impl QosBuckets {
     /// The bucket of `port` in `dir`, when it has a limit.
     pub fn bucket(&self, port: PortRef, dir: Direction) -> Option<BucketId> {
         let id = BucketId::of(port, dir);
-        self.buckets.get(id.0 as usize)?.as_ref().map(|_| id)
+        self.buckets.get(id.index())?.as_ref().map(|_| id)
     }
 
     /// Police a frame of `bytes` at `now`.
     #[inline]
     pub fn conforms(&self, id: BucketId, bytes: usize, now: Instant) -> bool {
-        match self.buckets.get(id.0 as usize) {
+        match self.buckets.get(id.index()) {
             Some(Some(b)) => match b.lock() {
                 Ok(mut b) => b.take(bytes, now),
                 Err(poisoned) => poisoned.into_inner().take(bytes, now),

@@ -2,7 +2,7 @@
 //! all its frames and prefetch their buckets before it applies any flow (issue 14).
 //!
 //! **Shape.** Buckets of eight ways, each way a 32-bit tag (from the hash) and the number of a
-//! slot that holds the key and the flow (72 bytes; the hash is computed again from the key where
+//! slot that holds the key and the flow (56 bytes, the longer keys boxed; the hash is computed again from the key where
 //! a slot is moved or let go, and the use bits lie apart, one per slot). A key may live in one of two buckets chosen
 //! by its hash, and is put in the emptier (two choices keep every bucket near the mean: no
 //! flow of a million is let go for want of a way at half load), so a lookup reads exactly two
@@ -38,22 +38,24 @@ struct Slot {
     flow: Arc<Flow>,
 }
 
-/// A key as the table keeps it: a plain frame's (IPv4 or IPv6) in place, a VXLAN frame's —
-/// outer and inner headers, up to 13 words — boxed, so the keys of most flows do not carry the
-/// room of the largest.
+/// A key as the table keeps it: a plain IPv4 frame's five words in place, the longer keys —
+/// IPv6 (seven words), VXLAN (outer and inner headers, eleven or thirteen) — boxed at their
+/// own length, so the slots of most flows do not carry the room of the largest.
 #[derive(Debug)]
 enum Stored {
     Plain([u64; 5]),
-    Plain6([u64; 7]),
-    Boxed(Box<FlowKey>),
+    Plain6(Box<[u64; 7]>),
+    Vxlan(Box<[u64; 11]>),
+    Vxlan6(Box<[u64; 13]>),
 }
 
 impl Stored {
     fn of(k: FlowKey) -> Stored {
         match k {
             FlowKey::Plain(w) => Stored::Plain(w),
-            FlowKey::Plain6(w) => Stored::Plain6(w),
-            k => Stored::Boxed(Box::new(k)),
+            FlowKey::Plain6(w) => Stored::Plain6(Box::new(w)),
+            FlowKey::Vxlan(w) => Stored::Vxlan(Box::new(w)),
+            FlowKey::Vxlan6(w) => Stored::Vxlan6(Box::new(w)),
         }
     }
 
@@ -61,8 +63,9 @@ impl Stored {
     fn is(&self, k: &FlowKey) -> bool {
         match (self, k) {
             (Stored::Plain(a), FlowKey::Plain(b)) => a == b,
-            (Stored::Plain6(a), FlowKey::Plain6(b)) => a == b,
-            (Stored::Boxed(a), k) => **a == *k,
+            (Stored::Plain6(a), FlowKey::Plain6(b)) => **a == *b,
+            (Stored::Vxlan(a), FlowKey::Vxlan(b)) => **a == *b,
+            (Stored::Vxlan6(a), FlowKey::Vxlan6(b)) => **a == *b,
             _ => false,
         }
     }
@@ -70,8 +73,9 @@ impl Stored {
     fn key(&self) -> FlowKey {
         match self {
             Stored::Plain(w) => FlowKey::Plain(*w),
-            Stored::Plain6(w) => FlowKey::Plain6(*w),
-            Stored::Boxed(k) => **k,
+            Stored::Plain6(w) => FlowKey::Plain6(**w),
+            Stored::Vxlan(w) => FlowKey::Vxlan(**w),
+            Stored::Vxlan6(w) => FlowKey::Vxlan6(**w),
         }
     }
 }
@@ -113,8 +117,24 @@ fn tag(h: u64) -> u64 {
     (h >> 32) | 1
 }
 
+/// Ask the CPU for `lines` cache lines from `p` on.
+#[inline(always)]
+fn prefetch_lines(p: *const u8, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for l in 0..lines {
+        // SAFETY: a prefetch reads nothing architecturally and cannot fault, whatever the
+        // address; `wrapping_add` makes no claim that it lies in the object.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(l * 64) as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, lines);
+}
+
 impl FlowTable {
     const FIRST_BUCKETS: usize = 8;
+    /// Flows beyond which the table is taken not to fit in the caches ([`FlowTable::is_deep`]):
+    /// 16 384 flows of some 300 bytes with their slots and buckets are several megabytes.
+    const DEEP: usize = 16_384;
 
     pub fn with_limit(limit: usize) -> FlowTable {
         let seed = {
@@ -168,16 +188,50 @@ impl FlowTable {
     /// Ask the CPU for the two buckets of hash `h` ahead of the lookup.
     #[inline(always)]
     pub fn prefetch(&self, h: u64) {
-        #[cfg(target_arch = "x86_64")]
         for b in self.homes(h) {
             if let Some(bucket) = self.buckets.get(b) {
-                // SAFETY: a prefetch reads nothing architecturally and cannot fault; the
-                // pointer is to a live bucket.
-                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bucket as *const Bucket as *const i8) };
+                prefetch_lines(bucket as *const Bucket as *const u8, 1);
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = h;
+    }
+
+    /// Whether the table has outgrown the CPU's caches, so that a batch's lookups gain from
+    /// fetching slots and flows ahead too ([`FlowTable::prefetch_slot`],
+    /// [`FlowTable::prefetch_flow`]); below it those cost instructions and save no wait.
+    #[inline]
+    pub fn is_deep(&self) -> bool {
+        self.len > Self::DEEP
+    }
+
+    /// The second step of a batch's lookups, once hash `h`'s buckets were fetched: ask for the
+    /// slot their first way of `h`'s tag names (the key, and the pointer to the flow).
+    #[inline(always)]
+    pub fn prefetch_slot(&self, h: u64) {
+        if let Some(s) = self.candidate(h).and_then(|c| self.slots.get(c)) {
+            prefetch_lines(s as *const Option<Slot> as *const u8, 2);
+        }
+    }
+
+    /// The third step, once that slot was fetched: ask for the flow it holds.
+    #[inline(always)]
+    pub fn prefetch_flow(&self, h: u64) {
+        if let Some(Some(s)) = self.candidate(h).and_then(|c| self.slots.get(c)) {
+            prefetch_lines(Arc::as_ptr(&s.flow) as *const u8, 3);
+        }
+    }
+
+    /// The slot the first way of `h`'s tag in its buckets names (the key not compared).
+    #[inline(always)]
+    fn candidate(&self, h: u64) -> Option<usize> {
+        let t = tag(h);
+        for b in self.homes(h) {
+            for &e in &self.buckets.get(b)?.0 {
+                if e >> 32 == t {
+                    return Some(e as u32 as usize);
+                }
+            }
+        }
+        None
     }
 
     #[inline]
@@ -378,83 +432,5 @@ impl FlowTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flow() -> Arc<Flow> {
-        Arc::new(Flow {
-            decap: false,
-            police_in: None,
-            rewrite: Default::default(),
-            outputs: crate::flow::Outputs::None,
-            drop: None,
-            epoch: 0,
-            conn: None,
-            state: None,
-            learned: Default::default(),
-            mac_seen: None,
-            hits: Default::default(),
-        })
-    }
-
-    fn key(n: u64) -> FlowKey {
-        FlowKey::Plain([n, n.wrapping_mul(7), 3, n >> 3, 0])
-    }
-
-    /// Random inserts, lookups and removals against a model: what the table holds it finds,
-    /// it holds no more than its limit, and what it let go it counted.
-    #[test]
-    fn the_table_finds_what_it_holds_within_its_bound() {
-        let mut x: u64 = 88172645463325252;
-        let mut rnd = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for limit in [1usize, 2, 7, 100, 3000] {
-            let mut t = FlowTable::with_limit(limit);
-            let mut model: std::collections::HashMap<FlowKey, Arc<Flow>> = Default::default();
-            for op in 0..20_000 {
-                let k = key(rnd() % (limit as u64 * 3));
-                match rnd() % 4 {
-                    0 | 1 => {
-                        let f = flow();
-                        t.insert(k, f.clone());
-                        model.insert(k, f);
-                    }
-                    2 => {
-                        t.remove(&k);
-                        model.remove(&k);
-                    }
-                    _ => {
-                        if let Some(f) = t.get(&k) {
-                            assert!(Arc::ptr_eq(f, &model[&k]), "a key finds its own flow");
-                        }
-                    }
-                }
-                assert!(t.len() <= limit, "{} flows in a table of {limit}", t.len());
-                if op % 64 == 0 {
-                    // What the table let go, the model lets go too.
-                    model.retain(|k, _| t.find(t.hash(k), k).is_some());
-                    assert_eq!(t.len(), model.len());
-                    assert_eq!(t.iter().count(), t.len());
-                }
-            }
-        }
-    }
-
-    /// A flow used since the hand last passed stays; the others go first.
-    #[test]
-    fn a_full_table_lets_an_unused_flow_go() {
-        let mut t = FlowTable::with_limit(3);
-        for n in 0..3 {
-            t.insert(key(n), flow());
-        }
-        assert!(t.get(&key(0)).is_some() && t.get(&key(2)).is_some());
-        t.insert(key(3), flow());
-        assert!(t.get(&key(1)).is_none(), "the one flow not used went");
-        assert!(t.get(&key(0)).is_some() && t.get(&key(2)).is_some() && t.get(&key(3)).is_some());
-        assert_eq!(t.evicted, 1);
-    }
-}
+#[path = "table_tests.rs"]
+mod tests;

@@ -12,15 +12,16 @@ use crate::wire::ipv4::{self, Ipv4Mut, OutOfRange};
 use crate::wire::ipv6::{self, Ipv6Mut};
 use crate::wire::{self, Headers, Ipv4, Ipv6, L3, L4};
 
-/// The header changes of a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The header changes of a flow. A translation's header template is boxed: fip64 flows are
+/// few, and every other flow would carry its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewrite {
     V4(Rewrite4),
     V6(Rewrite6),
     /// fip64, IPv6 → IPv4 (SPEC §11).
-    To4(xlate::To4),
+    To4(Box<xlate::To4>),
     /// fip64, IPv4 → IPv6.
-    To6(xlate::To6),
+    To6(Box<xlate::To6>),
 }
 
 impl Default for Rewrite {
@@ -36,8 +37,8 @@ impl Rewrite {
         match (&h0.l3, &h1.l3) {
             (L3::Ipv4(a), L3::Ipv4(b)) => Rewrite4::derive(orig, h0, a, done, h1, b).map(Rewrite::V4),
             (L3::Ipv6(a), L3::Ipv6(b)) => Rewrite6::derive(orig, h0, a, done, h1, b).map(Rewrite::V6),
-            (L3::Ipv6(a), L3::Ipv4(b)) => xlate::To4::derive(orig, a, done, h1, b).map(Rewrite::To4),
-            (L3::Ipv4(a), L3::Ipv6(b)) => xlate::To6::derive(orig, a, done, h1, b).map(Rewrite::To6),
+            (L3::Ipv6(a), L3::Ipv4(b)) => xlate::To4::derive(orig, a, done, h1, b).map(|r| Rewrite::To4(Box::new(r))),
+            (L3::Ipv4(a), L3::Ipv6(b)) => xlate::To6::derive(orig, a, done, h1, b).map(|r| Rewrite::To6(Box::new(r))),
             _ => None,
         }
     }

@@ -66,6 +66,13 @@ impl Datapath {
                 }
             }
         }
+        // A table larger than the caches: fetch the slots, then the flows, of the whole batch
+        // before taking any, so their waits overlap (VPP's dual-loop prefetch, by stages).
+        if express && self.flows.is_deep() {
+            let lanes = || pre.iter().filter_map(|p| if let Pre::Lane(l) = p { Some(l.hash) } else { None });
+            lanes().for_each(|h| self.flows.prefetch_slot(h));
+            lanes().for_each(|h| self.flows.prefetch_flow(h));
+        }
         for (k, p) in range.zip(pre.iter()) {
             self.batch_marks.push(self.tx.staged_count());
             let now = rx.time(k);
