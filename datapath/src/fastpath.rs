@@ -38,6 +38,13 @@ pub struct TxBuf {
     mark: usize,
 }
 
+/// An outer header to write before a frame: a simulation's own, or a flow output's.
+#[derive(Clone, Copy)]
+enum Encap<'a> {
+    Sim(&'a vxlan::EncapTemplate),
+    Flow(&'a crate::flow::FlowOut),
+}
+
 /// One staged frame: where it lies, and its interface.
 #[derive(Debug, Clone)]
 struct Staged {
@@ -93,11 +100,13 @@ impl TxBuf {
 
     /// Append a frame leaving by `iface`, encapsulated by `encap` when it has one, with `grow`
     /// bytes of room before `body` for a header that becomes longer. Returns the inner frame.
-    fn push_encap(&mut self, iface: IfIdx, encap: Option<&vxlan::EncapTemplate>, body: &[u8], grow: usize) -> &mut [u8] {
+    fn push_encap(&mut self, iface: IfIdx, encap: Option<Encap>, body: &[u8], grow: usize) -> &mut [u8] {
         let room = if encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
         let (outer, inner) = self.push(iface, room + grow, body).split_at_mut(room);
-        if let Some(t) = encap {
-            t.write(outer, inner.len());
+        match encap {
+            Some(Encap::Sim(t)) => t.write(outer, inner.len()),
+            Some(Encap::Flow(o)) => o.write_encap(outer, inner.len()),
+            None => {}
         }
         inner
     }
@@ -225,7 +234,7 @@ pub fn apply(flow: &Flow, body: &[u8], h: &wire::Headers, tx: &mut TxBuf, confor
         conforms,
         |out| {
             let (copy, grow) = flow.rewrite.copy(h, body.len());
-            let inner = tx.push_encap(out.iface, out.encap.as_deref(), body.get(copy).unwrap_or_default(), grow);
+            let inner = tx.push_encap(out.iface, out.encap.is_some().then_some(Encap::Flow(out)), body.get(copy).unwrap_or_default(), grow);
             let rewritten = flow.rewrite.apply(inner, h);
             // A flow applies only to frames that parsed under its key, so its headers are there:
             // the datapath fuzz target and the suites check this in debug builds.
@@ -301,9 +310,7 @@ impl InPlace {
             |out| {
                 let Some(frame) = buf.get_mut(first..end) else { return };
                 let (outer, inner) = frame.split_at_mut(room);
-                if let Some(t) = &out.encap {
-                    t.write(outer, inner.len());
-                }
+                out.write_encap(outer, inner.len());
                 let rewritten = rewrite(inner);
                 debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
                 tx.stage_rx(out.iface, k, first..end);
@@ -358,7 +365,7 @@ pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, conforms: 
         |o| o.police,
         conforms,
         |o| {
-            tx.push_encap(o.iface, o.encap.as_ref(), &o.frame, 0);
+            tx.push_encap(o.iface, o.encap.as_ref().map(Encap::Sim), &o.frame, 0);
         },
     )
 }
@@ -366,7 +373,7 @@ pub fn send_simulated(res: &SimResult, tx: &mut TxBuf, policed: bool, conforms: 
 /// Send a simulation's own frames as they are, whatever they were for (timers, traces).
 pub fn send_frames(res: &SimResult, tx: &mut TxBuf) {
     for o in &res.outputs {
-        tx.push_encap(o.iface, o.encap.as_ref(), &o.frame, 0);
+        tx.push_encap(o.iface, o.encap.as_ref().map(Encap::Sim), &o.frame, 0);
     }
 }
 

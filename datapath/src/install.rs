@@ -63,7 +63,14 @@ fn make(res: &SimResult, state: &Tables, epoch: u32, decap: bool, body: &[u8], b
             return None;
         }
         rewrite = Some(r);
-        outputs.push(FlowOut { iface: o.iface, police: o.police, encap: o.encap.map(Box::new) });
+        let (encap, sport) = match &o.encap {
+            Some(t) => {
+                let (shared, sport) = state.encaps().share(t);
+                (Some(shared), sport)
+            }
+            None => (None, 0),
+        };
+        outputs.push(FlowOut { iface: o.iface, sport, police: o.police, encap });
     }
     // Flows are made for IPv4 and IPv6 (their keys, `flow.rs`).
     if !matches!(bh.l3, wire::L3::Ipv4(_) | wire::L3::Ipv6(_)) {

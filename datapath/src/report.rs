@@ -117,7 +117,7 @@ pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u32, gens: &crate::learn::G
                 None => f
                     .outputs
                     .iter()
-                    .map(|o| match o.encap.as_deref() {
+                    .map(|o| match &o.encap {
                         Some(t) => format!("vxlan(vni {}, to {}):{}", t.vni(), t.dst(), name(o.iface)),
                         None => name(o.iface),
                     })

@@ -33,6 +33,8 @@ pub struct Tables {
     fw: Mutex<FwConns>,
     fip64: Mutex<Bindings>,
     learned: Mutex<Learned>,
+    /// The tunnels' outer headers new flows share (taken alone, for one lookup).
+    encaps: Mutex<crate::wire::vxlan::Shared>,
     /// The learned entries' generations, read without the lock ([`crate::learn::LearnCache`]);
     /// the same counters for as long as the tables live, whatever replaces their contents.
     gens: Generations,
@@ -59,6 +61,7 @@ impl Tables {
             fw: Mutex::new(s.fw),
             fip64: Mutex::new(s.fip64),
             learned: Mutex::new(s.learned),
+            encaps: Mutex::default(),
             limits: s.limits,
         }
     }
@@ -81,6 +84,10 @@ impl Tables {
 
     pub fn learned(&self) -> MutexGuard<'_, Learned> {
         lock(&self.learned)
+    }
+
+    pub fn encaps(&self) -> MutexGuard<'_, crate::wire::vxlan::Shared> {
+        lock(&self.encaps)
     }
 
     pub fn limits(&self) -> Limits {

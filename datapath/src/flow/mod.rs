@@ -209,14 +209,29 @@ impl FlowKey {
     }
 }
 
-/// Where a flow sends its packets. A VXLAN template (56 bytes) is boxed: most outputs have
-/// none, and the flows that do read it from a line of its own.
+/// Where a flow sends its packets. A VXLAN output's outer header is its tunnel's (56 bytes),
+/// shared by every flow into the tunnel ([`wire::vxlan::Shared`]), and the flow's own outer UDP source port,
+/// the only part that differs from flow to flow (RFC 7348 §5's entropy): a flow carries a
+/// pointer and two bytes, not the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowOut {
     pub iface: IfIdx,
+    /// The outer UDP source port, with `encap`.
+    pub sport: u16,
     /// QoS ingress policing of the port it leaves by.
     pub police: Option<crate::qos::BucketId>,
-    pub encap: Option<Box<EncapTemplate>>,
+    pub encap: Option<std::sync::Arc<EncapTemplate>>,
+}
+
+impl FlowOut {
+    /// Write its outer header, when it has one, into `out` (exactly
+    /// [`wire::vxlan::ENCAP_LEN`] bytes) for an inner frame of `inner_len` bytes.
+    #[inline]
+    pub fn write_encap(&self, out: &mut [u8], inner_len: usize) {
+        if let Some(t) = &self.encap {
+            t.write_sport(out, inner_len, self.sport);
+        }
+    }
 }
 
 /// Where a flow's packets go: one place, kept in the flow itself (nearly every flow), or

@@ -43,7 +43,7 @@ pub fn view(frame: &[u8], h: &Headers) -> Option<(Vxlan, usize)> {
 }
 
 /// The outer header of one tunnel, ready to prepend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncapTemplate {
     bytes: [u8; ENCAP_LEN],
     /// Sum of the outer IPv4 header with total length 0 and checksum 0.
@@ -116,6 +116,26 @@ impl EncapTemplate {
         Some(EncapTemplate { bytes, ip_sum })
     }
 
+    /// The outer UDP source port it writes.
+    pub fn sport(&self) -> u16 {
+        u16::from_be_bytes([self.bytes[UDP], self.bytes[UDP + 1]])
+    }
+
+    /// The same header with another outer UDP source port (which no checksum it keeps covers).
+    pub fn with_sport(mut self, sport: u16) -> EncapTemplate {
+        self.bytes[UDP..UDP + 2].copy_from_slice(&sport.to_be_bytes());
+        self
+    }
+
+    /// [`EncapTemplate::write`], with outer UDP source port `sport` in place of its own.
+    #[inline]
+    pub fn write_sport(&self, out: &mut [u8], inner_len: usize, sport: u16) {
+        self.write(out, inner_len);
+        if let Some(p) = out.get_mut(UDP..UDP + 2) {
+            p.copy_from_slice(&sport.to_be_bytes());
+        }
+    }
+
     /// A whole encapsulated frame (for the slow path: frames waiting for ARP).
     pub fn encapsulate(&self, inner: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8; ENCAP_LEN];
@@ -130,6 +150,25 @@ impl EncapTemplate {
 
     pub fn dst(&self) -> Ipv4Addr {
         Ipv4Addr::new(self.bytes[30], self.bytes[31], self.bytes[32], self.bytes[33])
+    }
+}
+
+/// The tunnels' outer headers the flows share: one copy of each, so that a flow into a tunnel
+/// carries a pointer and its own outer UDP source port, not the header. Bounded: past
+/// [`Shared::MAX`] distinct headers it starts again (the flows keep theirs).
+#[derive(Debug, Default)]
+pub struct Shared(std::collections::HashMap<EncapTemplate, std::sync::Arc<EncapTemplate>>);
+
+impl Shared {
+    const MAX: usize = 4096;
+
+    /// `t` as a flow keeps it: the shared header (its source port 0), and the source port.
+    pub fn share(&mut self, t: &EncapTemplate) -> (std::sync::Arc<EncapTemplate>, u16) {
+        let key = t.with_sport(0);
+        if self.0.len() >= Self::MAX && !self.0.contains_key(&key) {
+            self.0.clear();
+        }
+        (self.0.entry(key).or_insert_with(|| std::sync::Arc::new(key)).clone(), t.sport())
     }
 }
 
