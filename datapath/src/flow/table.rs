@@ -279,6 +279,16 @@ impl FlowTable {
         Some(&self.slots.get(slot)?.as_ref()?.flow)
     }
 
+    /// The flow of a VXLAN frame's key `w` with an IPv4 inner frame (hash `h`), marked used:
+    /// what [`FlowTable::get_hashed`] finds for `FlowKey::Vxlan(w)`.
+    #[inline(always)]
+    pub fn get_vxlan(&mut self, h: u64, w: &[u64; 11]) -> Option<&Arc<Flow>> {
+        let same = |a: &[u64; 11]| a.iter().zip(w).fold(0, |d, (x, y)| d | (x ^ y)) == 0;
+        let slot = self.find_by(h, |s| matches!(s, Stored::Vxlan(a) if same(a)))?;
+        self.set_used(slot, true);
+        Some(&self.slots.get(slot)?.as_ref()?.flow)
+    }
+
     /// The flow of `k`, marked used.
     pub fn get(&mut self, k: &FlowKey) -> Option<&Arc<Flow>> {
         self.get_hashed(self.hash(k), k)

@@ -1,13 +1,14 @@
 //! The vector path's express lane (issue 14): the frames most traffic is made of — whole IPv4
-//! TCP and UDP, not VXLAN — read into five key words and a hash that stay in registers, and
-//! their fresh flows with one output applied in place, without the general door's headers,
-//! classification record and outcome. It is a shortcut, not a second datapath: the frame is
-//! parsed by [`wire::parse_ipv4_frame`], the IPv4 arm of the one parser, keyed by the words a
-//! [`crate::flow::FlowKey::Plain`] holds, and a hit does what [`Datapath::process_or_defer`]
-//! does for it, in the same order. Whatever the lane does not take — another kind of frame, a
-//! miss, a stale flow, a flow that floods, drops, logs or does not fit in place, a due timer —
-//! it leaves untouched for the general door, which then finds everything as it was (the pcap
-//! suites and the datapath fuzz target compare the two byte for byte).
+//! TCP and UDP, and VXLAN carrying them — read into the words of their key and its hash, kept
+//! in registers, and their fresh flows with one output applied in place, without the general
+//! door's headers, classification record and outcome. It is a shortcut, not a second datapath:
+//! a frame is parsed by [`wire::parse_ipv4_frame`], the IPv4 arm of the one parser, keyed by the
+//! words a [`FlowKey::Plain`] or [`FlowKey::Vxlan`] holds, and a hit does what
+//! [`Datapath::process_or_defer`] does for it, in the same order. Whatever the lane does not
+//! take — another kind of frame, a miss, a stale flow, a flow that floods, drops, logs or does
+//! not fit in place, a due timer — it leaves untouched for the general door, which then finds
+//! everything as it was (the pcap suites and the datapath fuzz target compare the two byte for
+//! byte).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -17,39 +18,85 @@ use crate::flow::{FlowKey, Outputs};
 use crate::iface::IfIdx;
 use crate::rewrite::Rewrite;
 use crate::time::Instant;
-use crate::wire::{self, vxlan, Frag, L4};
+use crate::wire::{self, vxlan, Frag, Ipv4, L4};
 
 use super::Datapath;
 
 /// The low 48 bits: a MAC in a key word.
 const MAC48: u64 = (1 << 48) - 1;
 
-/// What the lane keeps of a frame between reading it and taking its flow: its key's words,
-/// their hash and the TCP flags (0 for UDP).
+/// What the lane keeps of a frame between reading it and taking its flow: its key's words and
+/// their hash; for a VXLAN frame, where its inner frame lies; the TCP flags of the frame and of
+/// the inner frame (0 for UDP).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Lane {
-    words: [u64; 5],
+    key: Words,
     pub(super) hash: u64,
+    inner: (u16, u16),
     flags: u8,
+    inner_flags: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Words {
+    Plain([u64; 5]),
+    Vxlan([u64; 11]),
+}
+
+impl Words {
+    fn key(&self) -> FlowKey {
+        match *self {
+            Words::Plain(w) => FlowKey::Plain(w),
+            Words::Vxlan(w) => FlowKey::Vxlan(w),
+        }
+    }
+}
+
+/// A frame's MACs as key words, straight from its Ethernet header: two loads, not twelve bytes.
+#[inline(always)]
+fn macs(frame: &[u8]) -> Option<(u64, u64)> {
+    let eth = frame.first_chunk::<{ wire::ETH_LEN }>()?;
+    let word = |at: usize| eth.get(at..at + 8).map_or(0, |b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    Some((word(6) & MAC48, word(0) & MAC48))
+}
+
+/// A whole IPv4 TCP or UDP frame's headers, its key words and TCP flags; `None` for any other.
+#[inline(always)]
+fn tcp_udp4(iface: IfIdx, frame: &[u8]) -> Option<(Ipv4, [u64; 5], u8)> {
+    let ip = wire::parse_ipv4_frame(frame)?.ok()?.ip;
+    let flags = match ip.l4 {
+        _ if ip.frag != Frag::Whole => return None,
+        L4::Tcp { flags, .. } => flags,
+        L4::Udp { .. } => 0,
+        _ => return None,
+    };
+    let (src, dst) = macs(frame)?;
+    Some((ip, crate::flow::plain4(iface, src, dst, &ip)?, flags))
 }
 
 impl Datapath {
     /// The lane's reading of `frame`, from `iface`: `None` for what it leaves to the general
-    /// door (not a whole IPv4 TCP or UDP frame, VXLAN, malformed).
+    /// door (not whole IPv4 TCP or UDP, nor VXLAN carrying it; malformed).
     #[inline(always)]
     pub(super) fn lane(&self, iface: IfIdx, frame: &[u8]) -> Option<Lane> {
-        let ip = wire::parse_ipv4_frame(frame)?.ok()?.ip;
-        let flags = match ip.l4 {
-            _ if ip.frag != Frag::Whole => return None,
-            L4::Tcp { flags, .. } => flags,
-            L4::Udp { dport, .. } if dport != vxlan::PORT => 0,
-            _ => return None,
-        };
-        // The MACs as key words straight from the frame: two loads, not twelve bytes.
-        let eth = frame.first_chunk::<{ wire::ETH_LEN }>()?;
-        let mac = |at: usize| eth.get(at..at + 8).map_or(0, |b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
-        let words = crate::flow::plain4(iface, mac(6) & MAC48, mac(0) & MAC48, &ip)?;
-        Some(Lane { words, hash: self.flows.hash_words(&words), flags })
+        let (ip, outer, flags) = tcp_udp4(iface, frame)?;
+        if !matches!(ip.l4, L4::Udp { dport: vxlan::PORT, .. }) {
+            return Some(Lane { key: Words::Plain(outer), hash: self.flows.hash_words(&outer), inner: (0, 0), flags, inner_flags: 0 });
+        }
+        // VXLAN: keyed by the outer words, the inner frame's and the VNI with the flags.
+        let at = ip.l4_off() + 8;
+        let v = frame.get(at..at + 8)?;
+        let inner = at + 8..ip.end();
+        let (_, i, inner_flags) = tcp_udp4(iface, frame.get(inner.clone())?)?;
+        let vni = (u32::from_be_bytes([0, v[4], v[5], v[6]]) as u64) << 8 | v[0] as u64;
+        let w = [outer[0], outer[1], outer[2], outer[3], outer[4], i[0], i[1], i[2], i[3], i[4], vni];
+        Some(Lane {
+            key: Words::Vxlan(w),
+            hash: self.flows.hash_words(&w),
+            inner: (inner.start as u16, inner.end as u16),
+            flags,
+            inner_flags,
+        })
     }
 
     /// Frame `k` of `rx`, read by the lane as `lane`, taken through its fresh flow, applied in
@@ -60,18 +107,27 @@ impl Datapath {
         if self.shared.timers_due(now) {
             return false;
         }
-        let Some(flow) = self.flows.get_plain(lane.hash, &lane.words) else { return false };
+        let found = match &lane.key {
+            Words::Plain(w) => self.flows.get_plain(lane.hash, w),
+            Words::Vxlan(w) => self.flows.get_vxlan(lane.hash, w),
+        };
+        let Some(flow) = found else { return false };
         if flow.epoch != self.shared.epoch() || !flow.learned.fresh(&self.gens) {
-            self.flows.remove(&FlowKey::Plain(lane.words));
+            self.flows.remove(&lane.key.key());
             return false;
         }
         let (Rewrite::V4(rewrite), Outputs::One(out), false) = (&flow.rewrite, &flow.outputs, flow.logs()) else { return false };
         let (buf, at) = rx.buf_mut(k);
-        let len = buf.len().saturating_sub(at);
-        let Some(plan) = InPlace::plan(flow, at..at + len, 0..len, 0) else { return false };
+        // A decapsulating flow acts on the inner frame, any other on the whole.
+        let (body, flags) = match flow.decap {
+            true => (at + lane.inner.0 as usize..at + lane.inner.1 as usize, lane.inner_flags),
+            false => (at..buf.len(), lane.flags),
+        };
+        let len = body.len();
+        let Some(plan) = InPlace::plan(flow, body, 0..len, 0) else { return false };
         // Checked last: it touches the flow's connections.
-        if !flow.holds(lane.flags, now) {
-            self.flows.remove(&FlowKey::Plain(lane.words));
+        if !flow.holds(flags, now) {
+            self.flows.remove(&lane.key.key());
             return false;
         }
         self.tx.begin();
@@ -99,52 +155,70 @@ mod tests {
     use super::*;
     use etherparse::PacketBuilder;
 
+    /// The IPv4 header checksum at `at` in `f` made right, when a header is there.
+    fn fix_ipv4(f: &mut [u8], at: usize) {
+        let Some(&first) = f.get(at) else { return };
+        let hlen = ((first & 0x0f) as usize * 4).max(20);
+        if f.len() >= at + hlen {
+            f[at + 10..at + 12].fill(0);
+            let c = crate::csum::finish(crate::csum::sum(&f[at..at + hlen]));
+            f[at + 10..at + 12].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+
     /// Whatever the lane reads, the general door reads the same: a key of the same words, with
-    /// the same hash. Frames of every kind the lane takes, with every byte of their headers
-    /// changed in turn to a few values (and the IPv4 checksum made right) (the lane must turn down what the door does not key).
+    /// the same hash. Frames of every kind — TCP, UDP, ICMP, VXLAN carrying TCP, UDP or ICMP,
+    /// UDP to the VXLAN port carrying less than a VXLAN frame — with every byte of their headers
+    /// (outer, VXLAN and inner) changed in turn to a few values, as changed, with the IPv4
+    /// checksums made right, and one byte short: the lane must turn down what the door does not
+    /// key, and key the rest as it does.
     #[test]
     fn the_lane_keys_what_the_general_door_keys() {
         let snap = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps/fip-dnat-inbound/snapshot.json");
         let topo = rules::compile::load_topology(&snap).unwrap();
         let dp = Datapath::new(std::sync::Arc::new(topo), "host-a", &Default::default()).unwrap();
         let b = || PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
-        let mut frames = Vec::new();
+        let mut plain = Vec::new();
         for (n, payload) in [(0, &b""[..]), (1, b"payload of a few bytes")] {
             let mut v = Vec::new();
             b().udp(1234 + n, 80).write(&mut v, payload).unwrap();
-            frames.push(v);
+            plain.push(v);
             let mut v = Vec::new();
             b().tcp(1234 + n, 80, 1, 1000).syn().write(&mut v, payload).unwrap();
-            frames.push(v);
-            let mut v = Vec::new();
-            b().udp(1234, vxlan::PORT).write(&mut v, payload).unwrap();
-            frames.push(v);
+            plain.push(v);
             let mut v = Vec::new();
             b().icmpv4_echo_request(7, 1).write(&mut v, payload).unwrap();
+            plain.push(v);
+        }
+        let mut frames = plain.clone();
+        for inner in &plain {
+            let mut v = Vec::new();
+            let vxlan = [&[0x08, 0, 0, 0, 0, 0, 42, 0][..], inner].concat();
+            b().udp(49200, vxlan::PORT).write(&mut v, &vxlan).unwrap();
             frames.push(v);
         }
-        let (mut taken, mut left) = (0, 0);
+        let mut v = Vec::new();
+        b().udp(1234, vxlan::PORT).write(&mut v, b"short").unwrap();
+        frames.push(v);
+        let (mut taken, mut vxlan, mut left) = (0, 0, 0);
         for f in &frames {
-            for at in 0..f.len().min(64) {
+            for at in 0..f.len().min(100) {
                 for x in [0u8, 1, 0x45, 0x46, 0xff, f[at] ^ 0x20, f[at].wrapping_add(1)] {
                     let mut g = f.clone();
                     g[at] = x;
-                    // As changed, with the IPv4 checksum made right again, and one byte short.
                     let mut fixed = g.clone();
-                    let hlen = (fixed[14] & 0x0f) as usize * 4;
-                    if fixed.len() >= 14 + hlen.max(20) {
-                        fixed[24..26].fill(0);
-                        let c = crate::csum::finish(crate::csum::sum(&fixed[14..14 + hlen.max(20)]));
-                        fixed[24..26].copy_from_slice(&c.to_be_bytes());
-                    }
+                    fix_ipv4(&mut fixed, 14);
+                    fix_ipv4(&mut fixed, 64);
                     for g in [g.clone(), fixed, g[..g.len() - 1].to_vec()] {
                         let c = dp.classify(IfIdx(3), &g);
                         match dp.lane(IfIdx(3), &g) {
                             Some(l) => {
                                 taken += 1;
-                                assert_eq!(c.key, Some(FlowKey::Plain(l.words)), "frame {g:02x?}");
+                                vxlan += matches!(l.key, Words::Vxlan(_)) as usize;
+                                assert_eq!(c.key, Some(l.key.key()), "frame {g:02x?}");
                                 assert_eq!(c.hash, l.hash);
-                                assert!(c.inner.is_none());
+                                let inner = c.inner.as_ref().map(|(r, _, _)| (r.start as u16, r.end as u16));
+                                assert_eq!(inner.unwrap_or((0, 0)), l.inner, "frame {g:02x?}");
                             }
                             None => left += 1,
                         }
@@ -152,6 +226,6 @@ mod tests {
                 }
             }
         }
-        assert!(taken > 1000 && left > 1000, "taken {taken}, left {left}");
+        assert!(taken > 1000 && vxlan > 1000 && left > 1000, "taken {taken} ({vxlan} VXLAN), left {left}");
     }
 }
