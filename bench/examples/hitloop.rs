@@ -1,7 +1,7 @@
 //! A plain loop over one cached flow, for profilers (`perf record`, callgrind):
-//! `hitloop [N] [fip|routed-v4|routed-v6|fip64-6to4|fip64-4to6] [batch]` — the FIP-DNAT flow from
-//! the uplink (the default), vm1 → vm3 across r1 on the dual-stack `ipv6-flows` scenario, IPv4 or
-//! IPv6, or a fip64 flow either way; frame by frame, or with `batch` in 64-frame batches through
+//! `hitloop [N] [fip|routed-v4|routed-v6|fip64-6to4|fip64-4to6|encap|decap] [batch]` — the FIP-DNAT
+//! flow from the uplink (the default), vm1 → vm3 across r1 on the dual-stack `ipv6-flows` scenario,
+//! IPv4 or IPv6, a fip64 flow either way, or a VXLAN encapsulation or decapsulation; frame by frame, or with `batch` in 64-frame batches through
 //! the vector path (each batch refilled with copies of the frame, as a receive call would).
 use datapath::batch::{RxBatch, BATCH};
 use datapath::Instant;
@@ -31,6 +31,23 @@ fn main() {
         "fip64-4to6" => {
             let (dp, _, _, tap, answer) = fip64_both_ways();
             (dp, tap, answer)
+        }
+        // vm1 to vm4 on host-b, encapsulated (`fastpath/batch/vxlan-encap`'s flow).
+        "encap" => {
+            let mut dp = datapath("vxlan-host-a", "host-a", &[("ul0", "02:00:00:00:0a:01")]);
+            let (tap, ul) = (iface(&dp, "tap-vm1"), iface(&dp, "ul0"));
+            let (ul_a, ul_b) = ([0x02, 0, 0, 0, 0x0a, 0x01], [0x02, 0, 0, 0, 0x0b, 0x01]);
+            dp.process(ul, &arp(2, ul_b, [192, 168, 50, 2], ul_a, [192, 168, 50, 1], ul_a), Instant(SEC / 2));
+            (dp, tap, udp(vm1, [0xfa, 0x16, 0x3e, 0, 0, 0x05], [10, 0, 0, 3], [10, 0, 0, 5], 1024, 1))
+        }
+        // A hardware VTEP's VXLAN to vm3, decapsulated (`fastpath/batch/vxlan-decap`'s flow).
+        "decap" => {
+            let mut dp = datapath("hw-vtep", "host-a", &[("ul0", "02:00:00:00:0a:01")]);
+            let ul = iface(&dp, "ul0");
+            let (ul_a, ul_gw) = ([0x02, 0, 0, 0, 0x0a, 0x01], [0x02, 0, 0, 0, 0xfe, 0xfe]);
+            dp.process(ul, &arp(1, ul_gw, [192, 168, 50, 254], [0; 6], [192, 168, 50, 1], [0xff; 6]), Instant(SEC / 2));
+            let inner = udp([0x02, 0xdd, 0, 0, 0, 1], [0xfa, 0x16, 0x3e, 0, 1, 0x03], [10, 1, 0, 70], [10, 1, 0, 3], 1024, 1);
+            (dp, ul, vxlan(ul_gw, ul_a, [192, 168, 60, 30], [192, 168, 50, 1], 6000, &inner))
         }
         _ => {
             let dp = datapath("fip-dnat-inbound", "host-a", &[]);
