@@ -51,7 +51,16 @@ impl Rewrite {
     pub fn copy(&self, h: &Headers, len: usize) -> (std::ops::Range<usize>, usize) {
         match (self, &h.l3) {
             (Rewrite::To4(_), L3::Ipv6(ip)) => (20..ip.end().min(len).max(20), 0),
-            (Rewrite::To6(_), L3::Ipv4(ip)) => (0..ip.end().min(len), 20),
+            (_, L3::Ipv4(ip)) => self.copy4(ip, len),
+            _ => (0..len, 0),
+        }
+    }
+
+    /// [`Rewrite::copy`] of an IPv4 frame whose IPv4 headers are `ip`.
+    #[inline(always)]
+    pub fn copy4(&self, ip: &Ipv4, len: usize) -> (std::ops::Range<usize>, usize) {
+        match self {
+            Rewrite::To6(_) => (0..ip.end().min(len), 20),
             _ => (0..len, 0),
         }
     }
@@ -63,10 +72,19 @@ impl Rewrite {
     #[inline]
     pub fn apply(&self, b: &mut [u8], h: &Headers) -> Result<(), OutOfRange> {
         match (self, &h.l3) {
-            (Rewrite::V4(r), L3::Ipv4(ip)) => r.apply(b, ip),
+            (_, L3::Ipv4(ip)) => self.apply4(b, ip),
             (Rewrite::V6(r), L3::Ipv6(ip)) => r.apply(b, ip),
             (Rewrite::To4(r), L3::Ipv6(ip)) => r.apply(b, ip),
-            (Rewrite::To6(r), L3::Ipv4(ip)) => r.apply(b, ip),
+            _ => Err(OutOfRange { at: 0..wire::ETH_LEN, len: b.len() }),
+        }
+    }
+
+    /// [`Rewrite::apply`] to an IPv4 frame whose IPv4 headers are `ip`.
+    #[inline(always)]
+    pub fn apply4(&self, b: &mut [u8], ip: &Ipv4) -> Result<(), OutOfRange> {
+        match self {
+            Rewrite::V4(r) => r.apply(b, ip),
+            Rewrite::To6(r) => r.apply(b, ip),
             _ => Err(OutOfRange { at: 0..wire::ETH_LEN, len: b.len() }),
         }
     }

@@ -1,6 +1,7 @@
 //! The vector path's express lane (issue 14): the frames most traffic is made of — whole IPv4
 //! TCP and UDP, and VXLAN carrying them — read into the words of their key and its hash, kept
-//! in registers, and their fresh flows with one output applied in place, without the general
+//! in registers, and their fresh flows with one output (an IPv4 rewrite, a decapsulation, a
+//! fip64 translation to IPv6) applied in place, without the general
 //! door's headers, classification record and outcome. It is a shortcut, not a second datapath:
 //! a frame is parsed by [`wire::parse_ipv4_frame`], the IPv4 arm of the one parser, keyed by the
 //! words a [`FlowKey::Plain`] or [`FlowKey::Vxlan`] holds, and a hit does what
@@ -50,6 +51,13 @@ impl Words {
             Words::Vxlan(w) => FlowKey::Vxlan(w),
         }
     }
+}
+
+/// How a lane's flow rewrites its frame: by the bytes alone (IPv4 TCP and UDP), or by its IPv4
+/// headers (a translation).
+enum How<'a> {
+    Bytes(&'a crate::rewrite::Rewrite4),
+    Headers(&'a Rewrite, Ipv4),
 }
 
 /// A frame's MACs as key words, straight from its Ethernet header: two loads, not twelve bytes.
@@ -116,15 +124,26 @@ impl Datapath {
             self.flows.remove(&lane.key.key());
             return false;
         }
-        let (Rewrite::V4(rewrite), Outputs::One(out), false) = (&flow.rewrite, &flow.outputs, flow.logs()) else { return false };
+        let (Outputs::One(out), false) = (&flow.outputs, flow.logs()) else { return false };
         let (buf, at) = rx.buf_mut(k);
-        // A decapsulating flow acts on the inner frame, any other on the whole.
-        let (body, flags) = match flow.decap {
-            true => (at + lane.inner.0 as usize..at + lane.inner.1 as usize, lane.inner_flags),
-            false => (at..buf.len(), lane.flags),
+        // A decapsulating flow acts on the inner frame, any other on the whole. An IPv4 rewrite
+        // keeps the frame's length; a translation to IPv6 (fip64) reads the IPv4 headers again
+        // for the lengths it writes (the lane kept its record short).
+        let (body, flags, how) = match (flow.decap, &flow.rewrite) {
+            (true, Rewrite::V4(r)) => (at + lane.inner.0 as usize..at + lane.inner.1 as usize, lane.inner_flags, How::Bytes(r)),
+            (false, Rewrite::V4(r)) => (at..buf.len(), lane.flags, How::Bytes(r)),
+            (false, r @ Rewrite::To6(_)) => match buf.get(at..).map(wire::parse_ipv4_frame) {
+                Some(Some(Ok(f))) => (at..buf.len(), lane.flags, How::Headers(r, f.ip)),
+                _ => return false,
+            },
+            _ => return false,
         };
         let len = body.len();
-        let Some(plan) = InPlace::plan(flow, body, 0..len, 0) else { return false };
+        let (copy, grow) = match &how {
+            How::Bytes(_) => (0..len, 0),
+            How::Headers(r, ip) => r.copy4(ip, len),
+        };
+        let Some(plan) = InPlace::plan(flow, body, copy, grow) else { return false };
         // Checked last: it touches the flow's connections.
         if !flow.holds(flags, now) {
             self.flows.remove(&lane.key.key());
@@ -139,7 +158,12 @@ impl Datapath {
         flow.hits.store(flow.hits.load(Relaxed) + 1, Relaxed);
         self.stats.hits_in_place += 1;
         let qos = &self.snap.qos;
-        match plan.apply(flow, buf, &mut self.tx, k, |b| qos.conforms(b, len, now), |f| rewrite.apply_bytes(f, None)) {
+        let conforms = |b| qos.conforms(b, len, now);
+        let outcome = match how {
+            How::Bytes(r) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply_bytes(f, None)),
+            How::Headers(r, ip) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply4(f, &ip)),
+        };
+        match outcome {
             Outcome::Dropped(r) => self.stats.drops.incr(r),
             _ => {
                 self.stats.forwarded += 1;
