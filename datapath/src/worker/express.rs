@@ -101,7 +101,7 @@ impl Datapath {
         Some(Lane {
             key: Words::Vxlan(w),
             hash: self.flows.hash_words(&w),
-            inner: (inner.start as u16, inner.end as u16),
+            inner: (u16::try_from(inner.start).ok()?, u16::try_from(inner.end).ok()?),
             flags,
             inner_flags,
         })
