@@ -89,27 +89,32 @@ fn frag_word(f: Frag) -> u64 {
 fn words(in_if: IfIdx, h: &Headers) -> Option<FlowKey> {
     match &h.l3 {
         L3::Ipv4(ip) => plain4(in_if, mac48(h.eth_src), mac48(h.eth_dst), ip).map(FlowKey::Plain),
-        L3::Ipv6(ip) => {
-            // Of ICMPv6 only echo is cached: errors are not, and ND, RS, RA and MLD are the
-            // simulation's to answer or check every time.
-            let (l4a, l4b) = l4_words(ip.l4, |t| !matches!(t, wire::icmpv6::ECHO_REQUEST | wire::icmpv6::ECHO_REPLY))?;
-            let (s, d) = (u128::from(ip.src), u128::from(ip.dst));
-            Some(FlowKey::Plain6([
-                in_if.0 as u64
-                    | (ip.proto as u64) << 16
-                    | (ip.hop_limit.min(TTL_CLASS_MAX) as u64) << 24
-                    | frag_word(ip.frag) << 32
-                    | (ip.tclass as u64) << 40,
-                mac_word(mac48(h.eth_src), l4a),
-                mac_word(mac48(h.eth_dst), l4b),
-                (s >> 64) as u64,
-                s as u64,
-                (d >> 64) as u64,
-                d as u64,
-            ]))
-        }
+        L3::Ipv6(ip) => plain6(in_if, mac48(h.eth_src), mac48(h.eth_dst), ip).map(FlowKey::Plain6),
         _ => None,
     }
+}
+
+/// The key words of an IPv6 frame from `in_if` with these MACs ([`mac48`]) and IPv6 headers
+/// (see [`words`]).
+#[inline(always)]
+pub(crate) fn plain6(in_if: IfIdx, eth_src: u64, eth_dst: u64, ip: &wire::Ipv6) -> Option<[u64; 7]> {
+    // Of ICMPv6 only echo is cached: errors are not, and ND, RS, RA and MLD are the
+    // simulation's to answer or check every time.
+    let (l4a, l4b) = l4_words(ip.l4, |t| !matches!(t, wire::icmpv6::ECHO_REQUEST | wire::icmpv6::ECHO_REPLY))?;
+    let (s, d) = (u128::from(ip.src), u128::from(ip.dst));
+    Some([
+        in_if.0 as u64
+            | (ip.proto as u64) << 16
+            | (ip.hop_limit.min(TTL_CLASS_MAX) as u64) << 24
+            | frag_word(ip.frag) << 32
+            | (ip.tclass as u64) << 40,
+        mac_word(eth_src, l4a),
+        mac_word(eth_dst, l4b),
+        (s >> 64) as u64,
+        s as u64,
+        (d >> 64) as u64,
+        d as u64,
+    ])
 }
 
 /// The key words of an IPv4 frame from `in_if` with these MACs ([`mac48`]) and IPv4 headers

@@ -279,6 +279,16 @@ impl FlowTable {
         Some(&self.slots.get(slot)?.as_ref()?.flow)
     }
 
+    /// The flow of a plain IPv6 frame's key `w` (hash `h`), marked used: what
+    /// [`FlowTable::get_hashed`] finds for `FlowKey::Plain6(w)`.
+    #[inline(always)]
+    pub fn get_plain6(&mut self, h: u64, w: &[u64; 7]) -> Option<&Arc<Flow>> {
+        let same = |a: &[u64; 7]| a.iter().zip(w).fold(0, |d, (x, y)| d | (x ^ y)) == 0;
+        let slot = self.find_by(h, |s| matches!(s, Stored::Plain6(a) if same(a)))?;
+        self.set_used(slot, true);
+        Some(&self.slots.get(slot)?.as_ref()?.flow)
+    }
+
     /// The flow of a VXLAN frame's key `w` with an IPv4 inner frame (hash `h`), marked used:
     /// what [`FlowTable::get_hashed`] finds for `FlowKey::Vxlan(w)`.
     #[inline(always)]

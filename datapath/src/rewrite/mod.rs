@@ -50,7 +50,7 @@ impl Rewrite {
     #[inline]
     pub fn copy(&self, h: &Headers, len: usize) -> (std::ops::Range<usize>, usize) {
         match (self, &h.l3) {
-            (Rewrite::To4(_), L3::Ipv6(ip)) => (20..ip.end().min(len).max(20), 0),
+            (_, L3::Ipv6(ip)) => self.copy6(ip, len),
             (_, L3::Ipv4(ip)) => self.copy4(ip, len),
             _ => (0..len, 0),
         }
@@ -73,8 +73,26 @@ impl Rewrite {
     pub fn apply(&self, b: &mut [u8], h: &Headers) -> Result<(), OutOfRange> {
         match (self, &h.l3) {
             (_, L3::Ipv4(ip)) => self.apply4(b, ip),
-            (Rewrite::V6(r), L3::Ipv6(ip)) => r.apply(b, ip),
-            (Rewrite::To4(r), L3::Ipv6(ip)) => r.apply(b, ip),
+            (_, L3::Ipv6(ip)) => self.apply6(b, ip),
+            _ => Err(OutOfRange { at: 0..wire::ETH_LEN, len: b.len() }),
+        }
+    }
+
+    /// [`Rewrite::copy`] of an IPv6 frame whose IPv6 headers are `ip`.
+    #[inline(always)]
+    pub fn copy6(&self, ip: &Ipv6, len: usize) -> (std::ops::Range<usize>, usize) {
+        match self {
+            Rewrite::To4(_) => (20..ip.end().min(len).max(20), 0),
+            _ => (0..len, 0),
+        }
+    }
+
+    /// [`Rewrite::apply`] to an IPv6 frame whose IPv6 headers are `ip`.
+    #[inline(always)]
+    pub fn apply6(&self, b: &mut [u8], ip: &Ipv6) -> Result<(), OutOfRange> {
+        match self {
+            Rewrite::V6(r) => r.apply(b, ip),
+            Rewrite::To4(r) => r.apply(b, ip),
             _ => Err(OutOfRange { at: 0..wire::ETH_LEN, len: b.len() }),
         }
     }
@@ -133,8 +151,14 @@ impl Rewrite6 {
 
     #[inline]
     fn apply(&self, b: &mut [u8], ip: &Ipv6) -> Result<(), OutOfRange> {
+        self.apply_at(b, ip.l4_rel)
+    }
+
+    /// [`Rewrite6::apply`] by where the upper layer begins (all it reads of the headers).
+    #[inline(always)]
+    pub fn apply_at(&self, b: &mut [u8], l4_rel: u16) -> Result<(), OutOfRange> {
         put_eth(b, self.eth)?;
-        let mut v = Ipv6Mut::new(l3_mut(b)?, ip.l4_rel as usize)?;
+        let mut v = Ipv6Mut::new(l3_mut(b)?, l4_rel as usize)?;
         if let Some(tc) = self.tclass {
             v.set_tclass(tc);
         }

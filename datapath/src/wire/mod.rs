@@ -195,6 +195,17 @@ pub fn parse_ipv4_frame(frame: &[u8]) -> Option<Result<Ipv4Frame, DropReason>> {
     Some(parse_ipv4(&frame[ETH_LEN..]).map(|ip| Ipv4Frame { eth_dst, eth_src, ip }))
 }
 
+/// [`parse`] of an IPv6 frame, as [`parse_ipv4_frame`] of an IPv4 one: its IPv6 headers, or why
+/// it is malformed; `None` when the frame is not IPv6.
+#[inline(always)]
+pub fn parse_ipv6_frame(frame: &[u8]) -> Option<Result<Ipv6, DropReason>> {
+    let eth = frame.first_chunk::<ETH_LEN>()?;
+    if u16::from_be_bytes([eth[12], eth[13]]) != ETHERTYPE_IPV6 {
+        return None;
+    }
+    Some(ipv6::parse(&frame[ETH_LEN..]))
+}
+
 /// An IPv4 frame's headers, as [`parse_ipv4_frame`] reads them.
 #[derive(Debug, Clone, Copy)]
 pub struct Ipv4Frame {

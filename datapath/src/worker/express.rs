@@ -1,10 +1,10 @@
 //! The vector path's express lane (issue 14): the frames most traffic is made of — whole IPv4
-//! TCP and UDP, and VXLAN carrying them — read into the words of their key and its hash, kept
-//! in registers, and their fresh flows with one output (an IPv4 rewrite, a decapsulation, a
-//! fip64 translation to IPv6) applied in place, without the general
+//! TCP and UDP, VXLAN carrying them, and IPv6 — read into the words of their key and its hash,
+//! kept in registers, and their fresh flows with one output (an IPv4 or IPv6 rewrite, a
+//! decapsulation, a fip64 translation either way) applied in place, without the general
 //! door's headers, classification record and outcome. It is a shortcut, not a second datapath:
-//! a frame is parsed by [`wire::parse_ipv4_frame`], the IPv4 arm of the one parser, keyed by the
-//! words a [`FlowKey::Plain`] or [`FlowKey::Vxlan`] holds, and a hit does what
+//! a frame is parsed by [`wire::parse_ipv4_frame`] or [`wire::parse_ipv6_frame`], arms of the one
+//! parser, keyed by the words a [`FlowKey::Plain`], [`FlowKey::Plain6`] or [`FlowKey::Vxlan`] holds, and a hit does what
 //! [`Datapath::process_or_defer`] does for it, in the same order. Whatever the lane does not
 //! take — another kind of frame, a miss, a stale flow, a flow that floods, drops, logs or does
 //! not fit in place, a due timer — it leaves untouched for the general door, which then finds
@@ -36,11 +36,14 @@ pub(super) struct Lane {
     inner: (u16, u16),
     flags: u8,
     inner_flags: u8,
+    /// An IPv6 frame's upper layer, from its IPv6 header.
+    l4_rel: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Words {
     Plain([u64; 5]),
+    Plain6([u64; 7]),
     Vxlan([u64; 11]),
 }
 
@@ -48,6 +51,7 @@ impl Words {
     fn key(&self) -> FlowKey {
         match *self {
             Words::Plain(w) => FlowKey::Plain(w),
+            Words::Plain6(w) => FlowKey::Plain6(w),
             Words::Vxlan(w) => FlowKey::Vxlan(w),
         }
     }
@@ -58,6 +62,9 @@ impl Words {
 enum How<'a> {
     Bytes(&'a crate::rewrite::Rewrite4),
     Headers(&'a Rewrite, Ipv4),
+    /// An IPv6 rewrite, by where the upper layer begins.
+    Bytes6(&'a crate::rewrite::Rewrite6, u16),
+    Headers6(&'a Rewrite, wire::Ipv6),
 }
 
 /// A frame's MACs as key words, straight from its Ethernet header: two loads, not twelve bytes.
@@ -84,12 +91,20 @@ fn tcp_udp4(iface: IfIdx, frame: &[u8]) -> Option<(Ipv4, [u64; 5], u8)> {
 
 impl Datapath {
     /// The lane's reading of `frame`, from `iface`: `None` for what it leaves to the general
-    /// door (not whole IPv4 TCP or UDP, nor VXLAN carrying it; malformed).
+    /// door (not whole IPv4 TCP or UDP, nor VXLAN carrying it, nor IPv6 a flow is keyed by;
+    /// malformed).
     #[inline(always)]
     pub(super) fn lane(&self, iface: IfIdx, frame: &[u8]) -> Option<Lane> {
-        let (ip, outer, flags) = tcp_udp4(iface, frame)?;
+        let Some((ip, outer, flags)) = tcp_udp4(iface, frame) else { return self.lane6(iface, frame) };
         if !matches!(ip.l4, L4::Udp { dport: vxlan::PORT, .. }) {
-            return Some(Lane { key: Words::Plain(outer), hash: self.flows.hash_words(&outer), inner: (0, 0), flags, inner_flags: 0 });
+            return Some(Lane {
+                key: Words::Plain(outer),
+                hash: self.flows.hash_words(&outer),
+                inner: (0, 0),
+                flags,
+                inner_flags: 0,
+                l4_rel: 0,
+            });
         }
         // VXLAN: keyed by the outer words, the inner frame's and the VNI with the flags.
         let at = ip.l4_off() + 8;
@@ -104,7 +119,22 @@ impl Datapath {
             inner: (u16::try_from(inner.start).ok()?, u16::try_from(inner.end).ok()?),
             flags,
             inner_flags,
+            l4_rel: 0,
         })
+    }
+
+    /// [`Datapath::lane`] of a frame that is not whole IPv4 TCP or UDP: an IPv6 frame a flow is
+    /// keyed by.
+    #[inline(always)]
+    fn lane6(&self, iface: IfIdx, frame: &[u8]) -> Option<Lane> {
+        let ip = wire::parse_ipv6_frame(frame)?.ok()?;
+        let (src, dst) = macs(frame)?;
+        let w = crate::flow::plain6(iface, src, dst, &ip)?;
+        let flags = match ip.l4 {
+            L4::Tcp { flags, .. } => flags,
+            _ => 0,
+        };
+        Some(Lane { key: Words::Plain6(w), hash: self.flows.hash_words(&w), inner: (0, 0), flags, inner_flags: 0, l4_rel: ip.l4_rel })
     }
 
     /// Frame `k` of `rx`, read by the lane as `lane`, taken through its fresh flow, applied in
@@ -117,6 +147,7 @@ impl Datapath {
         }
         let found = match &lane.key {
             Words::Plain(w) => self.flows.get_plain(lane.hash, w),
+            Words::Plain6(w) => self.flows.get_plain6(lane.hash, w),
             Words::Vxlan(w) => self.flows.get_vxlan(lane.hash, w),
         };
         let Some(flow) = found else { return false };
@@ -136,12 +167,18 @@ impl Datapath {
                 Some(Some(Ok(f))) => (at..buf.len(), lane.flags, How::Headers(r, f.ip)),
                 _ => return false,
             },
+            (false, Rewrite::V6(r)) => (at..buf.len(), lane.flags, How::Bytes6(r, lane.l4_rel)),
+            (false, r @ Rewrite::To4(_)) => match buf.get(at..).map(wire::parse_ipv6_frame) {
+                Some(Some(Ok(ip))) => (at..buf.len(), lane.flags, How::Headers6(r, ip)),
+                _ => return false,
+            },
             _ => return false,
         };
         let len = body.len();
         let (copy, grow) = match &how {
-            How::Bytes(_) => (0..len, 0),
+            How::Bytes(_) | How::Bytes6(..) => (0..len, 0),
             How::Headers(r, ip) => r.copy4(ip, len),
+            How::Headers6(r, ip) => r.copy6(ip, len),
         };
         let Some(plan) = InPlace::plan(flow, body, copy, grow) else { return false };
         // Checked last: it touches the flow's connections.
@@ -162,6 +199,8 @@ impl Datapath {
         let outcome = match how {
             How::Bytes(r) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply_bytes(f, None)),
             How::Headers(r, ip) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply4(f, &ip)),
+            How::Bytes6(r, l4) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply_at(f, l4)),
+            How::Headers6(r, ip) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply6(f, &ip)),
         };
         match outcome {
             Outcome::Dropped(r) => self.stats.drops.incr(r),
@@ -192,7 +231,7 @@ mod tests {
 
     /// Whatever the lane reads, the general door reads the same: a key of the same words, with
     /// the same hash. Frames of every kind — TCP, UDP, ICMP, VXLAN carrying TCP, UDP or ICMP,
-    /// UDP to the VXLAN port carrying less than a VXLAN frame — with every byte of their headers
+    /// UDP to the VXLAN port carrying less than a VXLAN frame, IPv6 TCP, UDP and echo — with every byte of their headers
     /// (outer, VXLAN and inner) changed in turn to a few values, as changed, with the IPv4
     /// checksums made right, and one byte short: the lane must turn down what the door does not
     /// key, and key the rest as it does.
@@ -224,7 +263,23 @@ mod tests {
         let mut v = Vec::new();
         b().udp(1234, vxlan::PORT).write(&mut v, b"short").unwrap();
         frames.push(v);
-        let (mut taken, mut vxlan, mut left) = (0, 0, 0);
+        let b6 = || {
+            let (s, d) =
+                ([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv6(s, d, 64)
+        };
+        for payload in [&b""[..], b"payload"] {
+            let mut v = Vec::new();
+            b6().udp(1234, 80).write(&mut v, payload).unwrap();
+            frames.push(v);
+            let mut v = Vec::new();
+            b6().tcp(1234, 80, 1, 1000).syn().write(&mut v, payload).unwrap();
+            frames.push(v);
+            let mut v = Vec::new();
+            b6().icmpv6_echo_request(7, 1).write(&mut v, payload).unwrap();
+            frames.push(v);
+        }
+        let (mut taken, mut vxlan, mut v6, mut left) = (0, 0, 0, 0);
         for f in &frames {
             for at in 0..f.len().min(100) {
                 for x in [0u8, 1, 0x45, 0x46, 0xff, f[at] ^ 0x20, f[at].wrapping_add(1)] {
@@ -239,6 +294,7 @@ mod tests {
                             Some(l) => {
                                 taken += 1;
                                 vxlan += matches!(l.key, Words::Vxlan(_)) as usize;
+                                v6 += matches!(l.key, Words::Plain6(_)) as usize;
                                 assert_eq!(c.key, Some(l.key.key()), "frame {g:02x?}");
                                 assert_eq!(c.hash, l.hash);
                                 let inner = c.inner.as_ref().map(|(r, _, _)| (r.start as u16, r.end as u16));
@@ -250,6 +306,6 @@ mod tests {
                 }
             }
         }
-        assert!(taken > 1000 && vxlan > 1000 && left > 1000, "taken {taken} ({vxlan} VXLAN), left {left}");
+        assert!(taken > 1000 && vxlan > 1000 && v6 > 1000 && left > 1000, "taken {taken} ({vxlan} VXLAN, {v6} IPv6), left {left}");
     }
 }
