@@ -2,14 +2,14 @@
 //! all its frames and prefetch their buckets before it applies any flow (issue 14).
 //!
 //! **Shape.** Buckets of eight ways, each way a 32-bit tag (from the hash) and the number of a
-//! slot that holds the key and the flow (56 bytes, the longer keys boxed; the hash is computed again from the key where
-//! a slot is moved or let go, and the use bits lie apart, one per slot). A key may live in one of two buckets chosen
-//! by its hash, and is put in the emptier (two choices keep every bucket near the mean: no
-//! flow of a million is let go for want of a way at half load), so a lookup reads exactly two
-//! cache lines of buckets and never walks a chain,
-//! whatever keys an attacker sends: when both are full, an entry of the sixteen goes. The hash
-//! is keyed by a seed drawn per table (a folded 64×64 → 128-bit multiply per pair of key words,
-//! as foldhash and wyhash do), so colliding keys cannot be computed from outside.
+//! slot that holds the key and the flow (56 bytes, the longer keys boxed; the hash is computed
+//! again from the key where a slot is moved or let go, and the use bits lie apart, one per
+//! slot). A key may live in one of two buckets chosen by its hash, and is put in the emptier
+//! (two choices keep every bucket near the mean: no flow of a million is let go for want of a
+//! way at half load), so a lookup reads exactly two cache lines of buckets and never walks a
+//! chain, whatever keys an attacker sends: when both are full, an entry of the sixteen goes.
+//! The hash is keyed by a seed drawn per table (a folded 64×64 → 128-bit multiply per pair of
+//! key words, as foldhash and wyhash do), so colliding keys cannot be computed from outside.
 //!
 //! **Bound.** At most `limit` flows. A new flow in a full table takes the place of a flow not
 //! used recently: a hit sets its slot's use bit, and a clock hand walks the slots, clearing
@@ -115,6 +115,12 @@ fn fold(a: u64, b: u64) -> u64 {
 #[inline(always)]
 fn tag(h: u64) -> u64 {
     (h >> 32) | 1
+}
+
+/// Whether two keys' words are the same: word by word, without a call to `memcmp`.
+#[inline(always)]
+fn same<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
+    a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// Ask the CPU for `lines` cache lines from `p` on.
@@ -272,29 +278,26 @@ impl FlowTable {
     /// [`FlowTable::get_hashed`] finds for `FlowKey::Plain(w)`, without the key's enum.
     #[inline(always)]
     pub fn get_plain(&mut self, h: u64, w: &[u64; 5]) -> Option<&Arc<Flow>> {
-        // Word by word, without a call to `memcmp`.
-        let same = |a: &[u64; 5]| a.iter().zip(w).fold(0, |d, (x, y)| d | (x ^ y)) == 0;
-        let slot = self.find_by(h, |s| matches!(s, Stored::Plain(a) if same(a)))?;
-        self.set_used(slot, true);
-        Some(&self.slots.get(slot)?.as_ref()?.flow)
+        self.get_by(h, |s| matches!(s, Stored::Plain(a) if same(a, w)))
     }
 
-    /// The flow of a plain IPv6 frame's key `w` (hash `h`), marked used: what
-    /// [`FlowTable::get_hashed`] finds for `FlowKey::Plain6(w)`.
+    /// [`FlowTable::get_plain`] of a plain IPv6 frame's key (`FlowKey::Plain6`).
     #[inline(always)]
     pub fn get_plain6(&mut self, h: u64, w: &[u64; 7]) -> Option<&Arc<Flow>> {
-        let same = |a: &[u64; 7]| a.iter().zip(w).fold(0, |d, (x, y)| d | (x ^ y)) == 0;
-        let slot = self.find_by(h, |s| matches!(s, Stored::Plain6(a) if same(a)))?;
-        self.set_used(slot, true);
-        Some(&self.slots.get(slot)?.as_ref()?.flow)
+        self.get_by(h, |s| matches!(s, Stored::Plain6(a) if same(a, w)))
     }
 
-    /// The flow of a VXLAN frame's key `w` with an IPv4 inner frame (hash `h`), marked used:
-    /// what [`FlowTable::get_hashed`] finds for `FlowKey::Vxlan(w)`.
+    /// [`FlowTable::get_plain`] of a VXLAN frame's key with an IPv4 inner frame
+    /// (`FlowKey::Vxlan`).
     #[inline(always)]
     pub fn get_vxlan(&mut self, h: u64, w: &[u64; 11]) -> Option<&Arc<Flow>> {
-        let same = |a: &[u64; 11]| a.iter().zip(w).fold(0, |d, (x, y)| d | (x ^ y)) == 0;
-        let slot = self.find_by(h, |s| matches!(s, Stored::Vxlan(a) if same(a)))?;
+        self.get_by(h, |s| matches!(s, Stored::Vxlan(a) if same(a, w)))
+    }
+
+    /// The flow whose key has hash `h` and satisfies `is`, marked used.
+    #[inline(always)]
+    fn get_by(&mut self, h: u64, is: impl Fn(&Stored) -> bool) -> Option<&Arc<Flow>> {
+        let slot = self.find_by(h, is)?;
         self.set_used(slot, true);
         Some(&self.slots.get(slot)?.as_ref()?.flow)
     }
