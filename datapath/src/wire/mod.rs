@@ -140,6 +140,17 @@ pub enum L4 {
     None,
 }
 
+impl L4 {
+    /// The TCP flags, 0 for anything but TCP.
+    #[inline]
+    pub fn tcp_flags(&self) -> u8 {
+        match self {
+            L4::Tcp { flags, .. } => *flags,
+            _ => 0,
+        }
+    }
+}
+
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
@@ -182,17 +193,17 @@ pub fn parse(frame: &[u8]) -> Result<Headers, DropReason> {
     }
 }
 
-/// [`parse`] of an IPv4 frame, inlined where it is called: its MACs and IPv4 headers, or why it is malformed; `None` when the frame is not IPv4 at all. The vector
-/// path's express lane reads the frames of a batch with it, and keeps the result in registers.
+/// [`parse`] of an IPv4 frame, inlined where it is called: its IPv4 headers, or why it is
+/// malformed; `None` when the frame is not IPv4 at all. The vector path's express lane reads
+/// the frames of a batch with it (and their MACs from the bytes), and keeps the result in
+/// registers.
 #[inline(always)]
-pub fn parse_ipv4_frame(frame: &[u8]) -> Option<Result<Ipv4Frame, DropReason>> {
+pub fn parse_ipv4_frame(frame: &[u8]) -> Option<Result<Ipv4, DropReason>> {
     let eth = frame.first_chunk::<ETH_LEN>()?;
     if u16::from_be_bytes([eth[12], eth[13]]) != ETHERTYPE_IPV4 {
         return None;
     }
-    let eth_dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
-    let eth_src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
-    Some(parse_ipv4(&frame[ETH_LEN..]).map(|ip| Ipv4Frame { eth_dst, eth_src, ip }))
+    Some(parse_ipv4(&frame[ETH_LEN..]))
 }
 
 /// [`parse`] of an IPv6 frame, as [`parse_ipv4_frame`] of an IPv4 one: its IPv6 headers, or why
@@ -204,14 +215,6 @@ pub fn parse_ipv6_frame(frame: &[u8]) -> Option<Result<Ipv6, DropReason>> {
         return None;
     }
     Some(ipv6::parse(&frame[ETH_LEN..]))
-}
-
-/// An IPv4 frame's headers, as [`parse_ipv4_frame`] reads them.
-#[derive(Debug, Clone, Copy)]
-pub struct Ipv4Frame {
-    pub eth_dst: [u8; 6],
-    pub eth_src: [u8; 6],
-    pub ip: Ipv4,
 }
 
 fn parse_arp(p: &[u8]) -> Option<Arp> {

@@ -78,7 +78,7 @@ fn macs(frame: &[u8]) -> Option<(u64, u64)> {
 /// A whole IPv4 TCP or UDP frame's headers, its key words and TCP flags; `None` for any other.
 #[inline(always)]
 fn tcp_udp4(iface: IfIdx, frame: &[u8]) -> Option<(Ipv4, [u64; 5], u8)> {
-    let ip = wire::parse_ipv4_frame(frame)?.ok()?.ip;
+    let ip = wire::parse_ipv4_frame(frame)?.ok()?;
     let flags = match ip.l4 {
         _ if ip.frag != Frag::Whole => return None,
         L4::Tcp { flags, .. } => flags,
@@ -130,10 +130,7 @@ impl Datapath {
         let ip = wire::parse_ipv6_frame(frame)?.ok()?;
         let (src, dst) = macs(frame)?;
         let w = crate::flow::plain6(iface, src, dst, &ip)?;
-        let flags = match ip.l4 {
-            L4::Tcp { flags, .. } => flags,
-            _ => 0,
-        };
+        let flags = ip.l4.tcp_flags();
         Some(Lane { key: Words::Plain6(w), hash: self.flows.hash_words(&w), inner: (0, 0), flags, inner_flags: 0, l4_rel: ip.l4_rel })
     }
 
@@ -164,7 +161,7 @@ impl Datapath {
             (true, Rewrite::V4(r)) => (at + lane.inner.0 as usize..at + lane.inner.1 as usize, lane.inner_flags, How::Bytes(r)),
             (false, Rewrite::V4(r)) => (at..buf.len(), lane.flags, How::Bytes(r)),
             (false, r @ Rewrite::To6(_)) => match buf.get(at..).map(wire::parse_ipv4_frame) {
-                Some(Some(Ok(f))) => (at..buf.len(), lane.flags, How::Headers(r, f.ip)),
+                Some(Some(Ok(ip))) => (at..buf.len(), lane.flags, How::Headers(r, ip)),
                 _ => return false,
             },
             (false, Rewrite::V6(r)) => (at..buf.len(), lane.flags, How::Bytes6(r, lane.l4_rel)),

@@ -443,10 +443,9 @@ impl Datapath {
 }
 
 fn tcp_flags(h: &wire::Headers) -> u8 {
-    match h.l3 {
-        L3::Ipv4(wire::Ipv4 { l4: wire::L4::Tcp { flags, .. }, .. }) | L3::Ipv6(wire::Ipv6 { l4: wire::L4::Tcp { flags, .. }, .. }) => {
-            flags
-        }
+    match &h.l3 {
+        L3::Ipv4(ip) => ip.l4.tcp_flags(),
+        L3::Ipv6(ip) => ip.l4.tcp_flags(),
         _ => 0,
     }
 }
