@@ -68,9 +68,15 @@ impl Stats {
     /// One frame received on slot `slot`.
     #[inline]
     pub fn count_rx(&mut self, slot: crate::IfIdx) {
-        self.rx += 1;
+        self.count_rx_n(slot, 1);
+    }
+
+    /// `n` frames received on slot `slot` (a batch's counted at once).
+    #[inline]
+    pub fn count_rx_n(&mut self, slot: crate::IfIdx, n: u64) {
+        self.rx += n;
         if let Some(c) = self.per_iface.get_mut(slot.0 as usize) {
-            c.rx += 1;
+            c.rx += n;
         }
     }
 

@@ -13,46 +13,71 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::batch::RxFrames;
-use crate::fastpath::{InPlace, Outcome};
-use crate::flow::{FlowKey, Outputs};
+use crate::batch::{RxFrames, BATCH};
+use std::ops::Range;
+
+use crate::fastpath::{InPlace, Outcome, TxBuf};
+use crate::flow::{Flow, FlowKey, FlowOut, Outputs};
 use crate::iface::IfIdx;
+use crate::qos::QosBuckets;
 use crate::rewrite::Rewrite;
+use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire::{self, vxlan, Frag, Ipv4, L4};
+use crate::wire::{self, vxlan, Ipv4};
 
 use super::Datapath;
 
 /// The low 48 bits: a MAC in a key word.
 const MAC48: u64 = (1 << 48) - 1;
 
-/// What the lane keeps of a frame between reading it and taking its flow: its key's words and
-/// their hash; for a VXLAN frame, where its inner frame lies; the TCP flags of the frame and of
-/// the inner frame (0 for UDP).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Lane {
-    key: Words,
-    pub(super) hash: u64,
+/// What the lane read of a batch, stage by stage, as arrays indexed by the frame's place in
+/// the batch (reused, never moved): each frame's kind of key, the key's words and their hash,
+/// and the little else its flow needs. Written in place by the first stage and read in place
+/// by the last, so no frame's record is built on the stack and copied.
+#[derive(Debug)]
+pub(super) struct Lanes {
+    pub(super) kind: [Kind; BATCH],
+    pub(super) hash: [u64; BATCH],
+    /// The key's words: a plain IPv4 frame's first five, IPv6's seven, VXLAN's eleven.
+    words: [[u64; 11]; BATCH],
+    aux: [Aux; BATCH],
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes { kind: [Kind::Door; BATCH], hash: [0; BATCH], words: [[0; 11]; BATCH], aux: [Aux::default(); BATCH] }
+    }
+}
+
+/// What a frame of a batch is to the lane: left to the general door (its record's place in the
+/// batch's [`super::vector::Classified`] records), or a key the lane reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Door,
+    Plain,
+    Plain6,
+    Vxlan,
+}
+
+/// For a VXLAN frame, where its inner frame lies; the TCP flags of the frame and of the inner
+/// frame (0 for UDP); an IPv6 frame's upper layer, from its IPv6 header.
+#[derive(Debug, Clone, Copy, Default)]
+struct Aux {
     inner: (u16, u16),
     flags: u8,
     inner_flags: u8,
-    /// An IPv6 frame's upper layer, from its IPv6 header.
     l4_rel: u16,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Words {
-    Plain([u64; 5]),
-    Plain6([u64; 7]),
-    Vxlan([u64; 11]),
-}
-
-impl Words {
-    fn key(&self) -> FlowKey {
-        match *self {
-            Words::Plain(w) => FlowKey::Plain(w),
-            Words::Plain6(w) => FlowKey::Plain6(w),
-            Words::Vxlan(w) => FlowKey::Vxlan(w),
+impl Lanes {
+    /// Frame `k`'s key, as the general door keys it.
+    fn key(&self, k: usize) -> Option<FlowKey> {
+        let w = self.words.get(k)?;
+        match self.kind.get(k)? {
+            Kind::Door => None,
+            Kind::Plain => w.first_chunk().map(|w| FlowKey::Plain(*w)),
+            Kind::Plain6 => w.first_chunk().map(|w| FlowKey::Plain6(*w)),
+            Kind::Vxlan => Some(FlowKey::Vxlan(*w)),
         }
     }
 }
@@ -75,129 +100,205 @@ fn macs(frame: &[u8]) -> Option<(u64, u64)> {
     Some((word(6) & MAC48, word(0) & MAC48))
 }
 
-/// A whole IPv4 TCP or UDP frame's headers, its key words and TCP flags; `None` for any other.
+/// A whole IPv4 TCP or UDP frame's headers and key words; `None` for any other.
 #[inline(always)]
-fn tcp_udp4(iface: IfIdx, frame: &[u8]) -> Option<(Ipv4, [u64; 5], u8)> {
-    let ip = wire::parse_ipv4_frame(frame)?.ok()?;
-    let flags = match ip.l4 {
-        _ if ip.frag != Frag::Whole => return None,
-        L4::Tcp { flags, .. } => flags,
-        L4::Udp { .. } => 0,
-        _ => return None,
-    };
+fn tcp_udp4(iface: IfIdx, frame: &[u8]) -> Option<(wire::TcpUdp4, [u64; 5])> {
+    let ip = wire::tcp_udp4(frame)?;
     let (src, dst) = macs(frame)?;
-    Some((ip, crate::flow::plain4(iface, src, dst, &ip)?, flags))
+    Some((ip, crate::flow::tcp_udp4(iface, src, dst, &ip)))
 }
 
 impl Datapath {
-    /// The lane's reading of `frame`, from `iface`: `None` for what it leaves to the general
-    /// door (not whole IPv4 TCP or UDP, nor VXLAN carrying it, nor IPv6 a flow is keyed by;
-    /// malformed).
+    /// The lane's reading of frame `k` of a batch, `frame`, from `iface`, into `lanes`: its kind
+    /// of key ([`Kind::Door`] for what it leaves to the general door: not whole IPv4 TCP or
+    /// UDP, nor VXLAN carrying it, nor IPv6 a flow is keyed by; malformed), the key's words and
+    /// hash.
     #[inline(always)]
-    pub(super) fn lane(&self, iface: IfIdx, frame: &[u8]) -> Option<Lane> {
-        let Some((ip, outer, flags)) = tcp_udp4(iface, frame) else { return self.lane6(iface, frame) };
-        if !matches!(ip.l4, L4::Udp { dport: vxlan::PORT, .. }) {
-            return Some(Lane {
-                key: Words::Plain(outer),
-                hash: self.flows.hash_words(&outer),
-                inner: (0, 0),
-                flags,
-                inner_flags: 0,
-                l4_rel: 0,
-            });
+    pub(super) fn lane(&self, iface: IfIdx, frame: &[u8], lanes: &mut Lanes, k: usize) {
+        let (Some(kind), Some(hash), Some(w), Some(aux)) =
+            (lanes.kind.get_mut(k), lanes.hash.get_mut(k), lanes.words.get_mut(k), lanes.aux.get_mut(k))
+        else {
+            return;
+        };
+        *kind = match self.read_lane(iface, frame, w, aux) {
+            Some((kd, h)) => {
+                *hash = h;
+                kd
+            }
+            None => Kind::Door,
+        };
+    }
+
+    /// [`Datapath::lane`] of one frame: its key's words into `w` and the rest into `aux`; its
+    /// kind and hash, `None` for the general door.
+    #[inline(always)]
+    fn read_lane(&self, iface: IfIdx, frame: &[u8], w: &mut [u64; 11], aux: &mut Aux) -> Option<(Kind, u64)> {
+        let Some((ip, outer)) = tcp_udp4(iface, frame) else { return self.lane6(iface, frame, w, aux) };
+        if ip.proto != wire::IPPROTO_UDP || ip.dport != vxlan::PORT {
+            *aux = Aux { flags: ip.flags, ..Aux::default() };
+            let plain: &mut [u64; 5] = w.first_chunk_mut()?;
+            *plain = outer;
+            return Some((Kind::Plain, self.flows.hash_words(&outer)));
         }
         // VXLAN: keyed by the outer words, the inner frame's and the VNI with the flags.
-        let at = ip.l4_off() + 8;
-        let v = frame.get(at..at + 8)?;
-        let inner = at + 8..ip.end();
-        let (_, i, inner_flags) = tcp_udp4(iface, frame.get(inner.clone())?)?;
+        const AT: usize = wire::ETH_LEN + 20 + 8;
+        let v = frame.get(AT..AT + 8)?;
+        let inner = AT + 8..ip.end();
+        let (i4, i) = tcp_udp4(iface, frame.get(inner.clone())?)?;
         let vni = (u32::from_be_bytes([0, v[4], v[5], v[6]]) as u64) << 8 | v[0] as u64;
-        let w = [outer[0], outer[1], outer[2], outer[3], outer[4], i[0], i[1], i[2], i[3], i[4], vni];
-        Some(Lane {
-            key: Words::Vxlan(w),
-            hash: self.flows.hash_words(&w),
+        *w = [outer[0], outer[1], outer[2], outer[3], outer[4], i[0], i[1], i[2], i[3], i[4], vni];
+        *aux = Aux {
             inner: (u16::try_from(inner.start).ok()?, u16::try_from(inner.end).ok()?),
-            flags,
-            inner_flags,
+            flags: ip.flags,
+            inner_flags: i4.flags,
             l4_rel: 0,
-        })
+        };
+        Some((Kind::Vxlan, self.flows.hash_words(w)))
     }
 
-    /// [`Datapath::lane`] of a frame that is not whole IPv4 TCP or UDP: an IPv6 frame a flow is
-    /// keyed by.
+    /// [`Datapath::read_lane`] of a frame that is not whole IPv4 TCP or UDP: an IPv6 frame a
+    /// flow is keyed by.
     #[inline(always)]
-    fn lane6(&self, iface: IfIdx, frame: &[u8]) -> Option<Lane> {
+    fn lane6(&self, iface: IfIdx, frame: &[u8], w: &mut [u64; 11], aux: &mut Aux) -> Option<(Kind, u64)> {
         let ip = wire::parse_ipv6_frame(frame)?.ok()?;
         let (src, dst) = macs(frame)?;
-        let w = crate::flow::plain6(iface, src, dst, &ip)?;
-        let flags = ip.l4.tcp_flags();
-        Some(Lane { key: Words::Plain6(w), hash: self.flows.hash_words(&w), inner: (0, 0), flags, inner_flags: 0, l4_rel: ip.l4_rel })
+        let k = crate::flow::plain6(iface, src, dst, &ip)?;
+        *aux = Aux { flags: ip.l4.tcp_flags(), l4_rel: ip.l4_rel, ..Aux::default() };
+        let plain: &mut [u64; 7] = w.first_chunk_mut()?;
+        *plain = k;
+        Some((Kind::Plain6, self.flows.hash_words(&k)))
     }
 
-    /// Frame `k` of `rx`, read by the lane as `lane`, taken through its fresh flow, applied in
-    /// place: true when it was (counted and staged), false when the frame is left, untouched,
-    /// for the general door. A flow found stale is let go, as the general door lets it go.
+    /// `n` frames of a batch from `iface` the lane took ([`Datapath::express`]): received,
+    /// flow cache hits, applied in place. Counted once a batch.
     #[inline(always)]
-    pub(super) fn express(&mut self, iface: IfIdx, rx: &mut impl RxFrames, k: usize, lane: &Lane, now: Instant) -> bool {
+    pub(super) fn taken(&mut self, iface: IfIdx, n: u64) {
+        self.stats.count_rx_n(iface, n);
+        self.stats.flow_hits += n;
+        self.stats.hits_in_place += n;
+    }
+
+    /// Frame `k` of `rx`, read by the lane into `lanes` (at `j`), taken through its fresh flow,
+    /// applied in place: true when it was (staged, and counted but for what
+    /// [`Datapath::taken`] counts), false when the frame is left, untouched, for the general
+    /// door. A flow found stale is let go, as the general door lets it go.
+    #[inline(always)]
+    pub(super) fn express(&mut self, rx: &mut impl RxFrames, k: usize, lanes: &Lanes, j: usize, now: Instant) -> bool {
         if self.shared.timers_due(now) {
             return false;
         }
-        let found = match &lane.key {
-            Words::Plain(w) => self.flows.get_plain(lane.hash, w),
-            Words::Plain6(w) => self.flows.get_plain6(lane.hash, w),
-            Words::Vxlan(w) => self.flows.get_vxlan(lane.hash, w),
+        let (Some(kind), Some(&hash), Some(w), Some(lane)) = (lanes.kind.get(j), lanes.hash.get(j), lanes.words.get(j), lanes.aux.get(j))
+        else {
+            return false;
+        };
+        let found = match kind {
+            Kind::Door => None,
+            Kind::Plain => w.first_chunk().and_then(|w| self.flows.get_plain(hash, w)),
+            Kind::Plain6 => w.first_chunk().and_then(|w| self.flows.get_plain6(hash, w)),
+            Kind::Vxlan => self.flows.get_vxlan(hash, w),
         };
         let Some(flow) = found else { return false };
         if flow.epoch != self.shared.epoch() || !flow.learned.fresh(&self.gens) {
-            self.flows.remove(&lane.key.key());
+            if let Some(key) = lanes.key(j) {
+                self.flows.remove(&key);
+            }
             return false;
         }
         let (Outputs::One(out), false) = (&flow.outputs, flow.logs()) else { return false };
         let (buf, at) = rx.buf_mut(k);
-        // A decapsulating flow acts on the inner frame, any other on the whole. An IPv4 rewrite
-        // keeps the frame's length; a translation to IPv6 (fip64) reads the IPv4 headers again
-        // for the lengths it writes (the lane kept its record short).
+        let mut w = Worker { tx: &mut self.tx, stats: &mut self.stats, qos: &self.snap.qos, k, now };
+        // The common flow, an IPv4 rewrite of the whole frame sent as it is, here; the rest
+        // apart, so that their code does not lengthen the common one's.
+        let took = match (flow.decap, &flow.rewrite, &out.encap) {
+            (false, Rewrite::V4(r), None) => w.take(flow, out, buf, at..buf.len(), lane.flags, How::Bytes(r)),
+            _ => w.take_other(flow, out, lane, buf, at),
+        };
+        match took {
+            Took::Done => true,
+            Took::Left => false,
+            Took::Stale => {
+                if let Some(key) = lanes.key(j) {
+                    self.flows.remove(&key);
+                }
+                false
+            }
+        }
+    }
+}
+
+/// What the lane did with a frame whose flow it found fresh.
+enum Took {
+    Done,
+    /// Left for the general door, untouched.
+    Left,
+    /// Left, and its flow is stale (a connection it holds is gone).
+    Stale,
+}
+
+/// The parts of a worker a hit writes, and the frame's place and time.
+struct Worker<'a> {
+    tx: &'a mut TxBuf,
+    stats: &'a mut Stats,
+    qos: &'a QosBuckets,
+    k: usize,
+    now: Instant,
+}
+
+impl Worker<'_> {
+    /// [`Worker::take`] of a flow that is not an IPv4 rewrite of the whole frame sent as it is.
+    #[inline(never)]
+    fn take_other(&mut self, flow: &Flow, out: &FlowOut, lane: &Aux, buf: &mut [u8], at: usize) -> Took {
+        // A decapsulating flow acts on the inner frame, any other on the whole. A translation
+        // (fip64) reads the IP headers again for the lengths it writes (the lane kept its
+        // record short).
         let (body, flags, how) = match (flow.decap, &flow.rewrite) {
             (true, Rewrite::V4(r)) => (at + lane.inner.0 as usize..at + lane.inner.1 as usize, lane.inner_flags, How::Bytes(r)),
             (false, Rewrite::V4(r)) => (at..buf.len(), lane.flags, How::Bytes(r)),
             (false, r @ Rewrite::To6(_)) => match buf.get(at..).map(wire::parse_ipv4_frame) {
                 Some(Some(Ok(ip))) => (at..buf.len(), lane.flags, How::Headers(r, ip)),
-                _ => return false,
+                _ => return Took::Left,
             },
             (false, Rewrite::V6(r)) => (at..buf.len(), lane.flags, How::Bytes6(r, lane.l4_rel)),
             (false, r @ Rewrite::To4(_)) => match buf.get(at..).map(wire::parse_ipv6_frame) {
                 Some(Some(Ok(ip))) => (at..buf.len(), lane.flags, How::Headers6(r, ip)),
-                _ => return false,
+                _ => return Took::Left,
             },
-            _ => return false,
+            _ => return Took::Left,
         };
+        self.take(flow, out, buf, body, flags, how)
+    }
+
+    /// A hit of `flow`, whose one output is `out`, on the frame whose part it acts on lies at
+    /// `body` in `buf` (TCP flags `flags`), rewritten as `how` says: applied in place, counted
+    /// and staged, as [`Datapath::process_or_defer`] would.
+    #[inline(always)]
+    fn take(&mut self, flow: &Flow, out: &FlowOut, buf: &mut [u8], body: Range<usize>, flags: u8, how: How) -> Took {
         let len = body.len();
         let (copy, grow) = match &how {
             How::Bytes(_) | How::Bytes6(..) => (0..len, 0),
             How::Headers(r, ip) => r.copy4(ip, len),
             How::Headers6(r, ip) => r.copy6(ip, len),
         };
-        let Some(plan) = InPlace::plan(flow, body, copy, grow) else { return false };
+        let Some(plan) = InPlace::plan(flow, body, copy, grow) else { return Took::Left };
+        let (k, now) = (self.k, self.now);
         // Checked last: it touches the flow's connections.
         if !flow.holds(flags, now) {
-            self.flows.remove(&lane.key.key());
-            return false;
+            return Took::Stale;
         }
         self.tx.begin();
-        self.stats.count_rx(iface);
+        // Received, a hit, in place: counted for the batch by the caller ([`Datapath::taken`]).
         if let Some(m) = &flow.mac_seen {
             m.touch(now);
         }
-        self.stats.flow_hits += 1;
         flow.hits.store(flow.hits.load(Relaxed) + 1, Relaxed);
-        self.stats.hits_in_place += 1;
-        let qos = &self.snap.qos;
+        let qos = self.qos;
         let conforms = |b| qos.conforms(b, len, now);
+        let tx = &mut *self.tx;
         let outcome = match how {
-            How::Bytes(r) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply_bytes(f, None)),
-            How::Headers(r, ip) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply4(f, &ip)),
-            How::Bytes6(r, l4) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply_at(f, l4)),
-            How::Headers6(r, ip) => plan.apply(flow, buf, &mut self.tx, k, conforms, |f| r.apply6(f, &ip)),
+            How::Bytes(r) => plan.apply(flow, buf, tx, k, conforms, |f| r.apply_bytes(f, None)),
+            How::Headers(r, ip) => plan.apply(flow, buf, tx, k, conforms, |f| r.apply4(f, &ip)),
+            How::Bytes6(r, l4) => plan.apply(flow, buf, tx, k, conforms, |f| r.apply_at(f, l4)),
+            How::Headers6(r, ip) => plan.apply(flow, buf, tx, k, conforms, |f| r.apply6(f, &ip)),
         };
         match outcome {
             Outcome::Dropped(r) => self.stats.drops.incr(r),
@@ -206,7 +307,7 @@ impl Datapath {
                 self.stats.count_tx(out.iface);
             }
         }
-        true
+        Took::Done
     }
 }
 
@@ -277,6 +378,7 @@ mod tests {
             frames.push(v);
         }
         let (mut taken, mut vxlan, mut v6, mut left) = (0, 0, 0, 0);
+        let mut lanes = Box::<Lanes>::default();
         for f in &frames {
             for at in 0..f.len().min(100) {
                 for x in [0u8, 1, 0x45, 0x46, 0xff, f[at] ^ 0x20, f[at].wrapping_add(1)] {
@@ -287,15 +389,18 @@ mod tests {
                     fix_ipv4(&mut fixed, 64);
                     for g in [g.clone(), fixed, g[..g.len() - 1].to_vec()] {
                         let c = dp.classify(IfIdx(3), &g);
-                        match dp.lane(IfIdx(3), &g) {
-                            Some(l) => {
+                        // Each in a slot of its own, as the frames of a batch are.
+                        let k = (taken + left) % BATCH;
+                        dp.lane(IfIdx(3), &g, &mut lanes, k);
+                        match lanes.key(k) {
+                            Some(key) => {
                                 taken += 1;
-                                vxlan += matches!(l.key, Words::Vxlan(_)) as usize;
-                                v6 += matches!(l.key, Words::Plain6(_)) as usize;
-                                assert_eq!(c.key, Some(l.key.key()), "frame {g:02x?}");
-                                assert_eq!(c.hash, l.hash);
+                                vxlan += (lanes.kind[k] == Kind::Vxlan) as usize;
+                                v6 += (lanes.kind[k] == Kind::Plain6) as usize;
+                                assert_eq!(c.key, Some(key), "frame {g:02x?}");
+                                assert_eq!(c.hash, lanes.hash[k]);
                                 let inner = c.inner.as_ref().map(|(r, _, _)| (r.start as u16, r.end as u16));
-                                assert_eq!(inner.unwrap_or((0, 0)), l.inner, "frame {g:02x?}");
+                                assert_eq!(inner.unwrap_or((0, 0)), lanes.aux[k].inner, "frame {g:02x?}");
                             }
                             None => left += 1,
                         }

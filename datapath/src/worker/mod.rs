@@ -29,7 +29,7 @@ use crate::wire::{self, L3};
 
 mod express;
 mod vector;
-use vector::{Classified, Pre};
+use vector::Classified;
 
 /// One worker of a datapath: its own flow cache, counters and transmit buffer, taken `&mut`;
 /// everything else is [`Shared`]. `Datapath::new` makes the first worker,
@@ -60,9 +60,9 @@ pub struct Datapath {
     /// Frames of earlier inputs stay in `tx` until the I/O layer sends them
     /// ([`Datapath::set_batching`]).
     batching: bool,
-    /// How each frame of a batch was read, before any is taken, and the general door's records
-    /// of those the express lane did not read (reused).
-    pre: Vec<Pre>,
+    /// How the express lane read each frame of a batch, before any is taken, and the general
+    /// door's records of those it did not read (reused).
+    lanes: Option<Box<express::Lanes>>,
     classified: Vec<Classified>,
     /// Where each frame of the last batch began sending in `tx` ([`Datapath::batch_sent`]).
     batch_marks: Vec<usize>,
@@ -110,7 +110,7 @@ impl Datapath {
             trace: false,
             last_trace: Vec::new(),
             batching: false,
-            pre: Vec::with_capacity(crate::batch::BATCH),
+            lanes: Some(Box::default()),
             classified: Vec::with_capacity(crate::batch::BATCH),
             batch_marks: Vec::with_capacity(crate::batch::BATCH + 1),
         }

@@ -2,21 +2,14 @@
 //! buckets prefetched, then each taken in order by [`Datapath`]'s one door — a hit applied in
 //! place in its receive buffer where it can be.
 
-use crate::batch::RxFrames;
+use crate::batch::{RxFrames, BATCH};
 use crate::drop::DropReason;
 use crate::flow::FlowKey;
 use crate::iface::IfIdx;
 use crate::wire::{self, vxlan, Frag, L3};
 
+use super::express::Kind;
 use super::{Datapath, Src};
-
-/// How a frame of a batch was read: by the express lane, or by the general door (its place in
-/// the batch's [`Classified`] records).
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Pre {
-    Lane(super::express::Lane),
-    General(usize),
-}
 
 /// A frame's headers (or why it does not parse), a VXLAN frame's inner headers, its flow key
 /// and the key's hash in this worker's table.
@@ -42,59 +35,79 @@ impl Datapath {
     /// takes another way: frames this host sent, super-frames it cuts).
     pub fn process_frames(&mut self, iface: IfIdx, rx: &mut impl RxFrames, range: std::ops::Range<usize>) {
         let batching = std::mem::replace(&mut self.batching, true);
-        let mut pre = std::mem::take(&mut self.pre);
-        let mut classified = std::mem::take(&mut self.classified);
-        pre.clear();
-        classified.clear();
         self.batch_marks.clear();
+        let mut at = range.start;
+        while at < range.end {
+            let end = range.end.min(at + BATCH);
+            self.process_chunk(iface, rx, at..end);
+            at = end;
+        }
+        self.batch_marks.push(self.tx.staged_count());
+        self.batching = batching;
+    }
+
+    /// [`Datapath::process_frames`] of at most [`BATCH`] frames: read all, then take each.
+    #[inline(always)]
+    fn process_chunk(&mut self, iface: IfIdx, rx: &mut impl RxFrames, range: std::ops::Range<usize>) {
+        let mut lanes = self.lanes.take().unwrap_or_default();
+        let mut classified = std::mem::take(&mut self.classified);
+        classified.clear();
         // The express lane needs the flow cache, and gives no trace.
         let express = self.cache && !self.trace;
-        for k in range.clone() {
+        for (j, k) in range.clone().enumerate() {
             let frame = rx.frame(k);
-            match express.then(|| self.lane(iface, frame)).flatten() {
-                Some(lane) => {
-                    self.flows.prefetch(lane.hash);
-                    pre.push(Pre::Lane(lane));
-                }
-                None => {
+            if express {
+                self.lane(iface, frame, &mut lanes, j);
+            } else if let Some(kind) = lanes.kind.get_mut(j) {
+                *kind = Kind::Door;
+            }
+            match lanes.kind.get(j) {
+                Some(Kind::Door) => {
                     let c = self.classify(iface, frame);
                     if c.key.is_some() {
                         self.flows.prefetch(c.hash);
                     }
-                    pre.push(Pre::General(classified.len()));
                     classified.push(c);
                 }
+                Some(_) => self.flows.prefetch(lanes.hash[j]),
+                None => {}
             }
         }
+        let n = range.len().min(BATCH);
+        let keyed = || (0..n).filter(|&j| lanes.kind[j] != Kind::Door).map(|j| lanes.hash[j]);
         // A table larger than the caches: fetch the slots, then the flows, of the whole batch
         // before taking any, so their waits overlap (VPP's dual-loop prefetch, by stages).
         if express && self.flows.is_deep() {
-            let lanes = || pre.iter().filter_map(|p| if let Pre::Lane(l) = p { Some(l.hash) } else { None });
-            lanes().for_each(|h| self.flows.prefetch_slot(h));
-            lanes().for_each(|h| self.flows.prefetch_flow(h));
+            keyed().for_each(|h| self.flows.prefetch_slot(h));
+            keyed().for_each(|h| self.flows.prefetch_flow(h));
         }
-        for (k, p) in range.zip(pre.iter()) {
+        // The general door's records, in the order of the frames they are for.
+        let mut door = classified.iter();
+        let mut taken = 0;
+        for (j, k) in range.enumerate() {
             self.batch_marks.push(self.tx.staged_count());
             let now = rx.time(k);
             let fresh;
-            let c = match p {
-                Pre::Lane(lane) if self.express(iface, rx, k, lane, now) => continue,
-                Pre::Lane(_) => {
-                    fresh = self.classify(iface, rx.frame(k));
-                    &fresh
-                }
-                Pre::General(n) => match classified.get(*n) {
+            let c = match lanes.kind.get(j) {
+                Some(Kind::Door) | None => match door.next() {
                     Some(c) => c,
                     None => continue,
                 },
+                Some(_) if self.express(rx, k, &lanes, j, now) => {
+                    taken += 1;
+                    continue;
+                }
+                Some(_) => {
+                    fresh = self.classify(iface, rx.frame(k));
+                    &fresh
+                }
             };
             let (buf, at) = rx.buf_mut(k);
             self.process_classified(iface, Src::Rx { buf, at, k }, c, now, false);
         }
-        self.batch_marks.push(self.tx.staged_count());
-        self.pre = pre;
+        self.taken(iface, taken);
+        self.lanes = Some(lanes);
         self.classified = classified;
-        self.batching = batching;
     }
 
     /// What frame `k` of the last batch sent (its timers' frames first), in order; `rx` is the
