@@ -101,10 +101,12 @@ impl RxBatch {
         buf.get_mut(at..).unwrap_or_default()
     }
 
-    fn end(&self, k: usize) -> usize {
-        match self.lens.get(k) {
-            Some(&len) if k < self.n => HEADROOM + len,
-            _ => 0,
+    /// Frame `k`'s buffer and length, `None` past the last frame.
+    #[inline(always)]
+    fn slot(&self, k: usize) -> Option<(&[u8], usize)> {
+        match (self.bufs.get(k), self.lens.get(k)) {
+            (Some(b), Some(&len)) if k < self.n => Some((b, len)),
+            _ => None,
         }
     }
 }
@@ -114,21 +116,26 @@ impl RxFrames for RxBatch {
         self.n
     }
 
+    #[inline(always)]
     fn frame(&self, k: usize) -> &[u8] {
-        self.buf(k).get(HEADROOM..).unwrap_or_default()
+        self.slot(k).and_then(|(b, len)| b.get(HEADROOM..HEADROOM + len)).unwrap_or_default()
     }
 
+    #[inline(always)]
     fn buf_mut(&mut self, k: usize) -> (&mut [u8], usize) {
-        let end = self.end(k);
-        match self.bufs.get_mut(k).and_then(|b| b.get_mut(..end)) {
-            Some(b) if end > 0 => (b, HEADROOM),
+        let len = self.slot(k).map(|(_, len)| len);
+        match (self.bufs.get_mut(k), len) {
+            (Some(b), Some(len)) => match b.get_mut(..HEADROOM + len) {
+                Some(b) => (b, HEADROOM),
+                None => (&mut [], 0),
+            },
             _ => (&mut [], 0),
         }
     }
 
+    #[inline(always)]
     fn buf(&self, k: usize) -> &[u8] {
-        let end = self.end(k);
-        self.bufs.get(k).and_then(|b| b.get(..end)).filter(|_| end > 0).unwrap_or_default()
+        self.slot(k).and_then(|(b, len)| b.get(..HEADROOM + len)).unwrap_or_default()
     }
 
     fn time(&self, k: usize) -> Instant {

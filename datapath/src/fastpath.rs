@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::batch::{NoRx, RxFrames};
 use crate::drop::DropReason;
-use crate::flow::Flow;
+use crate::flow::{Flow, FlowOut};
 use crate::iface::IfIdx;
 use crate::qos::BucketId;
 use crate::sim::SimResult;
@@ -266,27 +266,29 @@ pub fn apply_in_place(
 /// planned before anything is touched, so a caller that finds it does not fit can still take
 /// another way.
 #[derive(Debug, Clone, Copy)]
-pub struct InPlace {
+pub struct InPlace<'a> {
+    /// The flow's one output.
+    out: &'a FlowOut,
     first: usize,
     end: usize,
     /// The outer headers' room before the (rewritten) frame.
     room: usize,
 }
 
-impl InPlace {
+impl<'a> InPlace<'a> {
     /// The plan for a flow whose part of the frame lies at `body` in its buffer, of which it
     /// copies `copy` (relative to `body`) with `grow` bytes more in front. `None` when the flow
     /// does not send exactly one copy, or drops, or there is not room enough in front.
     #[inline(always)]
-    pub fn plan(flow: &Flow, body: Range<usize>, copy: Range<usize>, grow: usize) -> Option<InPlace> {
-        let crate::flow::Outputs::One(only) = &flow.outputs else { return None };
+    pub fn plan(flow: &'a Flow, body: Range<usize>, copy: Range<usize>, grow: usize) -> Option<InPlace<'a>> {
+        let crate::flow::Outputs::One(out) = &flow.outputs else { return None };
         if flow.drop.is_some() {
             return None;
         }
-        let room = if only.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
+        let room = if out.encap.is_some() { vxlan::ENCAP_LEN } else { 0 };
         let end = body.start.checked_add(copy.end).filter(|&e| e <= body.end && copy.start <= copy.end)?;
         let first = (body.start + copy.start).checked_sub(room + grow)?;
-        Some(InPlace { first, end, room })
+        Some(InPlace { out, first, end, room })
     }
 
     /// Police as [`apply`] does and write the flow's one output where planned: its outer headers,
@@ -298,24 +300,22 @@ impl InPlace {
         buf: &mut [u8],
         tx: &mut TxBuf,
         k: usize,
-        conforms: impl FnMut(BucketId) -> bool,
-        mut rewrite: impl FnMut(&mut [u8]) -> Result<(), wire::ipv4::OutOfRange>,
+        mut conforms: impl FnMut(BucketId) -> bool,
+        rewrite: impl FnOnce(&mut [u8]) -> Result<(), wire::ipv4::OutOfRange>,
     ) -> Outcome {
-        let InPlace { first, end, room } = self;
-        police(
-            flow.police_in,
-            &flow.outputs,
-            |o| o.police,
-            conforms,
-            |out| {
-                let Some(frame) = buf.get_mut(first..end) else { return };
-                let (outer, inner) = frame.split_at_mut(room);
-                out.write_encap(outer, inner.len());
-                let rewritten = rewrite(inner);
-                debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
-                tx.stage_rx(out.iface, k, first..end);
-            },
-        )
+        let InPlace { out, first, end, room } = self;
+        // [`police`] of one output: the port's bucket the packet came from, then the output's.
+        if [flow.police_in, out.police].into_iter().flatten().any(|b| !conforms(b)) {
+            return Outcome::Dropped(DropReason::QosPoliced);
+        }
+        if let Some(frame) = buf.get_mut(first..end) {
+            let (outer, inner) = frame.split_at_mut(room);
+            out.write_encap(outer, inner.len());
+            let rewritten = rewrite(inner);
+            debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
+            tx.stage_rx(out.iface, k, first..end);
+        }
+        Outcome::Forwarded
     }
 }
 
