@@ -75,10 +75,12 @@ impl Delta {
         self.0 == 0 || self.0 == 0xffff
     }
 
-    /// Apply to a checksum field value.
+    /// Apply to a checksum field value. A delta is folded to 16 bits already, so the sum of
+    /// the two needs one fold, not two.
     #[inline]
     pub fn apply(self, csum: u16) -> u16 {
-        !fold((!csum) as u32 + self.0)
+        let s = (!csum) as u32 + self.0;
+        !((s & 0xffff) + (s >> 16)) as u16
     }
 
     /// Apply to a UDP checksum field, where 0 means "no checksum" and stays 0, and a computed

@@ -300,22 +300,40 @@ impl<'a> InPlace<'a> {
         buf: &mut [u8],
         tx: &mut TxBuf,
         k: usize,
-        mut conforms: impl FnMut(BucketId) -> bool,
+        conforms: impl FnMut(BucketId) -> bool,
         rewrite: impl FnOnce(&mut [u8]) -> Result<(), wire::ipv4::OutOfRange>,
     ) -> Outcome {
-        let InPlace { out, first, end, room } = self;
-        // [`police`] of one output: the port's bucket the packet came from, then the output's.
-        if [flow.police_in, out.police].into_iter().flatten().any(|b| !conforms(b)) {
+        if !self.conforms(flow, conforms) {
             return Outcome::Dropped(DropReason::QosPoliced);
         }
-        if let Some(frame) = buf.get_mut(first..end) {
-            let (outer, inner) = frame.split_at_mut(room);
-            out.write_encap(outer, inner.len());
+        if let Some(inner) = self.frame(buf) {
             let rewritten = rewrite(inner);
             debug_assert!(rewritten.is_ok(), "a flow's rewrite out of range: {rewritten:?}");
-            tx.stage_rx(out.iface, k, first..end);
+            self.stage(tx, k);
         }
         Outcome::Forwarded
+    }
+
+    /// [`police`] of one output: whether the packet conforms to the bucket of the port it came
+    /// from, then to its output's (asked in that order; the second not when the first refuses).
+    #[inline(always)]
+    pub fn conforms(&self, flow: &Flow, mut conforms: impl FnMut(BucketId) -> bool) -> bool {
+        flow.police_in.is_none_or(&mut conforms) && self.out.police.is_none_or(conforms)
+    }
+
+    /// The frame in `buf` with its outer headers written, the part behind them for the caller
+    /// to rewrite; `None` when `buf` is not the buffer planned for.
+    #[inline(always)]
+    pub fn frame<'b>(&self, buf: &'b mut [u8]) -> Option<&'b mut [u8]> {
+        let (outer, inner) = buf.get_mut(self.first..self.end)?.split_at_mut(self.room);
+        self.out.write_encap(outer, inner.len());
+        Some(inner)
+    }
+
+    /// Stage the frame, written, from batch frame `k`'s buffer.
+    #[inline(always)]
+    pub fn stage(&self, tx: &mut TxBuf, k: usize) {
+        tx.stage_rx(self.out.iface, k, self.first..self.end);
     }
 }
 

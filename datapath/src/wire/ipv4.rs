@@ -93,11 +93,13 @@ pub fn put(buf: &mut [u8], at: Range<usize>, v: &[u8]) -> Result<(), OutOfRange>
 }
 
 /// Add `d` to the checksum at `at` in `buf` (UDP's zero rules when `udp`: 0 stays "none").
-#[inline]
+#[inline(always)]
 pub fn patch(buf: &mut [u8], at: Range<usize>, d: Delta, udp: bool) -> Result<(), OutOfRange> {
-    let old = get16(buf, at.clone())?;
-    let new = if udp { d.apply_udp(old) } else { d.apply(old) };
-    put(buf, at, &new.to_be_bytes())
+    let len = buf.len();
+    let Some([a, b]) = buf.get_mut(at.clone()) else { return Err(OutOfRange { at, len }) };
+    let old = u16::from_be_bytes([*a, *b]);
+    [*a, *b] = if udp { d.apply_udp(old) } else { d.apply(old) }.to_be_bytes();
+    Ok(())
 }
 
 /// A mutable IPv4 packet: the header at offset 0, its L4 header at [`Ipv4Mut::hlen`].
