@@ -136,6 +136,33 @@ fn prefetch_lines(p: *const u8, lines: usize) {
     let _ = (p, lines);
 }
 
+/// The slot, and its number, that a way of `homes` with tag `t` names and whose key satisfies
+/// `is`.
+#[inline(always)]
+fn find_in<'a>(
+    buckets: &[Bucket],
+    slots: &'a [Option<Slot>],
+    homes: [usize; 2],
+    t: u64,
+    is: impl Fn(&Stored) -> bool,
+) -> Option<(usize, &'a Slot)> {
+    for bucket in homes {
+        let Some(b) = buckets.get(bucket) else { continue };
+        for &e in &b.0 {
+            if e >> 32 != t {
+                continue;
+            }
+            let slot = e as u32 as usize;
+            if let Some(Some(s)) = slots.get(slot) {
+                if is(&s.key) {
+                    return Some((slot, s));
+                }
+            }
+        }
+    }
+    None
+}
+
 impl FlowTable {
     const FIRST_BUCKETS: usize = 8;
     /// Flows beyond which the table is taken not to fit in the caches ([`FlowTable::is_deep`]):
@@ -248,22 +275,7 @@ impl FlowTable {
     /// The slot whose key has hash `h` and satisfies `is`.
     #[inline(always)]
     fn find_by(&self, h: u64, is: impl Fn(&Stored) -> bool) -> Option<usize> {
-        let t = tag(h);
-        for bucket in self.homes(h) {
-            let Some(b) = self.buckets.get(bucket) else { continue };
-            for &e in &b.0 {
-                if e >> 32 != t {
-                    continue;
-                }
-                let slot = e as u32 as usize;
-                if let Some(Some(s)) = self.slots.get(slot) {
-                    if is(&s.key) {
-                        return Some(slot);
-                    }
-                }
-            }
-        }
-        None
+        find_in(&self.buckets, &self.slots, self.homes(h), tag(h), is).map(|(slot, _)| slot)
     }
 
     /// The flow of `k` (whose hash is `h`), marked used.
@@ -297,9 +309,12 @@ impl FlowTable {
     /// The flow whose key has hash `h` and satisfies `is`, marked used.
     #[inline(always)]
     fn get_by(&mut self, h: u64, is: impl Fn(&Stored) -> bool) -> Option<&Arc<Flow>> {
-        let slot = self.find_by(h, is)?;
-        self.set_used(slot, true);
-        Some(&self.slots.get(slot)?.as_ref()?.flow)
+        // The flow from the slot the key was compared in, not looked up again by its number.
+        let (slot, s) = find_in(&self.buckets, &self.slots, self.homes(h), tag(h), is)?;
+        if let Some(w) = self.used.get_mut(slot / 64) {
+            *w |= 1 << (slot % 64);
+        }
+        Some(&s.flow)
     }
 
     /// The flow of `k`, marked used.
