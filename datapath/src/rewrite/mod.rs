@@ -121,7 +121,7 @@ impl Rewrite {
 /// The header changes of an IPv6 flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rewrite6 {
-    pub eth: Option<([u8; 6], [u8; 6])>,
+    pub eth: Option<Macs>,
     /// A new traffic class (DSCP marking keeps the ECN bits; the key fixes them).
     pub tclass: Option<u8>,
     pub hop_limit_dec: u8,
@@ -143,7 +143,7 @@ impl Rewrite6 {
             return None;
         }
         Some(Rewrite6 {
-            eth: ((h0.eth_src, h0.eth_dst) != (h1.eth_src, h1.eth_dst)).then_some((h1.eth_src, h1.eth_dst)),
+            eth: ((h0.eth_src, h0.eth_dst) != (h1.eth_src, h1.eth_dst)).then(|| Macs::new(h1.eth_src, h1.eth_dst)),
             tclass: (a.tclass != b.tclass).then_some(b.tclass),
             hop_limit_dec: a.hop_limit - b.hop_limit,
         })
@@ -176,12 +176,36 @@ impl Rewrite6 {
 
 /// Store a rewrite's new MACs, when it has them.
 #[inline]
-fn put_eth(b: &mut [u8], eth: Option<([u8; 6], [u8; 6])>) -> Result<(), OutOfRange> {
-    if let Some((src, dst)) = eth {
-        ipv4::put(b, wire::ETH_DST, &dst)?;
-        ipv4::put(b, wire::ETH_SRC, &src)?;
+fn put_eth(b: &mut [u8], eth: Option<Macs>) -> Result<(), OutOfRange> {
+    if let Some(m) = eth {
+        let len = b.len();
+        *b.first_chunk_mut::<12>().ok_or(OutOfRange { at: 0..12, len })? = m.0;
     }
     Ok(())
+}
+
+/// A frame's new MACs as its Ethernet header holds them, destination then source: stored with
+/// one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Macs([u8; 12]);
+
+impl Macs {
+    pub fn new(src: [u8; 6], dst: [u8; 6]) -> Macs {
+        let mut m = [0; 12];
+        m[wire::ETH_DST].copy_from_slice(&dst);
+        m[wire::ETH_SRC].copy_from_slice(&src);
+        Macs(m)
+    }
+
+    pub fn src(&self) -> [u8; 6] {
+        let m = &self.0;
+        [m[6], m[7], m[8], m[9], m[10], m[11]]
+    }
+
+    pub fn dst(&self) -> [u8; 6] {
+        let m = &self.0;
+        [m[0], m[1], m[2], m[3], m[4], m[5]]
+    }
 }
 
 /// The bytes after the Ethernet header.
@@ -198,9 +222,9 @@ fn mac_text(m: [u8; 6]) -> String {
 
 /// How `flows` shows a rewrite: `set(eth_src=…,eth_dst=…,fields…),` then `limit-N,` for a
 /// TTL or hop limit lowered by N; nothing for a rewrite that changes nothing.
-fn render(eth: Option<([u8; 6], [u8; 6])>, fields: Vec<String>, limit: &str, dec: u8) -> String {
+fn render(eth: Option<Macs>, fields: Vec<String>, limit: &str, dec: u8) -> String {
     let parts: Vec<String> =
-        eth.map(|(s, d)| format!("eth_src={},eth_dst={}", mac_text(s), mac_text(d))).into_iter().chain(fields).collect();
+        eth.map(|m| format!("eth_src={},eth_dst={}", mac_text(m.src()), mac_text(m.dst()))).into_iter().chain(fields).collect();
     let mut out = if parts.is_empty() { String::new() } else { format!("set({}),", parts.join(",")) };
     if dec > 0 {
         out.push_str(&format!("{limit}-{dec},"));
@@ -211,7 +235,7 @@ fn render(eth: Option<([u8; 6], [u8; 6])>, fields: Vec<String>, limit: &str, dec
 /// The header changes an IPv4 flow makes, with their checksum deltas precomputed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rewrite4 {
-    pub eth: Option<([u8; 6], [u8; 6])>,
+    pub eth: Option<Macs>,
     /// A new TOS byte (DSCP marking keeps the packet's ECN bits; the key fixes them).
     pub tos: Option<u8>,
     pub src: Option<[u8; 4]>,
@@ -234,7 +258,7 @@ impl Rewrite4 {
         }
         let mut r = Rewrite4::default();
         if (h0.eth_src, h0.eth_dst) != (h1.eth_src, h1.eth_dst) {
-            r.eth = Some((h1.eth_src, h1.eth_dst));
+            r.eth = Some(Macs::new(h1.eth_src, h1.eth_dst));
         }
         let mut ip_d = Delta::ZERO;
         let mut pseudo_d = Delta::ZERO;
@@ -319,9 +343,8 @@ impl Rewrite4 {
         let len = b.len();
         let short = |at: std::ops::Range<usize>| OutOfRange { at, len };
         let (eth, l3) = b.split_first_chunk_mut::<{ wire::ETH_LEN }>().ok_or_else(|| short(0..wire::ETH_LEN))?;
-        if let Some((src, dst)) = self.eth {
-            eth[wire::ETH_DST].copy_from_slice(&dst);
-            eth[wire::ETH_SRC].copy_from_slice(&src);
+        if let (Some(m), Some(macs)) = (self.eth, eth.first_chunk_mut::<12>()) {
+            *macs = m.0;
         }
         let hlen = l3.first().map_or(0, |&v| (v & 0x0f) as usize * 4);
         if hlen < ipv4::field::MIN_LEN || hlen > l3.len() {

@@ -30,23 +30,27 @@ use super::Datapath;
 /// The low 48 bits: a MAC in a key word.
 const MAC48: u64 = (1 << 48) - 1;
 
-/// What the lane read of a batch, stage by stage, as arrays indexed by the frame's place in
-/// the batch (reused, never moved): each frame's kind of key, the key's words and their hash,
-/// and the little else its flow needs. Written in place by the first stage and read in place
-/// by the last, so no frame's record is built on the stack and copied.
+/// What the lane read of a batch's frames, by their place in the batch (reused, never moved):
+/// written in place by the first stage and read in place by the last, so no frame's record is
+/// built on the stack and copied.
 #[derive(Debug)]
-pub(super) struct Lanes {
-    pub(super) kind: [Kind; BATCH],
-    pub(super) hash: [u64; BATCH],
-    /// The key's words: a plain IPv4 frame's first five, IPv6's seven, VXLAN's eleven.
-    words: [[u64; 11]; BATCH],
-    aux: [Aux; BATCH],
-}
+pub(super) struct Lanes(pub(super) [Lane; BATCH]);
 
 impl Default for Lanes {
     fn default() -> Self {
-        Lanes { kind: [Kind::Door; BATCH], hash: [0; BATCH], words: [[0; 11]; BATCH], aux: [Aux::default(); BATCH] }
+        Lanes([Lane { kind: Kind::Door, hash: 0, words: [0; 11], aux: Aux::default() }; BATCH])
     }
+}
+
+/// What the lane read of one frame: its kind of key, the key's words and their hash, and the
+/// little else its flow needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lane {
+    pub(super) kind: Kind,
+    pub(super) hash: u64,
+    /// The key's words: a plain IPv4 frame's first five, IPv6's seven, VXLAN's eleven.
+    words: [u64; 11],
+    aux: Aux,
 }
 
 /// What a frame of a batch is to the lane: left to the general door (its record's place in the
@@ -69,11 +73,11 @@ struct Aux {
     l4_rel: u16,
 }
 
-impl Lanes {
-    /// Frame `k`'s key, as the general door keys it.
-    fn key(&self, k: usize) -> Option<FlowKey> {
-        let w = self.words.get(k)?;
-        match self.kind.get(k)? {
+impl Lane {
+    /// The frame's key, as the general door keys it.
+    fn key(&self) -> Option<FlowKey> {
+        let w = &self.words;
+        match self.kind {
             Kind::Door => None,
             Kind::Plain => w.first_chunk().map(|w| FlowKey::Plain(*w)),
             Kind::Plain6 => w.first_chunk().map(|w| FlowKey::Plain6(*w)),
@@ -109,21 +113,15 @@ fn tcp_udp4(iface: IfIdx, frame: &[u8]) -> Option<(wire::TcpUdp4, [u64; 5])> {
 }
 
 impl Datapath {
-    /// The lane's reading of frame `k` of a batch, `frame`, from `iface`, into `lanes`: its kind
-    /// of key ([`Kind::Door`] for what it leaves to the general door: not whole IPv4 TCP or
-    /// UDP, nor VXLAN carrying it, nor IPv6 a flow is keyed by; malformed), the key's words and
-    /// hash.
+    /// The lane's reading of `frame`, from `iface`, into `lane`: its kind of key
+    /// ([`Kind::Door`] for what it leaves to the general door: not whole IPv4 TCP or UDP, nor
+    /// VXLAN carrying it, nor IPv6 a flow is keyed by; malformed), the key's words and hash.
     #[inline(always)]
-    pub(super) fn lane(&self, iface: IfIdx, frame: &[u8], lanes: &mut Lanes, k: usize) {
-        let (Some(kind), Some(hash), Some(w), Some(aux)) =
-            (lanes.kind.get_mut(k), lanes.hash.get_mut(k), lanes.words.get_mut(k), lanes.aux.get_mut(k))
-        else {
-            return;
-        };
-        *kind = match self.read_lane(iface, frame, w, aux) {
-            Some((kd, h)) => {
-                *hash = h;
-                kd
+    pub(super) fn lane(&self, iface: IfIdx, frame: &[u8], lane: &mut Lane) {
+        lane.kind = match self.read_lane(iface, frame, &mut lane.words, &mut lane.aux) {
+            Some((kind, hash)) => {
+                lane.hash = hash;
+                kind
             }
             None => Kind::Door,
         };
@@ -178,20 +176,17 @@ impl Datapath {
         self.stats.hits_in_place += n;
     }
 
-    /// Frame `k` of `rx`, read by the lane into `lanes` (at `j`), taken through its fresh flow,
+    /// Frame `k` of `rx`, read by the lane into `lane`, taken through its fresh flow,
     /// applied in place: true when it was (staged, and counted but for what
     /// [`Datapath::taken`] counts), false when the frame is left, untouched, for the general
     /// door. A flow found stale is let go, as the general door lets it go.
     #[inline(always)]
-    pub(super) fn express(&mut self, rx: &mut impl RxFrames, k: usize, lanes: &Lanes, j: usize, now: Instant) -> bool {
+    pub(super) fn express(&mut self, rx: &mut impl RxFrames, k: usize, lane: &Lane, now: Instant) -> bool {
         if self.shared.timers_due(now) {
             return false;
         }
-        let (Some(kind), Some(&hash), Some(w), Some(lane)) = (lanes.kind.get(j), lanes.hash.get(j), lanes.words.get(j), lanes.aux.get(j))
-        else {
-            return false;
-        };
-        let found = match kind {
+        let (hash, w) = (lane.hash, &lane.words);
+        let found = match lane.kind {
             Kind::Door => None,
             Kind::Plain => w.first_chunk().and_then(|w| self.flows.get_plain(hash, w)),
             Kind::Plain6 => w.first_chunk().and_then(|w| self.flows.get_plain6(hash, w)),
@@ -199,7 +194,7 @@ impl Datapath {
         };
         let Some(flow) = found else { return false };
         if flow.epoch != self.shared.epoch() || !flow.learned.fresh(&self.gens) {
-            if let Some(key) = lanes.key(j) {
+            if let Some(key) = lane.key() {
                 self.flows.remove(&key);
             }
             return false;
@@ -210,14 +205,14 @@ impl Datapath {
         // The common flow, an IPv4 rewrite of the whole frame sent as it is, here; the rest
         // apart, so that their code does not lengthen the common one's.
         let took = match (flow.decap, &flow.rewrite, &out.encap) {
-            (false, Rewrite::V4(r), None) => w.take(flow, out, buf, at..buf.len(), lane.flags, How::Bytes(r)),
-            _ => w.take_other(flow, out, lane, buf, at),
+            (false, Rewrite::V4(r), None) => w.take(flow, out, buf, at..buf.len(), lane.aux.flags, How::Bytes(r)),
+            _ => w.take_other(flow, out, &lane.aux, buf, at),
         };
         match took {
             Took::Done => true,
             Took::Left => false,
             Took::Stale => {
-                if let Some(key) = lanes.key(j) {
+                if let Some(key) = lane.key() {
                     self.flows.remove(&key);
                 }
                 false
@@ -402,16 +397,17 @@ mod tests {
                         let c = dp.classify(IfIdx(3), &g);
                         // Each in a slot of its own, as the frames of a batch are.
                         let k = (taken + left) % BATCH;
-                        dp.lane(IfIdx(3), &g, &mut lanes, k);
-                        match lanes.key(k) {
+                        let lane = &mut lanes.0[k];
+                        dp.lane(IfIdx(3), &g, lane);
+                        match lane.key() {
                             Some(key) => {
                                 taken += 1;
-                                vxlan += (lanes.kind[k] == Kind::Vxlan) as usize;
-                                v6 += (lanes.kind[k] == Kind::Plain6) as usize;
+                                vxlan += (lane.kind == Kind::Vxlan) as usize;
+                                v6 += (lane.kind == Kind::Plain6) as usize;
                                 assert_eq!(c.key, Some(key), "frame {g:02x?}");
-                                assert_eq!(c.hash, lanes.hash[k]);
+                                assert_eq!(c.hash, lane.hash);
                                 let inner = c.inner.as_ref().map(|(r, _, _)| (r.start as u16, r.end as u16));
-                                assert_eq!(inner.unwrap_or((0, 0)), lanes.aux[k].inner, "frame {g:02x?}");
+                                assert_eq!(inner.unwrap_or((0, 0)), lane.aux.inner, "frame {g:02x?}");
                             }
                             None => left += 1,
                         }

@@ -54,27 +54,26 @@ impl Datapath {
         classified.clear();
         // The express lane needs the flow cache, and gives no trace.
         let express = self.cache && !self.trace;
-        for (j, k) in range.clone().enumerate() {
+        for (lane, k) in lanes.0.iter_mut().zip(range.clone()) {
             let frame = rx.frame(k);
             if express {
-                self.lane(iface, frame, &mut lanes, j);
-            } else if let Some(kind) = lanes.kind.get_mut(j) {
-                *kind = Kind::Door;
+                self.lane(iface, frame, lane);
+            } else {
+                lane.kind = Kind::Door;
             }
-            match lanes.kind.get(j) {
-                Some(Kind::Door) => {
+            match lane.kind {
+                Kind::Door => {
                     let c = self.classify(iface, frame);
                     if c.key.is_some() {
                         self.flows.prefetch(c.hash);
                     }
                     classified.push(c);
                 }
-                Some(_) => self.flows.prefetch(lanes.hash[j]),
-                None => {}
+                _ => self.flows.prefetch(lane.hash),
             }
         }
         let n = range.len().min(BATCH);
-        let keyed = || (0..n).filter(|&j| lanes.kind[j] != Kind::Door).map(|j| lanes.hash[j]);
+        let keyed = || lanes.0.iter().take(n).filter(|l| l.kind != Kind::Door).map(|l| l.hash);
         // A table larger than the caches: fetch the slots, then the flows, of the whole batch
         // before taking any, so their waits overlap (VPP's dual-loop prefetch, by stages).
         if express && self.flows.is_deep() {
@@ -84,20 +83,20 @@ impl Datapath {
         // The general door's records, in the order of the frames they are for.
         let mut door = classified.iter();
         let mut taken = 0;
-        for (j, k) in range.enumerate() {
+        for (lane, k) in lanes.0.iter().zip(range) {
             self.batch_marks.push(self.tx.staged_count());
             let now = rx.time(k);
             let fresh;
-            let c = match lanes.kind.get(j) {
-                Some(Kind::Door) | None => match door.next() {
+            let c = match lane.kind {
+                Kind::Door => match door.next() {
                     Some(c) => c,
                     None => continue,
                 },
-                Some(_) if self.express(rx, k, &lanes, j, now) => {
+                _ if self.express(rx, k, lane, now) => {
                     taken += 1;
                     continue;
                 }
-                Some(_) => {
+                _ => {
                     fresh = self.classify(iface, rx.frame(k));
                     &fresh
                 }
