@@ -11,6 +11,9 @@
 //! Ethernet/IPv4/UDP, against 8 ns for etherparse's `SlicedPacket`, which verifies no checksum
 //! and builds no key; etherparse's full `PacketHeaders` is far slower (STYLE.md). etherparse
 //! builds packets in the tests and the generator.
+//!
+//! [`tcp_udp4`] (`tcp_udp4.rs`) is no second parser but a door in front of this one, for the
+//! frames most traffic is.
 
 pub mod arp;
 pub mod describe;
@@ -20,12 +23,14 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
+pub mod tcp_udp4;
 pub mod vxlan;
 pub mod xlate;
 
 use std::net::Ipv4Addr;
 
 pub use ipv6::Ipv6;
+pub use tcp_udp4::{tcp_udp4, TcpUdp4};
 
 use crate::csum;
 use crate::drop::DropReason;
@@ -215,83 +220,6 @@ pub fn parse_ipv6_frame(frame: &[u8]) -> Option<Result<Ipv6, DropReason>> {
         return None;
     }
     Some(ipv6::parse(&frame[ETH_LEN..]))
-}
-
-/// A whole IPv4 TCP or UDP frame whose IPv4 header has no options, as the vector path's
-/// express lane reads it ([`tcp_udp4`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpUdp4 {
-    pub total_len: u16,
-    pub tos: u8,
-    pub ttl: u8,
-    pub proto: u8,
-    /// The source address in the high half, the destination in the low (each as a number).
-    pub addrs: u64,
-    pub sport: u16,
-    pub dport: u16,
-    /// TCP's flags; 0 for UDP.
-    pub flags: u8,
-}
-
-impl TcpUdp4 {
-    /// End of the IP datagram in the frame.
-    #[inline(always)]
-    pub fn end(&self) -> usize {
-        ETH_LEN + self.total_len as usize
-    }
-}
-
-/// The headers of `frame` when it is one of the frames most traffic is made of — IPv4 with a
-/// 20-byte header, whole, TCP or UDP — and well formed; `None` for any other frame, which the
-/// caller gives to [`parse`]. A subset of what [`parse`] takes, read with [`parse`]'s rules
-/// (every check of its IPv4 and L4 arms, the header checksum included), and read the same:
-/// `the_lane_keys_what_the_general_door_keys` changes every header byte in turn to hold the two
-/// together. It reads fixed offsets with a handful of loads and compares, and builds no
-/// [`Headers`]: the vector path's express lane keys a batch's frames by it.
-#[inline(always)]
-pub fn tcp_udp4(frame: &[u8]) -> Option<TcpUdp4> {
-    // Ethernet, a 20-byte IPv4 header and UDP's 8 bytes; TCP's 20 are checked below.
-    const FIXED: usize = ETH_LEN + 20 + 8;
-    let b = frame.first_chunk::<FIXED>()?;
-    if [b[12], b[13], b[14]] != [0x08, 0x00, 0x45] {
-        return None;
-    }
-    let total_len = u16::from_be_bytes([b[16], b[17]]);
-    // Neither a later fragment nor a first one (MF set or an offset); DF may be set.
-    if ETH_LEN + total_len as usize > frame.len() || u16::from_be_bytes([b[20], b[21]]) & 0x3fff != 0 {
-        return None;
-    }
-    let word = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as u64;
-    // The header's one's-complement sum from five native 32-bit words (see `parse_ipv4`).
-    let wide = word(14) + word(18) + word(22) + word(26) + word(30);
-    let s = (wide & 0xffff_ffff) + (wide >> 32);
-    let s = (s & 0xffff) + (s >> 16);
-    if (s & 0xffff) + (s >> 16) != 0xffff {
-        return None;
-    }
-    let (proto, l4) = (b[23], ETH_LEN + 20);
-    let flags = match proto {
-        IPPROTO_UDP if total_len >= 28 => 0,
-        IPPROTO_TCP => {
-            let tcp = frame.get(l4..l4 + 20)?;
-            let off = (tcp[12] >> 4) as u16 * 4;
-            if off < 20 || total_len < 20 + off {
-                return None;
-            }
-            tcp[13]
-        }
-        _ => return None,
-    };
-    Some(TcpUdp4 {
-        total_len,
-        tos: b[15],
-        ttl: b[22],
-        proto,
-        addrs: u64::from_be_bytes([b[26], b[27], b[28], b[29], b[30], b[31], b[32], b[33]]),
-        sport: u16::from_be_bytes([b[34], b[35]]),
-        dport: u16::from_be_bytes([b[36], b[37]]),
-        flags,
-    })
 }
 
 fn parse_arp(p: &[u8]) -> Option<Arp> {

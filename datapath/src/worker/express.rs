@@ -1,10 +1,12 @@
 //! The vector path's express lane (issue 14): the frames most traffic is made of — whole IPv4
 //! TCP and UDP, VXLAN carrying them, and IPv6 — read into the words of their key and its hash,
-//! kept in registers, and their fresh flows with one output (an IPv4 or IPv6 rewrite, a
-//! decapsulation, a fip64 translation either way) applied in place, without the general
-//! door's headers, classification record and outcome. It is a shortcut, not a second datapath:
-//! a frame is parsed by [`wire::parse_ipv4_frame`] or [`wire::parse_ipv6_frame`], arms of the one
-//! parser, keyed by the words a [`FlowKey::Plain`], [`FlowKey::Plain6`] or [`FlowKey::Vxlan`] holds, and a hit does what
+//! written into their place in the batch's [`Lanes`], and their fresh flows with one output (an
+//! IPv4 or IPv6 rewrite, a decapsulation, an encapsulation, a fip64 translation either way)
+//! applied in place, without the general door's headers, classification record and outcome.
+//! It is a shortcut, not a second datapath: an IPv4 frame is read by [`wire::tcp_udp4`] (a
+//! subset of what the one parser takes, by its rules) and an IPv6 one by
+//! [`wire::parse_ipv6_frame`] (the parser's IPv6 arm), keyed by the words a
+//! [`FlowKey::Plain`], [`FlowKey::Plain6`] or [`FlowKey::Vxlan`] holds, and a hit does what
 //! [`Datapath::process_or_defer`] does for it, in the same order. Whatever the lane does not
 //! take — another kind of frame, a miss, a stale flow, a flow that floods, drops, logs or does
 //! not fit in place, a due timer — it leaves untouched for the general door, which then finds
