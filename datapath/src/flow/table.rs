@@ -146,9 +146,8 @@ fn find_in<'a>(
     t: u64,
     is: impl Fn(&Stored) -> bool,
 ) -> Option<(usize, &'a Slot)> {
-    for bucket in homes {
-        let Some(b) = buckets.get(bucket) else { continue };
-        for &e in &b.0 {
+    let in_bucket = |bucket: usize| {
+        for &e in &buckets.get(bucket)?.0 {
             if e >> 32 != t {
                 continue;
             }
@@ -159,8 +158,9 @@ fn find_in<'a>(
                 }
             }
         }
-    }
-    None
+        None
+    };
+    in_bucket(homes[0]).or_else(|| in_bucket(homes[1]))
 }
 
 impl FlowTable {

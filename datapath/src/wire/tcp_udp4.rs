@@ -43,7 +43,8 @@ pub fn tcp_udp4(frame: &[u8]) -> Option<TcpUdp4> {
     // Ethernet, a 20-byte IPv4 header and UDP's 8 bytes; TCP's 20 are checked below.
     const FIXED: usize = ETH_LEN + 20 + 8;
     let b = frame.first_chunk::<FIXED>()?;
-    if [b[12], b[13], b[14]] != [0x08, 0x00, 0x45] {
+    // Ethertype IPv4, version 4 and a 20-byte header: bytes 12 to 14, read as one word.
+    if u32::from_le_bytes([b[12], b[13], b[14], b[15]]) & 0x00ff_ffff != u32::from_le_bytes([0x08, 0x00, 0x45, 0]) {
         return None;
     }
     let total_len = u16::from_be_bytes([b[16], b[17]]);
