@@ -16,14 +16,10 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::batch::{RxFrames, BATCH};
-use std::ops::Range;
-
-use crate::fastpath::{InPlace, Outcome, TxBuf};
-use crate::flow::{Flow, FlowKey, FlowOut, Outputs};
+use crate::fastpath::{InPlace, Outcome};
+use crate::flow::{FlowKey, Outputs};
 use crate::iface::IfIdx;
-use crate::qos::QosBuckets;
 use crate::rewrite::Rewrite;
-use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::{self, vxlan, Ipv4};
 
@@ -203,85 +199,37 @@ impl Datapath {
         }
         let (Outputs::One(out), false) = (&flow.outputs, flow.logs()) else { return false };
         let (buf, at) = rx.buf_mut(k);
-        let mut w = Worker { tx: &mut self.tx, stats: &mut self.stats, qos: &self.snap.qos, k, now };
-        // The common flow, an IPv4 rewrite of the whole frame sent as it is, by its bytes alone;
-        // the rest by what they act on and how.
-        let took = match (flow.decap, &flow.rewrite, &out.encap) {
-            (false, Rewrite::V4(r), None) => w.take(flow, out, buf, at..buf.len(), lane.aux.flags, How::Bytes(r)),
-            _ => w.take_other(flow, out, &lane.aux, buf, at),
-        };
-        match took {
-            Took::Done => true,
-            Took::Left => false,
-            Took::Stale => {
-                if let Some(key) = lane.key() {
-                    self.flows.remove(&key);
-                }
-                false
-            }
-        }
-    }
-}
-
-/// What the lane did with a frame whose flow it found fresh.
-enum Took {
-    Done,
-    /// Left for the general door, untouched.
-    Left,
-    /// Left, and its flow is stale (a connection it holds is gone).
-    Stale,
-}
-
-/// The parts of a worker a hit writes, and the frame's place and time.
-struct Worker<'a> {
-    tx: &'a mut TxBuf,
-    stats: &'a mut Stats,
-    qos: &'a QosBuckets,
-    k: usize,
-    now: Instant,
-}
-
-impl Worker<'_> {
-    /// [`Worker::take`] of a flow that is not an IPv4 rewrite of the whole frame sent as it is.
-    /// (Called, not inlined, it cost every kind of flow more than it saved the common one.)
-    #[inline(always)]
-    fn take_other(&mut self, flow: &Flow, out: &FlowOut, lane: &Aux, buf: &mut [u8], at: usize) -> Took {
-        // A decapsulating flow acts on the inner frame, any other on the whole. A translation
-        // (fip64) reads the IP headers again for the lengths it writes (the lane kept its
-        // record short).
+        let aux = &lane.aux;
+        // A decapsulating flow acts on the inner frame, any other on the whole. An IPv4
+        // rewrite keeps the frame's length; a translation (fip64) reads the IP headers again
+        // for the lengths it writes (the lane kept its record short).
         let (body, flags, how) = match (flow.decap, &flow.rewrite) {
-            (true, Rewrite::V4(r)) => (at + lane.inner.0 as usize..at + lane.inner.1 as usize, lane.inner_flags, How::Bytes(r)),
-            (false, Rewrite::V4(r)) => (at..buf.len(), lane.flags, How::Bytes(r)),
+            (true, Rewrite::V4(r)) => (at + aux.inner.0 as usize..at + aux.inner.1 as usize, aux.inner_flags, How::Bytes(r)),
+            (false, Rewrite::V4(r)) => (at..buf.len(), aux.flags, How::Bytes(r)),
             (false, r @ Rewrite::To6(_)) => match buf.get(at..).map(wire::parse_ipv4_frame) {
-                Some(Some(Ok(ip))) => (at..buf.len(), lane.flags, How::Headers(r, ip)),
-                _ => return Took::Left,
+                Some(Some(Ok(ip))) => (at..buf.len(), aux.flags, How::Headers(r, ip)),
+                _ => return false,
             },
-            (false, Rewrite::V6(r)) => (at..buf.len(), lane.flags, How::Bytes6(r, lane.l4_rel)),
+            (false, Rewrite::V6(r)) => (at..buf.len(), aux.flags, How::Bytes6(r, aux.l4_rel)),
             (false, r @ Rewrite::To4(_)) => match buf.get(at..).map(wire::parse_ipv6_frame) {
-                Some(Some(Ok(ip))) => (at..buf.len(), lane.flags, How::Headers6(r, ip)),
-                _ => return Took::Left,
+                Some(Some(Ok(ip))) => (at..buf.len(), aux.flags, How::Headers6(r, ip)),
+                _ => return false,
             },
-            _ => return Took::Left,
+            _ => return false,
         };
-        self.take(flow, out, buf, body, flags, how)
-    }
-
-    /// A hit of `flow`, whose one output is `out`, on the frame whose part it acts on lies at
-    /// `body` in `buf` (TCP flags `flags`), rewritten as `how` says: applied in place, counted
-    /// and staged, as [`Datapath::process_or_defer`] would.
-    #[inline(always)]
-    fn take(&mut self, flow: &Flow, out: &FlowOut, buf: &mut [u8], body: Range<usize>, flags: u8, how: How) -> Took {
         let len = body.len();
         let (copy, grow) = match &how {
             How::Bytes(_) | How::Bytes6(..) => (0..len, 0),
             How::Headers(r, ip) => r.copy4(ip, len),
             How::Headers6(r, ip) => r.copy6(ip, len),
         };
-        let Some(plan) = InPlace::plan(flow, body, copy, grow) else { return Took::Left };
-        let (k, now) = (self.k, self.now);
+        let Some(plan) = InPlace::plan(flow, body, copy, grow) else { return false };
         // Checked last: it touches the flow's connections.
         if !flow.holds(flags, now) {
-            return Took::Stale;
+            if let Some(key) = lane.key() {
+                self.flows.remove(&key);
+            }
+            return false;
         }
         self.tx.begin();
         // Received, a hit, in place: counted for the batch by the caller ([`Datapath::taken`]).
@@ -289,11 +237,12 @@ impl Worker<'_> {
             m.touch(now);
         }
         flow.hits.store(flow.hits.load(Relaxed) + 1, Relaxed);
-        let qos = self.qos;
+        let qos = &self.snap.qos;
         let conforms = |b| qos.conforms(b, len, now);
-        let tx = &mut *self.tx;
+        let tx = &mut self.tx;
         let outcome = match how {
-            // The common rewrite written out here, not behind a closure, so that it is inlined.
+            // The common rewrite written out here, not behind a closure: LLVM kept the closure a
+            // call.
             How::Bytes(r) => match plan.conforms(flow, conforms) {
                 true => {
                     if let Some(f) = plan.frame(buf) {
@@ -316,7 +265,7 @@ impl Worker<'_> {
                 self.stats.count_tx(out.iface);
             }
         }
-        Took::Done
+        true
     }
 }
 
