@@ -64,7 +64,7 @@ pub fn tcp_udp4(frame: &[u8]) -> Option<TcpUdp4> {
     let flags = match proto {
         IPPROTO_UDP if total_len >= 28 => 0,
         IPPROTO_TCP => {
-            let tcp = frame.get(l4..l4 + 20)?;
+            let tcp = frame.get(l4..)?.first_chunk::<20>()?;
             let off = (tcp[12] >> 4) as u16 * 4;
             if off < 20 || total_len < 20 + off {
                 return None;
