@@ -51,8 +51,9 @@ pub(super) struct Lane {
     aux: Aux,
 }
 
-/// What a frame of a batch is to the lane: left to the general door (its record's place in the
-/// batch's [`super::vector::Classified`] records), or a key the lane reads.
+/// What a frame of a batch is to the lane: left to the general door (whose
+/// [`super::vector::Classified`] records are taken in the frames' order), or a key the lane
+/// reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Door,
