@@ -314,7 +314,7 @@ impl<'a> InPlace<'a> {
         Outcome::Forwarded
     }
 
-    /// [`police`] of one output: whether the packet conforms to the bucket of the port it came
+    /// `police` of one output: whether the packet conforms to the bucket of the port it came
     /// from, then to its output's (asked in that order; the second not when the first refuses).
     #[inline(always)]
     pub fn conforms(&self, flow: &Flow, mut conforms: impl FnMut(BucketId) -> bool) -> bool {

@@ -12,7 +12,7 @@
 //! and builds no key; etherparse's full `PacketHeaders` is far slower (STYLE.md). etherparse
 //! builds packets in the tests and the generator.
 //!
-//! [`tcp_udp4`] (`tcp_udp4.rs`) is no second parser but a door in front of this one, for the
+//! [`tcp_udp4()`] (`tcp_udp4.rs`) is no second parser but a door in front of this one, for the
 //! frames most traffic is.
 
 pub mod arp;
