@@ -6,5 +6,5 @@ pub mod compile;
 pub mod model;
 pub mod validate;
 
-pub use compile::{load_topology, Topology};
-pub use validate::{load_file, load_str, FileError, SnapshotError};
+pub use compile::{load_topology, topology_of, Topology};
+pub use validate::{load_file, load_str, load_value, FileError, SnapshotError};

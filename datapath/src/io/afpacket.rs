@@ -34,6 +34,7 @@ use super::control::PortStatus;
 pub use super::live_worker::BATCH;
 use super::live_worker::{ask_all, worker, Ask, Asker};
 use super::rawsock::Waker;
+use super::source::{Followed, Source};
 use super::summary::{ReplaySummary, WorkerLoad};
 use crate::iface::Ifaces;
 use crate::shared::Shared;
@@ -58,14 +59,15 @@ pub enum LiveError {
 
 /// How the live datapath is run.
 pub struct LiveOptions {
-    /// The snapshot file: read again on `reload`, or when it changes (SPEC §9).
-    pub snapshot: PathBuf,
+    /// Where the snapshot comes from: a file, read again on `reload` or when it changes (SPEC
+    /// §9), or versions published in etcd (§9.1).
+    pub source: super::source::Source,
     pub host: String,
     /// Where the control socket listens, if anywhere.
     pub control: Option<PathBuf>,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
-    /// Set to read the snapshot again (SIGHUP).
+    /// Set to read the snapshot file again (SIGHUP).
     pub reload: Arc<AtomicBool>,
     /// Workers.
     pub threads: usize,
@@ -96,23 +98,22 @@ pub enum RxMode {
 /// What the running datapath answers for: its snapshot and since when, and its ports' links.
 struct Running {
     opts: LiveOptions,
+    source: Followed,
     version: u64,
     since: SystemTime,
-    mtime: Option<SystemTime>,
-    checked: SystemTime,
+    /// The last version refused, as one line, until another is applied.
+    refused: Option<String>,
+    /// When the source was last told what runs.
+    reported: Option<std::time::Instant>,
     /// Packets waiting for ARP that reloads let go (the main thread's own counter).
     reload_drops: u64,
     links: Links,
 }
 
-fn mtime(p: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
 /// Run the datapath on the host's interfaces until `stop` is set; returns its counters (summed
 /// over the workers), with the snapshot version it ended on and the interface names. It starts
 /// on whatever subset of the interfaces exists, none included (SPEC §2).
-pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, LiveError> {
+pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, LiveError> {
     if opts.threads == 0 {
         return Err(LiveError::Threads);
     }
@@ -175,12 +176,14 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
     let mut names: Vec<&String> = links.ours.keys().collect();
     names.sort();
     tracing::info!(host, interfaces = ?names, version, workers = opts.threads, rx = ?opts.rx, "datapath running");
+    let source = std::mem::replace(&mut opts.source, Source::File(PathBuf::new()));
     let mut running = Running {
-        mtime: mtime(&opts.snapshot),
+        source: Followed::new(source),
         opts,
         version,
         since: SystemTime::now(),
-        checked: SystemTime::now(),
+        refused: None,
+        reported: None,
         reload_drops: 0,
         links,
     };
@@ -189,6 +192,7 @@ pub fn run(topo: Arc<Topology>, opts: LiveOptions) -> Result<ReplaySummary, Live
         reload_if_asked(&shared, &asks, &mut running);
         // Link changes wake the supervisor at once; questions wait at most this long.
         running.links.follow(&shared, &asks, Duration::from_millis(20));
+        report(&shared, &asks, &mut running);
         if let Some(rx) = &requests {
             while let Ok(req) = rx.try_recv() {
                 let at = Supervised { shared: &shared, asks: &asks, running: &running };
@@ -251,50 +255,59 @@ fn save_state(shared: &Shared, dir: &Path) {
     }
 }
 
-/// Hot reload (SPEC §9): on SIGHUP, or when the snapshot file's modification time changes
-/// (looked at once a second), the new snapshot is read, validated and compiled off the packet
-/// path and swapped in; a bad one is refused with a log line and the running one stays.
+/// Hot reload (SPEC §9, §9.1): on SIGHUP or when the snapshot file's modification time changes
+/// (looked at once a second), or when etcd hands over a new version, the new snapshot is
+/// validated and compiled off the packet path and swapped in; a bad one is refused with a log
+/// line, shown by `status`, and the running one stays.
 fn reload_if_asked(shared: &Shared, asks: &[Asker], running: &mut Running) {
     let asked = running.opts.reload.swap(false, Ordering::Relaxed);
-    let now = SystemTime::now();
-    let changed = if now.duration_since(running.checked).unwrap_or_default() >= Duration::from_secs(1) {
-        running.checked = now;
-        let m = mtime(&running.opts.snapshot);
-        let c = m != running.mtime;
-        running.mtime = m;
-        c
-    } else {
-        false
+    let Some(next) = running.source.next(asked) else { return };
+    let refuse = |running: &mut Running, line: String| {
+        tracing::error!("snapshot refused, version {} keeps running: {line}", running.version);
+        running.refused = Some(line);
     };
-    if !asked && !changed {
-        return;
-    }
-    match rules::load_topology(&running.opts.snapshot) {
-        Err(e) => tracing::error!("snapshot refused, version {} keeps running: {e}", running.version),
-        Ok(t) => {
-            let v = t.version;
-            // Interfaces the new version no longer binds are closed before it runs, so that no
-            // frame of theirs is taken for another interface's.
-            if let Ok(next) = Ifaces::for_host(&t, &running.opts.host, &HashMap::new()) {
-                let going: Vec<String> = running.links.ours.keys().filter(|n| next.by_name(n).is_none()).cloned().collect();
-                for n in going {
-                    running.links.release(shared, asks, &n, "no longer in the snapshot");
-                }
-            }
-            match shared.set_topology(Arc::new(t)) {
-                Ok(dropped) => {
-                    running.reload_drops += dropped;
-                    running.version = v;
-                    running.since = SystemTime::now();
-                    tracing::info!(version = v, "snapshot activated");
-                    if let Err(e) = running.links.reconcile_all(shared, asks) {
-                        tracing::error!("binding the new version's interfaces: {e}");
-                    }
-                }
-                Err(e) => tracing::error!("snapshot refused, version {} keeps running: {e}", running.version),
-            }
+    let t = match next {
+        Ok(t) => t,
+        Err(line) => return refuse(running, line),
+    };
+    let v = t.version;
+    // Interfaces the new version no longer binds are closed before it runs, so that no frame of
+    // theirs is taken for another interface's.
+    if let Ok(next) = Ifaces::for_host(&t, &running.opts.host, &HashMap::new()) {
+        let going: Vec<String> = running.links.ours.keys().filter(|n| next.by_name(n).is_none()).cloned().collect();
+        for n in going {
+            running.links.release(shared, asks, &n, "no longer in the snapshot");
         }
     }
+    match shared.set_topology(Arc::new(t)) {
+        Ok(dropped) => {
+            running.reload_drops += dropped;
+            running.version = v;
+            running.since = SystemTime::now();
+            running.refused = None;
+            running.reported = None;
+            tracing::info!(version = v, "snapshot activated");
+            if let Err(e) = running.links.reconcile_all(shared, asks) {
+                tracing::error!("binding the new version's interfaces: {e}");
+            }
+        }
+        Err(e) => refuse(running, format!("version {v}: {}: {e}", running.source.describe())),
+    }
+}
+
+/// Tell the source what runs (etcd keeps it as this host's agent record), at once after a
+/// change of version and otherwise twice a second (ports come and go); the source writes only
+/// what changed.
+fn report(shared: &Shared, asks: &[Asker], running: &mut Running) {
+    if let Source::File(_) = running.source.source {
+        return;
+    }
+    if running.reported.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
+        return;
+    }
+    running.reported = Some(std::time::Instant::now());
+    let status = super::control::status_json(&Supervised { shared, asks, running });
+    running.source.report(&status);
 }
 
 /// The running datapath as the control protocol sees it.
@@ -321,8 +334,12 @@ impl super::control::Instance for Supervised<'_> {
         self.running.since
     }
 
-    fn snapshot(&self) -> &Path {
-        &self.running.opts.snapshot
+    fn source(&self) -> String {
+        self.running.source.describe()
+    }
+
+    fn refused(&self) -> Option<&str> {
+        self.running.refused.as_deref()
     }
 
     fn workers(&self) -> usize {

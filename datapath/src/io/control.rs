@@ -152,10 +152,13 @@ pub trait Instance {
     /// The state every worker shares.
     fn shared(&self) -> &Shared;
     fn host(&self) -> &str;
-    /// The snapshot version running, since when, and the file it was read from.
+    /// The snapshot version running, since when, and where it was read (the file, or etcd's
+    /// servers and prefix).
     fn version(&self) -> u64;
     fn since(&self) -> SystemTime;
-    fn snapshot(&self) -> &Path;
+    fn source(&self) -> String;
+    /// The last version refused, as one line, until another is applied.
+    fn refused(&self) -> Option<&str>;
     fn workers(&self) -> usize;
     /// Every interface of the snapshot, by port, in slot order.
     fn ports(&self) -> Vec<PortStatus>;
@@ -165,6 +168,29 @@ pub trait Instance {
     fn loads(&self) -> Vec<(Stats, WorkerLoad)>;
     /// Each worker's flows, one per line.
     fn flows(&self) -> Vec<String>;
+}
+
+/// `status` as JSON: host, version, since, source, the refusal, workers, ports.
+pub fn status_json(at: &dyn Instance) -> serde_json::Value {
+    let ports: Vec<serde_json::Value> = at
+        .ports()
+        .into_iter()
+        .map(|p| {
+            serde_json::json!({
+                "port": p.port, "interface": p.interface, "ifindex": p.ifindex, "state": p.state,
+                "since": humantime::format_rfc3339_seconds(p.since).to_string(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "host": at.host(),
+        "version": at.version(),
+        "since": humantime::format_rfc3339_seconds(at.since()).to_string(),
+        "snapshot": at.source(),
+        "refused": at.refused(),
+        "workers": at.workers(),
+        "ports": ports,
+    })
 }
 
 /// The answer to one control command.
@@ -177,9 +203,12 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
                 at.host(),
                 at.version(),
                 humantime::format_rfc3339_seconds(at.since()),
-                at.snapshot().display(),
+                at.source(),
                 at.workers()
             );
+            if let Some(line) = at.refused() {
+                out.push_str(&format!("\nrefused {line}"));
+            }
             for p in at.ports() {
                 let ifindex = p.ifindex.map_or("-".to_string(), |i| i.to_string());
                 out.push_str(&format!(
@@ -192,27 +221,7 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
             }
             out
         }
-        "status json" => {
-            let ports: Vec<serde_json::Value> = at
-                .ports()
-                .into_iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "port": p.port, "interface": p.interface, "ifindex": p.ifindex, "state": p.state,
-                        "since": humantime::format_rfc3339_seconds(p.since).to_string(),
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "host": at.host(),
-                "version": at.version(),
-                "since": humantime::format_rfc3339_seconds(at.since()).to_string(),
-                "snapshot": at.snapshot().display().to_string(),
-                "workers": at.workers(),
-                "ports": ports,
-            })
-            .to_string()
-        }
+        "status json" => status_json(at).to_string(),
         "stats" => {
             let answers = at.loads();
             let mut stats = at.own_stats();

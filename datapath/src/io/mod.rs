@@ -1,4 +1,5 @@
-//! Packet I/O backends: pcap replay (SPEC §4) and live AF_PACKET (SPEC §2).
+//! Packet I/O backends: pcap replay (SPEC §4) and live AF_PACKET (SPEC §2), and where a live
+//! datapath's snapshot comes from (SPEC §9.1).
 
 pub mod afpacket;
 mod bind;
@@ -8,5 +9,6 @@ mod live_worker;
 pub mod pcap;
 pub mod rawsock;
 pub mod ring;
+pub mod source;
 pub mod summary;
 pub mod xsk;

@@ -536,3 +536,10 @@ pub fn load_topology(path: &std::path::Path) -> Result<Topology, crate::validate
     let snap = crate::validate::load_file(path)?;
     Topology::compile(snap).map_err(|error| crate::validate::FileError { file: path.display().to_string(), error })
 }
+
+/// Validate and compile a snapshot document from `origin` (etcd's servers, prefix and
+/// revision); errors are the one line operators see, naming the origin.
+pub fn topology_of(doc: &serde_json::Value, origin: &str) -> Result<Topology, crate::validate::FileError> {
+    let fail = |error| crate::validate::FileError { file: origin.to_string(), error };
+    Topology::compile(crate::validate::load_value(doc).map_err(fail)?).map_err(fail)
+}

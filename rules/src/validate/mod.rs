@@ -79,7 +79,12 @@ impl std::ops::Deref for Validated {
 /// Parse and validate a snapshot document.
 pub fn load_str(text: &str) -> Result<Validated, SnapshotError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| SnapshotError::Document(format!("not JSON: {e}")))?;
-    let Value::Object(obj) = &doc else {
+    load_value(&doc)
+}
+
+/// Validate a snapshot document already parsed (one assembled from etcd's keys, SPEC §9.1).
+pub fn load_value(doc: &Value) -> Result<Validated, SnapshotError> {
+    let Value::Object(obj) = doc else {
         return Err(SnapshotError::Document("the snapshot is not a JSON object".into()));
     };
     let version = match obj.get("version") {

@@ -27,6 +27,7 @@ pub fn parse_mac_arg(s: &str) -> Result<(String, Mac), String> {
 }
 
 pub mod control;
+pub mod etcd;
 pub mod limits;
 pub mod pcap;
 pub mod replay;

@@ -7,12 +7,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Args;
+use datapath::io::source::Source;
+use rules::Topology;
+
+use super::etcd::EtcdFeed;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The control-plane snapshot.
-    #[arg(long)]
-    snapshot: PathBuf,
+    /// The control-plane snapshot file, read again on SIGHUP or when it changes.
+    #[arg(long, required_unless_present = "etcd", conflicts_with = "etcd")]
+    snapshot: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: super::etcd::EtcdArgs,
     /// The host this datapath runs as (an id in `hosts`).
     #[arg(long)]
     host: String,
@@ -76,15 +82,23 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
-    let topo = Arc::new(rules::load_topology(&a.snapshot).map_err(|e| e.to_string())?);
     let (stop, reload) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
+    let (topo, source) = match (&a.snapshot, a.etcd.config()?) {
+        (Some(file), _) => (rules::load_topology(file).map_err(|e| e.to_string())?, Source::File(file.clone())),
+        (None, Some(cfg)) => match first_published(cfg, &a.host, &stop)? {
+            Some(first) => first,
+            None => return Ok(()),
+        },
+        (None, None) => return Err("run needs --snapshot FILE or --etcd URL".into()),
+    };
+    let where_ = source.describe();
     let threads = a.threads.unwrap_or_else(super::cores);
     let opts = datapath::io::afpacket::LiveOptions {
-        snapshot: a.snapshot.clone(),
+        source,
         host: a.host,
         control: Some(a.control),
         stop,
@@ -96,8 +110,29 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         limits: a.limits.limits(),
         state_dir: a.state_dir,
     };
-    let summary = datapath::io::afpacket::run(topo, opts).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
+    let summary = datapath::io::afpacket::run(Arc::new(topo), opts).map_err(|e| format!("{where_}: {e}"))?;
     tracing::info!("stopped");
     super::out(summary.render().trim_end());
     Ok(())
+}
+
+/// Follow etcd (SPEC §9.1) until the first version published there comes, or `stop`: that
+/// version compiled, and the follower as the source of the next. A first version that is
+/// refused is the one line of a bad snapshot file: the datapath does not start on it.
+fn first_published(cfg: edgepath_etcd::Config, host: &str, stop: &AtomicBool) -> Result<Option<(Topology, Source)>, String> {
+    let follower = edgepath_etcd::Follower::start(cfg, host).map_err(|e| e.0)?;
+    tracing::info!("waiting for the snapshot published in {}", follower.describe());
+    let first = loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if let Some(p) = follower.wait(std::time::Duration::from_millis(200)) {
+            break p;
+        }
+    };
+    let topo = match first.document {
+        Ok(doc) => rules::topology_of(&doc, &first.origin).map_err(|e| e.to_string())?,
+        Err(e) => return Err(format!("{}: {e}", first.origin)),
+    };
+    Ok(Some((topo, Source::Feed(Box::new(EtcdFeed(follower))))))
 }

@@ -1,37 +1,91 @@
-//! `edgepath snapshot check FILE`: validate and compile a snapshot, print a one-line summary.
+//! `edgepath snapshot check|push|pull`: validate a snapshot (a file, or what is published in
+//! etcd) and print a summary; publish a file in etcd; print what is published (SPEC §9.1).
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use rules::Topology;
+
+use super::etcd::EtcdArgs;
 
 #[derive(Subcommand)]
 pub enum SnapshotCommand {
-    /// Validate a snapshot; print its version and the count of each collection, every VXLAN
-    /// tunnel endpoint it makes edgepath talk to, then every fip64 (IPv6 floating IP of an IPv4
-    /// fixed IP).
+    /// Validate a snapshot — a file, or with --etcd what is published there; print its version
+    /// and the count of each collection, every VXLAN tunnel endpoint it makes edgepath talk to,
+    /// then every fip64 (IPv6 floating IP of an IPv4 fixed IP).
     Check {
         /// The snapshot JSON file.
+        #[arg(required_unless_present = "etcd", conflicts_with = "etcd")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Publish a snapshot file in etcd, validated first: each resource a key
+    /// (`P/<collection>/<id>`), the keys of resources no longer in it deleted, unchanged ones
+    /// left alone, then `P/version`, last. Its version must be past the published one.
+    Push {
+        /// The snapshot JSON file.
         file: PathBuf,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Print the snapshot published in etcd as a snapshot file (`> FILE`), read as the datapath
+    /// reads it: whole, at the revision of its version.
+    Pull {
+        #[command(flatten)]
+        etcd: EtcdArgs,
     },
 }
 
 pub fn run(cmd: SnapshotCommand) -> Result<(), String> {
     match cmd {
-        SnapshotCommand::Check { file } => {
+        SnapshotCommand::Check { file: Some(file), .. } => {
             let topo = rules::load_topology(&file).map_err(|e| e.to_string())?;
-            super::out(format!("{}: ok, {}", file.display(), topo.summary()));
-            for (t, net, origin) in &topo.vxlan.listing {
-                let local = match t.local {
-                    rules::compile::LocalVtep::Host => "host underlay".to_string(),
-                    rules::compile::LocalVtep::Router { router, addr } => format!("router {} at {addr}", topo.router(router).id),
-                };
-                super::out(format!("vtep {} vni {} network {} from {local}: {origin}", t.remote, t.vni, topo.network(*net).id));
-            }
-            for f in &topo.fip64s {
-                let (router, port) = (&topo.router(f.router).id, &topo.port(f.gw_port).id);
-                super::out(format!("fip64 {} {} → {} router {router} gateway port {port}", f.id, f.addr, f.fixed));
+            print_check(&file.display().to_string(), &topo);
+            Ok(())
+        }
+        SnapshotCommand::Check { file: None, etcd } => {
+            let cfg = etcd.required("snapshot check")?;
+            let (doc, revision) = edgepath_etcd::pull(&cfg).map_err(|e| e.0)?;
+            let origin = format!("{} at revision {revision}", cfg.describe());
+            let topo = rules::topology_of(&doc, &origin).map_err(|e| e.to_string())?;
+            print_check(&origin, &topo);
+            Ok(())
+        }
+        SnapshotCommand::Push { file, etcd } => {
+            let cfg = etcd.required("snapshot push")?;
+            rules::load_topology(&file).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
+            let p = edgepath_etcd::push(&cfg, &doc).map_err(|e| format!("{}: {}", file.display(), e.0))?;
+            let what = format!("{} written, {} deleted, {} unchanged", p.written, p.deleted, p.unchanged);
+            match p.revision {
+                Some(r) => super::out(format!("pushed version {} to {}: {what} (revision {r})", p.version, cfg.describe())),
+                None => super::out(format!("version {} is already published in {}: {what}", p.version, cfg.describe())),
             }
             Ok(())
         }
+        SnapshotCommand::Pull { etcd } => {
+            let cfg = etcd.required("snapshot pull")?;
+            let (doc, _) = edgepath_etcd::pull(&cfg).map_err(|e| e.0)?;
+            super::out(serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+    }
+}
+
+/// `NAME: ok, <summary>`, then the VXLAN endpoints and the fip64s.
+fn print_check(name: &str, topo: &Topology) {
+    super::out(format!("{name}: ok, {}", topo.summary()));
+    for (t, net, origin) in &topo.vxlan.listing {
+        let local = match t.local {
+            rules::compile::LocalVtep::Host => "host underlay".to_string(),
+            rules::compile::LocalVtep::Router { router, addr } => format!("router {} at {addr}", topo.router(router).id),
+        };
+        super::out(format!("vtep {} vni {} network {} from {local}: {origin}", t.remote, t.vni, topo.network(*net).id));
+    }
+    for f in &topo.fip64s {
+        let (router, port) = (&topo.router(f.router).id, &topo.port(f.gw_port).id);
+        super::out(format!("fip64 {} {} → {} router {router} gateway port {port}", f.id, f.addr, f.fixed));
     }
 }
