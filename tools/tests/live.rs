@@ -5,8 +5,11 @@
 //! Needs root (namespaces, veth, raw sockets); CI runs as root. Elsewhere it skips, saying why.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
 
 /// CPU time (user + system) a process has used, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -16,21 +19,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
     (f[11] + f[12]) / 100.0
-}
-
-fn sh(args: &[&str]) -> Result<String, String> {
-    let o = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    } else {
-        Err(format!("{}: {}{}", args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-    }
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
-    let mut full = vec!["ip", "netns", "exec", ns];
-    full.extend_from_slice(args);
-    sh(&full)
 }
 
 /// A TCP server in a namespace: counts what it receives, answers the count, once per connection.
@@ -56,49 +44,6 @@ for i in range(chunks):
     c.sendall(b"x" * (total // chunks)); time.sleep(pause)
 c.shutdown(socket.SHUT_WR); print(c.recv(100).decode())
 "#;
-
-fn effective_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).and_then(|u| u.parse().ok()))
-        .unwrap_or(u32::MAX)
-}
-
-/// The lab of `tools/netns-lab.sh`, taken down when dropped.
-struct Lab {
-    script: std::path::PathBuf,
-    tag: String,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).args(["down", &self.tag]).output();
-    }
-}
-
-impl Lab {
-    /// The lab, tagged `prefix` and the process id, with its snapshot in a new temporary
-    /// directory; `None` (and a line saying why) where it cannot be built: it needs root.
-    fn up(prefix: &str) -> Option<(Lab, tempfile::TempDir)> {
-        if effective_uid() != 0 {
-            eprintln!("skipped: needs root for network namespaces, veth and raw sockets (CI runs as root)");
-            return None;
-        }
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
-        let tag = format!("{prefix}{}", std::process::id() % 100000);
-        let tmp = tempfile::tempdir().expect("tmp");
-        let lab = Lab { script: repo.join("tools/netns-lab.sh"), tag: tag.clone() };
-        lab.run(&["up", &tag, tmp.path().to_str().expect("utf8")]).expect("netns-lab up");
-        Some((lab, tmp))
-    }
-
-    /// `tools/netns-lab.sh ARGS...`.
-    fn run(&self, args: &[&str]) -> Result<String, String> {
-        let mut full = vec![self.script.to_str().expect("utf8")];
-        full.extend_from_slice(args);
-        sh(&full)
-    }
-}
 
 /// Issue 12: IPv6 with the real Linux stacks of the lab's VMs — they configure their addresses
 /// by SLAAC from edgepath's router advertisements (and their default route from them), ping
@@ -231,47 +176,6 @@ fn fip64_with_real_stacks_ping_and_tcp_to_an_ipv4_vm() {
 }
 
 /// A running `edgepath run`.
-struct Running {
-    child: std::process::Child,
-}
-
-impl Running {
-    fn start(snapshot: &Path, host: &str, control: &Path, threads: usize, extra: &[&str]) -> Running {
-        let child = Command::new(env!("CARGO_BIN_EXE_edgepath"))
-            .args(["run", "--snapshot", snapshot.to_str().expect("utf8"), "--host", host, "--control", control.to_str().expect("utf8")])
-            .args(["--threads", &threads.to_string()])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start edgepath");
-        Running { child }
-    }
-
-    fn signal(&self, sig: &str) {
-        sh(&["kill", sig, &self.child.id().to_string()]).expect("signal");
-    }
-
-    /// Stop with SIGTERM; whether it exited cleanly within 5 s, and its stdout and stderr.
-    fn stop(mut self) -> (bool, String, String) {
-        self.signal("-TERM");
-        let started = Instant::now();
-        let clean = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s.success();
-            }
-            if started.elapsed() > Duration::from_secs(5) {
-                let _ = self.child.kill();
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let out = self.child.wait_with_output().expect("output");
-        (clean, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 /// Issue 5 item 5: with the real Linux stacks on each side — ping and TCP from a VM to the
 /// external host by default SNAT and by its floating IP, from the external host to a VM by its
 /// floating IP, VM to VM across two hosts over VXLAN (two edgepath instances), the operator tools,
@@ -555,28 +459,6 @@ fn fd_count(pid: u32) -> usize {
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// Wait up to `secs` for `f` to hold, looking every 10 ms.
-fn until(secs: f64, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < secs {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
-}
-
-/// Seconds from `since` until `ns` gets an answer from `dst`: pings every 10 ms for 3 s and takes
-/// the first sequence number answered (to within the 10 ms between pings).
-fn first_answer(since: Instant, ns: &str, dst: &str) -> Option<f64> {
-    let start = since.elapsed().as_secs_f64();
-    let out = in_ns(ns, &["ping", "-n", "-i", "0.01", "-w", "3", "-c", "1", dst]).ok()?;
-    let seq: u32 =
-        out.lines().find_map(|l| l.split("icmp_seq=").nth(1)).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok())?;
-    Some(start + seq.saturating_sub(1) as f64 * 0.01)
 }
 
 /// Issue 9, on the real Linux stack: a host whose VMs come and go. edgepath starts with vm1's tap
