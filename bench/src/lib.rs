@@ -178,3 +178,50 @@ pub fn must_forward(dp: &mut Datapath, i: IfIdx, f: &[u8], now: u64) {
     dp.process(i, f, Instant(now));
     assert!(!dp.tx().is_empty(), "nothing sent: {:?}", dp.stats().drops.nonzero().collect::<Vec<_>>());
 }
+
+/// A cloud's snapshot for scale benches (issue 15): `routers` tenant routers, each with one
+/// network (its own VNI and /24 in 10/8) holding the router's interface and `vms` VM ports, and
+/// a gateway port on the external network `ext` (100.64/16, with default SNAT) with a floating
+/// IP for its first VM; the VMs spread over `hosts` hosts (`host-0` … with tunnel addresses in
+/// 192.168/16). So `routers × (vms + 2)` ports. The VMs `host-0` binds have interfaces
+/// `c<router>-<vm>`.
+pub fn cloud(version: u64, routers: usize, vms: usize, hosts: usize) -> serde_json::Value {
+    use serde_json::json;
+    let hosts: Vec<_> = (0..hosts.max(1))
+        .map(|h| json!({"id": format!("host-{h}"), "tunnel_ip": format!("192.168.{}.{}", 1 + (h >> 8), h & 255), "underlay_interface": "ul0"}))
+        .collect();
+    let mut networks = vec![json!({"id": "ext", "provider:segmentation_id": 999, "router:external": true})];
+    let mut subnets = vec![json!({"id": "sub-ext", "network_id": "ext", "cidr": "100.64.0.0/16", "gateway_ip": "100.64.0.1"})];
+    let (mut ports, mut rs, mut fips) = (Vec::new(), Vec::new(), Vec::new());
+    let ext = |k: usize| format!("100.64.{}.{}", 1 + (k >> 8), k & 255);
+    for r in 0..routers {
+        let (hi, lo) = (r >> 8, r & 255);
+        let net = format!("net-{r}");
+        networks.push(json!({"id": net, "provider:segmentation_id": 1000 + r}));
+        subnets.push(json!({"id": format!("sub-{r}"), "network_id": net, "cidr": format!("10.{hi}.{lo}.0/24"), "gateway_ip": format!("10.{hi}.{lo}.1")}));
+        rs.push(json!({"id": format!("r{r}"), "external_gateway_info": {"network_id": "ext", "enable_snat": true}}));
+        ports.push(
+            json!({"id": format!("r{r}-gw"), "network_id": "ext", "device_owner": "network:router_gateway", "device_id": format!("r{r}"),
+            "mac_address": format!("fa:16:3e:{hi:02x}:{lo:02x}:02"), "fixed_ips": [{"ip_address": ext(2 * r)}]}),
+        );
+        if vms > 0 {
+            fips.push(json!({"id": format!("fip-{r}"), "floating_ip_address": ext(2 * r + 1), "floating_network_id": "ext",
+                "fixed_ip_address": format!("10.{hi}.{lo}.16"), "port_id": format!("vm-{r}-0"), "router_id": format!("r{r}")}));
+        }
+        ports.push(
+            json!({"id": format!("r{r}-if"), "network_id": net, "device_owner": "network:router_interface", "device_id": format!("r{r}"),
+            "mac_address": format!("fa:16:3e:{hi:02x}:{lo:02x}:01"), "fixed_ips": [{"ip_address": format!("10.{hi}.{lo}.1")}]}),
+        );
+        for v in 0..vms {
+            let host = (r * vms + v) % hosts.len();
+            let mut p = json!({"id": format!("vm-{r}-{v}"), "network_id": net, "device_owner": "compute:nova", "device_id": format!("instance-{r}-{v}"),
+                "mac_address": format!("fa:16:3e:{hi:02x}:{lo:02x}:{:02x}", 16 + v), "fixed_ips": [{"ip_address": format!("10.{hi}.{lo}.{}", 16 + v)}],
+                "binding:host_id": format!("host-{host}")});
+            if host == 0 {
+                p["binding:profile"] = json!({"interface_name": format!("c{r}-{v}")});
+            }
+            ports.push(p);
+        }
+    }
+    json!({"version": version, "hosts": hosts, "networks": networks, "subnets": subnets, "ports": ports, "routers": rs, "floatingips": fips})
+}

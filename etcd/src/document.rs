@@ -1,6 +1,8 @@
 //! A snapshot document and its keys, both ways: `P/<collection>/<id>` per resource, `P/version`
 //! its version; `P/agents/…` belongs to the datapaths, not to the snapshot.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::Error;
@@ -16,37 +18,96 @@ pub(crate) const VERSION: &str = "version";
 /// datapath's record or `P/<collection>/<id>` holding a JSON object of that id is one line
 /// naming the key.
 pub fn document_of<'a>(prefix: &str, keys: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<Option<(u64, Value)>, Error> {
-    let mut doc = Map::new();
-    let mut version = None;
+    let mut r = Resources::default();
     for (key, value) in keys {
-        let bad = |why: String| Error(format!("etcd key {key}: {why}"));
-        let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else { continue };
-        if rest == VERSION {
-            let text = std::str::from_utf8(value).unwrap_or_default().trim();
-            version = Some(text.parse::<u64>().map_err(|_| bad(format!("{text:?} is not a non-negative integer version")))?);
-            continue;
-        }
-        let Some((collection, id)) = rest.split_once('/') else {
-            return Err(bad("not a resource: resources are P/<collection>/<id>".into()));
-        };
-        if collection == AGENTS {
-            continue;
-        }
-        let item: Value = serde_json::from_slice(value).map_err(|e| bad(format!("not JSON: {e}")))?;
-        match item.get("id").and_then(Value::as_str) {
-            Some(i) if i == id => {}
-            Some(i) => return Err(bad(format!("holds the resource of id {i:?}"))),
-            None => return Err(bad("not a resource object with a string id".into())),
-        }
-        match doc.entry(collection).or_insert_with(|| Value::Array(Vec::new())) {
-            Value::Array(items) => items.push(item),
-            _ => return Err(bad("not a collection".into())),
+        r.put(prefix, key, value);
+    }
+    r.document()
+}
+
+/// The keys under a prefix as a snapshot, kept up to date key by key (the follower's mirror of
+/// what is published): each resource parsed once, when its key is written, so a new version
+/// costs what changed in it, not the whole snapshot read and parsed again.
+#[derive(Debug, Default)]
+pub(crate) struct Resources {
+    /// By full key: the collection and the object, or the line saying why the key is none.
+    items: BTreeMap<String, Result<(String, Value), String>>,
+    version: Option<Result<u64, String>>,
+}
+
+/// What a key under the prefix is.
+pub(crate) enum Kind<'a> {
+    Version,
+    Agent,
+    /// A resource key: its collection and id.
+    Resource(&'a str, &'a str),
+    /// Under the prefix, but none of those.
+    Stray,
+    Outside,
+}
+
+pub(crate) fn kind<'a>(prefix: &str, key: &'a str) -> Kind<'a> {
+    let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else { return Kind::Outside };
+    match rest.split_once('/') {
+        _ if rest == VERSION => Kind::Version,
+        Some((AGENTS, _)) => Kind::Agent,
+        Some((collection, id)) => Kind::Resource(collection, id),
+        None => Kind::Stray,
+    }
+}
+
+impl Resources {
+    /// `key` now holds `value`.
+    pub(crate) fn put(&mut self, prefix: &str, key: &str, value: &[u8]) {
+        match kind(prefix, key) {
+            Kind::Version => {
+                let text = std::str::from_utf8(value).unwrap_or_default().trim();
+                self.version =
+                    Some(text.parse::<u64>().map_err(|_| format!("etcd key {key}: {text:?} is not a non-negative integer version")));
+            }
+            Kind::Agent | Kind::Outside => {}
+            Kind::Stray => {
+                self.items.insert(key.to_string(), Err("not a resource: resources are P/<collection>/<id>".into()));
+            }
+            Kind::Resource(collection, id) => {
+                let item = match serde_json::from_slice::<Value>(value) {
+                    Err(e) => Err(format!("not JSON: {e}")),
+                    Ok(item) => match item.get("id").and_then(Value::as_str) {
+                        Some(i) if i == id => Ok((collection.to_string(), item)),
+                        Some(i) => Err(format!("holds the resource of id {i:?}")),
+                        None => Err("not a resource object with a string id".into()),
+                    },
+                };
+                self.items.insert(key.to_string(), item);
+            }
         }
     }
-    Ok(version.map(|v| {
+
+    /// `key` was deleted.
+    pub(crate) fn delete(&mut self, prefix: &str, key: &str) {
+        match kind(prefix, key) {
+            Kind::Version => self.version = None,
+            _ => {
+                self.items.remove(key);
+            }
+        }
+    }
+
+    /// The document the keys make now; `None` without a version.
+    pub(crate) fn document(&self) -> Result<Option<(u64, Value)>, Error> {
+        let Some(version) = &self.version else { return Ok(None) };
+        let mut doc = Map::new();
+        for (key, item) in &self.items {
+            let (collection, item) = item.as_ref().map_err(|why| Error(format!("etcd key {key}: {why}")))?;
+            match doc.entry(collection.as_str()).or_insert_with(|| Value::Array(Vec::new())) {
+                Value::Array(items) => items.push(item.clone()),
+                _ => return Err(Error(format!("etcd key {key}: not a collection"))),
+            }
+        }
+        let v = *version.as_ref().map_err(|why| Error(why.clone()))?;
         doc.insert(VERSION.into(), v.into());
-        (v, Value::Object(doc))
-    }))
+        Ok(Some((v, Value::Object(doc))))
+    }
 }
 
 /// The keys (under the prefix, without it) and values that publish `doc`, a snapshot file's
@@ -106,11 +167,34 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_follows_puts_and_deletes() {
+        let mut r = Resources::default();
+        assert_eq!(r.document().unwrap(), None);
+        r.put("/p", "/p/ports/a", b"{\"id\": \"a\", \"v\": 1}");
+        r.put("/p", "/p/ports/b", b"{\"id\": \"b\"}");
+        r.put("/p", "/p/agents/h", b"{}");
+        r.put("/p", "/other/ports/c", b"{\"id\": \"c\"}");
+        r.put("/p", "/p/version", b"3");
+        assert_eq!(r.document().unwrap().unwrap().1, serde_json::json!({"version": 3, "ports": [{"id": "a", "v": 1}, {"id": "b"}]}));
+        r.put("/p", "/p/ports/a", b"{\"id\": \"a\", \"v\": 2}");
+        r.delete("/p", "/p/ports/b");
+        r.put("/p", "/p/stray", b"1");
+        assert!(r.document().is_err(), "a stray key refuses the version");
+        r.delete("/p", "/p/stray");
+        r.put("/p", "/p/version", b"4");
+        assert_eq!(r.document().unwrap().unwrap().1, serde_json::json!({"version": 4, "ports": [{"id": "a", "v": 2}]}));
+        r.delete("/p", "/p/version");
+        assert_eq!(r.document().unwrap(), None);
+    }
+
+    #[test]
     fn what_cannot_be_a_snapshot_is_named() {
+        // (A version makes the keys a publication; without one nothing is published, and
+        // nothing is wrong yet.)
         let read = |kvs: &[(&str, &str)]| document_of("/p", kvs.iter().map(|(k, v)| (*k, v.as_bytes())));
         assert_eq!(read(&[("/p/ports/a", "{\"id\":\"a\"}")]).unwrap(), None, "no version: nothing published");
-        let err = |kvs: &[(&str, &str)]| read(kvs).unwrap_err().0;
-        assert_eq!(err(&[("/p/version", "x1")]), "etcd key /p/version: \"x1\" is not a non-negative integer version");
+        let err = |kvs: &[(&str, &str)]| read(&[kvs, &[("/p/version", "1")]].concat()).unwrap_err().0;
+        assert_eq!(read(&[("/p/version", "x1")]).unwrap_err().0, "etcd key /p/version: \"x1\" is not a non-negative integer version");
         assert_eq!(err(&[("/p/ports/a", "{\"id\":\"b\"}")]), "etcd key /p/ports/a: holds the resource of id \"b\"");
         assert!(err(&[("/p/ports/a", "{nope")]).starts_with("etcd key /p/ports/a: not JSON: "));
         assert_eq!(err(&[("/p/stray", "1")]), "etcd key /p/stray: not a resource: resources are P/<collection>/<id>");

@@ -1,24 +1,30 @@
-//! Following the published snapshot (SPEC §9.1) on a thread of its own: read at the revision
-//! where `P/version` last changed, then a watch on `P/version` from the next revision; each
-//! version read whole at its own revision and handed over once, in order. The datapath's record
-//! kept at `P/agents/<host>` under a lease.
+//! Following the published snapshot (SPEC §9.1) on a thread of its own: the prefix read whole
+//! once, then watched from the next revision, every change applied to a mirror of the keys
+//! ([`Resources`], each resource parsed once, when written); when `P/version` is written, the
+//! mirror is the prefix as it stood at that revision (the watch delivers changes in revision
+//! order), and its document is handed over — so a version costs what changed in it, not a read
+//! and parse of the whole snapshot. Each version is handed over once, in order. The datapath's
+//! record kept at `P/agents/<host>` under a lease.
 //!
 //! **Faults.** Any error — the servers unreachable, a request unanswered for 5 s, the watch
 //! ended — drops the connection and tries again after a pause that doubles from 100 ms to 3 s;
 //! the datapath meanwhile runs what it has. A reconnect resumes the watch from the revision
-//! after the last version seen, so nothing is read again when nothing changed; a watch whose
+//! after the last change seen, so nothing is read again when nothing changed; a watch whose
 //! revision was compacted away reads the prefix again as it stands. Every version is handed
 //! over only if its revision is past the last one handed over, so nothing is applied twice.
 
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, WatchOptions};
+use etcd_client::{Client, Event, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, WatchOptions};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::document::{document_of, VERSION};
+use crate::document::{kind, Kind, Resources, VERSION};
 use crate::{timed, Config, Error};
 
 /// The agent record's lease, seconds: the key is gone this long after its datapath died.
@@ -42,6 +48,8 @@ pub struct Published {
 pub struct Follower {
     describe: String,
     versions: mpsc::Receiver<Published>,
+    /// Readable while a version waits ([`Follower::wake_fd`]).
+    wake: Wake,
     record: watch::Sender<String>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
@@ -51,17 +59,32 @@ impl Follower {
     /// Follow what `cfg` names, as `host`.
     pub fn start(cfg: Config, host: &str) -> Result<Follower, Error> {
         let (tx, versions) = mpsc::channel();
+        let (reader, writer) = std::io::pipe().map_err(|e| Error(format!("starting the etcd thread: {e}")))?;
+        let pending = Arc::new(AtomicBool::new(false));
+        let wake = Wake { reader, pending: pending.clone() };
         let (record, record_rx) = watch::channel(serde_json::json!({ "host": host }).to_string());
         let (stop, stop_rx) = watch::channel(false);
         let describe = cfg.describe();
         let rt = crate::runtime()?;
         let agent = cfg.key(&format!("{}/{host}", crate::document::AGENTS));
-        let state = State { cfg, agent, tx, record: record_rx, stop: stop_rx, delivered: 0, watch_from: None, lease: None, down: false };
+        let state = State {
+            cfg,
+            agent,
+            tx,
+            woken: (writer, pending),
+            record: record_rx,
+            stop: stop_rx,
+            delivered: 0,
+            watch_from: None,
+            mirror: Resources::default(),
+            lease: None,
+            down: false,
+        };
         let thread = std::thread::Builder::new()
             .name("etcd".into())
             .spawn(move || rt.block_on(state.run()))
             .map_err(|e| Error(format!("starting the etcd thread: {e}")))?;
-        Ok(Follower { describe, versions, record, stop, thread: Some(thread) })
+        Ok(Follower { describe, versions, wake, record, stop, thread: Some(thread) })
     }
 
     /// The servers and prefix followed.
@@ -71,7 +94,16 @@ impl Follower {
 
     /// The newest version handed over since the last call, the ones before it skipped.
     pub fn latest(&self) -> Option<Published> {
+        if self.wake.pending.swap(false, Ordering::AcqRel) {
+            let _ = (&self.wake.reader).read(&mut [0u8]);
+        }
         self.versions.try_iter().last()
+    }
+
+    /// A descriptor that is readable while a version waits to be taken, for a caller that
+    /// sleeps in `poll()` to wake for it at once.
+    pub fn wake_fd(&self) -> std::os::fd::RawFd {
+        self.wake.reader.as_raw_fd()
     }
 
     /// [`Follower::latest`], waiting up to `timeout` for one.
@@ -99,18 +131,28 @@ impl Drop for Follower {
     }
 }
 
+/// A pipe with one byte in it while a version waits (written once however many wait).
+struct Wake {
+    reader: std::io::PipeReader,
+    pending: Arc<AtomicBool>,
+}
+
 /// The thread's state across connections.
 struct State {
     cfg: Config,
     /// `P/agents/<host>`.
     agent: String,
     tx: mpsc::Sender<Published>,
+    /// The wake pipe's writing end, and whether a byte is in it.
+    woken: (std::io::PipeWriter, Arc<AtomicBool>),
     record: watch::Receiver<String>,
     stop: watch::Receiver<bool>,
     /// The revision of the last version handed over.
     delivered: i64,
     /// Where the watch resumes; `None`: read again first.
     watch_from: Option<i64>,
+    /// The keys as of the revision before `watch_from`.
+    mirror: Resources,
     lease: Option<i64>,
     /// The servers were found unreachable (said once, until they answer again).
     down: bool,
@@ -165,13 +207,13 @@ impl State {
         let mut tick = tokio::time::interval(Duration::from_millis(LEASE_TTL as u64 * 1000 / 3));
         'sync: loop {
             if self.watch_from.is_none() {
-                if let Err(e) = self.read_latest(&mut client).await {
+                if let Err(e) = self.read_all(&mut client).await {
                     return End::Failed(e);
                 }
             }
             let from = self.watch_from.unwrap_or(0);
-            let opts = WatchOptions::new().with_start_revision(from);
-            let mut stream = match timed(client.watch(cfg.key(VERSION), Some(opts))).await {
+            let opts = WatchOptions::new().with_prefix().with_start_revision(from);
+            let mut stream = match timed(client.watch(format!("{}/", cfg.prefix), Some(opts))).await {
                 Ok(s) => s,
                 Err(e) => return failed("watching", e),
             };
@@ -201,21 +243,7 @@ impl State {
                             self.watch_from = None;
                             continue 'sync;
                         }
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            match ev.event_type() {
-                                EventType::Put => {
-                                    if let Err(e) = self.read_at(&mut client, kv.mod_revision()).await {
-                                        return End::Failed(e);
-                                    }
-                                    self.watch_from = Some(kv.mod_revision() + 1);
-                                }
-                                EventType::Delete => {
-                                    tracing::warn!("{}: {} deleted; the running snapshot stays", cfg.describe(), cfg.key(VERSION));
-                                    self.watch_from = Some(kv.mod_revision() + 1);
-                                }
-                            }
-                        }
+                        self.apply(resp.events());
                     }
                     _ = tick.tick() => {
                         if let Err(e) = timed(keeper.keep_alive()).await {
@@ -271,39 +299,96 @@ impl State {
         Ok(())
     }
 
-    /// Read the version published now: at the revision where `P/version` last changed, when
-    /// that is past what was handed over; the watch resumes after the revision read.
-    async fn read_latest(&mut self, client: &mut Client) -> Result<(), Error> {
+    /// Read the whole prefix as it stands into the mirror, and hand over its version if it is
+    /// new; the watch resumes after the revision read.
+    async fn read_all(&mut self, client: &mut Client) -> Result<(), Error> {
         let cfg = self.cfg.clone();
-        let resp = timed(client.get(cfg.key(VERSION), None)).await.map_err(|e| cfg.error("reading the version", e))?;
-        let now = resp.header().map_or(0, |h| h.revision());
-        match resp.kvs().first() {
-            Some(kv) if kv.mod_revision() > self.delivered => self.read_at(client, kv.mod_revision()).await?,
-            Some(_) => {}
-            None => tracing::info!("{}: no snapshot published yet ({} absent); waiting for one", cfg.describe(), cfg.key(VERSION)),
+        let started = std::time::Instant::now();
+        let (kvs, now) = cfg.read_all(client, 0).await.map_err(|e| cfg.error("reading the snapshot", e))?;
+        self.mirror = Resources::default();
+        for kv in &kvs {
+            self.mirror.put(&cfg.prefix, std::str::from_utf8(kv.key()).unwrap_or_default(), kv.value());
         }
         self.watch_from = Some(now + 1);
+        tracing::debug!(keys = kvs.len(), revision = now, ms = started.elapsed().as_secs_f64() * 1e3, "prefix read");
+        let version = cfg.key(VERSION);
+        let Some(at) = kvs.iter().find(|kv| kv.key() == version.as_bytes()).map(|kv| kv.mod_revision()) else {
+            tracing::info!("{}: no snapshot published yet ({version} absent); waiting for one", cfg.describe());
+            return Ok(());
+        };
+        if at <= self.delivered {
+            return Ok(());
+        }
+        // Resources written after the version: a publication is under way (its version will
+        // come); the version itself is read as it stood at its revision.
+        let resource = |kv: &&etcd_client::KeyValue| {
+            matches!(kind(&cfg.prefix, std::str::from_utf8(kv.key()).unwrap_or_default()), Kind::Resource(..) | Kind::Stray)
+        };
+        if kvs.iter().filter(resource).all(|kv| kv.mod_revision() <= at) {
+            let document = self.mirror.document();
+            self.hand_over(at, document);
+        } else if let Some((kvs, at)) = cfg.read_published(client, at).await? {
+            let mut then = Resources::default();
+            for kv in &kvs {
+                then.put(&cfg.prefix, std::str::from_utf8(kv.key()).unwrap_or_default(), kv.value());
+            }
+            self.hand_over(at, then.document());
+        }
         Ok(())
     }
 
-    /// Read the prefix as it stood at `revision`, where `P/version` was written
-    /// ([`Config::read_published`]), and hand it over.
-    async fn read_at(&mut self, client: &mut Client, revision: i64) -> Result<(), Error> {
+    /// Changes from the watch, in revision order, into the mirror; at each revision that wrote
+    /// `P/version`, once every change of that revision is in, the version handed over.
+    fn apply(&mut self, events: &[Event]) {
         let cfg = self.cfg.clone();
-        let Some((kvs, revision)) = cfg.read_published(client, revision).await? else { return Ok(()) };
-        if revision <= self.delivered {
-            return Ok(());
+        let mut version_at = None;
+        for ev in events {
+            let Some(kv) = ev.kv() else { continue };
+            let rev = kv.mod_revision();
+            if let Some(at) = version_at.filter(|&at| at != rev) {
+                let document = self.mirror.document();
+                self.hand_over(at, document);
+                version_at = None;
+            }
+            let key = std::str::from_utf8(kv.key()).unwrap_or_default();
+            match ev.event_type() {
+                EventType::Put => {
+                    self.mirror.put(&cfg.prefix, key, kv.value());
+                    if matches!(kind(&cfg.prefix, key), Kind::Version) {
+                        version_at = Some(rev);
+                    }
+                }
+                EventType::Delete => {
+                    self.mirror.delete(&cfg.prefix, key);
+                    if matches!(kind(&cfg.prefix, key), Kind::Version) {
+                        tracing::warn!("{}: {key} deleted; the running snapshot stays", cfg.describe());
+                    }
+                }
+            }
+            self.watch_from = Some(rev + 1);
         }
-        let keys = kvs.iter().map(|kv| (std::str::from_utf8(kv.key()).unwrap_or_default(), kv.value()));
-        let document = match document_of(&cfg.prefix, keys) {
+        if let Some(at) = version_at {
+            let document = self.mirror.document();
+            self.hand_over(at, document);
+        }
+    }
+
+    /// Hand over the version written at `revision`, unless one as new was.
+    fn hand_over(&mut self, revision: i64, document: Result<Option<(u64, Value)>, Error>) {
+        if revision <= self.delivered {
+            return;
+        }
+        let document = match document {
             Ok(Some((_, doc))) => Ok(doc),
-            Ok(None) => return Ok(()),
+            Ok(None) => return,
             Err(e) => Err(e),
         };
         self.delivered = revision;
-        let origin = format!("{} at revision {revision}", cfg.describe());
+        let origin = format!("{} at revision {revision}", self.cfg.describe());
         // The datapath gone: nothing to hand over to; the thread stops with the follower.
         let _ = self.tx.send(Published { revision, document, origin });
-        Ok(())
+        if !self.woken.1.swap(true, Ordering::AcqRel) {
+            let _ = (&self.woken.0).write(&[1]);
+        }
     }
 }

@@ -25,7 +25,7 @@ use etcd_client::{Client, ConnectOptions, GetOptions, KeyValue};
 
 pub use document::{document_of, keys_of};
 pub use follow::{Follower, Published, LEASE_TTL};
-pub use publish::{pull, push, Pushed};
+pub use publish::{pull, push, push_with, Pushed};
 
 /// Where the snapshot lives: the servers, the prefix, and TLS.
 #[derive(Debug, Clone)]

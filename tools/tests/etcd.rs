@@ -76,6 +76,17 @@ fn run_follows_etcd_refuses_a_bad_version_and_keeps_its_agent_record() {
     let (checked, out, err) = edgepath(&["snapshot", "check", file.to_str().expect("utf8")]);
     assert!(ok && checked, "pull writes a file check accepts: {out}{err}");
 
+    // A file that does not validate: one line naming it and the resource, nothing written.
+    let mut bad = snap.clone();
+    bad["version"] = json!(99);
+    bad["ports"][0]["network_id"] = json!("no-such-network");
+    let file = tmp.path().join("bad.json");
+    std::fs::write(&file, bad.to_string()).expect("write");
+    let (ok, out, err) = edgepath(&["snapshot", "push", file.to_str().expect("utf8"), "--etcd", &url, "--prefix", "/r"]);
+    let line = format!("edgepath: {}: ports/{}: network_id: ", file.display(), bad["ports"][0]["id"].as_str().expect("id"));
+    assert!(!ok && out.is_empty() && err.starts_with(&line) && err.lines().count() == 1, "{err}");
+    assert_eq!(etcdctl(&url, &["get", "/r/version", "--print-value-only"]).trim(), "10", "nothing written");
+
     let ctl = tmp.path().join("ctl.sock");
     let run = Running::start_from(&["--etcd", &url, "--prefix", "/r"], "host-a", &ctl, 1, &[]);
     let version = |v: u64| until(10.0, || status(&ctl).is_some_and(|s| s["version"] == v));

@@ -190,8 +190,10 @@ pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, 
     let requests = control.as_ref().map(|(_, rx)| rx.clone());
     while !running.opts.stop.load(Ordering::Relaxed) {
         reload_if_asked(&shared, &asks, &mut running);
-        // Link changes wake the supervisor at once; questions wait at most this long.
-        running.links.follow(&shared, &asks, Duration::from_millis(20));
+        // Link changes and new versions wake the supervisor at once; questions wait at most
+        // this long.
+        let feed = running.source.wake_fd();
+        running.links.follow(&shared, &asks, Duration::from_millis(20), feed);
         report(&shared, &asks, &mut running);
         if let Some(rx) = &requests {
             while let Ok(req) = rx.try_recv() {
@@ -261,7 +263,9 @@ fn save_state(shared: &Shared, dir: &Path) {
 /// line, shown by `status`, and the running one stays.
 fn reload_if_asked(shared: &Shared, asks: &[Asker], running: &mut Running) {
     let asked = running.opts.reload.swap(false, Ordering::Relaxed);
+    let started = std::time::Instant::now();
     let Some(next) = running.source.next(asked) else { return };
+    let compiled = started.elapsed();
     let refuse = |running: &mut Running, line: String| {
         tracing::error!("snapshot refused, version {} keeps running: {line}", running.version);
         running.refused = Some(line);
@@ -286,7 +290,12 @@ fn reload_if_asked(shared: &Shared, asks: &[Asker], running: &mut Running) {
             running.since = SystemTime::now();
             running.refused = None;
             running.reported = None;
-            tracing::info!(version = v, "snapshot activated");
+            tracing::info!(
+                version = v,
+                compile_ms = compiled.as_secs_f64() * 1e3,
+                apply_ms = (started.elapsed() - compiled).as_secs_f64() * 1e3,
+                "snapshot activated"
+            );
             if let Err(e) = running.links.reconcile_all(shared, asks) {
                 tracing::error!("binding the new version's interfaces: {e}");
             }

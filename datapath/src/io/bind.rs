@@ -141,8 +141,9 @@ impl Links {
     }
 
     /// Read what netlink says and act on it; a lost notification reads the whole list again.
-    pub(super) fn follow(&mut self, shared: &Shared, asks: &[Asker], wait: Duration) {
-        let changes = match self.monitor.wait(wait) {
+    /// Waits up to `wait` for news, or until `also` is readable.
+    pub(super) fn follow(&mut self, shared: &Shared, asks: &[Asker], wait: Duration, also: Option<std::os::fd::RawFd>) {
+        let changes = match self.monitor.wait(wait, also) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "reading link notifications");

@@ -121,11 +121,16 @@ impl LinkMonitor {
         }
     }
 
-    /// Wait up to `timeout` for the notification socket, then read what it holds.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<Vec<Change>> {
-        let mut pfd = libc::pollfd { fd: self.events.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one pollfd that lives across the call; poll writes only its revents.
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    /// Wait up to `timeout` for the notification socket (or `also`, when it becomes readable),
+    /// then read what the socket holds.
+    pub fn wait(&mut self, timeout: Duration, also: Option<std::os::fd::RawFd>) -> io::Result<Vec<Change>> {
+        let mut pfd = [
+            libc::pollfd { fd: self.events.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: also.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two pollfds that live across the call (a negative fd is ignored); poll writes
+        // only their revents.
+        let n = unsafe { libc::poll(pfd.as_mut_ptr(), 2, timeout.as_millis() as libc::c_int) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted { Ok(Vec::new()) } else { Err(e) };

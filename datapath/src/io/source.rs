@@ -31,6 +31,11 @@ pub trait Feed: Send {
     /// What the datapath runs now — `status` as JSON: version, refusal, ports — for the feed to
     /// publish where other hosts and operators see it (etcd's agent records).
     fn report(&mut self, status: &serde_json::Value);
+    /// A descriptor readable while a version waits, so the supervisor wakes for it at once
+    /// rather than at its next look.
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 impl Source {
@@ -104,6 +109,14 @@ impl Followed {
                     Err(e) => Err(format!("{}: {e}", v.origin)),
                 })
             }
+        }
+    }
+
+    /// The feed's descriptor to wake for ([`Feed::wake_fd`]).
+    pub fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        match &self.source {
+            Source::File(_) => None,
+            Source::Feed(f) => f.wake_fd(),
         }
     }
 

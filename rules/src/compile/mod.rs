@@ -157,13 +157,14 @@ impl Port {
     }
 }
 
-/// The advertisement of a router port with IPv6 addresses `ips6` on `network_id`: its subnets
-/// that have an `ipv6_ra_mode`, in the port's order; none when no subnet has one.
-fn advert(snap: &Snapshot, network_id: &str, ips6: &[PortIp6]) -> Option<Advert> {
+/// The advertisement of a router port with IPv6 addresses `ips6` on a network whose subnets are
+/// `subnets`: those that have an `ipv6_ra_mode`, in the port's order; none when no subnet has
+/// one.
+fn advert(subnets: &[&crate::model::Subnet], ips6: &[PortIp6]) -> Option<Advert> {
     use crate::model::Ipv6Mode;
     let mut a = Advert { managed: false, other: false, prefixes: Vec::new() };
     for ip in ips6 {
-        let subnet = snap.subnets.iter().find(|s| s.network_id == network_id && s.cidr6() == Some(ip.subnet));
+        let subnet = subnets.iter().find(|s| s.cidr6() == Some(ip.subnet));
         let Some(mode) = subnet.and_then(|s| s.ipv6_ra_mode) else { continue };
         if a.prefixes.iter().any(|(n, _)| *n == ip.subnet) {
             continue;
@@ -340,6 +341,8 @@ impl Topology {
         let router_by_id: HashMap<&str, RouterRef> =
             snap.routers.iter().enumerate().map(|(i, r)| (r.id.as_str(), RouterRef(i as u32))).collect();
         let subnet_cidr: HashMap<&str, IpNet> = snap.subnets.iter().map(|s| (s.id.as_str(), s.cidr.trunc())).collect();
+        let subnets_on = snap.subnets_on();
+        let on_network = |net: &str| subnets_on.get(net).map_or(&[][..], Vec::as_slice);
 
         for (i, p) in snap.ports.iter().enumerate() {
             let r = PortRef(i as u32);
@@ -350,12 +353,7 @@ impl Topology {
             let with_subnet = |f: &crate::model::FixedIp| {
                 let subnet = match &f.subnet_id {
                     Some(s) => subnet_cidr.get(s.as_str()).copied(),
-                    None => snap
-                        .subnets
-                        .iter()
-                        .filter(|s| s.network_id == p.network_id)
-                        .map(|s| s.cidr.trunc())
-                        .find(|c| c.contains(&f.ip_address)),
+                    None => on_network(&p.network_id).iter().map(|s| s.cidr.trunc()).find(|c| c.contains(&f.ip_address)),
                 };
                 (f.ip_address, subnet.unwrap_or_else(|| IpNet::from(f.ip_address)))
             };
@@ -374,7 +372,7 @@ impl Topology {
                 id: p.id.clone(),
                 network: net,
                 mac: p.mac_address,
-                advert: if p.is_router_port() { advert(&snap, &p.network_id, &ips6) } else { None },
+                advert: if p.is_router_port() { advert(on_network(&p.network_id), &ips6) } else { None },
                 ips,
                 ips6,
                 link_local: link_local(p.mac_address),
@@ -397,10 +395,16 @@ impl Topology {
             }
         }
 
+        // Each router's ports, in the snapshot's order, found in one pass (a scan of every port per
+        // router made compilation quadratic in the snapshot's size).
+        let mut ports_of: Vec<Vec<PortRef>> = vec![Vec::new(); snap.routers.len()];
+        for (j, p) in t.ports.iter().enumerate() {
+            if let Some(list) = p.router.and_then(|r| ports_of.get_mut(r.idx())) {
+                list.push(PortRef(j as u32));
+            }
+        }
         for (i, r) in snap.routers.iter().enumerate() {
-            let me = RouterRef(i as u32);
-            let ports: Vec<PortRef> =
-                t.ports.iter().enumerate().filter(|(_, p)| p.router == Some(me)).map(|(j, _)| PortRef(j as u32)).collect();
+            let ports = std::mem::take(&mut ports_of[i]);
             let gw_net = match &r.external_gateway_info {
                 Some(gw) => Some(resolve(&net_by_id, &gw.network_id, "routers", &r.id, "external_gateway_info.network_id")?),
                 None => None,
@@ -504,8 +508,8 @@ impl Topology {
         }
 
         for i in 0..t.routers.len() {
-            let routes = routes::compile(&t, RouterRef(i as u32), &snap)?;
-            t.routers[i].routes6 = routes::compile(&t, RouterRef(i as u32), &snap)?;
+            let routes = routes::compile(&t, RouterRef(i as u32), &snap, &subnets_on)?;
+            t.routers[i].routes6 = routes::compile(&t, RouterRef(i as u32), &snap, &subnets_on)?;
             let nat = nat::compile(&t, RouterRef(i as u32));
             t.routers[i].routes = routes;
             t.routers[i].nat = nat;

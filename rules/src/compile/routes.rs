@@ -117,7 +117,12 @@ impl<A: Family> RouteTable<A> {
 }
 
 /// Router `me`'s table of family `A`.
-pub(super) fn compile<A: Family>(t: &Topology, me: RouterRef, snap: &model::Snapshot) -> Result<RouteTable<A>, SnapshotError> {
+pub(super) fn compile<A: Family>(
+    t: &Topology,
+    me: RouterRef,
+    snap: &model::Snapshot,
+    subnets_on: &std::collections::HashMap<&str, Vec<&model::Subnet>>,
+) -> Result<RouteTable<A>, SnapshotError> {
     let router = t.router(me);
     let r = &snap.routers[me.idx()];
     let mut routes = Vec::new();
@@ -146,7 +151,7 @@ pub(super) fn compile<A: Family>(t: &Topology, me: RouterRef, snap: &model::Snap
         let net_id = &t.network(port.network).id;
         let first = A::subnets(port).first().copied();
         let gateway = first
-            .and_then(|sub| snap.subnets.iter().find(|s| &s.network_id == net_id && A::net(s.cidr) == Some(sub)))
+            .and_then(|sub| subnets_on.get(net_id.as_str())?.iter().find(|s| A::net(s.cidr) == Some(sub)))
             .and_then(|s| s.gateway_ip.and_then(A::addr));
         if let Some(g) = gateway {
             routes.push(Route { destination: A::ANY, source: A::ANY, port: gw, via: Some(g) });

@@ -58,6 +58,19 @@ pub struct Snapshot {
     pub remote_macs: Vec<RemoteMac>,
 }
 
+impl Snapshot {
+    /// Each network's subnets, in the snapshot's order: what validation and compilation look up
+    /// per port and per router (a scan of every subnet there made both quadratic in the
+    /// snapshot's size).
+    pub fn subnets_on(&self) -> std::collections::HashMap<&str, Vec<&Subnet>> {
+        let mut on: std::collections::HashMap<&str, Vec<&Subnet>> = std::collections::HashMap::new();
+        for sn in &self.subnets {
+            on.entry(sn.network_id.as_str()).or_default().push(sn);
+        }
+        on
+    }
+}
+
 fn yes() -> bool {
     true
 }

@@ -32,6 +32,8 @@ struct Ids<'a> {
     network_by_id: HashMap<&'a str, &'a Network>,
     subnet_by_id: HashMap<&'a str, &'a Subnet>,
     port_by_id: HashMap<&'a str, &'a Port>,
+    /// Each network's subnets ([`Snapshot::subnets_on`]).
+    subnets_on: HashMap<&'a str, Vec<&'a Subnet>>,
 }
 
 /// Every id unique within its collection; the sets and maps the groups look references up in.
@@ -58,6 +60,7 @@ fn ids(s: &Snapshot) -> Result<Ids<'_>, SnapshotError> {
     let network_by_id = s.networks.iter().map(|n| (n.id.as_str(), n)).collect();
     let subnet_by_id = s.subnets.iter().map(|n| (n.id.as_str(), n)).collect();
     let port_by_id = s.ports.iter().map(|n| (n.id.as_str(), n)).collect();
+    let subnets_on = s.subnets_on();
 
     Ok(Ids {
         hosts,
@@ -74,6 +77,7 @@ fn ids(s: &Snapshot) -> Result<Ids<'_>, SnapshotError> {
         network_by_id,
         subnet_by_id,
         port_by_id,
+        subnets_on,
     })
 }
 
@@ -171,7 +175,8 @@ fn subnets(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
 
 /// Ports: references, fixed IPs inside their subnets, one interface each, no interface twice.
 fn ports(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
-    let Ids { hosts, networks, routers, qos, subnet_by_id, .. } = ids;
+    let Ids { hosts, networks, routers, qos, subnet_by_id, subnets_on, .. } = ids;
+    let on_network = |net: &str| subnets_on.get(net).map_or(&[][..], Vec::as_slice);
     // Ports: references, fixed IPs inside their subnets, one interface each, no interface twice.
     let mut bound: HashMap<(&str, &str), String> = HashMap::new();
     for h in &s.hosts {
@@ -200,12 +205,7 @@ fn ports(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
             }
             // A subnet's network and broadcast addresses are no host's (below /31); IPv6 has no
             // broadcast, and its all-zeros host is the subnet-router anycast (RFC 4291 §2.6.1).
-            let on = s
-                .subnets
-                .iter()
-                .filter(|sn| sn.network_id == p.network_id)
-                .map(|sn| (sn, sn.cidr.trunc()))
-                .find(|(_, c)| c.contains(&fip.ip_address));
+            let on = on_network(&p.network_id).iter().map(|sn| (sn, sn.cidr.trunc())).find(|(_, c)| c.contains(&fip.ip_address));
             if let Some((sn, c)) = on.filter(|(_, c)| c.prefix_len() < c.max_prefix_len() - 1) {
                 let which = if fip.ip_address == c.network() {
                     Some("network")
@@ -257,7 +257,7 @@ fn ports(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
                     }
                 }
                 None => {
-                    let inside = s.subnets.iter().any(|sn| sn.network_id == p.network_id && sn.cidr.trunc().contains(&fip.ip_address));
+                    let inside = on_network(&p.network_id).iter().any(|sn| sn.cidr.trunc().contains(&fip.ip_address));
                     if !inside {
                         return Err(SnapshotError::new(
                             "ports",
@@ -299,7 +299,11 @@ fn ports(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
 
 /// Routers, QoS policies and floating IPs.
 fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError> {
-    let Ids { networks, routers, port_by_id, .. } = ids;
+    let Ids { networks, routers, port_by_id, subnets_on, .. } = ids;
+    // The networks each router has a port on, found in one pass (not a scan of every port per
+    // floating IP).
+    let router_nets: std::collections::HashSet<(&str, &str)> =
+        s.ports.iter().filter(|p| p.is_router_port()).map(|p| (p.device_id.as_str(), p.network_id.as_str())).collect();
     for r in &s.routers {
         if let Some(gw) = &r.external_gateway_info {
             must_exist(networks, &gw.network_id, "routers", &r.id, "external_gateway_info.network_id", "network")?;
@@ -343,7 +347,8 @@ fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError
                 format!("{} is already floating IP {other}", f.floating_ip_address),
             ));
         }
-        let inside = s.subnets.iter().any(|sn| sn.network_id == f.floating_network_id && sn.cidr.trunc().contains(&f.floating_ip_address));
+        let on = subnets_on.get(f.floating_network_id.as_str()).map_or(&[][..], Vec::as_slice);
+        let inside = on.iter().any(|sn| sn.cidr.trunc().contains(&f.floating_ip_address));
         if !inside {
             return Err(SnapshotError::new(
                 "floatingips",
@@ -372,7 +377,7 @@ fn routers_and_floating_ips(s: &Snapshot, ids: &Ids) -> Result<(), SnapshotError
         }
         if let Some(rid) = &f.router_id {
             must_exist(routers, rid, "floatingips", &f.id, "router_id", "router")?;
-            let has_port = s.ports.iter().any(|p| p.is_router_port() && p.device_id == *rid && p.network_id == f.floating_network_id);
+            let has_port = router_nets.contains(&(rid.as_str(), f.floating_network_id.as_str()));
             if !has_port {
                 return Err(SnapshotError::new(
                     "floatingips",

@@ -132,6 +132,11 @@ fn collection<T: DeserializeOwned>(obj: &serde_json::Map<String, Value>, name: &
         .iter()
         .enumerate()
         .map(|(i, item)| {
+            // Read plainly first (the common case, and about twice as fast); only a bad item is
+            // read again to find the path of what is wrong in it.
+            if let Ok(v) = T::deserialize(item) {
+                return Ok(v);
+            }
             let id = match item.get("id") {
                 Some(Value::String(s)) => s.clone(),
                 _ => format!("#{i}"),

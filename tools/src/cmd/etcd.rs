@@ -57,4 +57,8 @@ impl Feed for EtcdFeed {
     fn report(&mut self, status: &serde_json::Value) {
         self.0.report(status.to_string());
     }
+
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.0.wake_fd())
+    }
 }

@@ -54,10 +54,26 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), String> {
         }
         SnapshotCommand::Push { file, etcd } => {
             let cfg = etcd.required("snapshot push")?;
-            rules::load_topology(&file).map_err(|e| e.to_string())?;
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
-            let p = edgepath_etcd::push(&cfg, &doc).map_err(|e| format!("{}: {}", file.display(), e.0))?;
+            let name = file.display().to_string();
+            // Read, parsed and validated while the published keys are read (validation beside
+            // making the keys); nothing is written unless it passes. The document is let go after
+            // the push, not on its way.
+            let mut keep = None;
+            let mut prepare = || {
+                let t = std::time::Instant::now();
+                let text = std::fs::read_to_string(&file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+                let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{name}: not JSON: {e}"))?;
+                let parsed = t.elapsed();
+                let (valid, keys) = std::thread::scope(|s| {
+                    let valid = s.spawn(|| rules::topology_of(&doc, &name).map(drop).map_err(|e| e.to_string()));
+                    let keys = edgepath_etcd::keys_of(&doc).map_err(|e| format!("{name}: {}", e.0));
+                    (valid.join().unwrap_or_else(|_| Err(format!("{name}: validation failed"))), keys)
+                });
+                tracing::debug!(parsed_ms = parsed.as_secs_f64() * 1e3, ms = t.elapsed().as_secs_f64() * 1e3, "prepared");
+                keep = Some(doc);
+                valid.and(keys)
+            };
+            let p = edgepath_etcd::push_with(&cfg, move || prepare().map_err(edgepath_etcd::Error)).map_err(|e| e.0)?;
             let what = format!("{} written, {} deleted, {} unchanged", p.written, p.deleted, p.unchanged);
             match p.revision {
                 Some(r) => super::out(format!("pushed version {} to {}: {what} (revision {r})", p.version, cfg.describe())),
