@@ -100,3 +100,47 @@ impl Drop for Server {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A CA made here, in `dir`, with openssl, and two certificates it signs (for 127.0.0.1 and
+/// localhost): the server's TLS files, and a client's. `None`, with a line saying why, where
+/// openssl is missing.
+pub fn test_ca(dir: &Path) -> Option<(ServerTls, crate::Tls)> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("skipped: needs openssl to make the test CA");
+        return None;
+    }
+    let _ = std::fs::create_dir_all(dir);
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n").ok()?;
+    for name in ["server", "client"] {
+        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]);
+        openssl(
+            &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &pem, "-days", "2"]
+                .into_iter()
+                .chain(["-extfile", "ext.cnf"])
+                .collect::<Vec<_>>(),
+        );
+    }
+    let server = ServerTls { cert: dir.join("server.pem"), key: dir.join("server.key"), client_ca: dir.join("ca.pem") };
+    let client = crate::Tls { ca: Some(dir.join("ca.pem")), cert: Some(dir.join("client.pem")), key: Some(dir.join("client.key")) };
+    Some((server, client))
+}

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edgepath_etcd::server::{Server, ServerTls};
+use edgepath_etcd::server::Server;
 use edgepath_etcd::{pull, push, Config, Follower, Published, Tls};
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
 use serde_json::{json, Value};
@@ -290,67 +290,20 @@ fn the_agent_record_lives_under_a_lease_and_goes_with_its_follower() {
     assert_eq!(record(), None, "gone with its follower (the lease revoked)");
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
-    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// A CA, and a certificate it signs for `name` (with 127.0.0.1 as its address), made here.
-fn certs(dir: &Path) {
-    openssl(
-        dir,
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"],
-    );
-    for name in ["server", "client"] {
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let pem = format!("{name}.pem");
-        openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]);
-        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
-            .expect("ext");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-    }
-}
-
 #[test]
 fn tls_with_a_ca_made_here() {
-    if std::process::Command::new("openssl").arg("version").output().is_err() {
-        return eprintln!("skipped: needs openssl to make the test CA");
-    }
     let dir = std::env::temp_dir().join(format!("edgepath-etcd-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    certs(&dir);
-    let tls = ServerTls { cert: dir.join("server.pem"), key: dir.join("server.key"), client_ca: dir.join("ca.pem") };
+    let Some((tls, client)) = edgepath_etcd::server::test_ca(&dir) else { return };
     let Some(etcd) = Server::start(Some(tls)) else { return };
     assert!(etcd.url().starts_with("https://"));
-    let client = Tls { ca: Some(dir.join("ca.pem")), cert: Some(dir.join("client.pem")), key: Some(dir.join("client.key")) };
-    let cfg = Config::new(&etcd.url(), "/t", client).expect("config");
+    let cfg = Config::new(&etcd.url(), "/t", client.clone()).expect("config");
     let follower = Follower::start(cfg.clone(), "host-a").expect("follow");
     let doc = json!({"version": 5, "ports": ports(2)});
     push(&cfg, &doc).expect("push over TLS");
     assert!(same(&pull(&cfg).expect("pull over TLS").0, &doc));
     assert_eq!(version_of(&next(&follower, 5).expect("followed over TLS")), 5);
     // Without a client certificate the server refuses.
-    let anonymous = Config::new(&etcd.url(), "/t", Tls { ca: Some(dir.join("ca.pem")), ..Tls::default() }).expect("config");
+    let anonymous = Config::new(&etcd.url(), "/t", Tls { ca: client.ca, ..Tls::default() }).expect("config");
     assert!(pull(&anonymous).is_err(), "a client without a certificate is refused");
     let _ = std::fs::remove_dir_all(&dir);
 }

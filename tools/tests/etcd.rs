@@ -164,11 +164,45 @@ fn a_first_version_refused_is_one_line_and_an_etcd_away_is_waited_for() {
     assert!(clean && stderr.contains("no snapshot published yet"), "{stderr}");
 }
 
+/// The TLS options of the command, end to end: push, check and pull against a server that asks
+/// for client certificates, with a CA the test makes; without the client's certificate, one line
+/// and exit 2.
+#[test]
+fn the_command_speaks_tls_to_etcd() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some((tls, client)) = edgepath_etcd::server::test_ca(tmp.path()) else { return };
+    let Some(etcd) = Server::start(Some(tls)) else { return };
+    let url = etcd.url();
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().and_then(|p| p.to_str()).expect("path").to_string();
+    let (ca, cert, key) = (path(&client.ca), path(&client.cert), path(&client.key));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let snap = repo.join("pcaps/l2-local/snapshot.json");
+    let with_tls = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--etcd", &url, "--prefix", "/tls", "--etcd-cacert", &ca, "--etcd-cert", &cert, "--etcd-key", &key]);
+        edgepath(&all)
+    };
+    let (ok, out, err) = with_tls(&["snapshot", "push", snap.to_str().expect("utf8")]);
+    assert!(ok && out.starts_with("pushed version "), "{out}{err}");
+    let (ok, out, err) = with_tls(&["snapshot", "check"]);
+    assert!(ok && out.contains(": ok, version "), "{out}{err}");
+    let (ok, out, _) = with_tls(&["snapshot", "pull"]);
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&snap).expect("read")).expect("json");
+    assert!(
+        ok && serde_json::from_str::<Value>(&out)
+            .is_ok_and(|d| d["ports"].as_array().map(Vec::len) == file["ports"].as_array().map(Vec::len)),
+        "{out}"
+    );
+    let (ok, _, err) = edgepath(&["snapshot", "pull", "--etcd", &url, "--prefix", "/tls", "--etcd-cacert", &ca]);
+    assert!(!ok && err.lines().filter(|l| l.starts_with("edgepath: ")).count() == 1, "refused without a client certificate: {err}");
+}
+
 /// Two hosts in namespaces on one etcd: a floating IP pushed for vm2 reaches both datapaths and
 /// answers pings from the external host, on vm2's host (host-a, whose uplink it comes by: a VM
 /// on host-b is not reachable by a floating IP, DECISIONS "a frame whose egress is a port bound
-/// to another host"), within a second of the push; etcd killed during a ping costs no answer,
-/// and restarted, takes the next push.
+/// to another host"), within a second of the push; a bad version is refused by both while the
+/// floating IP answers on; etcd killed during a ping costs no answer, and restarted, takes the
+/// next push.
 #[test]
 fn two_hosts_on_one_etcd_a_new_fip_answers_and_etcd_down_costs_no_ping() {
     if !etcd_tools() {
@@ -205,6 +239,19 @@ fn two_hosts_on_one_etcd_a_new_fip_answers_and_etcd_down_costs_no_ping() {
     let answered = first_answer(pushed, &ext, "203.0.113.12");
     assert!(answered.is_some_and(|s| s <= 1.0), "vm2 answers by its new floating IP within a second of the push: {answered:?}");
     assert!(both(&json!(v2)), "both hosts run it");
+
+    // A bad version published by hand: refused by both, shown by their status, and the
+    // floating IP answers on.
+    etcdctl(&url, &["put", "/lab/floatingips/fip-bad", r#"{"id": "fip-bad", "floating_network_id": "no-such-network"}"#]);
+    etcdctl(&url, &["put", "/lab/version", &(v2 + 1).to_string()]);
+    let refused = |ctl: &Path| until(5.0, || status(ctl).is_some_and(|s| s["version"] == v2 && !s["refused"].is_null()));
+    assert!(refused(&ctl_a) && refused(&ctl_b), "refused by both: {:?}", status(&ctl_a));
+    assert!(ping("203.0.113.12", "5").is_ok_and(|o| o.contains(" 0% packet loss")), "the running version forwards on");
+    etcdctl(&url, &["del", "/lab/floatingips/fip-bad"]);
+    snap["version"] = json!(v2 + 2);
+    push(tmp.path(), &url, "/lab", &snap);
+    assert!(both(&json!(v2 + 2)), "mended: both run it");
+    let v2 = v2 + 2;
 
     // etcd killed during a ping: every answer comes; restarted, the next push is applied.
     let during = std::thread::scope(|s| {
