@@ -80,6 +80,21 @@ pub struct TableFill {
 }
 
 impl TableFill {
+    /// Each bound with what fills it: `(name, entries, bound)` — for a bound per router, per
+    /// network or per worker, the fullest one's entries.
+    pub fn bounded(&self) -> [(&'static str, usize, usize); 7] {
+        let l = &self.limits;
+        [
+            ("connections", self.connections, l.connections),
+            ("connections_per_router", self.fullest_router_connections, l.connections_per_router),
+            ("macs_per_network", self.fullest_network_macs, l.macs_per_network),
+            ("arp_per_router", self.fullest_router_arps, l.arp_per_router),
+            ("arp_waiting", self.waiting, l.arp_waiting),
+            ("flows_per_worker", self.flows.iter().copied().max().unwrap_or(0), l.flows_per_worker),
+            ("fip64_bindings_per_router", self.fullest_router_fip64_bindings, l.fip64_bindings_per_router),
+        ]
+    }
+
     /// One line per table: `table <name>: <fill> of <bound>`, with what the bound refused.
     pub fn render(&self) -> String {
         let l = &self.limits;

@@ -265,6 +265,21 @@ impl Shared {
     }
 
     /// Connections tracked now (NAT and firewall).
+    /// Each router with tracked connections: its id, its NAT mappings and its firewall's
+    /// connections.
+    pub fn connections_by_router(&self) -> Vec<(String, usize, usize)> {
+        let core = self.read();
+        let topo = core.snap.topo.clone();
+        core.tables.read_all(|ct, fw, _, _, _| {
+            (0..topo.routers.len() as u32)
+                .map(rules::compile::RouterRef)
+                .map(|r| (r, ct.count(r), fw.get(&r).map_or(0, crate::ct::ConnTable::len)))
+                .filter(|&(_, nat, fw)| nat + fw > 0)
+                .map(|(r, nat, fw)| (topo.router(r).id.clone(), nat, fw))
+                .collect()
+        })
+    }
+
     pub fn connection_count(&self) -> usize {
         let core = self.read();
         core.tables.read_all(|ct, fw, _, _, _| crate::ct::total(ct, fw))

@@ -10,6 +10,9 @@ use crate::drop::DropCounters;
 pub struct IfaceCounts {
     pub rx: u64,
     pub tx: u64,
+    /// Bytes of those frames (Ethernet header on), counted by live mode's I/O per batch.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
 }
 
 /// Counters of one datapath. Every frame received ends up in exactly one of `forwarded`,
@@ -62,6 +65,8 @@ impl Stats {
         for (a, b) in self.per_iface.iter_mut().zip(&o.per_iface) {
             a.rx += b.rx;
             a.tx += b.tx;
+            a.rx_bytes += b.rx_bytes;
+            a.tx_bytes += b.tx_bytes;
         }
     }
 
@@ -77,6 +82,17 @@ impl Stats {
         self.rx += n;
         if let Some(c) = self.per_iface.get_mut(slot.0 as usize) {
             c.rx += n;
+        }
+    }
+
+    /// `bytes` received or (`tx`) sent on slot `slot`, a batch's at once.
+    pub fn count_bytes(&mut self, slot: crate::IfIdx, tx: bool, bytes: u64) {
+        if let Some(c) = self.per_iface.get_mut(slot.0 as usize) {
+            if tx {
+                c.tx_bytes += bytes;
+            } else {
+                c.rx_bytes += bytes;
+            }
         }
     }
 

@@ -82,6 +82,8 @@ pub struct LiveOptions {
     pub limits: crate::limits::Limits,
     /// Where connections and learned entries are kept across a restart (`persist.rs`).
     pub state_dir: Option<PathBuf>,
+    /// Where the Prometheus endpoint listens (`/metrics`), if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// How a worker receives frames.
@@ -172,6 +174,15 @@ pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, 
         }
         (Ok(()), c) => c.and_then(Result::ok),
     };
+    let metrics = match opts.metrics.map(|a| (a, super::metrics::serve(a, stop.clone()))) {
+        Some((_, Ok(m))) => Some(m),
+        Some((a, Err(e))) => {
+            stop.store(true, Ordering::Relaxed);
+            threads.into_iter().for_each(|t| drop(t.join()));
+            return Err(LiveError::Path(format!("--metrics {a}"), e.to_string()));
+        }
+        None => None,
+    };
     let version = shared.snapshot().topo.version;
     let mut names: Vec<&String> = links.ours.keys().collect();
     names.sort();
@@ -187,7 +198,7 @@ pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, 
         reload_drops: 0,
         links,
     };
-    let requests = control.as_ref().map(|(_, rx)| rx.clone());
+    let requests: Vec<_> = control.iter().map(|(_, rx)| rx.clone()).chain(metrics.iter().map(|(_, rx)| rx.clone())).collect();
     while !running.opts.stop.load(Ordering::Relaxed) {
         reload_if_asked(&shared, &asks, &mut running);
         // Link changes and new versions wake the supervisor at once; questions wait at most
@@ -195,7 +206,7 @@ pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, 
         let feed = running.source.wake_fd();
         running.links.follow(&shared, &asks, Duration::from_millis(20), feed);
         report(&shared, &asks, &mut running);
-        if let Some(rx) = &requests {
+        for rx in &requests {
             while let Ok(req) = rx.try_recv() {
                 let at = Supervised { shared: &shared, asks: &asks, running: &running };
                 let _ = req.reply.send(super::control::answer(&at, &req.command));
@@ -203,6 +214,7 @@ pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, 
         }
     }
     drop(control);
+    drop(metrics);
     let mut done: Vec<(Datapath, u64)> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
     if let Some(dir) = &running.opts.state_dir {
         save_state(&shared, dir);

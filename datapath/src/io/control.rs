@@ -25,7 +25,7 @@ use crate::time::Instant;
 use crate::Stats;
 
 /// The commands the socket takes (`trace IFACE HEXFRAME` simulates a frame on a copy of the state).
-pub const COMMANDS: &[&str] = &["status", "stats", "flows", "conntrack", "trace"];
+pub const COMMANDS: &[&str] = &["status", "stats", "flows", "conntrack", "trace", "metrics"];
 
 /// One command and where its answer goes.
 pub struct Request {
@@ -222,6 +222,7 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
             out
         }
         "status json" => status_json(at).to_string(),
+        "metrics" => super::metrics::render(at),
         "stats" => {
             let answers = at.loads();
             let mut stats = at.own_stats();

@@ -205,8 +205,11 @@ struct Gso {
 /// transmit buffer — or, applied in place, in `rx` — until [`flush`].
 fn take(dp: &mut Datapath, gso: &mut Gso, i: IfIdx, mtu: usize, rx: &mut impl RxFrames, meta: &[Received]) {
     let mut from = 0;
+    let mut bytes = 0;
     for (k, r) in meta.iter().enumerate().take(rx.count()) {
-        let super_frame = rx.frame(k).len() > crate::wire::ETH_LEN + mtu;
+        let len = rx.frame(k).len();
+        bytes += if r.outgoing { 0 } else { len as u64 };
+        let super_frame = len > crate::wire::ETH_LEN + mtu;
         if r.outgoing || super_frame {
             dp.process_frames(i, rx, from..k);
             from = k + 1;
@@ -221,6 +224,7 @@ fn take(dp: &mut Datapath, gso: &mut Gso, i: IfIdx, mtu: usize, rx: &mut impl Rx
         }
     }
     dp.process_frames(i, rx, from..rx.count());
+    dp.count_bytes(i, false, bytes);
 }
 
 /// A TCP super-frame, cut into segments of `mtu` and each processed; one that cannot be cut is
@@ -251,8 +255,15 @@ pub(super) fn mtu(name: &str) -> usize {
 /// this worker has no socket on (it went between the flow's making and now) count as refused.
 fn flush(dp: &mut Datapath, ports: &mut [Option<Box<Port>>], taken: Option<(usize, &RawSocket)>, rx: &impl RxFrames) {
     let mut refused = 0;
+    let mut sent: [(usize, u64); 8] = [(usize::MAX, 0); 8];
+    let mut more = Vec::new();
     for (o, frames) in dp.tx().by_iface_in(rx) {
         let o = o.0 as usize;
+        let bytes = frames.clone().map(|f| f.len() as u64).sum();
+        match sent.iter_mut().find(|(k, _)| *k == usize::MAX) {
+            Some(free) => *free = (o, bytes),
+            None => more.push((o, bytes)),
+        }
         refused += match (taken, ports.get_mut(o).and_then(Option::as_mut)) {
             (Some((k, s)), _) if k == o => s.send_many(frames),
             (_, Some(p)) => match p.xsk.as_mut() {
@@ -261,6 +272,9 @@ fn flush(dp: &mut Datapath, ports: &mut [Option<Box<Port>>], taken: Option<(usiz
             },
             (_, None) => frames.count(),
         };
+    }
+    for &(o, bytes) in sent.iter().take_while(|(k, _)| *k != usize::MAX).chain(&more) {
+        dp.count_bytes(IfIdx(o as u16), true, bytes);
     }
     dp.sent();
     if refused > 0 {

@@ -6,6 +6,7 @@ mod bind;
 pub mod control;
 pub mod links;
 mod live_worker;
+pub mod metrics;
 pub mod pcap;
 pub mod rawsock;
 pub mod ring;

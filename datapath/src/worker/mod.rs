@@ -214,6 +214,11 @@ impl Datapath {
         self.stats.tx_errors += n;
     }
 
+    /// Bytes the I/O layer received on (or sent by, `tx`) interface `slot`: a batch's at once.
+    pub fn count_bytes(&mut self, slot: IfIdx, tx: bool, bytes: u64) {
+        self.stats.count_bytes(slot, tx, bytes);
+    }
+
     /// A super-frame the I/O layer cut into segments before processing them.
     pub fn count_gso_cut(&mut self) {
         self.stats.gso_cut += 1;

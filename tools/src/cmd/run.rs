@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// resources and rules still exist (as a reload would).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (counters per interface, drop
+    /// reason, worker and table; built when scraped, nothing added per packet).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     limits: super::limits::LimitArgs,
 }
@@ -109,6 +113,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         xdp: a.io == Io::Xdp,
         limits: a.limits.limits(),
         state_dir: a.state_dir,
+        metrics: a.metrics,
     };
     let summary = datapath::io::afpacket::run(Arc::new(topo), opts).map_err(|e| format!("{where_}: {e}"))?;
     tracing::info!("stopped");
