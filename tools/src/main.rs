@@ -40,6 +40,24 @@ enum Command {
     Flows(cmd::control::ControlArgs),
     /// The running datapath's connections: NAT mappings and firewall state.
     Conntrack(cmd::control::ControlArgs),
+    /// Write the man pages (DIR/man/man1) and the bash, zsh and fish completions (DIR/completions)
+    /// made from these definitions, for packaging.
+    #[command(hide = true)]
+    Generate { dir: std::path::PathBuf },
+}
+
+/// `edgepath generate DIR`.
+fn generate(dir: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    let (man, completions) = (dir.join("man/man1"), dir.join("completions"));
+    let fail = |p: &std::path::Path, e: std::io::Error| format!("{}: {e}", p.display());
+    std::fs::create_dir_all(&man).map_err(|e| fail(&man, e))?;
+    std::fs::create_dir_all(&completions).map_err(|e| fail(&completions, e))?;
+    clap_mangen::generate_to(Cli::command(), &man).map_err(|e| fail(&man, e))?;
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "edgepath", &completions).map_err(|e| fail(&completions, e))?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -60,6 +78,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => cmd::control::run("stats", args),
         Command::Flows(args) => cmd::control::run("flows", args),
         Command::Conntrack(args) => cmd::control::run("conntrack", args),
+        Command::Generate { dir } => generate(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

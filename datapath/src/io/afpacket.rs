@@ -84,6 +84,28 @@ pub struct LiveOptions {
     pub state_dir: Option<PathBuf>,
     /// Where the Prometheus endpoint listens (`/metrics`), if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Told when the datapath is ready, when a version is applied or refused, and when it stops
+    /// (the CLI tells systemd: `Type=notify`).
+    pub notify: Option<Box<dyn FnMut(Notice) + Send>>,
+}
+
+/// What [`LiveOptions::notify`] is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Running: interfaces bound, control socket and metrics listening, on this version.
+    Ready(u64),
+    Applied(u64),
+    /// A version refused, and the one still running.
+    Refused(String, u64),
+    Stopping,
+}
+
+impl LiveOptions {
+    fn tell(&mut self, n: Notice) {
+        if let Some(f) = self.notify.as_mut() {
+            f(n);
+        }
+    }
 }
 
 /// How a worker receives frames.
@@ -187,6 +209,7 @@ pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, 
     let mut names: Vec<&String> = links.ours.keys().collect();
     names.sort();
     tracing::info!(host, interfaces = ?names, version, workers = opts.threads, rx = ?opts.rx, "datapath running");
+    opts.tell(Notice::Ready(version));
     let source = std::mem::replace(&mut opts.source, Source::File(PathBuf::new()));
     let mut running = Running {
         source: Followed::new(source),
@@ -213,6 +236,7 @@ pub fn run(topo: Arc<Topology>, mut opts: LiveOptions) -> Result<ReplaySummary, 
             }
         }
     }
+    running.opts.tell(Notice::Stopping);
     drop(control);
     drop(metrics);
     let mut done: Vec<(Datapath, u64)> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
@@ -280,6 +304,7 @@ fn reload_if_asked(shared: &Shared, asks: &[Asker], running: &mut Running) {
     let compiled = started.elapsed();
     let refuse = |running: &mut Running, line: String| {
         tracing::error!("snapshot refused, version {} keeps running: {line}", running.version);
+        running.opts.tell(Notice::Refused(line.clone(), running.version));
         running.refused = Some(line);
     };
     let t = match next {
@@ -302,6 +327,7 @@ fn reload_if_asked(shared: &Shared, asks: &[Asker], running: &mut Running) {
             running.since = SystemTime::now();
             running.refused = None;
             running.reported = None;
+            running.opts.tell(Notice::Applied(v));
             tracing::info!(
                 version = v,
                 compile_ms = compiled.as_secs_f64() * 1e3,

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Args;
+use datapath::io::afpacket::Notice;
 use datapath::io::source::Source;
 use rules::Topology;
 
@@ -79,8 +80,9 @@ impl From<Rx> for datapath::io::afpacket::RxMode {
     }
 }
 
-/// Where the control socket is unless `--control` says otherwise.
-pub const DEFAULT_CONTROL: &str = "/run/edgepath.sock";
+/// Where the control socket is unless `--control` says otherwise: under the runtime directory
+/// systemd makes for the unit (`RuntimeDirectory=edgepath`), made here when missing.
+pub const DEFAULT_CONTROL: &str = "/run/edgepath/edgepath.sock";
 
 pub fn run(a: RunArgs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -100,6 +102,9 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         (None, None) => return Err("run needs --snapshot FILE or --etcd URL".into()),
     };
     let where_ = source.describe();
+    if let Some(dir) = a.control.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--control {}: {e}", a.control.display()))?;
+    }
     let threads = a.threads.unwrap_or_else(super::cores);
     let opts = datapath::io::afpacket::LiveOptions {
         source,
@@ -114,6 +119,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         limits: a.limits.limits(),
         state_dir: a.state_dir,
         metrics: a.metrics,
+        notify: Some(Box::new(tell_systemd)),
     };
     let summary = datapath::io::afpacket::run(Arc::new(topo), opts).map_err(|e| format!("{where_}: {e}"))?;
     tracing::info!("stopped");
@@ -140,4 +146,24 @@ fn first_published(cfg: edgepath_etcd::Config, host: &str, stop: &AtomicBool) ->
         Err(e) => return Err(format!("{}: {e}", first.origin)),
     };
     Ok(Some((topo, Source::Feed(Box::new(EtcdFeed(follower))))))
+}
+
+/// What systemd is told (`Type=notify`; nothing without `NOTIFY_SOCKET`): ready once the first
+/// version runs, each version applied or refused as the unit's status line, stopping.
+fn tell_systemd(n: Notice) {
+    use sd_notify::NotifyState;
+    let status = match &n {
+        Notice::Ready(v) | Notice::Applied(v) => format!("running snapshot version {v}"),
+        Notice::Refused(line, v) => format!("running snapshot version {v}; refused {line}"),
+        Notice::Stopping => "stopping".into(),
+    };
+    let mut states = vec![NotifyState::Status(&status)];
+    match n {
+        Notice::Ready(_) => states.push(NotifyState::Ready),
+        Notice::Stopping => states.push(NotifyState::Stopping),
+        _ => {}
+    }
+    if let Err(e) = sd_notify::notify(&states) {
+        tracing::warn!(error = %e, "telling systemd");
+    }
 }
