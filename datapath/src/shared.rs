@@ -288,7 +288,7 @@ impl Shared {
     /// What the simulation would do with `frame` arriving on `iface` now, without changing
     /// anything: it runs on a copy of the learned, NAT and firewall state. The steps, then one line
     /// per frame that would leave.
-    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> crate::report::TraceRecord {
         let (snap, state) = {
             let core = self.read();
             (core.snap.clone(), core.tables.copy())
@@ -296,11 +296,16 @@ impl Shared {
         crate::report::trace(&snap.topo, &snap.ifs, &snap.qos, &Tables::new(state), iface, frame, now)
     }
 
-    /// The connections (NAT mappings and firewall state), one per line, at `now`.
-    pub fn conntrack_report(&self, now: Instant) -> String {
+    /// The connections (NAT mappings, firewall state, fip64 bindings) at `now`.
+    pub fn conntrack_records(&self, now: Instant) -> Vec<crate::report::ConnRecord> {
         let mut core = self.lock();
         let topo = core.snap.topo.clone();
         core.tables.with_all(|state| crate::report::conntrack(state, &topo, now))
+    }
+
+    /// [`Shared::conntrack_records`], one `key=value` line each.
+    pub fn conntrack_report(&self, now: Instant) -> String {
+        self.conntrack_records(now).iter().map(crate::report::ConnRecord::line).collect::<Vec<_>>().join("\n")
     }
 
     /// Replace the connection table (tests use small SNAT pools).

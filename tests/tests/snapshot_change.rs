@@ -176,7 +176,7 @@ fn state_follows_resources_by_id_and_goes_with_its_rule() {
     assert_eq!(answer(&mut dp, 4).map(|a| (a.0, a.1, a.2)), Some((tap, [10, 1, 0, 3], 5000)), "the answer still finds vm3");
     assert_eq!(dp.connection_count(), 1);
     let ct = dp.conntrack_report(Instant(4));
-    assert!(ct.contains("router r1 Default"), "the connection still names its router: {ct}");
+    assert!(ct.contains(" router=r1 table=nat kind=Default "), "the connection still names its router: {ct}");
 
     // Version 3 turns r1's default SNAT off: the mapping's rule is gone, so is the mapping.
     let v3 = load(&|s| {

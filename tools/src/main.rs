@@ -33,13 +33,13 @@ enum Command {
     Trace(cmd::trace::TraceArgs),
     /// The running datapath's snapshot version and since when, and every port bound on the
     /// host: interface, ifindex, up / down / absent, since when.
-    Status(cmd::control::StatusArgs),
+    Status(cmd::control::ControlArgs),
     /// The running datapath's counters: per interface, per drop reason, flows, connections.
     Stats(cmd::control::ControlArgs),
     /// The running datapath's cached flows, their actions and hit counts.
-    Flows(cmd::control::ControlArgs),
+    Flows(cmd::control::FlowsArgs),
     /// The running datapath's connections: NAT mappings and firewall state.
-    Conntrack(cmd::control::ControlArgs),
+    Conntrack(cmd::control::ConntrackArgs),
     /// Write the man pages (DIR/man/man1) and the bash, zsh and fish completions (DIR/completions)
     /// made from these definitions, for packaging.
     #[command(hide = true)]
@@ -75,9 +75,9 @@ fn main() -> ExitCode {
         Command::Pcap(args) => cmd::pcap::run(args),
         Command::Trace(args) => cmd::trace::run(args),
         Command::Status(args) => cmd::control::status(args),
-        Command::Stats(args) => cmd::control::run("stats", args),
-        Command::Flows(args) => cmd::control::run("flows", args),
-        Command::Conntrack(args) => cmd::control::run("conntrack", args),
+        Command::Stats(args) => cmd::control::stats(args),
+        Command::Flows(args) => cmd::control::flows(args),
+        Command::Conntrack(args) => cmd::control::conntrack(args),
         Command::Generate { dir } => generate(&dir),
     };
     match result {

@@ -1,6 +1,7 @@
 //! The operator's view (issue 16) on a live edgepath in the lab of `tools/netns-lab.sh`:
 //! `/metrics` scraped during traffic, its counters moving as the traffic says, and clean by
-//! `promtool check metrics` (Debian's prometheus package).
+//! `promtool check metrics` (Debian's prometheus package); `status`, `stats`, `conntrack` and
+//! `flows` as JSON through a parser, with their filters.
 //!
 //! Needs root (namespaces, veth, raw sockets) and promtool; CI has both. Elsewhere it skips,
 //! saying why.
@@ -87,7 +88,56 @@ fn metrics_move_as_the_traffic_says_and_promtool_passes() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (after_text, after) = scrape(&url);
     let delta = |k: &String| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+
+    // The operator's commands as JSON, through a JSON parser, with their filters.
+    let snat = in_ns(&vm2, &["ping", "-n", "-c", "2", "-i", "0.1", "-W", "1", "192.0.2.50"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json", "--control", ctl.to_str().expect("utf8")]);
+        let o = Command::new(env!("CARGO_BIN_EXE_edgepath")).args(&all).output().expect("edgepath");
+        assert!(o.status.success(), "{all:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{all:?}: not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+    };
+    let status = json(&["status"]);
+    let conns = json(&["conntrack", "--proto", "icmp", "--src", "10.0.0.4"]);
+    let none = json(&["conntrack", "--src", "10.0.0.99"]);
+    let stats = json(&["stats"]);
+    let vm1_flows = json(&["flows", "--port", "vm1"]);
+    let edge_flows = json(&["flows", "--router", "edge"]);
+    let r1_from_vm2 = json(&["flows", "--port", "vm2", "--router", "r1"]);
     let (stopped, _, stderr) = run.stop();
+
+    assert!(snat.is_ok(), "vm2 reaches the external host by default SNAT: {snat:?}");
+    assert_eq!((status["host"].as_str(), status["version"].as_u64()), (Some("host-a"), Some(1)), "{status}");
+    assert!(
+        status["ports"].as_array().is_some_and(|p| p.iter().any(|p| p["port"] == "vm1" && p["state"] == "up" && p["ifindex"].is_u64())),
+        "{status}"
+    );
+    let c = conns.as_array().and_then(|c| c.first()).unwrap_or_else(|| panic!("vm2's echo mapping: {conns}"));
+    assert_eq!((c["table"].as_str(), c["proto"].as_str(), c["dst"].as_str()), (Some("nat"), Some("icmp"), Some("192.0.2.50")), "{c}");
+    assert_eq!((c["router"].as_str(), c["reply"]["dst"].as_str()), (Some("r1"), Some("203.0.113.2")), "translated to r1's address: {c}");
+    assert!(c["idle_s"].is_f64() && c["kind"].is_string(), "{c}");
+    assert_eq!(none, serde_json::json!([]), "the filter leaves out what does not match");
+    assert!(stats["rx"].as_u64() > Some(40) && stats["drops"]["spoofed_ip"] == 1, "{stats}");
+    assert!(
+        stats["interfaces"].as_array().is_some_and(|i| i.iter().any(|i| i["interface"] == uplink && i["rx_bytes"].as_u64() > Some(0))),
+        "{stats}"
+    );
+    let vm1_tap = format!("{tag}v1");
+    assert!(
+        vm1_flows.as_array().is_some_and(|f| !f.is_empty()
+            && f.iter().all(|f| f["in"] == vm1_tap || f["outputs"].as_array().is_some_and(|o| o.iter().any(|o| o == &vm1_tap)))),
+        "vm1's flows, and only those: {vm1_flows}"
+    );
+    assert!(vm1_flows.as_array().is_some_and(|f| f.iter().any(|f| f["hits"].as_u64() > Some(0) && f["worker"].is_u64())), "{vm1_flows}");
+    assert!(
+        edge_flows.as_array().is_some_and(|f| f.iter().any(|f| f["in"] == uplink)),
+        "the pings enter the edge router from the uplink: {edge_flows}"
+    );
+    assert!(
+        r1_from_vm2.as_array().is_some_and(|f| !f.is_empty() && f.iter().all(|f| f["in"] == format!("{tag}v2"))),
+        "vm2's SNAT flows enter r1: {r1_from_vm2}"
+    );
 
     assert!(ping20.as_ref().is_ok_and(|o| o.contains("20 received")), "{ping20:?}");
     assert_eq!(delta(&rx_key), 20.0, "20 echo requests in by the uplink: {rx_key}");

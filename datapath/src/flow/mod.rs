@@ -201,6 +201,18 @@ impl FlowKey {
         words(in_if, h)
     }
 
+    /// The destination MAC the key matches: the frame's, or the inner frame's for a VXLAN key.
+    pub fn eth_dst(&self) -> rules::model::Mac {
+        let w = match self {
+            FlowKey::Plain(w) => w.get(2),
+            FlowKey::Plain6(w) => w.get(2),
+            FlowKey::Vxlan(w) => w.get(7),
+            FlowKey::Vxlan6(w) => w.get(7),
+        };
+        let b = w.copied().unwrap_or_default().to_le_bytes();
+        rules::model::Mac([b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+
     /// The key's words, whatever its kind.
     #[inline]
     pub fn words(&self) -> &[u64] {

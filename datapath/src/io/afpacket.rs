@@ -407,7 +407,7 @@ impl super::control::Instance for Supervised<'_> {
         ask_all(self.asks, Ask::Load)
     }
 
-    fn flows(&self) -> Vec<String> {
+    fn flows(&self) -> Vec<Vec<crate::report::FlowRecord>> {
         ask_all(self.asks, Ask::Flows)
     }
 }

@@ -166,8 +166,8 @@ pub trait Instance {
     fn own_stats(&self) -> Stats;
     /// Each worker's counters and load, asked between its batches.
     fn loads(&self) -> Vec<(Stats, WorkerLoad)>;
-    /// Each worker's flows, one per line.
-    fn flows(&self) -> Vec<String>;
+    /// Each worker's flows.
+    fn flows(&self) -> Vec<Vec<crate::report::FlowRecord>>;
 }
 
 /// `status` as JSON: host, version, since, source, the refusal, workers, ports.
@@ -223,7 +223,7 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
         }
         "status json" => status_json(at).to_string(),
         "metrics" => super::metrics::render(at),
-        "stats" => {
+        "stats" | "stats json" => {
             let answers = at.loads();
             let mut stats = at.own_stats();
             stats.fw_log_dropped = shared.fw_log_dropped();
@@ -239,25 +239,108 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
                 tables: Some(shared.tables(answers.iter().map(|(_, l)| l.flows).collect())),
                 live: answers.into_iter().map(|(_, l)| l).collect(),
             };
-            format!("{}flows: {flows}\nconnections: {}", summary.render(), shared.connection_count())
+            if command == "stats json" {
+                let mut v = serde_json::to_value(&summary).unwrap_or_default();
+                v["flows"] = flows.into();
+                v["connections"] = shared.connection_count().into();
+                v.to_string()
+            } else {
+                format!("{}flows: {flows}\nconnections: {}", summary.render(), shared.connection_count())
+            }
         }
-        "flows" => at
-            .flows()
-            .into_iter()
-            .enumerate()
-            .map(|(k, f)| if f.is_empty() { format!("worker {k}: no flows") } else { format!("worker {k}:\n{f}") })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        "conntrack" => shared.conntrack_report(Instant::wall()),
+        c if c == "flows" || c.starts_with("flows ") => {
+            // `flows [json] [port=ID] [router=ID]`: a port's flows come in or go out by its
+            // interface; a router's enter it (they match one of its ports' MACs).
+            let snap = shared.snapshot();
+            let topo = &snap.topo;
+            let mut json = false;
+            let (mut iface, mut macs) = (None, None);
+            for w in c.split_whitespace().skip(1) {
+                match w.split_once('=') {
+                    None if w == "json" => json = true,
+                    Some(("port", id)) => match topo.port_by_id.get(id).and_then(|&p| topo.port(p).interface.clone()) {
+                        Some(i) => iface = Some(i),
+                        None => return format!("error: no port {id:?} bound to an interface"),
+                    },
+                    Some(("router", id)) => match topo.routers.iter().position(|r| r.id == id) {
+                        Some(r) => {
+                            let r = rules::compile::RouterRef(r as u32);
+                            macs = Some(topo.ports.iter().filter(|p| p.router == Some(r)).map(|p| p.mac.to_string()).collect::<Vec<_>>())
+                        }
+                        None => return format!("error: no router {id:?}"),
+                    },
+                    _ => return format!("error: flows takes json, port=, router=, not {w:?}"),
+                }
+            }
+            let keep = |f: &crate::report::FlowRecord| {
+                iface.as_ref().is_none_or(|i| f.in_iface == *i || f.outputs.iter().any(|o| o == i || o.ends_with(&format!("):{i}"))))
+                    && macs.as_ref().is_none_or(|m| m.contains(&f.eth_dst))
+            };
+            let workers: Vec<Vec<crate::report::FlowRecord>> =
+                at.flows().into_iter().map(|w| w.into_iter().filter(keep).collect()).collect();
+            if json {
+                let all: Vec<serde_json::Value> = workers
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, w)| {
+                        w.iter().map(move |f| {
+                            let mut v = serde_json::to_value(f).unwrap_or_default();
+                            v["worker"] = k.into();
+                            v
+                        })
+                    })
+                    .collect();
+                serde_json::Value::Array(all).to_string()
+            } else {
+                workers
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| match f.is_empty() {
+                        true => format!("worker {k}: no flows"),
+                        false => format!("worker {k}:\n{}", f.iter().map(crate::report::FlowRecord::line).collect::<Vec<_>>().join("\n")),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        c if c == "conntrack" || c.starts_with("conntrack ") => {
+            // `conntrack [json] [src=IP] [dst=IP] [router=ID] [proto=P]`.
+            let mut filter = crate::report::ConnFilter::default();
+            let mut json = false;
+            for w in c.split_whitespace().skip(1) {
+                match w.split_once('=') {
+                    None if w == "json" => json = true,
+                    Some(("src", v)) => match v.parse() {
+                        Ok(a) => filter.src = Some(a),
+                        Err(_) => return format!("error: src {v:?} is not an address"),
+                    },
+                    Some(("dst", v)) => match v.parse() {
+                        Ok(a) => filter.dst = Some(a),
+                        Err(_) => return format!("error: dst {v:?} is not an address"),
+                    },
+                    Some(("router", v)) => filter.router = Some(v.to_string()),
+                    Some(("proto", v)) => filter.proto = Some(v.to_string()),
+                    _ => return format!("error: conntrack takes json, src=, dst=, router=, proto=, not {w:?}"),
+                }
+            }
+            let records: Vec<_> = shared.conntrack_records(Instant::wall()).into_iter().filter(|c| filter.matches(c)).collect();
+            if json {
+                serde_json::to_string(&records).unwrap_or_default()
+            } else {
+                records.iter().map(crate::report::ConnRecord::line).collect::<Vec<_>>().join("\n")
+            }
+        }
         c if c.starts_with("trace ") => {
-            // `trace IFACE HEX`: a frame as hex, simulated on a copy of the state.
+            // `trace IFACE HEX [json]`: a frame as hex, simulated on a copy of the state.
             let mut words = c.split_whitespace().skip(1);
-            let (Some(name), Some(hex)) = (words.next(), words.next()) else { return "error: trace IFACE HEXFRAME".into() };
+            let (Some(name), Some(hex)) = (words.next(), words.next()) else { return "error: trace IFACE HEXFRAME [json]".into() };
+            let json = words.next() == Some("json");
             let Some(i) = shared.snapshot().ifs.by_name(name) else { return format!("error: interface {name:?} is not bound") };
             let frame: Option<Vec<u8>> =
                 (0..hex.len()).step_by(2).map(|k| hex.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
             match frame {
-                Some(f) => shared.trace_packet(i, &f, Instant::wall()).join("\n"),
+                Some(f) if json => serde_json::to_string(&shared.trace_packet(i, &f, Instant::wall())).unwrap_or_default(),
+                Some(f) => shared.trace_packet(i, &f, Instant::wall()).lines().join("\n"),
                 None => "error: the frame is not hex".into(),
             }
         }

@@ -35,7 +35,7 @@ pub(super) enum Ask {
     /// Its counters, cached flows and packet rate.
     Load(Sender<(Stats, WorkerLoad)>),
     /// Its flows, one per line.
-    Flows(Sender<String>),
+    Flows(Sender<Vec<crate::report::FlowRecord>>),
     /// Take this socket for the interface in this slot (answered once it is polled).
     Bind(IfIdx, Box<Port>, Sender<()>),
     /// Close the socket of this slot (answered once it is closed).

@@ -78,3 +78,44 @@ impl ReplaySummary {
         out
     }
 }
+
+/// `stats --format json`: the same summary as [`ReplaySummary::render`]'s text, as an object —
+/// drops by reason (every reason), each interface's frames and bytes, each worker's load, each
+/// bounded table's fill.
+impl serde::Serialize for ReplaySummary {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let s = &self.stats;
+        let drops: serde_json::Map<String, serde_json::Value> =
+            crate::DropReason::ALL.iter().map(|&r| (r.name().to_string(), s.drops.get(r).into())).collect();
+        let interfaces: Vec<serde_json::Value> = self
+            .interfaces
+            .iter()
+            .zip(&s.per_iface)
+            .filter(|(n, _)| !n.is_empty())
+            .map(|(n, c)| serde_json::json!({"interface": n, "rx": c.rx, "tx": c.tx, "rx_bytes": c.rx_bytes, "tx_bytes": c.tx_bytes}))
+            .collect();
+        let workers: Vec<serde_json::Value> = self
+            .live
+            .iter()
+            .enumerate()
+            .map(|(k, w)| serde_json::json!({"worker": k, "rx": w.rx, "tx": w.tx, "flows": w.flows, "batches": w.batches, "pps": w.pps}))
+            .collect();
+        let tables: Vec<serde_json::Value> = self
+            .tables
+            .iter()
+            .flat_map(|t| t.bounded())
+            .map(|(table, entries, limit)| serde_json::json!({"table": table, "entries": entries, "limit": limit}))
+            .collect();
+        serde_json::json!({
+            "version": self.version,
+            "rx": s.rx, "tx": s.tx, "forwarded": s.forwarded, "handled": s.handled, "dropped": s.drops.total(),
+            "drops": drops,
+            "flow_hits": s.flow_hits, "hits_in_place": s.hits_in_place, "flow_misses": s.flow_misses,
+            "tx_errors": s.tx_errors, "gso_cut": s.gso_cut, "flows_evicted": s.flows_evicted, "fw_log_dropped": s.fw_log_dropped,
+            "interfaces": interfaces,
+            "workers": workers,
+            "tables": tables,
+        })
+        .serialize(ser)
+    }
+}

@@ -225,7 +225,7 @@ impl Datapath {
     }
 
     /// See [`Shared::trace_packet`].
-    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> Vec<String> {
+    pub fn trace_packet(&self, iface: IfIdx, frame: &[u8], now: Instant) -> crate::report::TraceRecord {
         self.shared.trace_packet(iface, frame, now)
     }
 
@@ -239,8 +239,8 @@ impl Datapath {
         self.shared.connection_count()
     }
 
-    /// This worker's cached flows, one per line ([`crate::report::flows`]).
-    pub fn flows_report(&self) -> String {
+    /// This worker's cached flows ([`crate::report::flows`]).
+    pub fn flows_report(&self) -> Vec<crate::report::FlowRecord> {
         crate::report::flows(&self.flows, &self.snap.ifs, self.shared.epoch(), &self.gens)
     }
 

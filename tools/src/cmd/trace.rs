@@ -61,6 +61,9 @@ pub struct TraceArgs {
     /// on a copy: nothing changes) instead of a fresh one.
     #[arg(long)]
     control: Option<PathBuf>,
+    /// Text for people, or JSON for programs.
+    #[arg(long, value_enum, default_value_t = super::control::Format::Text)]
+    format: super::control::Format,
 }
 
 pub fn run(a: TraceArgs) -> Result<(), String> {
@@ -107,7 +110,8 @@ pub fn run(a: TraceArgs) -> Result<(), String> {
 
     if let Some(ctl) = &a.control {
         let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
-        let answer = datapath::io::control::ask(ctl, &format!("trace {} {hex}", a.iface))
+        let json = if a.format == super::control::Format::Json { " json" } else { "" };
+        let answer = datapath::io::control::ask(ctl, &format!("trace {} {hex}{json}", a.iface))
             .map_err(|e| format!("{}: cannot reach a running edgepath: {e}", ctl.display()))?;
         if answer.starts_with("error:") {
             return Err(answer.trim_end().to_string());
@@ -115,8 +119,10 @@ pub fn run(a: TraceArgs) -> Result<(), String> {
         super::out(answer.trim_end());
         return Ok(());
     }
-    for line in dp.trace_packet(i, &frame, Instant(0)) {
-        super::out(line);
+    let t = dp.trace_packet(i, &frame, Instant(0));
+    match a.format {
+        super::control::Format::Json => super::out(serde_json::to_string(&t).map_err(|e| e.to_string())?),
+        super::control::Format::Text => t.lines().into_iter().for_each(super::out),
     }
     Ok(())
 }
