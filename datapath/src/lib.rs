@@ -32,6 +32,7 @@ pub mod shared;
 pub mod sim;
 pub mod state;
 pub mod stats;
+pub mod tap;
 pub mod time;
 pub mod wire;
 pub mod worker;

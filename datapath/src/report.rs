@@ -261,33 +261,39 @@ impl FlowRecord {
     }
 }
 
-/// A worker's cached flows, sorted as their lines sort.
-pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u32, gens: &crate::learn::Generations) -> Vec<FlowRecord> {
+/// One cached flow's record.
+pub fn flow_record(
+    k: &crate::flow::FlowKey,
+    f: &crate::flow::Flow,
+    ifs: &Ifaces,
+    epoch: u32,
+    gens: &crate::learn::Generations,
+) -> FlowRecord {
     let name = |i: IfIdx| ifs.list.get(i.0 as usize).map_or("?".to_string(), |x| x.name.clone());
-    let mut out: Vec<FlowRecord> = flows
+    let (inf, matches) = k.describe();
+    let outputs = f
+        .outputs
         .iter()
-        .map(|(k, f)| {
-            let (inf, matches) = k.describe();
-            let outputs = f
-                .outputs
-                .iter()
-                .map(|o| match &o.encap {
-                    Some(t) => format!("vxlan(vni {}, to {}):{}", t.vni(), t.dst(), name(o.iface)),
-                    None => name(o.iface),
-                })
-                .collect();
-            FlowRecord {
-                in_iface: name(inf),
-                matches,
-                eth_dst: k.eth_dst().to_string(),
-                rewrite: f.rewrite.describe(),
-                outputs,
-                drop: f.drop.map(|r| r.name()),
-                hits: f.hits.load(Ordering::Relaxed),
-                stale: f.epoch != epoch || !f.learned.fresh(gens),
-            }
+        .map(|o| match &o.encap {
+            Some(t) => format!("vxlan(vni {}, to {}):{}", t.vni(), t.dst(), name(o.iface)),
+            None => name(o.iface),
         })
         .collect();
+    FlowRecord {
+        in_iface: name(inf),
+        matches,
+        eth_dst: k.eth_dst().to_string(),
+        rewrite: f.rewrite.describe(),
+        outputs,
+        drop: f.drop.map(|r| r.name()),
+        hits: f.hits.load(Ordering::Relaxed),
+        stale: f.epoch != epoch || !f.learned.fresh(gens),
+    }
+}
+
+/// A worker's cached flows, sorted as their lines sort.
+pub fn flows(flows: &FlowTable, ifs: &Ifaces, epoch: u32, gens: &crate::learn::Generations) -> Vec<FlowRecord> {
+    let mut out: Vec<FlowRecord> = flows.iter().map(|(k, f)| flow_record(&k, f, ifs, epoch, gens)).collect();
     out.sort_by_cached_key(FlowRecord::line);
     out
 }

@@ -92,6 +92,8 @@ pub struct Shared {
     /// that set a timer.
     timers_due: AtomicU64,
     fwlog: OnceLock<FwLogger>,
+    /// `trace --live` and `capture --drops` (`tap.rs`).
+    tap: crate::tap::Tap,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl Shared {
             // The first input runs the timers: router advertisements may be due.
             timers_due: AtomicU64::new(0),
             fwlog: OnceLock::new(),
+            tap: crate::tap::Tap::default(),
         })
     }
 
@@ -210,6 +213,11 @@ impl Shared {
         if self.fwlog.get().is_none() {
             let _ = self.fwlog.set(FwLogger::start(dir));
         }
+    }
+
+    /// The tap (`trace --live`, `capture --drops`).
+    pub fn tap(&self) -> &crate::tap::Tap {
+        &self.tap
     }
 
     /// Firewall log lines dropped so far because the writer's queue was full.

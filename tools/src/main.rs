@@ -40,6 +40,8 @@ enum Command {
     Flows(cmd::control::FlowsArgs),
     /// The running datapath's connections: NAT mappings and firewall state.
     Conntrack(cmd::control::ConntrackArgs),
+    /// Write the frames the running datapath drops, with their reasons, to a pcapng file.
+    Capture(cmd::tap::CaptureArgs),
     /// Write the man pages (DIR/man/man1) and the bash, zsh and fish completions (DIR/completions)
     /// made from these definitions, for packaging.
     #[command(hide = true)]
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => cmd::control::stats(args),
         Command::Flows(args) => cmd::control::flows(args),
         Command::Conntrack(args) => cmd::control::conntrack(args),
+        Command::Capture(args) => cmd::tap::capture(args),
         Command::Generate { dir } => generate(&dir),
     };
     match result {

@@ -1,7 +1,8 @@
 //! The operator's view (issue 16) on a live edgepath in the lab of `tools/netns-lab.sh`:
 //! `/metrics` scraped during traffic, its counters moving as the traffic says, and clean by
 //! `promtool check metrics` (Debian's prometheus package); `status`, `stats`, `conntrack` and
-//! `flows` as JSON through a parser, with their filters.
+//! `flows` as JSON through a parser, with their filters; `trace --live` catching a miss and a
+//! cached hit; `capture --drops` writing a pcapng tshark reads back with the reason.
 //!
 //! Needs root (namespaces, veth, raw sockets) and promtool; CI has both. Elsewhere it skips,
 //! saying why.
@@ -105,7 +106,58 @@ fn metrics_move_as_the_traffic_says_and_promtool_passes() {
     let vm1_flows = json(&["flows", "--port", "vm1"]);
     let edge_flows = json(&["flows", "--router", "edge"]);
     let r1_from_vm2 = json(&["flows", "--port", "vm2", "--router", "r1"]);
+
+    // trace --live: the next two echo requests to vm1's floating IP, cached hits (the flow and
+    // its actions); capture --drops: the next spoofed_ip drop, into a pcapng tshark reads.
+    let edgepath = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--control", ctl.to_str().expect("utf8")]);
+        Command::new(env!("CARGO_BIN_EXE_edgepath")).args(all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("edgepath")
+    };
+    // (One ping process: its echo requests are one flow, the first a miss, the rest hits.)
+    let tracer =
+        edgepath(&["trace", "--live", "--in", &uplink, "--proto", "icmp", "--dst", "203.0.113.10", "--count", "2", "--timeout", "20"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let busy = edgepath(&["capture", "--drops", "--count", "1", "-w", "/dev/null", "--timeout", "2"]).wait_with_output().expect("capture");
+    let _ = ping("4");
+    let traced = tracer.wait_with_output().expect("trace");
+    let pcap = tmp.path().join("drops.pcapng");
+    let capture =
+        edgepath(&["capture", "--drops", "--reason", "spoofed_ip", "--count", "1", "-w", pcap.to_str().expect("utf8"), "--timeout", "20"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    in_ns(&vm2, &["python3", spoof.to_str().expect("utf8")]).expect("spoofed frame sent");
+    let captured = capture.wait_with_output().expect("capture");
     let (stopped, _, stderr) = run.stop();
+    let trace_text = String::from_utf8_lossy(&traced.stdout).into_owned();
+    assert!(traced.status.success(), "{trace_text}{}", String::from_utf8_lossy(&traced.stderr));
+    assert_eq!(trace_text.lines().filter(|l| l.starts_with(&format!("packet on {uplink}: "))).count(), 2, "two packets: {trace_text}");
+    assert_eq!(
+        trace_text.lines().filter(|l| l.contains("not cached: the simulation")).count(),
+        1,
+        "the first, a miss, walked: {trace_text}"
+    );
+    assert!(trace_text.contains("PREROUTING 1 float DNAT 203.0.113.10 → 10.0.0.3"), "the walk names the rule: {trace_text}");
+    assert_eq!(
+        trace_text.lines().filter(|l| l.contains("cached flow: in ") && l.contains(" actions=")).count(),
+        1,
+        "the second, a hit, with its flow: {trace_text}"
+    );
+    let busy_err = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success() && busy_err.contains("one at a time"), "a second tap user is refused: {busy_err}");
+    assert!(captured.status.success(), "{}", String::from_utf8_lossy(&captured.stderr));
+    let read =
+        Command::new("tshark").args(["-r", pcap.to_str().expect("utf8"), "-T", "fields", "-e", "frame.comment", "-e", "ip.src"]).output();
+    match read {
+        Ok(o) => {
+            let fields = String::from_utf8_lossy(&o.stdout).into_owned();
+            assert_eq!(fields.lines().count(), 1, "one frame: {fields}");
+            assert!(
+                fields.starts_with("edgepath drop: spoofed_ip (") && fields.trim_end().ends_with("\t10.0.0.99"),
+                "its reason and the spoofed source: {fields}"
+            );
+        }
+        Err(_) => panic!("tshark missing (Debian's tshark; .ci/run installs it)"),
+    }
 
     assert!(snat.is_ok(), "vm2 reaches the external host by default SNAT: {snat:?}");
     assert_eq!((status["host"].as_str(), status["version"].as_u64()), (Some("host-a"), Some(1)), "{status}");

@@ -25,7 +25,7 @@ use crate::time::Instant;
 use crate::Stats;
 
 /// The commands the socket takes (`trace IFACE HEXFRAME` simulates a frame on a copy of the state).
-pub const COMMANDS: &[&str] = &["status", "stats", "flows", "conntrack", "trace", "metrics"];
+pub const COMMANDS: &[&str] = &["status", "stats", "flows", "conntrack", "trace", "metrics", "tap"];
 
 /// One command and where its answer goes.
 pub struct Request {
@@ -344,6 +344,111 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
                 None => "error: the frame is not hex".into(),
             }
         }
+        c if c.starts_with("tap ") => tap(shared, c),
         other => format!("error: unknown command {other:?}; commands: {}", COMMANDS.join(", ")),
+    }
+}
+
+/// `tap trace N [in=IF] [proto=P] [src=IP] [dst=IP] [sport=N] [dport=N]` and `tap drops N
+/// [reason=R] [port=ID]` arm the tap (`tap.rs`) for N events; `tap take` answers what it holds
+/// as JSON (`events`, `remaining`, `lost`); `tap stop` disarms it.
+fn tap(shared: &Shared, c: &str) -> String {
+    use crate::tap::{Event, Filter, Mode};
+    let mut words = c.split_whitespace().skip(1);
+    let verb = words.next().unwrap_or_default();
+    match verb {
+        "take" => {
+            let (events, remaining, lost) = shared.tap().take();
+            let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            let events: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| match e {
+                    Event::Trace { iface, lines } => serde_json::json!({"kind": "trace", "interface": iface, "lines": lines}),
+                    Event::Drop { iface, reason, at, frame } => serde_json::json!({
+                        "kind": "drop", "interface": iface, "reason": reason.name(), "description": reason.description(),
+                        "at_ns": at, "frame": hex(frame),
+                    }),
+                })
+                .collect();
+            serde_json::json!({"events": events, "remaining": remaining, "lost": lost}).to_string()
+        }
+        "stop" => {
+            shared.tap().release();
+            "stopped".into()
+        }
+        "trace" | "drops" => {
+            let Some(count) = words.next().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0) else {
+                return format!("error: tap {verb} N: a count of at least 1");
+            };
+            let snap = shared.snapshot();
+            let mut filter = Filter::default();
+            let mut reason = None;
+            for w in words {
+                let Some((k, v)) = w.split_once('=') else { return format!("error: tap {verb}: {w:?} is not key=value") };
+                let bad = || format!("error: tap {verb}: {k} {v:?}");
+                match k {
+                    "in" => match snap.ifs.by_name(v) {
+                        Some(i) => filter.iface = Some(i),
+                        None => return format!("error: interface {v:?} is not bound"),
+                    },
+                    "port" => {
+                        let i = snap
+                            .topo
+                            .port_by_id
+                            .get(v)
+                            .and_then(|&p| snap.topo.port(p).interface.clone())
+                            .and_then(|i| snap.ifs.by_name(&i));
+                        match i {
+                            Some(i) => filter.iface = Some(i),
+                            None => return format!("error: no port {v:?} bound to an interface"),
+                        }
+                    }
+                    "proto" => {
+                        filter.proto = Some(match v {
+                            "tcp" => 6,
+                            "udp" => 17,
+                            "icmp" => 1,
+                            "icmpv6" => 58,
+                            _ => return bad(),
+                        })
+                    }
+                    "src" => {
+                        filter.src = Some(match v.parse() {
+                            Ok(a) => a,
+                            Err(_) => return bad(),
+                        })
+                    }
+                    "dst" => {
+                        filter.dst = Some(match v.parse() {
+                            Ok(a) => a,
+                            Err(_) => return bad(),
+                        })
+                    }
+                    "sport" => {
+                        filter.sport = Some(match v.parse() {
+                            Ok(p) => p,
+                            Err(_) => return bad(),
+                        })
+                    }
+                    "dport" => {
+                        filter.dport = Some(match v.parse() {
+                            Ok(p) => p,
+                            Err(_) => return bad(),
+                        })
+                    }
+                    "reason" => match crate::DropReason::ALL.iter().find(|r| r.name() == v) {
+                        Some(r) => reason = Some(*r),
+                        None => return format!("error: no drop reason {v:?}"),
+                    },
+                    _ => return bad(),
+                }
+            }
+            let mode = if verb == "trace" { Mode::Trace } else { Mode::Drops(reason) };
+            match shared.tap().arm(mode, filter, count) {
+                Ok(()) => "armed".into(),
+                Err(why) => format!("error: {why}"),
+            }
+        }
+        _ => "error: tap trace|drops|take|stop".into(),
     }
 }

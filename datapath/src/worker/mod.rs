@@ -28,6 +28,7 @@ use crate::time::Instant;
 use crate::wire::{self, L3};
 
 mod express;
+mod tap;
 mod vector;
 use vector::Classified;
 

@@ -33,4 +33,5 @@ pub mod pcap;
 pub mod replay;
 pub mod run;
 pub mod snapshot;
+pub mod tap;
 pub mod trace;
