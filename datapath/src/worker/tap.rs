@@ -23,9 +23,14 @@ impl Datapath {
         match t.mode {
             Mode::Drops(_) => Some(Seen { drops: self.stats.drops.clone(), frame: frame.to_vec() }),
             Mode::Trace => {
-                if t.take_one() {
+                // The event is made before it is counted taken, so a reader that sees none left
+                // finds every one queued.
+                if t.remaining() > 0 {
                     let lines = self.trace_lines(iface, c, frame, now);
-                    self.shared.tap().put(Event::Trace { iface: self.snap.ifs.get(iface).name.clone(), lines });
+                    let e = Event::Trace { iface: self.snap.ifs.get(iface).name.clone(), lines };
+                    if t.take_one() {
+                        self.shared.tap().put(e);
+                    }
                 }
                 if t.remaining() == 0 {
                     self.shared.tap().disarm();

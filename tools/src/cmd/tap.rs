@@ -59,7 +59,7 @@ pub fn follow(
     }
     ask(arm)?;
     let started = Instant::now();
-    let (mut got, mut lost) = (0, 0);
+    let (mut got, mut lost, mut finishing) = (0, 0, false);
     let result = loop {
         std::thread::sleep(Duration::from_millis(100));
         let answer = match ask("tap take") {
@@ -74,7 +74,8 @@ pub fn follow(
             }
         }
         lost = v["lost"].as_u64().unwrap_or(0);
-        let done = got >= count || v["remaining"].as_u64() == Some(0);
+        // The tap done: one more read for an event a worker counted but had not yet queued.
+        let done = got >= count || (v["remaining"].as_u64() == Some(0) && std::mem::replace(&mut finishing, true));
         if done || interrupted.load(Ordering::Relaxed) || started.elapsed() > timeout {
             break Ok((got, lost));
         }
