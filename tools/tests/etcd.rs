@@ -47,6 +47,14 @@ fn push(dir: &Path, url: &str, prefix: &str, snap: &Value) -> String {
     out
 }
 
+/// A real etcd server, with etcdctl beside it; `None` (saying why) where either is missing.
+fn etcd() -> Option<Server> {
+    if !etcd_tools() {
+        return None;
+    }
+    Server::start(None)
+}
+
 fn etcd_tools() -> bool {
     let ok = Command::new("etcdctl").arg("version").output().is_ok_and(|o| o.status.success());
     if !ok {
@@ -57,10 +65,7 @@ fn etcd_tools() -> bool {
 
 #[test]
 fn run_follows_etcd_refuses_a_bad_version_and_keeps_its_agent_record() {
-    if !etcd_tools() {
-        return;
-    }
-    let Some(etcd) = Server::start(None) else { return };
+    let Some(etcd) = etcd() else { return };
     let url = etcd.url();
     let tmp = tempfile::tempdir().expect("tmp");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
@@ -144,10 +149,7 @@ fn run_follows_etcd_refuses_a_bad_version_and_keeps_its_agent_record() {
 
 #[test]
 fn a_first_version_refused_is_one_line_and_an_etcd_away_is_waited_for() {
-    if !etcd_tools() {
-        return;
-    }
-    let Some(etcd) = Server::start(None) else { return };
+    let Some(etcd) = etcd() else { return };
     let url = etcd.url();
     etcdctl(&url, &["put", "/f/ports/p1", r#"{"id": "p1"}"#]);
     etcdctl(&url, &["put", "/f/version", "1"]);
@@ -205,11 +207,8 @@ fn the_command_speaks_tls_to_etcd() {
 /// next push.
 #[test]
 fn two_hosts_on_one_etcd_a_new_fip_answers_and_etcd_down_costs_no_ping() {
-    if !etcd_tools() {
-        return;
-    }
+    let Some(mut etcd) = etcd() else { return };
     let Some((lab, tmp)) = Lab::up("k") else { return };
-    let Some(mut etcd) = Server::start(None) else { return };
     let url = etcd.url();
     let tag = lab.tag.clone();
     let ext = format!("{tag}-ext");

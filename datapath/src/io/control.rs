@@ -353,7 +353,7 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
 /// [reason=R] [port=ID]` arm the tap (`tap.rs`) for N events; `tap take` answers what it holds
 /// as JSON (`events`, `remaining`, `lost`); `tap stop` disarms it.
 fn tap(shared: &Shared, c: &str) -> String {
-    use crate::tap::{Event, Filter, Mode};
+    use crate::tap::Event;
     let mut words = c.split_whitespace().skip(1);
     let verb = words.next().unwrap_or_default();
     match verb {
@@ -376,79 +376,56 @@ fn tap(shared: &Shared, c: &str) -> String {
             shared.tap().release();
             "stopped".into()
         }
-        "trace" | "drops" => {
-            let Some(count) = words.next().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0) else {
-                return format!("error: tap {verb} N: a count of at least 1");
-            };
-            let snap = shared.snapshot();
-            let mut filter = Filter::default();
-            let mut reason = None;
-            for w in words {
-                let Some((k, v)) = w.split_once('=') else { return format!("error: tap {verb}: {w:?} is not key=value") };
-                let bad = || format!("error: tap {verb}: {k} {v:?}");
-                match k {
-                    "in" => match snap.ifs.by_name(v) {
-                        Some(i) => filter.iface = Some(i),
-                        None => return format!("error: interface {v:?} is not bound"),
-                    },
-                    "port" => {
-                        let i = snap
-                            .topo
-                            .port_by_id
-                            .get(v)
-                            .and_then(|&p| snap.topo.port(p).interface.clone())
-                            .and_then(|i| snap.ifs.by_name(&i));
-                        match i {
-                            Some(i) => filter.iface = Some(i),
-                            None => return format!("error: no port {v:?} bound to an interface"),
-                        }
-                    }
-                    "proto" => {
-                        filter.proto = Some(match v {
-                            "tcp" => 6,
-                            "udp" => 17,
-                            "icmp" => 1,
-                            "icmpv6" => 58,
-                            _ => return bad(),
-                        })
-                    }
-                    "src" => {
-                        filter.src = Some(match v.parse() {
-                            Ok(a) => a,
-                            Err(_) => return bad(),
-                        })
-                    }
-                    "dst" => {
-                        filter.dst = Some(match v.parse() {
-                            Ok(a) => a,
-                            Err(_) => return bad(),
-                        })
-                    }
-                    "sport" => {
-                        filter.sport = Some(match v.parse() {
-                            Ok(p) => p,
-                            Err(_) => return bad(),
-                        })
-                    }
-                    "dport" => {
-                        filter.dport = Some(match v.parse() {
-                            Ok(p) => p,
-                            Err(_) => return bad(),
-                        })
-                    }
-                    "reason" => match crate::DropReason::ALL.iter().find(|r| r.name() == v) {
-                        Some(r) => reason = Some(*r),
-                        None => return format!("error: no drop reason {v:?}"),
-                    },
-                    _ => return bad(),
-                }
-            }
-            let mode = if verb == "trace" { Mode::Trace } else { Mode::Drops(reason) };
-            match shared.tap().arm(mode, filter, count) {
+        "trace" | "drops" => match tap_spec(shared, verb, words) {
+            Ok((mode, filter, count)) => match shared.tap().arm(mode, filter, count) {
                 Ok(()) => "armed".into(),
                 Err(why) => format!("error: {why}"),
-            }
-        }
+            },
+            Err(e) => e,
+        },
         _ => "error: tap trace|drops|take|stop".into(),
     }
+}
+
+/// What `tap trace|drops N key=value…` asks for, or the error line.
+fn tap_spec<'a>(
+    shared: &Shared,
+    verb: &str,
+    mut words: impl Iterator<Item = &'a str>,
+) -> Result<(crate::tap::Mode, crate::tap::Filter, usize), String> {
+    use crate::tap::{Filter, Mode};
+    let count = words.next().and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0);
+    let count = count.ok_or_else(|| format!("error: tap {verb} N: a count of at least 1"))?;
+    let snap = shared.snapshot();
+    let mut filter = Filter::default();
+    let mut reason = None;
+    for w in words {
+        let (k, v) = w.split_once('=').ok_or_else(|| format!("error: tap {verb}: {w:?} is not key=value"))?;
+        let bad = || format!("error: tap {verb}: {k} {v:?}");
+        fn field<T: std::str::FromStr>(v: &str, bad: impl Fn() -> String) -> Result<Option<T>, String> {
+            v.parse().map(Some).map_err(|_| bad())
+        }
+        match k {
+            "in" => filter.iface = Some(snap.ifs.by_name(v).ok_or_else(|| format!("error: interface {v:?} is not bound"))?),
+            "port" => {
+                let i = snap.topo.port_by_id.get(v).and_then(|&p| snap.topo.port(p).interface.clone()).and_then(|i| snap.ifs.by_name(&i));
+                filter.iface = Some(i.ok_or_else(|| format!("error: no port {v:?} bound to an interface"))?);
+            }
+            "proto" => {
+                let p = [("tcp", 6), ("udp", 17), ("icmp", 1), ("icmpv6", 58)].into_iter().find(|(n, _)| *n == v);
+                filter.proto = Some(p.ok_or_else(bad)?.1);
+            }
+            "src" => filter.src = field(v, bad)?,
+            "dst" => filter.dst = field(v, bad)?,
+            "sport" => filter.sport = field(v, bad)?,
+            "dport" => filter.dport = field(v, bad)?,
+            "reason" => {
+                let r = crate::DropReason::ALL.iter().find(|r| r.name() == v);
+                reason = Some(*r.ok_or_else(|| format!("error: no drop reason {v:?}"))?);
+            }
+            _ => return Err(bad()),
+        }
+    }
+    let mode = if verb == "trace" { Mode::Trace } else { Mode::Drops(reason) };
+    Ok((mode, filter, count))
 }
