@@ -8,8 +8,10 @@ use crate::iface::IfIdx;
 use crate::tap::{Event, Mode, Spec};
 use crate::time::Instant;
 
+use crate::batch::RxFrames;
+
 use super::vector::Classified;
-use super::Datapath;
+use super::{Datapath, Src};
 
 /// A frame the tap watches across its processing.
 pub(super) struct Seen {
@@ -18,8 +20,28 @@ pub(super) struct Seen {
 }
 
 impl Datapath {
+    /// [`Datapath::process_frames`]'s chunk while the tap is armed: each frame in order through
+    /// the general door, the tap looking at those its filter takes. Kept out of line, so the
+    /// batch's own loop is the same whether the tap exists or not.
+    #[inline(never)]
+    #[cold]
+    pub(super) fn process_tapped(&mut self, iface: IfIdx, rx: &mut impl RxFrames, range: std::ops::Range<usize>, t: &Spec) {
+        for k in range {
+            self.batch_marks.push(self.tx.staged_count());
+            let now = rx.time(k);
+            let c = self.classify(iface, rx.frame(k));
+            let watched = t.filter.takes(iface, rx.frame(k));
+            let seen = if watched { self.tap_before(t, iface, &c, rx.frame(k), now) } else { None };
+            let (buf, at) = rx.buf_mut(k);
+            self.process_classified(iface, Src::Rx { buf, at, k }, &c, now, false);
+            if let Some(seen) = seen {
+                self.tap_after(t, iface, seen, now);
+            }
+        }
+    }
+
     /// Before frame `frame` (from `iface`, classified as `c`) is processed.
-    pub(super) fn tap_before(&mut self, t: &Spec, iface: IfIdx, c: &Classified, frame: &[u8], now: Instant) -> Option<Seen> {
+    fn tap_before(&mut self, t: &Spec, iface: IfIdx, c: &Classified, frame: &[u8], now: Instant) -> Option<Seen> {
         match t.mode {
             Mode::Drops(_) => Some(Seen { drops: self.stats.drops.clone(), frame: frame.to_vec() }),
             Mode::Trace => {
@@ -41,7 +63,7 @@ impl Datapath {
     }
 
     /// After the frame was processed: a drop it caused, queued.
-    pub(super) fn tap_after(&mut self, t: &Spec, iface: IfIdx, seen: Seen, now: Instant) {
+    fn tap_after(&mut self, t: &Spec, iface: IfIdx, seen: Seen, now: Instant) {
         let Mode::Drops(want) = &t.mode else { return };
         let reason = crate::DropReason::ALL.iter().copied().find(|&r| self.stats.drops.get(r) > seen.drops.get(r));
         if let Some(r) = reason.filter(|r| want.is_none_or(|w| w == *r)) {

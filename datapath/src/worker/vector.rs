@@ -52,10 +52,13 @@ impl Datapath {
         let mut lanes = self.lanes.take().unwrap_or_default();
         let mut classified = std::mem::take(&mut self.classified);
         classified.clear();
-        // The express lane needs the flow cache, and gives no trace; with the tap armed every
-        // frame takes the general door, where the tap looks at it (`worker/tap.rs`).
-        let tap = self.shared.tap().spec();
-        let express = self.cache && !self.trace && tap.is_none();
+        // With the tap armed, every frame takes the general door, where the tap looks at it
+        // (`worker/tap.rs`), by a loop of its own: this one stays as it is.
+        if let Some(tap) = self.shared.tap().spec() {
+            return self.process_tapped(iface, rx, range, &tap);
+        }
+        // The express lane needs the flow cache, and gives no trace.
+        let express = self.cache && !self.trace;
         for (lane, k) in lanes.0.iter_mut().zip(range.clone()) {
             let frame = rx.frame(k);
             if express {
@@ -103,13 +106,8 @@ impl Datapath {
                     &fresh
                 }
             };
-            let watched = tap.as_deref().filter(|t| t.filter.takes(iface, rx.frame(k)));
-            let seen = watched.and_then(|t| self.tap_before(t, iface, c, rx.frame(k), now));
             let (buf, at) = rx.buf_mut(k);
             self.process_classified(iface, Src::Rx { buf, at, k }, c, now, false);
-            if let (Some(t), Some(seen)) = (watched, seen) {
-                self.tap_after(t, iface, seen, now);
-            }
         }
         self.taken(iface, taken);
         self.lanes = Some(lanes);
