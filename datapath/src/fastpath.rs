@@ -93,6 +93,13 @@ impl TxBuf {
         self.frames.push(Staged { iface, at: Place::Rx { k, at } });
     }
 
+    /// Every staged frame's interface and length (what it sends, counted once a batch).
+    pub fn lens(&self) -> impl Iterator<Item = (IfIdx, usize)> + '_ {
+        self.frames.iter().map(|s| match &s.at {
+            Place::Own(at) | Place::Rx { at, .. } => (s.iface, at.len()),
+        })
+    }
+
     /// Frames staged so far, of every input (where the next input's begin).
     pub fn staged_count(&self) -> usize {
         self.frames.len()

@@ -157,14 +157,17 @@ impl ConnRecord {
     }
 }
 
+/// The protocols `conntrack` and the tap name, by number.
+const PROTOS: [(&str, u8); 4] = [("tcp", 6), ("udp", 17), ("icmp", 1), ("icmpv6", 58)];
+
+/// A protocol's name (`ip` for any other).
 fn proto_name(p: u8) -> &'static str {
-    match p {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
-        58 => "icmpv6",
-        _ => "ip",
-    }
+    PROTOS.iter().find(|(_, n)| *n == p).map_or("ip", |(name, _)| name)
+}
+
+/// A protocol's number, by name.
+pub fn proto_number(name: &str) -> Option<u8> {
+    PROTOS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
 }
 
 /// The connections (NAT mappings, firewall state, fip64 bindings) at `now`.

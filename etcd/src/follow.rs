@@ -158,32 +158,18 @@ struct State {
     down: bool,
 }
 
-/// How a session ended: asked to stop, or by an error (try again).
-enum End {
-    Stop,
-    Failed(Error),
-}
-
-impl From<Error> for End {
-    fn from(e: Error) -> End {
-        End::Failed(e)
-    }
-}
-
 impl State {
     async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         loop {
             match self.session(&mut backoff).await {
-                End::Stop => return,
-                End::Failed(e) => {
-                    if !self.down {
-                        tracing::warn!("{e}; the running snapshot stays, trying again (every {} s at most)", BACKOFF_MAX.as_secs());
-                        self.down = true;
-                    } else {
-                        tracing::debug!("{e}");
-                    }
+                // Asked to stop.
+                Ok(()) => return,
+                Err(e) if !self.down => {
+                    tracing::warn!("{e}; the running snapshot stays, trying again (every {} s at most)", BACKOFF_MAX.as_secs());
+                    self.down = true;
                 }
+                Err(e) => tracing::debug!("{e}"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -193,30 +179,19 @@ impl State {
         }
     }
 
-    async fn session(&mut self, backoff: &mut Duration) -> End {
+    /// One connection, until asked to stop (`Ok`) or an error (try again).
+    async fn session(&mut self, backoff: &mut Duration) -> Result<(), Error> {
         let cfg = self.cfg.clone();
-        let failed = |what: &str, e: etcd_client::Error| End::Failed(cfg.error(what, e));
-        let mut client = match cfg.connect().await {
-            Ok(c) => c,
-            Err(e) => return End::Failed(e),
-        };
-        let (mut keeper, mut alive) = match self.lease(&mut client).await {
-            Ok(k) => k,
-            Err(e) => return End::Failed(e),
-        };
+        let mut client = cfg.connect().await?;
+        let (mut keeper, mut alive) = self.lease(&mut client).await?;
         let mut tick = tokio::time::interval(Duration::from_millis(LEASE_TTL as u64 * 1000 / 3));
         'sync: loop {
             if self.watch_from.is_none() {
-                if let Err(e) = self.read_all(&mut client).await {
-                    return End::Failed(e);
-                }
+                self.read_all(&mut client).await?;
             }
             let from = self.watch_from.unwrap_or(0);
             let opts = WatchOptions::new().with_prefix().with_start_revision(from);
-            let mut stream = match timed(client.watch(format!("{}/", cfg.prefix), Some(opts))).await {
-                Ok(s) => s,
-                Err(e) => return failed("watching", e),
-            };
+            let mut stream = timed(client.watch(format!("{}/", cfg.prefix), Some(opts))).await.map_err(|e| cfg.error("watching", e))?;
             *backoff = BACKOFF_MIN;
             if std::mem::take(&mut self.down) {
                 tracing::info!("{}: reachable again, watching from revision {from}", cfg.describe());
@@ -227,14 +202,10 @@ impl State {
                         if let Some(id) = self.lease.take() {
                             let _ = tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(id)).await;
                         }
-                        return End::Stop;
+                        return Ok(());
                     }
                     m = stream.message() => {
-                        let resp = match m {
-                            Ok(Some(r)) => r,
-                            Ok(None) => return End::Failed(cfg.error("watching", "the watch ended")),
-                            Err(e) => return failed("watching", e),
-                        };
+                        let resp = m.map_err(|e| cfg.error("watching", e))?.ok_or_else(|| cfg.error("watching", "the watch ended"))?;
                         if resp.compact_revision() > 0 || resp.canceled() {
                             tracing::info!(
                                 "{}: the watch from revision {from} was compacted away (to {}); reading the prefix again",
@@ -246,24 +217,17 @@ impl State {
                         self.apply(resp.events());
                     }
                     _ = tick.tick() => {
-                        if let Err(e) = timed(keeper.keep_alive()).await {
-                            return failed("keeping the agent lease", e);
-                        }
+                        timed(keeper.keep_alive()).await.map_err(|e| cfg.error("keeping the agent lease", e))?;
                     }
-                    r = alive.message() => match r {
-                        Ok(Some(r)) if r.ttl() > 0 => {}
-                        Ok(_) => {
+                    r = alive.message() => match r.map_err(|e| cfg.error("keeping the agent lease", e))? {
+                        Some(r) if r.ttl() > 0 => {}
+                        _ => {
                             // The lease ran out (etcd was away longer than its TTL): a new one.
                             self.lease = None;
-                            return End::Failed(cfg.error("keeping the agent lease", "the lease expired"));
+                            return Err(cfg.error("keeping the agent lease", "the lease expired"));
                         }
-                        Err(e) => return failed("keeping the agent lease", e),
                     },
-                    _ = self.record.changed() => {
-                        if let Err(e) = self.put_record(&mut client).await {
-                            return End::Failed(e);
-                        }
-                    }
+                    _ = self.record.changed() => self.put_record(&mut client).await?,
                 }
             }
         }

@@ -7,4 +7,4 @@ pub mod model;
 pub mod validate;
 
 pub use compile::{load_topology, topology_of, Topology};
-pub use validate::{load_file, load_str, load_value, FileError, SnapshotError};
+pub use validate::{load_file, load_str, load_value, read_document, FileError, SnapshotError};

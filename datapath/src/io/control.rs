@@ -128,6 +128,21 @@ fn forward(stream: UnixStream, tx: &Sender<Request>) {
     let _ = s.write_all(b"\n");
 }
 
+/// Bytes as hex, as frames travel over the socket.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex back into bytes; `None` when it is not hex.
+pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len()).step_by(2).map(|k| hex.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
+}
+
+/// The interface of port `id`, when it is bound to one.
+fn port_interface(topo: &rules::compile::Topology, id: &str) -> Option<String> {
+    topo.port_by_id.get(id).and_then(|&p| topo.port(p).interface.clone())
+}
+
 /// Send `command` to the datapath listening on `path` and return its answer.
 pub fn ask(path: &Path, command: &str) -> std::io::Result<String> {
     let mut s = UnixStream::connect(path)?;
@@ -258,7 +273,7 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
             for w in c.split_whitespace().skip(1) {
                 match w.split_once('=') {
                     None if w == "json" => json = true,
-                    Some(("port", id)) => match topo.port_by_id.get(id).and_then(|&p| topo.port(p).interface.clone()) {
+                    Some(("port", id)) => match port_interface(topo, id) {
                         Some(i) => iface = Some(i),
                         None => return format!("error: no port {id:?} bound to an interface"),
                     },
@@ -336,9 +351,7 @@ pub fn answer(at: &dyn Instance, command: &str) -> String {
             let (Some(name), Some(hex)) = (words.next(), words.next()) else { return "error: trace IFACE HEXFRAME [json]".into() };
             let json = words.next() == Some("json");
             let Some(i) = shared.snapshot().ifs.by_name(name) else { return format!("error: interface {name:?} is not bound") };
-            let frame: Option<Vec<u8>> =
-                (0..hex.len()).step_by(2).map(|k| hex.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
-            match frame {
+            match from_hex(hex) {
                 Some(f) if json => serde_json::to_string(&shared.trace_packet(i, &f, Instant::wall())).unwrap_or_default(),
                 Some(f) => shared.trace_packet(i, &f, Instant::wall()).lines().join("\n"),
                 None => "error: the frame is not hex".into(),
@@ -359,14 +372,13 @@ fn tap(shared: &Shared, c: &str) -> String {
     match verb {
         "take" => {
             let (events, remaining, lost) = shared.tap().take();
-            let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
             let events: Vec<serde_json::Value> = events
                 .iter()
                 .map(|e| match e {
                     Event::Trace { iface, lines } => serde_json::json!({"kind": "trace", "interface": iface, "lines": lines}),
                     Event::Drop { iface, reason, at, frame } => serde_json::json!({
                         "kind": "drop", "interface": iface, "reason": reason.name(), "description": reason.description(),
-                        "at_ns": at, "frame": hex(frame),
+                        "at_ns": at, "frame": to_hex(frame),
                     }),
                 })
                 .collect();
@@ -408,12 +420,11 @@ fn tap_spec<'a>(
         match k {
             "in" => filter.iface = Some(snap.ifs.by_name(v).ok_or_else(|| format!("error: interface {v:?} is not bound"))?),
             "port" => {
-                let i = snap.topo.port_by_id.get(v).and_then(|&p| snap.topo.port(p).interface.clone()).and_then(|i| snap.ifs.by_name(&i));
+                let i = port_interface(&snap.topo, v).and_then(|i| snap.ifs.by_name(&i));
                 filter.iface = Some(i.ok_or_else(|| format!("error: no port {v:?} bound to an interface"))?);
             }
             "proto" => {
-                let p = [("tcp", 6), ("udp", 17), ("icmp", 1), ("icmpv6", 58)].into_iter().find(|(n, _)| *n == v);
-                filter.proto = Some(p.ok_or_else(bad)?.1);
+                filter.proto = Some(crate::report::proto_number(v).ok_or_else(bad)?);
             }
             "src" => filter.src = field(v, bad)?,
             "dst" => filter.dst = field(v, bad)?,

@@ -224,7 +224,7 @@ fn take(dp: &mut Datapath, gso: &mut Gso, i: IfIdx, mtu: usize, rx: &mut impl Rx
         }
     }
     dp.process_frames(i, rx, from..rx.count());
-    dp.count_bytes(i, false, bytes);
+    dp.count_rx_bytes(i, bytes);
 }
 
 /// A TCP super-frame, cut into segments of `mtu` and each processed; one that cannot be cut is
@@ -250,20 +250,14 @@ pub(super) fn mtu(name: &str) -> usize {
 
 /// Send what the datapath staged, one `sendmmsg()` per interface straight from where it lies
 /// (its transmit buffer, or `rx` for hits applied in place) — by the interface's AF_XDP socket
-/// when it has one — and count what was refused. `taken` is a port the caller holds out of
+/// when it has one — and count its bytes and what was refused. `taken` is a port the caller holds out of
 /// `ports` while it reads it (its frames leave by its AF_PACKET socket). Frames for an interface
 /// this worker has no socket on (it went between the flow's making and now) count as refused.
 fn flush(dp: &mut Datapath, ports: &mut [Option<Box<Port>>], taken: Option<(usize, &RawSocket)>, rx: &impl RxFrames) {
     let mut refused = 0;
-    let mut sent: [(usize, u64); 8] = [(usize::MAX, 0); 8];
-    let mut more = Vec::new();
+    dp.count_tx_bytes();
     for (o, frames) in dp.tx().by_iface_in(rx) {
         let o = o.0 as usize;
-        let bytes = frames.clone().map(|f| f.len() as u64).sum();
-        match sent.iter_mut().find(|(k, _)| *k == usize::MAX) {
-            Some(free) => *free = (o, bytes),
-            None => more.push((o, bytes)),
-        }
         refused += match (taken, ports.get_mut(o).and_then(Option::as_mut)) {
             (Some((k, s)), _) if k == o => s.send_many(frames),
             (_, Some(p)) => match p.xsk.as_mut() {
@@ -272,9 +266,6 @@ fn flush(dp: &mut Datapath, ports: &mut [Option<Box<Port>>], taken: Option<(usiz
             },
             (_, None) => frames.count(),
         };
-    }
-    for &(o, bytes) in sent.iter().take_while(|(k, _)| *k != usize::MAX).chain(&more) {
-        dp.count_bytes(IfIdx(o as u16), true, bytes);
     }
     dp.sent();
     if refused > 0 {

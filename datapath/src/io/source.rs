@@ -64,8 +64,8 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 }
 
 /// `version N: ` for a refusal line, where the document says N.
-fn version_of(doc: Option<&serde_json::Value>) -> String {
-    doc.and_then(|d| d.get("version")).and_then(serde_json::Value::as_u64).map_or(String::new(), |v| format!("version {v}: "))
+fn version_of(doc: &serde_json::Value) -> String {
+    doc.get("version").and_then(serde_json::Value::as_u64).map_or(String::new(), |v| format!("version {v}: "))
 }
 
 impl Followed {
@@ -97,15 +97,17 @@ impl Followed {
                 if !asked && !changed {
                     return None;
                 }
-                Some(rules::load_topology(path).map_err(|e| {
-                    let doc = std::fs::read_to_string(&*path).ok().and_then(|t| serde_json::from_str(&t).ok());
-                    format!("{}{e}", version_of(doc.as_ref()))
-                }))
+                let name = path.display().to_string();
+                Some(
+                    rules::read_document(path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|doc| rules::topology_of(&doc, &name).map_err(|e| format!("{}{e}", version_of(&doc)))),
+                )
             }
             Source::Feed(feed) => {
                 let v = feed.latest()?;
                 Some(match v.document {
-                    Ok(doc) => rules::topology_of(&doc, &v.origin).map_err(|e| format!("{}{e}", version_of(Some(&doc)))),
+                    Ok(doc) => rules::topology_of(&doc, &v.origin).map_err(|e| format!("{}{e}", version_of(&doc))),
                     Err(e) => Err(format!("{}: {e}", v.origin)),
                 })
             }

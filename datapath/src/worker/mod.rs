@@ -215,9 +215,17 @@ impl Datapath {
         self.stats.tx_errors += n;
     }
 
-    /// Bytes the I/O layer received on (or sent by, `tx`) interface `slot`: a batch's at once.
-    pub fn count_bytes(&mut self, slot: IfIdx, tx: bool, bytes: u64) {
-        self.stats.count_bytes(slot, tx, bytes);
+    /// Bytes the I/O layer received on interface `slot`: a batch's at once.
+    pub fn count_rx_bytes(&mut self, slot: IfIdx, bytes: u64) {
+        self.stats.count_bytes(slot, false, bytes);
+    }
+
+    /// The bytes of every frame staged, counted as sent by their interfaces (live mode, before
+    /// [`Datapath::sent`]).
+    pub fn count_tx_bytes(&mut self) {
+        for (i, n) in self.tx.lens() {
+            self.stats.count_bytes(i, true, n as u64);
+        }
     }
 
     /// A super-frame the I/O layer cut into segments before processing them.

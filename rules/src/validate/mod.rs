@@ -50,10 +50,16 @@ pub struct FileError {
 
 /// Read, parse and validate a snapshot file.
 pub fn load_file(path: &std::path::Path) -> Result<Validated, FileError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| FileError { file: file.clone(), error: SnapshotError::Document(format!("cannot read: {e}")) })?;
-    load_str(&text).map_err(|error| FileError { file, error })
+    let doc = read_document(path)?;
+    load_value(&doc).map_err(|error| FileError { file: path.display().to_string(), error })
+}
+
+/// Read and parse a snapshot file into its document, not yet validated (one line naming the
+/// file where it cannot be read or is not JSON).
+pub fn read_document(path: &std::path::Path) -> Result<Value, FileError> {
+    let fail = |message: String| FileError { file: path.display().to_string(), error: SnapshotError::Document(message) };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))
 }
 
 /// A snapshot that passed validation: every reference resolves, every id is unique, every

@@ -61,8 +61,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), String> {
             let mut keep = None;
             let mut prepare = || {
                 let t = std::time::Instant::now();
-                let text = std::fs::read_to_string(&file).map_err(|e| format!("{name}: cannot read: {e}"))?;
-                let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{name}: not JSON: {e}"))?;
+                let doc = rules::read_document(&file).map_err(|e| e.to_string())?;
                 let parsed = t.elapsed();
                 let (valid, keys) = std::thread::scope(|s| {
                     let valid = s.spawn(|| rules::topology_of(&doc, &name).map(drop).map_err(|e| e.to_string()));

@@ -115,9 +115,7 @@ pub fn capture(a: CaptureArgs) -> Result<(), String> {
                 ifaces.len() - 1
             }
         };
-        let hex = e["frame"].as_str().unwrap_or_default();
-        let frame: Vec<u8> =
-            (0..hex.len()).step_by(2).filter_map(|k| hex.get(k..k + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+        let frame = datapath::io::control::from_hex(e["frame"].as_str().unwrap_or_default()).unwrap_or_default();
         let comment = format!("edgepath drop: {} ({})", e["reason"].as_str().unwrap_or("?"), e["description"].as_str().unwrap_or(""));
         let epb = EnhancedPacketBlock {
             interface_id: id as u32,

@@ -130,7 +130,7 @@ pub fn run(a: TraceArgs) -> Result<(), String> {
     built.map_err(|e| format!("building the packet: {e}"))?;
 
     if let Some(ctl) = &a.control {
-        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = datapath::io::control::to_hex(&frame);
         let json = if a.format == super::control::Format::Json { " json" } else { "" };
         let answer = datapath::io::control::ask(ctl, &format!("trace {} {hex}{json}", a.iface))
             .map_err(|e| format!("{}: cannot reach a running edgepath: {e}", ctl.display()))?;
